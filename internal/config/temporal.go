@@ -1,0 +1,159 @@
+// Package config holds what every drift process agrees on: how to reach
+// Temporal (flags and TEMPORAL_* environment variables), the task queue
+// names and the search attributes drift's workflows set.
+package config
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/spf13/pflag"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+)
+
+// TaskQueue is the queue of every workflow and of central activities.
+const TaskQueue = "drift"
+
+// CloudQueue is the queue of activities that act on one cloud; the worker
+// next to that cloud's Docker Engine or cluster polls it.
+func CloudQueue(cloud string) string { return TaskQueue + ".cloud." + cloud }
+
+// Search attributes drift's workflows set, so the Web UI can filter by them.
+const (
+	AttrUser  = "DriftUser"
+	AttrApp   = "DriftApp"
+	AttrCloud = "DriftCloud"
+	AttrKind  = "DriftKind"
+)
+
+// SearchAttributes are registered on the namespace before workflows run.
+var SearchAttributes = map[string]enums.IndexedValueType{
+	AttrUser:  enums.INDEXED_VALUE_TYPE_KEYWORD,
+	AttrApp:   enums.INDEXED_VALUE_TYPE_KEYWORD,
+	AttrCloud: enums.INDEXED_VALUE_TYPE_KEYWORD,
+	AttrKind:  enums.INDEXED_VALUE_TYPE_KEYWORD,
+}
+
+// Temporal is how to reach a Temporal cluster.
+type Temporal struct {
+	Address       string
+	Namespace     string
+	TLSCert       string // client certificate file (mTLS)
+	TLSKey        string
+	TLSCA         string // CA bundle to verify the server
+	TLSServerName string
+	TLS           bool // TLS with system roots and no client certificate (e.g. with an API key)
+	APIKey        string
+}
+
+// envOr returns the environment variable's value, or def when unset.
+func envOr(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok {
+		return v
+	}
+	return def
+}
+
+// BindFlags registers the connection flags, defaulting to TEMPORAL_* env vars.
+func (t *Temporal) BindFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&t.Address, "address", envOr("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port (env TEMPORAL_ADDRESS)")
+	fs.StringVar(&t.Namespace, "namespace", envOr("TEMPORAL_NAMESPACE", "default"), "Temporal namespace (env TEMPORAL_NAMESPACE)")
+	fs.StringVar(&t.TLSCert, "tls-cert", os.Getenv("TEMPORAL_TLS_CERT"), "client certificate for mTLS (env TEMPORAL_TLS_CERT)")
+	fs.StringVar(&t.TLSKey, "tls-key", os.Getenv("TEMPORAL_TLS_KEY"), "client key for mTLS (env TEMPORAL_TLS_KEY)")
+	fs.StringVar(&t.TLSCA, "tls-ca", os.Getenv("TEMPORAL_TLS_CA"), "CA bundle that signs the server certificate (env TEMPORAL_TLS_CA)")
+	fs.StringVar(&t.TLSServerName, "tls-server-name", os.Getenv("TEMPORAL_TLS_SERVER_NAME"), "server name to verify (env TEMPORAL_TLS_SERVER_NAME)")
+	fs.BoolVar(&t.TLS, "tls", os.Getenv("TEMPORAL_TLS") == "true", "use TLS even without a client certificate (env TEMPORAL_TLS)")
+	fs.StringVar(&t.APIKey, "api-key", os.Getenv("TEMPORAL_API_KEY"), "API key (env TEMPORAL_API_KEY); implies TLS")
+}
+
+// tlsConfig builds the TLS settings, or nil for a plain connection.
+func (t Temporal) tlsConfig() (*tls.Config, error) {
+	if !t.TLS && t.APIKey == "" && t.TLSCert == "" && t.TLSCA == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{ServerName: t.TLSServerName, MinVersion: tls.VersionTLS12}
+	if (t.TLSCert == "") != (t.TLSKey == "") {
+		return nil, fmt.Errorf("--tls-cert and --tls-key go together")
+	}
+	if t.TLSCert != "" {
+		pair, err := tls.LoadX509KeyPair(t.TLSCert, t.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("load client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	if t.TLSCA != "" {
+		pem, err := os.ReadFile(t.TLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("read CA bundle: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA bundle %s holds no PEM certificate", t.TLSCA)
+		}
+	}
+	return cfg, nil
+}
+
+// ClientOptions turns the settings into SDK client options.
+func (t Temporal) ClientOptions(logger *slog.Logger) (client.Options, error) {
+	tlsCfg, err := t.tlsConfig()
+	if err != nil {
+		return client.Options{}, err
+	}
+	opts := client.Options{
+		HostPort:          t.Address,
+		Namespace:         t.Namespace,
+		ConnectionOptions: client.ConnectionOptions{TLS: tlsCfg},
+	}
+	if t.APIKey != "" {
+		opts.Credentials = client.NewAPIKeyStaticCredentials(t.APIKey)
+	}
+	if logger != nil {
+		opts.Logger = sdklog.NewStructuredLogger(logger)
+	}
+	return opts, nil
+}
+
+// Dial connects to Temporal and checks that the server answers.
+func (t Temporal) Dial(ctx context.Context, logger *slog.Logger) (client.Client, error) {
+	opts, err := t.ClientOptions(logger)
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.DialContext(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("connect to Temporal at %s (namespace %s): %w", t.Address, t.Namespace, err)
+	}
+	return c, nil
+}
+
+// EnsureSearchAttributes registers drift's search attributes on the
+// namespace when they are missing (a no-op when they exist).
+func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace string) error {
+	have, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return fmt.Errorf("list search attributes: %w", err)
+	}
+	missing := map[string]enums.IndexedValueType{}
+	for name, typ := range SearchAttributes {
+		if _, ok := have.GetCustomAttributes()[name]; !ok {
+			missing[name] = typ
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	_, err = c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{Namespace: namespace, SearchAttributes: missing})
+	if err != nil {
+		return fmt.Errorf("add search attributes: %w", err)
+	}
+	return nil
+}

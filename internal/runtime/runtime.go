@@ -1,0 +1,218 @@
+// Package runtime runs drift instances on one cloud. A Runtime hides whether
+// the cloud is a Docker host, a Kubernetes cluster or a plain box that runs
+// processes; every implementation is idempotent by instance name and marks
+// what it creates with drift's ownership labels so it can always be found.
+package runtime
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// Kinds of runtime a cloud can declare.
+const (
+	KindDocker     = "docker"
+	KindKubernetes = "kubernetes"
+	KindProcess    = "process"
+)
+
+// Labels every drift-created object carries.
+const (
+	LabelOwned    = "drift.owned"
+	LabelWorkflow = "drift.workflow"
+	LabelCloud    = "drift.cloud"
+	LabelInstance = "drift.instance"
+)
+
+// ErrInvalid marks errors caused by bad input (a name or spec no retry can fix).
+var ErrInvalid = errors.New("invalid input")
+
+// Spec is what an instance runs: one image serving HTTP on one port.
+type Spec struct {
+	Image    string            `json:"image"`              // full reference, e.g. 127.0.0.1:5000/hello:v1 or …@sha256:…
+	Port     int               `json:"port"`               // port the service listens on inside its container/pod; the process runtime passes a free one in $PORT instead
+	Env      map[string]string `json:"env,omitempty"`      // extra environment
+	Command  []string          `json:"command,omitempty"`  // overrides the image entrypoint when set
+	Replicas int               `json:"replicas,omitempty"` // Kubernetes replicas; 0 means 1
+	Labels   map[string]string `json:"labels,omitempty"`   // extra labels (drift.workflow, drift.cloud, …); values are sanitised with LabelValue
+	Health   string            `json:"health,omitempty"`   // HTTP path answered when ready; "" means "/"
+}
+
+// Endpoint is where an instance serves.
+type Endpoint struct {
+	URL  string `json:"url"` // e.g. http://127.0.0.1:32768
+	Host string `json:"host"`
+	Port int    `json:"port"`
+}
+
+// Instance is one drift-owned instance found on a runtime.
+type Instance struct {
+	Name     string            `json:"name"`
+	Image    string            `json:"image"`
+	Labels   map[string]string `json:"labels"`
+	Ready    bool              `json:"ready"`
+	Endpoint Endpoint          `json:"endpoint"`
+}
+
+// Status tells whether an instance exists and is ready.
+type Status struct {
+	Exists   bool     `json:"exists"`
+	Ready    bool     `json:"ready"`
+	Image    string   `json:"image,omitempty"`
+	Endpoint Endpoint `json:"endpoint"`
+	Message  string   `json:"message,omitempty"`
+}
+
+// Runtime runs instances on one cloud.
+type Runtime interface {
+	// Kind is one of KindDocker, KindKubernetes, KindProcess.
+	Kind() string
+	// Deploy creates the instance, or reuses it when one with this name and
+	// image already exists, and returns once it is ready to serve.
+	Deploy(ctx context.Context, name string, spec Spec) (Endpoint, error)
+	// Status reports an instance; a missing one is Exists=false, not an error.
+	Status(ctx context.Context, name string) (Status, error)
+	// Destroy removes the instance and all it owns; a missing one is no error.
+	Destroy(ctx context.Context, name string) error
+	// List returns the drift-owned instances whose labels match selector
+	// (nil selector: all drift-owned instances).
+	List(ctx context.Context, selector map[string]string) ([]Instance, error)
+}
+
+var nameRE = regexp.MustCompile(`^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+// ValidateName checks that name is usable on every runtime: a DNS-1035
+// label (lowercase letters, digits and '-', starting with a letter, ≤63).
+func ValidateName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("%w: instance name %q must be a DNS-1035 label (a-z, 0-9, '-', start with a letter, at most 63 characters)", ErrInvalid, name)
+	}
+	return nil
+}
+
+// InstanceName derives a valid, stable instance name from its parts (such as
+// workflow identity and cloud), so a retry finds what an earlier try made.
+// Long or unusual inputs keep a hash suffix so distinct inputs never collide.
+func InstanceName(parts ...string) string {
+	joined := strings.Join(parts, "-")
+	clean := sanitize(strings.ToLower(joined), "-")
+	clean = strings.TrimLeft(clean, "-0123456789")
+	if clean == "" {
+		clean = "i"
+	}
+	if clean == joined && len(clean) <= 63 {
+		return clean
+	}
+	sum := shortHash(strings.Join(parts, "\x00"))
+	if len(clean) > 63-len(sum)-1 {
+		clean = clean[:63-len(sum)-1]
+	}
+	return strings.TrimRight(clean, "-") + "-" + sum
+}
+
+// LabelValue turns any string into a valid Kubernetes label value, the same
+// way on every runtime so selectors match everywhere.
+func LabelValue(s string) string {
+	clean := strings.Trim(sanitize(s, "-_."), "-_.")
+	if clean == s && len(s) <= 63 {
+		return s
+	}
+	sum := shortHash(s)
+	if len(clean) > 63-len(sum)-1 {
+		clean = strings.Trim(clean[:63-len(sum)-1], "-_.")
+	}
+	if clean == "" {
+		return sum
+	}
+	return clean + "-" + sum
+}
+
+// OwnedLabels returns the labels an instance carries: drift's ownership
+// label, the instance name and the spec's labels, all values sanitised.
+func OwnedLabels(name string, extra map[string]string) map[string]string {
+	l := map[string]string{LabelOwned: "true", LabelInstance: name}
+	for k, v := range extra {
+		l[k] = LabelValue(v)
+	}
+	return l
+}
+
+// Selector returns selector with drift's ownership label added and values
+// sanitised like OwnedLabels does.
+func Selector(selector map[string]string) map[string]string {
+	s := map[string]string{LabelOwned: "true"}
+	for k, v := range selector {
+		s[k] = LabelValue(v)
+	}
+	return s
+}
+
+// Matches reports whether labels satisfy a selector built by Selector.
+func Matches(labels, selector map[string]string) bool {
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// SortInstances orders instances by name so List output is stable.
+func SortInstances(in []Instance) {
+	sort.Slice(in, func(i, j int) bool { return in[i].Name < in[j].Name })
+}
+
+// sanitize replaces every rune that is not an ASCII letter, digit or one of
+// extra with '-'.
+func sanitize(s, extra string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(extra, r) {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('-')
+		}
+	}
+	return b.String()
+}
+
+func shortHash(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])[:10]
+}
+
+// Config is how a cloud's runtime is reached; it is the `runtime:` block of
+// a cloud in the topology file. An empty Kind means the process runtime.
+type Config struct {
+	Kind string `yaml:"kind,omitempty" json:"kind,omitempty"` // docker | kubernetes | process
+	// Docker: engine address (DOCKER_HOST syntax); "" uses the environment.
+	Host string `yaml:"host,omitempty" json:"host,omitempty"`
+	// Kubernetes: kubeconfig file, optional context, namespace ("" = drift-<cloud>).
+	Kubeconfig string `yaml:"kubeconfig,omitempty" json:"kubeconfig,omitempty"`
+	Context    string `yaml:"context,omitempty" json:"context,omitempty"`
+	Namespace  string `yaml:"namespace,omitempty" json:"namespace,omitempty"`
+	// Process: directory holding instance records and unpacked images
+	// ("" = <data dir>/process/<cloud>).
+	Dir string `yaml:"dir,omitempty" json:"dir,omitempty"`
+}
+
+// Validate rejects unknown kinds and missing connection details.
+func (c Config) Validate() error {
+	switch c.Kind {
+	case "", KindProcess, KindDocker:
+		return nil
+	case KindKubernetes:
+		if c.Kubeconfig == "" {
+			return fmt.Errorf("%w: kubernetes runtime needs a kubeconfig", ErrInvalid)
+		}
+		return nil
+	default:
+		return fmt.Errorf("%w: unknown runtime kind %q (want docker, kubernetes or process)", ErrInvalid, c.Kind)
+	}
+}

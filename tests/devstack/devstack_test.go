@@ -1,0 +1,157 @@
+package devstack_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/devstack"
+)
+
+// waitForGo is a workflow that blocks until it is signalled, so a test can
+// restart the server underneath it.
+func waitForGo(ctx workflow.Context) (string, error) {
+	var who string
+	workflow.GetSignalChannel(ctx, "go").Receive(ctx, &who)
+	return "released by " + who, nil
+}
+
+func TestStackServesUIRegistryAndSearchAttributes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	stack, err := devstack.Start(ctx, devstack.Options{DataDir: t.TempDir(), Logger: slog.Default()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stack.Stop()
+
+	body, ctype := get(t, stack.UIURL()+"/")
+	if !strings.HasPrefix(ctype, "text/html") || !strings.Contains(strings.ToLower(body), "<html") {
+		t.Fatalf("UI answered %q with %.200q", ctype, body)
+	}
+	if body, _ := get(t, "http://"+stack.RegistryHost()+"/v2/"); strings.TrimSpace(body) != "{}" {
+		t.Fatalf("registry /v2/ answered %q", body)
+	}
+
+	c := dial(t, ctx, stack)
+	attrs, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: stack.Namespace()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range config.SearchAttributes {
+		if _, ok := attrs.GetCustomAttributes()[name]; !ok {
+			t.Errorf("search attribute %s not registered (have %v)", name, attrs.GetCustomAttributes())
+		}
+	}
+}
+
+// A workflow started before the stack stops is still there, and finishes,
+// after the stack restarts on the same data dir.
+func TestRestartKeepsWorkflows(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	opts := devstack.Options{DataDir: dir, UIPort: -1, RegistryPort: -1, Logger: slog.Default()}
+
+	first, err := devstack.Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, ctx, first)
+	w := worker.New(c, "restart-test", worker.Options{})
+	w.RegisterWorkflow(waitForGo)
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "restart/1", TaskQueue: "restart-test"}, waitForGo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitForEvents(t, ctx, c, run.GetID(), 4) // started, task scheduled/started/completed
+	w.Stop()
+	c.Close()
+	first.Stop()
+
+	second, err := devstack.Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Stop()
+	c = dial(t, ctx, second)
+	desc, err := c.DescribeWorkflowExecution(ctx, run.GetID(), "")
+	if err != nil {
+		t.Fatalf("workflow lost across restart: %v", err)
+	}
+	if desc.GetWorkflowExecutionInfo().GetExecution().GetRunId() != run.GetRunID() {
+		t.Fatalf("different run after restart")
+	}
+	w = worker.New(c, "restart-test", worker.Options{})
+	w.RegisterWorkflow(waitForGo)
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	if err := c.SignalWorkflow(ctx, run.GetID(), "", "go", "test"); err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	if err := c.GetWorkflow(ctx, run.GetID(), run.GetRunID()).Get(ctx, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got != "released by test" {
+		t.Fatalf("result %q", got)
+	}
+}
+
+func dial(t *testing.T, ctx context.Context, s *devstack.Stack) client.Client {
+	t.Helper()
+	c, err := config.Temporal{Address: s.Address(), Namespace: s.Namespace()}.Dial(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func waitForEvents(t *testing.T, ctx context.Context, c client.Client, id string, n int) {
+	t.Helper()
+	for ctx.Err() == nil {
+		count := 0
+		it := c.GetWorkflowHistory(ctx, id, "", false, 0)
+		for it.HasNext() {
+			if _, err := it.Next(); err != nil {
+				t.Fatal(err)
+			}
+			count++
+		}
+		if count >= n {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("workflow %s never reached %d events", id, n)
+}
+
+func get(t *testing.T, url string) (string, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	return string(b), resp.Header.Get("Content-Type")
+}

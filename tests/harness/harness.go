@@ -1,0 +1,126 @@
+// Package harness starts the real parts integration tests run against: an
+// embedded registry, images of the example app, the Docker Engine and a
+// Temporal server. Heavy parts fail the test when missing; they skip only
+// when DRIFT_SKIP_HEAVY=1, which CI never sets.
+package harness
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/client"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/edgedrift/drift/internal/image"
+	"github.com/edgedrift/drift/internal/registry"
+)
+
+// RequireHeavy fails the test with why, or skips it when DRIFT_SKIP_HEAVY=1.
+func RequireHeavy(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv("DRIFT_SKIP_HEAVY") == "1" {
+		t.Skipf("DRIFT_SKIP_HEAVY=1: %s", why)
+	}
+	t.Fatal(why)
+}
+
+// Registry starts an embedded registry on a free loopback port for the test.
+func Registry(t testing.TB) *registry.Server {
+	t.Helper()
+	reg, err := registry.Start(context.Background(), t.TempDir(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	return reg
+}
+
+// RepoRoot is the drift module's root directory.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+var (
+	binMu    sync.Mutex
+	binCache = map[string][]byte{}
+)
+
+// HelloBinary builds the example app statically for arch, once per (arch,
+// version) per test binary.
+func HelloBinary(t testing.TB, arch, version string) []byte {
+	t.Helper()
+	binMu.Lock()
+	defer binMu.Unlock()
+	key := arch + "/" + version
+	if b, ok := binCache[key]; ok {
+		return b
+	}
+	out := filepath.Join(t.TempDir(), "hello")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version="+version, "-o", out, "./deploy/examples/apps/hello")
+	cmd.Dir = RepoRoot()
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build hello for %s: %v\n%s", arch, err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	binCache[key] = b
+	return b
+}
+
+// HelloImage builds the example app as a FROM-scratch image for linux/amd64
+// and linux/loong64, pushes the index to reg as hello:<version> and returns
+// its reference by digest. The version is compiled in, so two versions are
+// two different images.
+func HelloImage(t testing.TB, reg *registry.Server, version string) string {
+	t.Helper()
+	var imgs []v1.Image
+	for _, arch := range []string{"amd64", "loong64"} {
+		img, err := image.Build(v1.Platform{OS: "linux", Architecture: arch},
+			[]image.File{{Path: "/hello", Mode: 0o755, Data: HelloBinary(t, arch, version)}},
+			image.Config{Entrypoint: []string{"/hello"}, Env: []string{"PORT=8080"}, Ports: []int{8080}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		imgs = append(imgs, img)
+	}
+	idx, err := image.Index(imgs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ref, err := image.Push(ctx, fmt.Sprintf("%s/hello:%s", reg.Host(), version), idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
+
+// Docker connects to the Docker Engine named by DOCKER_HOST (or the default
+// socket) and checks that it answers.
+func Docker(t testing.TB) *client.Client {
+	t.Helper()
+	c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Ping(ctx); err != nil {
+		c.Close()
+		RequireHeavy(t, fmt.Sprintf("no Docker Engine answers (%v); run tests/docker-up.sh", err))
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}

@@ -1,0 +1,37 @@
+package harness
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/devstack"
+)
+
+// Temporal starts a real Temporal server (the dev stack without UI and
+// registry) on free loopback ports with its SQLite file in dir ("" = a new
+// temp dir), and returns the stack and a connected client. Both stop when
+// the test ends.
+func Temporal(t testing.TB, dir string) (*devstack.Stack, client.Client) {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stack, err := devstack.Start(ctx, devstack.Options{DataDir: dir, UIPort: -1, RegistryPort: -1, Logger: slog.Default()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stack.Stop)
+	c, err := config.Temporal{Address: stack.Address(), Namespace: stack.Namespace()}.Dial(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return stack, c
+}
