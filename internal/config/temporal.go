@@ -128,6 +128,12 @@ func (t Temporal) Dial(ctx context.Context, logger *slog.Logger) (client.Client,
 	if err != nil {
 		return nil, err
 	}
+	return t.DialWith(ctx, opts)
+}
+
+// DialWith connects with options made by ClientOptions and then adjusted
+// (e.g. a metrics handler added).
+func (t Temporal) DialWith(ctx context.Context, opts client.Options) (client.Client, error) {
 	c, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("connect to Temporal at %s (namespace %s): %w", t.Address, t.Namespace, err)

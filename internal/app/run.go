@@ -1,0 +1,76 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/topology"
+)
+
+// WorkerConfig is what the drift-worker binary is started with.
+type WorkerConfig struct {
+	Temporal     config.Temporal
+	TopologyFile string
+	Clouds       []string // cloud queues to poll
+	AllClouds    bool     // poll every cloud of the topology
+	NoCentral    bool     // do not poll the `drift` queue (a site worker next to one cloud)
+	DataDir      string
+	MetricsAddr  string // "" disables the metrics endpoint
+}
+
+// RunWorker connects, polls until ctx ends (SIGTERM in the binary), then
+// stops gracefully: pollers stop and running activities finish first.
+func RunWorker(ctx context.Context, cfg WorkerConfig, logger *slog.Logger) error {
+	var topo *topology.Topology
+	if cfg.TopologyFile != "" {
+		t, err := topology.Load(cfg.TopologyFile)
+		if err != nil {
+			return err
+		}
+		topo = t
+	}
+	clouds := cfg.Clouds
+	if cfg.AllClouds {
+		if topo == nil {
+			return fmt.Errorf("--all-clouds needs --topology")
+		}
+		clouds = nil
+		for _, c := range topo.Clouds() {
+			clouds = append(clouds, c.ID)
+		}
+	}
+	if len(clouds) > 0 && topo == nil {
+		return fmt.Errorf("--clouds needs --topology")
+	}
+
+	metrics := NewMetrics()
+	if cfg.MetricsAddr != "" {
+		addr, err := metrics.Serve(ctx, cfg.MetricsAddr, logger)
+		if err != nil {
+			return err
+		}
+		logger.Info("metrics", "url", "http://"+addr+"/metrics")
+	}
+	opts, err := cfg.Temporal.ClientOptions(logger)
+	if err != nil {
+		return err
+	}
+	opts.MetricsHandler = metrics.Handler
+	c, err := cfg.Temporal.DialWith(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	ws, err := StartWorkers(c, WorkerOptions{Topology: topo, Clouds: clouds, Central: !cfg.NoCentral, DataDir: cfg.DataDir, Logger: logger})
+	if err != nil {
+		return err
+	}
+	logger.Info("worker polling", "address", cfg.Temporal.Address, "namespace", cfg.Temporal.Namespace, "central", !cfg.NoCentral, "clouds", clouds)
+	<-ctx.Done()
+	logger.Info("worker stopping: waiting for running activities")
+	ws.Stop()
+	return nil
+}

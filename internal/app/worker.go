@@ -1,0 +1,170 @@
+// Package app wires drift's processes: which queues a worker polls, which
+// runtime acts for each cloud, metrics and shutdown. The worker and the
+// `drift dev` command are thin layers over it.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/uber-go/tally/v4"
+	tallyprom "github.com/uber-go/tally/v4/prometheus"
+	"go.temporal.io/sdk/client"
+	sdktally "go.temporal.io/sdk/contrib/tally"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/edgedrift/drift/activities"
+	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/runtime"
+	"github.com/edgedrift/drift/internal/runtime/docker"
+	"github.com/edgedrift/drift/internal/runtime/kubernetes"
+	"github.com/edgedrift/drift/internal/runtime/process"
+	"github.com/edgedrift/drift/internal/topology"
+)
+
+// WorkerOptions say what a worker serves.
+type WorkerOptions struct {
+	Topology *topology.Topology
+	Clouds   []string // cloud queues to poll (ids from Topology)
+	Central  bool     // poll the `drift` queue: workflows and central activities
+	DataDir  string   // process runtimes keep their state under DataDir/process/<cloud>
+	// RuntimeFor overrides a cloud's runtime config (drift dev picks by tier);
+	// nil uses the topology's.
+	RuntimeFor func(topology.Cloud) runtime.Config
+	Logger     *slog.Logger
+}
+
+// Workers are the running pollers of one process.
+type Workers struct {
+	workers  []worker.Worker
+	Runtimes map[string]runtime.Runtime // by cloud id
+}
+
+// StartWorkers validates opts, opens each cloud's runtime and starts one
+// poller per queue. Nothing is polled unless everything opened.
+func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
+	if !opts.Central && len(opts.Clouds) == 0 {
+		return nil, errors.New("worker polls nothing: give clouds or the central queue")
+	}
+	ws := &Workers{Runtimes: map[string]runtime.Runtime{}}
+	for _, id := range opts.Clouds {
+		cloud, ok := opts.Topology.Cloud(id)
+		if !ok {
+			return nil, fmt.Errorf("%w: %q is not in the topology", topology.ErrUnknownCloud, id)
+		}
+		cfg := cloud.Runtime
+		if opts.RuntimeFor != nil {
+			cfg = opts.RuntimeFor(cloud)
+		}
+		rt, err := OpenRuntime(id, cfg, opts.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("cloud %s: %w", id, err)
+		}
+		ws.Runtimes[id] = rt
+	}
+	if opts.Central {
+		w := worker.New(c, config.TaskQueue, worker.Options{})
+		registerCentral(w)
+		ws.workers = append(ws.workers, w)
+	}
+	for _, id := range opts.Clouds {
+		w := worker.New(c, config.CloudQueue(id), worker.Options{})
+		w.RegisterActivity(&activities.Cloud{ID: id, Runtime: ws.Runtimes[id]})
+		ws.workers = append(ws.workers, w)
+	}
+	for i, w := range ws.workers {
+		if err := w.Start(); err != nil {
+			for _, started := range ws.workers[:i] {
+				started.Stop()
+			}
+			return nil, err
+		}
+	}
+	return ws, nil
+}
+
+// Stop stops polling and waits for running activities to finish.
+func (ws *Workers) Stop() {
+	for _, w := range ws.workers {
+		w.Stop()
+	}
+}
+
+// registerCentral registers every workflow and central activity on the
+// `drift` queue's worker.
+func registerCentral(w worker.Registry) {
+	_ = w // workflows are registered here as they are added
+}
+
+// OpenRuntime connects to a cloud's runtime; an empty kind is the process
+// runtime with its state under dataDir.
+func OpenRuntime(cloud string, cfg runtime.Config, dataDir string) (runtime.Runtime, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	switch cfg.Kind {
+	case runtime.KindDocker:
+		return docker.New(cfg, cloud)
+	case runtime.KindKubernetes:
+		return kubernetes.New(cfg, cloud)
+	default:
+		if cfg.Dir == "" {
+			cfg.Dir = filepath.Join(dataDir, "process", cloud)
+		}
+		return process.New(cfg, cloud)
+	}
+}
+
+// Metrics collects the SDK's worker metrics and Go runtime metrics for a
+// Prometheus scrape.
+type Metrics struct {
+	Handler  client.MetricsHandler
+	registry *prometheus.Registry
+	closer   interface{ Close() error }
+}
+
+// NewMetrics makes a metrics sink to pass in client.Options.MetricsHandler.
+func NewMetrics() *Metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reporter := tallyprom.NewReporter(tallyprom.Options{Registerer: reg})
+	scope, closer := tally.NewRootScope(tally.ScopeOptions{
+		CachedReporter:  reporter,
+		Separator:       tallyprom.DefaultSeparator,
+		SanitizeOptions: &sdktally.PrometheusSanitizeOptions,
+		Prefix:          "drift_worker",
+	}, time.Second)
+	return &Metrics{Handler: sdktally.NewMetricsHandler(scope), registry: reg, closer: closer}
+}
+
+// Serve answers /metrics and /healthz on addr until ctx ends.
+func (m *Metrics) Serve(ctx context.Context, addr string, logger *slog.Logger) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("metrics listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+		m.closer.Close()
+	}()
+	go func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("metrics server stopped", "err", err)
+		}
+	}()
+	return ln.Addr().String(), nil
+}

@@ -1,0 +1,71 @@
+// Command drift-worker polls drift's task queues on any Temporal cluster:
+// the central `drift` queue (workflows and central activities) and the
+// `drift.cloud.<id>` queues of the clouds it runs next to.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/edgedrift/drift/internal/app"
+)
+
+func main() {
+	var cfg app.WorkerConfig
+	var logLevel, logFormat string
+	fs := pflag.NewFlagSet("drift-worker", pflag.ContinueOnError)
+	cfg.Temporal.BindFlags(fs)
+	fs.StringVarP(&cfg.TopologyFile, "topology", "t", os.Getenv("DRIFT_TOPOLOGY"), "topology file (env DRIFT_TOPOLOGY); needed for cloud queues")
+	fs.StringSliceVar(&cfg.Clouds, "clouds", nil, "clouds whose queues to poll, e.g. fog-1,edge-2")
+	fs.BoolVar(&cfg.AllClouds, "all-clouds", false, "poll the queue of every cloud in the topology")
+	fs.BoolVar(&cfg.NoCentral, "no-central", false, "do not poll the central drift queue (a site worker)")
+	fs.StringVar(&cfg.DataDir, "data-dir", envOr("DRIFT_DATA_DIR", "/var/lib/drift"), "state of process-runtime instances (env DRIFT_DATA_DIR)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "127.0.0.1:9090", "Prometheus /metrics and /healthz address; empty disables")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&logFormat, "log-format", "json", "json or text")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if err == pflag.ErrHelp {
+			return
+		}
+		os.Exit(2)
+	}
+	logger, err := newLogger(logLevel, logFormat)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "drift-worker:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := app.RunWorker(ctx, cfg, logger); err != nil {
+		logger.Error("worker failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want json or text", format)
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
