@@ -5,6 +5,8 @@ package activities
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -19,12 +21,21 @@ import (
 type Cloud struct {
 	ID      string
 	Runtime runtime.Runtime
+	// Capacity is the most drift instances the cloud takes (0: unlimited).
+	// Only pre-deploys are refused at capacity: serving always wins.
+	Capacity int
+
+	mu      sync.Mutex
+	pending map[string]bool // pre-deploys admitted but not finished
 }
 
 // DeployRequest names the instance and what it runs.
 type DeployRequest struct {
 	Name string
 	Spec runtime.Spec
+	// PreDeploy marks a warm instance for a user who may come: it is refused
+	// with ErrTypeAtCapacity when the cloud is full.
+	PreDeploy bool
 }
 
 // heartbeatEvery keeps long deploys visibly alive; workflows set a
@@ -36,8 +47,50 @@ const heartbeatEvery = 5 * time.Second
 func (c *Cloud) DeployInstance(ctx context.Context, req DeployRequest) (runtime.Endpoint, error) {
 	stop := heartbeat(ctx)
 	defer stop()
+	if req.PreDeploy && c.Capacity > 0 {
+		release, err := c.admit(ctx, req.Name)
+		if err != nil {
+			return runtime.Endpoint{}, err
+		}
+		defer release()
+	}
 	ep, err := c.Runtime.Deploy(ctx, req.Name, req.Spec)
 	return ep, classify(err)
+}
+
+// admit reserves a place for a pre-deploy, counting the instances on the
+// cloud and the pre-deploys admitted but not finished; an instance that
+// already exists under this name takes no new place.
+func (c *Cloud) admit(ctx context.Context, name string) (release func(), err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	existing, err := c.Runtime.List(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	used := 0
+	for _, in := range existing {
+		if in.Name == name {
+			return func() {}, nil
+		}
+		if !c.pending[in.Name] {
+			used++
+		}
+	}
+	used += len(c.pending)
+	if used >= c.Capacity {
+		return nil, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("cloud %s is at capacity (%d of %d instances)", c.ID, used, c.Capacity), ErrTypeAtCapacity, nil)
+	}
+	if c.pending == nil {
+		c.pending = map[string]bool{}
+	}
+	c.pending[name] = true
+	return func() {
+		c.mu.Lock()
+		delete(c.pending, name)
+		c.mu.Unlock()
+	}, nil
 }
 
 // DestroyInstance removes the instance; a missing one is success.
@@ -59,9 +112,13 @@ func (c *Cloud) ListInstances(ctx context.Context, selector map[string]string) (
 	return in, classify(err)
 }
 
-// ErrTypeInvalidSpec is the application error type of bad input, which no
-// retry can fix.
-const ErrTypeInvalidSpec = "InvalidSpec"
+// Application error types drift's activities return; none is retried.
+const (
+	ErrTypeInvalidSpec  = "InvalidSpec"  // bad input no retry can fix
+	ErrTypeAtCapacity   = "AtCapacity"   // a pre-deploy found its cloud full
+	ErrTypeInvalidImage = "InvalidImage" // a malformed image reference
+	ErrTypeUnknownImage = "UnknownImage" // no registry has the image
+)
 
 // classify turns bad-input errors into non-retryable application errors.
 func classify(err error) error {
@@ -92,4 +149,22 @@ func heartbeat(ctx context.Context) (stop func()) {
 		}
 	}()
 	return func() { close(done) }
+}
+
+// DestroyOwned destroys every drift-owned instance on the cloud matching
+// selector, found by listing, and returns how many it destroyed. Sessions
+// end with it so nothing survives that state may have missed.
+func (c *Cloud) DestroyOwned(ctx context.Context, selector map[string]string) (int, error) {
+	stop := heartbeat(ctx)
+	defer stop()
+	found, err := c.Runtime.List(ctx, selector)
+	if err != nil {
+		return 0, classify(err)
+	}
+	for _, in := range found {
+		if err := c.Runtime.Destroy(ctx, in.Name); err != nil {
+			return 0, classify(err)
+		}
+	}
+	return len(found), nil
 }

@@ -93,7 +93,7 @@ func runDev(ctx context.Context, g *globals, f devFlags, out io.Writer) error {
 		clouds = append(clouds, cl.ID)
 	}
 	ws, err := app.StartWorkers(c, app.WorkerOptions{
-		Topology: topo, Clouds: clouds, Central: true, DataDir: f.dataDir, RuntimeFor: runtimeFor, Logger: logger,
+		Topology: topo, Clouds: clouds, Central: true, DataDir: f.dataDir, Registry: stack.RegistryHost(), RuntimeFor: runtimeFor, Logger: logger,
 	})
 	if err != nil {
 		return err

@@ -26,6 +26,7 @@ func main() {
 	fs.BoolVar(&cfg.AllClouds, "all-clouds", false, "poll the queue of every cloud in the topology")
 	fs.BoolVar(&cfg.NoCentral, "no-central", false, "do not poll the central drift queue (a site worker)")
 	fs.StringVar(&cfg.DataDir, "data-dir", envOr("DRIFT_DATA_DIR", "/var/lib/drift"), "state of process-runtime instances (env DRIFT_DATA_DIR)")
+	fs.StringVar(&cfg.Registry, "registry", envOr("DRIFT_REGISTRY", "127.0.0.1:5000"), "center cloud's image registry host:port (env DRIFT_REGISTRY)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "127.0.0.1:9090", "Prometheus /metrics and /healthz address; empty disables")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "json", "json or text")

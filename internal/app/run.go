@@ -17,6 +17,7 @@ type WorkerConfig struct {
 	AllClouds    bool     // poll every cloud of the topology
 	NoCentral    bool     // do not poll the `drift` queue (a site worker next to one cloud)
 	DataDir      string
+	Registry     string // center registry host:port
 	MetricsAddr  string // "" disables the metrics endpoint
 }
 
@@ -64,7 +65,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, logger *slog.Logger) error
 	}
 	defer c.Close()
 
-	ws, err := StartWorkers(c, WorkerOptions{Topology: topo, Clouds: clouds, Central: !cfg.NoCentral, DataDir: cfg.DataDir, Logger: logger})
+	ws, err := StartWorkers(c, WorkerOptions{Topology: topo, Clouds: clouds, Central: !cfg.NoCentral, DataDir: cfg.DataDir, Registry: cfg.Registry, Logger: logger})
 	if err != nil {
 		return err
 	}

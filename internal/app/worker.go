@@ -29,6 +29,7 @@ import (
 	"github.com/edgedrift/drift/internal/runtime/kubernetes"
 	"github.com/edgedrift/drift/internal/runtime/process"
 	"github.com/edgedrift/drift/internal/topology"
+	"github.com/edgedrift/drift/workflows"
 )
 
 // WorkerOptions say what a worker serves.
@@ -37,6 +38,7 @@ type WorkerOptions struct {
 	Clouds   []string // cloud queues to poll (ids from Topology)
 	Central  bool     // poll the `drift` queue: workflows and central activities
 	DataDir  string   // process runtimes keep their state under DataDir/process/<cloud>
+	Registry string   // the center registry (host:port) images are kept in
 	// RuntimeFor overrides a cloud's runtime config (drift dev picks by tier);
 	// nil uses the topology's.
 	RuntimeFor func(topology.Cloud) runtime.Config
@@ -72,13 +74,18 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 		ws.Runtimes[id] = rt
 	}
 	if opts.Central {
+		if opts.Registry == "" {
+			return nil, errors.New("the central queue needs the center registry's address")
+		}
 		w := worker.New(c, config.TaskQueue, worker.Options{})
-		registerCentral(w)
+		w.RegisterWorkflow(workflows.MobilitySession)
+		w.RegisterActivity(&activities.Images{Center: opts.Registry})
 		ws.workers = append(ws.workers, w)
 	}
 	for _, id := range opts.Clouds {
+		cloud, _ := opts.Topology.Cloud(id)
 		w := worker.New(c, config.CloudQueue(id), worker.Options{})
-		w.RegisterActivity(&activities.Cloud{ID: id, Runtime: ws.Runtimes[id]})
+		w.RegisterActivity(&activities.Cloud{ID: id, Runtime: ws.Runtimes[id], Capacity: cloud.Capacity})
 		ws.workers = append(ws.workers, w)
 	}
 	for i, w := range ws.workers {
@@ -97,12 +104,6 @@ func (ws *Workers) Stop() {
 	for _, w := range ws.workers {
 		w.Stop()
 	}
-}
-
-// registerCentral registers every workflow and central activity on the
-// `drift` queue's worker.
-func registerCentral(w worker.Registry) {
-	_ = w // workflows are registered here as they are added
 }
 
 // OpenRuntime connects to a cloud's runtime; an empty kind is the process

@@ -2,6 +2,7 @@ package image
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -132,4 +133,49 @@ func digest(t *testing.T, img v1.Image) string {
 		t.Fatal(err)
 	}
 	return d.String()
+}
+
+func TestResolveAndCopy(t *testing.T) {
+	ctx := context.Background()
+	src, err := registry.Start(ctx, t.TempDir(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	center, err := registry.Start(ctx, t.TempDir(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer center.Close()
+
+	idx, err := Index(mustBuild(t, amd64, files, config), mustBuild(t, loong64, files, config))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushed, err := Push(ctx, src.Host()+"/team/hello:v2", idx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resolved, err := Resolve(ctx, src.Host()+"/team/hello:v2")
+	if err != nil || resolved != pushed {
+		t.Fatalf("Resolve = %q, %v; want %q", resolved, err, pushed)
+	}
+	if _, err := Resolve(ctx, src.Host()+"/team/missing:v1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing image: %v", err)
+	}
+
+	copied, err := Copy(ctx, pushed, center.Host())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := idx.Digest()
+	if copied != center.Host()+"/team/hello@"+want.String() {
+		t.Fatalf("Copy = %q", copied)
+	}
+	if again, err := Resolve(ctx, copied); err != nil || again != copied {
+		t.Fatalf("copy not in center registry: %q %v", again, err)
+	}
+	if _, err := Copy(ctx, src.Host()+"/team/missing:v1", center.Host()); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("copy of missing image: %v", err)
+	}
 }

@@ -1,0 +1,713 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/edgedrift/drift/activities"
+	"github.com/edgedrift/drift/internal/appspec"
+	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/runtime"
+	"github.com/edgedrift/drift/internal/topology"
+)
+
+// Names of the session's handlers.
+const (
+	MoveName   = "Move"  // Update (returns the Endpoint) and Signal (fire and forget)
+	ExitName   = "Exit"  // Signal
+	StateQuery = "State" // Query
+)
+
+// Error types of a session's own failures.
+const (
+	ErrTypeInvalidSession = "InvalidSession"
+	ErrTypeUnknownRegion  = "UnknownRegion"
+	ErrTypeMoveFailed     = "MoveFailed"
+)
+
+// Pre-deploy policies.
+const (
+	PreDeployNeighbours = "neighbours" // every neighbour of the serving cloud (seed behaviour)
+	PreDeployNone       = "none"       // nothing warm: every move is cold
+)
+
+// recentHandovers bounds the handovers kept in state (and carried over
+// continue-as-new); totals count them all.
+const recentHandovers = 50
+
+// SessionInput opens a mobility session.
+type SessionInput struct {
+	User       string             `json:"user"`
+	App        appspec.AppSpec    `json:"app"`
+	Region     string             `json:"region"`
+	Topology   *topology.Topology `json:"topology"`
+	Neighbours topology.Policy    `json:"neighbours"`
+	PreDeploy  string             `json:"preDeploy"`
+	// Resume carries the state across continue-as-new; nil on a new session.
+	Resume *SessionState `json:"resume,omitempty"`
+}
+
+// SessionID is the workflow ID of a user's session of an app.
+func SessionID(user, app string) string { return "session/" + user + "/" + app }
+
+// Role is what a session wants of an instance.
+type Role string
+
+// Roles; an instance with no role is to be destroyed.
+const (
+	RoleServe Role = "serve"
+	RoleWarm  Role = "warm"
+)
+
+// InstanceStatus is what is known of an instance.
+type InstanceStatus string
+
+// Instance statuses.
+const (
+	StatusDeploying  InstanceStatus = "deploying"
+	StatusReady      InstanceStatus = "ready"
+	StatusDestroying InstanceStatus = "destroying"
+	StatusUnknown    InstanceStatus = "unknown" // a deploy was cancelled midway
+	StatusFailed     InstanceStatus = "failed"  // deploy gave up; retried on the next plan
+	StatusSkipped    InstanceStatus = "skipped" // pre-deploy refused: cloud at capacity
+)
+
+// Instance is one cloud's instance of the session.
+type Instance struct {
+	Cloud    string           `json:"cloud"`
+	Name     string           `json:"name"`
+	Role     Role             `json:"role,omitempty"`
+	Status   InstanceStatus   `json:"status"`
+	Endpoint runtime.Endpoint `json:"endpoint"`
+	WarmAt   time.Time        `json:"warmAt,omitzero"` // when it became a ready pre-deploy
+	Error    string           `json:"error,omitempty"`
+}
+
+// Handover is one switch of the serving cloud.
+type Handover struct {
+	FromRegion string        `json:"fromRegion"`
+	ToRegion   string        `json:"toRegion"`
+	FromCloud  string        `json:"fromCloud"`
+	ToCloud    string        `json:"toCloud"`
+	Warm       bool          `json:"warm"`
+	SwitchTime time.Duration `json:"switchTime"` // from the move's arrival to the switch
+	At         time.Time     `json:"at"`
+}
+
+// MoveResult answers a Move update.
+type MoveResult struct {
+	Region     string           `json:"region"`
+	Cloud      string           `json:"cloud"`
+	Endpoint   runtime.Endpoint `json:"endpoint"`
+	Warm       bool             `json:"warm"`
+	SwitchTime time.Duration    `json:"switchTime"`
+}
+
+// Totals count a whole session, across continue-as-new.
+type Totals struct {
+	Handovers        int           `json:"handovers"`
+	Warm             int           `json:"warm"`
+	Cold             int           `json:"cold"`
+	FailedMoves      int           `json:"failedMoves"`
+	SwitchTime       time.Duration `json:"switchTime"`       // sum over handovers
+	PreDeploySeconds float64       `json:"preDeploySeconds"` // instance-seconds spent warm
+	CloudsUsed       []string      `json:"cloudsUsed"`
+}
+
+// SessionState is what the State query returns and the session's report.
+type SessionState struct {
+	ID        string           `json:"id"`
+	Phase     string           `json:"phase"` // starting, serving, exiting, ended
+	Region    string           `json:"region"`
+	Serving   string           `json:"serving"`
+	Endpoint  runtime.Endpoint `json:"endpoint"`
+	Image     string           `json:"image"` // pinned in the center registry
+	Instances []Instance       `json:"instances"`
+	InFlight  []string         `json:"inFlight,omitempty"`
+	Handovers []Handover       `json:"handovers,omitempty"` // most recent last
+	Totals    Totals           `json:"totals"`
+}
+
+// MobilitySession keeps a user's app served from the cloud of the region
+// they are in, pre-deployed on the neighbours of that cloud, and follows
+// them on Move until Exit.
+func MobilitySession(ctx workflow.Context, in SessionInput) (SessionState, error) {
+	s, err := newSession(ctx, in)
+	if err != nil {
+		return SessionState{}, err
+	}
+	return s.run(ctx)
+}
+
+type opKind string
+
+const (
+	opDeploy  opKind = "deploy"
+	opDestroy opKind = "destroy"
+)
+
+// op is an activity in flight on one cloud; a cloud has at most one.
+type op struct {
+	kind     opKind
+	cancel   workflow.CancelFunc
+	canceled bool
+}
+
+type opResult struct {
+	cloud     string
+	kind      opKind
+	preDeploy bool
+	endpoint  runtime.Endpoint
+	err       error
+}
+
+type moveRequest struct {
+	region  string
+	cloud   string
+	arrived time.Time
+	started bool // a cold deploy runs for it
+	initial bool // the session's first placement
+	done    bool
+	result  MoveResult
+	err     error
+	fromSig bool
+}
+
+type session struct {
+	in        SessionInput
+	st        SessionState
+	instances map[string]*Instance // by cloud
+	ops       map[string]*op       // by cloud
+	results   []opResult
+	moves     []*moveRequest
+	exit      bool
+	dirty     bool // something for the main loop to look at
+	signals   []workflow.ReceiveChannel
+	logger    log.Logger
+}
+
+func newSession(ctx workflow.Context, in SessionInput) (*session, error) {
+	if err := validateSession(in); err != nil {
+		return nil, err
+	}
+	s := &session{
+		in:        in,
+		instances: map[string]*Instance{},
+		ops:       map[string]*op{},
+		logger:    workflow.GetLogger(ctx),
+	}
+	if in.Resume != nil {
+		s.st = *in.Resume
+		for i := range s.st.Instances {
+			inst := s.st.Instances[i]
+			s.instances[inst.Cloud] = &inst
+		}
+	} else {
+		s.st = SessionState{ID: workflow.GetInfo(ctx).WorkflowExecution.ID, Phase: "starting", Image: in.App.Image}
+		s.moves = append(s.moves, &moveRequest{region: in.Region, cloud: s.firstCloud(in.Region), arrived: workflow.Now(ctx), initial: true})
+	}
+	return s, nil
+}
+
+// validateSession rejects bad input before any side effect.
+func validateSession(in SessionInput) error {
+	bad := func(typ, format string, args ...any) error {
+		msg := fmt.Sprintf(format, args...)
+		return temporal.NewNonRetryableApplicationError(msg, typ, nil)
+	}
+	switch {
+	case in.User == "" || strings.ContainsAny(in.User, "/ "):
+		return bad(ErrTypeInvalidSession, "user %q must be non-empty without '/' or spaces", in.User)
+	case in.Topology == nil:
+		return bad(ErrTypeInvalidSession, "no topology given")
+	}
+	if err := in.App.Validate(); err != nil {
+		return bad(activities.ErrTypeInvalidSpec, "app: %v", err)
+	}
+	if err := in.Neighbours.Validate(); err != nil {
+		return bad(ErrTypeInvalidSession, "neighbour policy: %v", err)
+	}
+	if in.PreDeploy != PreDeployNeighbours && in.PreDeploy != PreDeployNone {
+		return bad(ErrTypeInvalidSession, "pre-deploy policy %q: want %s or %s", in.PreDeploy, PreDeployNeighbours, PreDeployNone)
+	}
+	if _, err := in.Topology.FirstCloud(in.Region); err != nil {
+		return bad(ErrTypeUnknownRegion, "%v", err)
+	}
+	return nil
+}
+
+func (s *session) firstCloud(region string) string {
+	c, _ := s.in.Topology.FirstCloud(region)
+	return c.ID
+}
+
+func (s *session) run(ctx workflow.Context) (SessionState, error) {
+	if err := s.registerHandlers(ctx); err != nil {
+		return SessionState{}, err
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx,
+		temporal.NewSearchAttributeKeyKeyword(config.AttrUser).ValueSet(s.in.User),
+		temporal.NewSearchAttributeKeyKeyword(config.AttrApp).ValueSet(s.in.App.Name),
+		temporal.NewSearchAttributeKeyKeyword(config.AttrKind).ValueSet("session"),
+	); err != nil {
+		return SessionState{}, err
+	}
+	if s.in.Resume == nil {
+		if err := s.ensureImage(ctx); err != nil {
+			return SessionState{}, err
+		}
+	}
+	for {
+		s.applyResults(ctx)
+		if err := s.handleMoves(ctx); err != nil {
+			return s.teardown(ctx, err)
+		}
+		if s.exit && s.st.Phase != "exiting" && !s.moveInProgress() {
+			s.beginExit()
+		}
+		s.reconcile(ctx)
+		s.publish(ctx)
+		if s.st.Phase == "exiting" && len(s.instances) == 0 && len(s.ops) == 0 {
+			return s.teardown(ctx, nil)
+		}
+		if s.shouldContinueAsNew(ctx) {
+			next := s.in
+			state := s.snapshot()
+			next.Resume = &state
+			return SessionState{}, workflow.NewContinueAsNewError(ctx, MobilitySession, next)
+		}
+		s.dirty = false
+		// Wake on new work, or when the last handler has finished and the
+		// session may continue as new.
+		if err := workflow.Await(ctx, func() bool { return s.dirty || s.shouldContinueAsNew(ctx) }); err != nil {
+			return SessionState{}, err
+		}
+	}
+}
+
+func (s *session) registerHandlers(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, StateQuery, func() (SessionState, error) {
+		return s.snapshot(), nil
+	}); err != nil {
+		return err
+	}
+	err := workflow.SetUpdateHandlerWithOptions(ctx, MoveName,
+		func(ctx workflow.Context, region string) (MoveResult, error) {
+			m := s.enqueueMove(ctx, region, false)
+			if err := workflow.Await(ctx, func() bool { return m.done }); err != nil {
+				return MoveResult{}, err
+			}
+			return m.result, m.err
+		},
+		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, region string) error {
+			if _, err := s.in.Topology.FirstCloud(region); err != nil {
+				return err
+			}
+			if s.exit {
+				return errors.New("session is exiting")
+			}
+			return nil
+		}},
+	)
+	if err != nil {
+		return err
+	}
+	moves := workflow.GetSignalChannel(ctx, MoveName)
+	exits := workflow.GetSignalChannel(ctx, ExitName)
+	s.signals = []workflow.ReceiveChannel{moves, exits}
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			sel := workflow.NewSelector(ctx)
+			sel.AddReceive(moves, func(c workflow.ReceiveChannel, _ bool) {
+				var region string
+				c.Receive(ctx, &region)
+				if _, err := s.in.Topology.FirstCloud(region); err != nil {
+					s.logger.Warn("ignoring Move signal", "region", region, "error", err)
+					return
+				}
+				s.enqueueMove(ctx, region, true)
+			})
+			sel.AddReceive(exits, func(c workflow.ReceiveChannel, _ bool) {
+				c.Receive(ctx, nil)
+				s.exit = true
+				s.dirty = true
+			})
+			sel.Select(ctx)
+		}
+	})
+	return nil
+}
+
+// enqueueMove only records the move; the main loop acts on it in order.
+func (s *session) enqueueMove(ctx workflow.Context, region string, fromSig bool) *moveRequest {
+	m := &moveRequest{region: region, cloud: s.firstCloud(region), arrived: workflow.Now(ctx), fromSig: fromSig}
+	s.moves = append(s.moves, m)
+	s.dirty = true
+	return m
+}
+
+// ensureImage puts the app's image in the center registry, pinned by digest.
+func (s *session) ensureImage(ctx workflow.Context) error {
+	var pinned string
+	actx := central(ctx, lookupOptions, "ensure image "+s.in.App.Image+" is in the center registry")
+	if err := workflow.ExecuteActivity(actx, imageActs.EnsureImage, s.in.App.Image).Get(ctx, &pinned); err != nil {
+		return err
+	}
+	s.st.Image = pinned
+	return nil
+}
+
+// handleMoves serves moves in arrival order: a warm target switches at
+// once; a cold one is deployed first and the queue waits for it.
+func (s *session) handleMoves(ctx workflow.Context) error {
+	for len(s.moves) > 0 {
+		m := s.moves[0]
+		if s.st.Phase == "exiting" {
+			s.finishMove(m, MoveResult{}, temporal.NewNonRetryableApplicationError("session is exiting", ErrTypeMoveFailed, nil))
+			continue
+		}
+		inst := s.instances[m.cloud]
+		switch {
+		case m.cloud == s.st.Serving && !m.initial:
+			s.st.Region = m.region
+			s.finishMove(m, MoveResult{Region: m.region, Cloud: m.cloud, Endpoint: s.st.Endpoint, Warm: true}, nil)
+			continue
+		case inst != nil && inst.Status == StatusReady && s.ops[m.cloud] == nil:
+			s.switchTo(ctx, m, inst)
+			continue
+		case !m.started:
+			m.started = true
+			s.want(m.cloud, RoleServe)
+			if inst != nil && (inst.Status == StatusFailed || inst.Status == StatusSkipped) {
+				inst.Status = StatusUnknown // give a serving deploy its own try
+			}
+			return nil
+		case inst != nil && (inst.Status == StatusFailed || inst.Status == StatusSkipped):
+			err := temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("cannot serve from %s: %s", m.cloud, inst.Error), ErrTypeMoveFailed, nil)
+			s.st.Totals.FailedMoves++
+			if m.initial {
+				return err
+			}
+			s.finishMove(m, MoveResult{}, err)
+			s.plan()
+			continue
+		default:
+			return nil // its deploy is still running
+		}
+	}
+	return nil
+}
+
+// switchTo makes inst the serving instance and re-plans the neighbours.
+func (s *session) switchTo(ctx workflow.Context, m *moveRequest, inst *Instance) {
+	now := workflow.Now(ctx)
+	warm := !m.started
+	h := Handover{FromRegion: s.st.Region, ToRegion: m.region, FromCloud: s.st.Serving, ToCloud: m.cloud, Warm: warm, SwitchTime: now.Sub(m.arrived), At: now}
+	if !inst.WarmAt.IsZero() {
+		s.st.Totals.PreDeploySeconds += now.Sub(inst.WarmAt).Seconds()
+		inst.WarmAt = time.Time{}
+	}
+	if !m.initial {
+		s.st.Handovers = append(s.st.Handovers, h)
+		if len(s.st.Handovers) > recentHandovers {
+			s.st.Handovers = slices.Clone(s.st.Handovers[len(s.st.Handovers)-recentHandovers:])
+		}
+		s.st.Totals.Handovers++
+		s.st.Totals.SwitchTime += h.SwitchTime
+		if warm {
+			s.st.Totals.Warm++
+		} else {
+			s.st.Totals.Cold++
+		}
+	}
+	if !slices.Contains(s.st.Totals.CloudsUsed, m.cloud) {
+		s.st.Totals.CloudsUsed = append(s.st.Totals.CloudsUsed, m.cloud)
+	}
+	s.st.Serving, s.st.Region, s.st.Endpoint, s.st.Phase = m.cloud, m.region, inst.Endpoint, "serving"
+	s.finishMove(m, MoveResult{Region: m.region, Cloud: m.cloud, Endpoint: inst.Endpoint, Warm: warm, SwitchTime: h.SwitchTime}, nil)
+	s.plan()
+	_ = workflow.UpsertTypedSearchAttributes(ctx, temporal.NewSearchAttributeKeyKeyword(config.AttrCloud).ValueSet(m.cloud))
+	s.logger.Info("handover", "from", h.FromCloud, "to", h.ToCloud, "warm", warm, "switch", h.SwitchTime)
+}
+
+func (s *session) finishMove(m *moveRequest, res MoveResult, err error) {
+	m.result, m.err, m.done = res, err, true
+	s.moves = s.moves[1:]
+}
+
+func (s *session) moveInProgress() bool { return len(s.moves) > 0 && s.moves[0].started }
+
+// plan sets every instance's role for the current serving cloud: serve
+// there, warm on its neighbours, none elsewhere.
+func (s *session) plan() {
+	wanted := map[string]Role{s.st.Serving: RoleServe}
+	if s.in.PreDeploy == PreDeployNeighbours {
+		ns, err := s.in.Topology.Neighbours(s.st.Serving, s.in.Neighbours)
+		if err != nil {
+			s.logger.Warn("no neighbours", "cloud", s.st.Serving, "error", err)
+		}
+		for _, n := range ns {
+			wanted[n.Cloud.ID] = RoleWarm
+		}
+	}
+	// A cold move in progress keeps its target.
+	if s.moveInProgress() {
+		wanted[s.moves[0].cloud] = RoleServe
+	}
+	for _, cloud := range sortedKeys(s.instances) {
+		if _, ok := wanted[cloud]; !ok {
+			s.instances[cloud].Role = ""
+		}
+	}
+	for _, cloud := range sortedKeys(wanted) {
+		s.want(cloud, wanted[cloud])
+		if inst := s.instances[cloud]; inst.Role == RoleWarm && (inst.Status == StatusFailed || inst.Status == StatusSkipped) {
+			inst.Status = StatusUnknown // a new plan tries again
+		}
+	}
+}
+
+// want records the role before any activity acts on the cloud, so state
+// always knows about every instance that may exist.
+func (s *session) want(cloud string, role Role) {
+	inst := s.instances[cloud]
+	if inst == nil {
+		inst = &Instance{Cloud: cloud, Name: runtime.InstanceName(s.in.App.Name, s.in.User, cloud), Status: StatusUnknown}
+		s.instances[cloud] = inst
+	}
+	inst.Role = role
+}
+
+func (s *session) beginExit() {
+	s.st.Phase = "exiting"
+	for _, cloud := range sortedKeys(s.instances) {
+		s.instances[cloud].Role = ""
+	}
+}
+
+// reconcile starts at most one activity per cloud to bring each instance to
+// its role, and cancels deploys nobody wants any more.
+func (s *session) reconcile(ctx workflow.Context) {
+	for _, cloud := range sortedKeys(s.instances) {
+		inst := s.instances[cloud]
+		if o := s.ops[cloud]; o != nil {
+			if o.kind == opDeploy && inst.Role == "" && !o.canceled {
+				o.canceled = true
+				o.cancel()
+			}
+			continue
+		}
+		switch {
+		case inst.Role == "":
+			s.start(ctx, inst, opDestroy)
+		case inst.Status == StatusUnknown:
+			s.start(ctx, inst, opDeploy)
+		}
+	}
+}
+
+func (s *session) start(ctx workflow.Context, inst *Instance, kind opKind) {
+	actx, cancel := workflow.WithCancel(ctx)
+	s.ops[inst.Cloud] = &op{kind: kind, cancel: cancel}
+	cloud, name := inst.Cloud, inst.Name
+	if kind == opDestroy {
+		inst.Status = StatusDestroying
+		if !inst.WarmAt.IsZero() {
+			s.st.Totals.PreDeploySeconds += workflow.Now(ctx).Sub(inst.WarmAt).Seconds()
+			inst.WarmAt = time.Time{}
+		}
+		actx = onCloud(actx, destroyOptions, cloud, fmt.Sprintf("destroy %s on %s", s.in.App.Name, cloud))
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			err := workflow.ExecuteActivity(actx, cloudActs.DestroyInstance, name).Get(ctx, nil)
+			s.deliver(opResult{cloud: cloud, kind: kind, err: err})
+		})
+		return
+	}
+	inst.Status = StatusDeploying
+	inst.Error = ""
+	labels := map[string]string{runtime.LabelWorkflow: s.st.ID, runtime.LabelCloud: cloud}
+	req := activities.DeployRequest{
+		Name:      name,
+		Spec:      s.in.App.WithImage(s.st.Image).RuntimeSpec(cloud, labels),
+		PreDeploy: inst.Role == RoleWarm,
+	}
+	verb := "deploy"
+	if req.PreDeploy {
+		verb = "pre-deploy"
+	}
+	actx = onCloud(actx, deployOptions, cloud, fmt.Sprintf("%s %s on %s", verb, s.in.App.Name, cloud))
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		var ep runtime.Endpoint
+		err := workflow.ExecuteActivity(actx, cloudActs.DeployInstance, req).Get(ctx, &ep)
+		s.deliver(opResult{cloud: cloud, kind: kind, preDeploy: req.PreDeploy, endpoint: ep, err: err})
+	})
+}
+
+// deliver hands an activity's outcome to the main loop.
+func (s *session) deliver(r opResult) {
+	s.results = append(s.results, r)
+	s.dirty = true
+}
+
+func (s *session) applyResults(ctx workflow.Context) {
+	for _, r := range s.results {
+		delete(s.ops, r.cloud)
+		inst := s.instances[r.cloud]
+		switch {
+		case r.kind == opDestroy && r.err == nil && inst.Role == "":
+			delete(s.instances, r.cloud)
+		case r.kind == opDestroy && r.err == nil:
+			inst.Status = StatusUnknown // wanted again meanwhile: deploy anew
+		case r.kind == opDestroy:
+			inst.Status, inst.Error = StatusUnknown, r.err.Error() // the next reconcile destroys again
+		case r.err == nil:
+			inst.Status, inst.Endpoint = StatusReady, r.endpoint
+			if inst.Role == RoleWarm {
+				inst.WarmAt = workflow.Now(ctx)
+			}
+		case temporal.IsCanceledError(r.err):
+			inst.Status = StatusUnknown // it may exist partly; reconcile destroys it
+		case r.preDeploy && inst.Role == RoleServe:
+			inst.Status = StatusUnknown // a move needs it now: deploy it to serve, past capacity
+		case isType(r.err, activities.ErrTypeAtCapacity):
+			inst.Status, inst.Error = StatusSkipped, "cloud at capacity"
+		default:
+			inst.Status, inst.Error = StatusFailed, rootMessage(r.err)
+		}
+	}
+	s.results = s.results[:0]
+}
+
+// publish refreshes what the Web UI shows.
+func (s *session) publish(ctx workflow.Context) {
+	var warm []string
+	for _, cloud := range sortedKeys(s.instances) {
+		if inst := s.instances[cloud]; inst.Role == RoleWarm && inst.Status == StatusReady {
+			warm = append(warm, cloud)
+		}
+	}
+	details := fmt.Sprintf("**%s** · %s of %s\n\nserving: **%s** (region %s) %s\n\nwarm: %s\n\nhandovers: %d (%d warm, %d cold)",
+		s.st.Phase, s.in.App.Name, s.in.User, dashIfEmpty(s.st.Serving), dashIfEmpty(s.st.Region), s.st.Endpoint.URL,
+		dashIfEmpty(strings.Join(warm, ", ")), s.st.Totals.Handovers, s.st.Totals.Warm, s.st.Totals.Cold)
+	if ops := s.inFlight(); len(ops) > 0 {
+		details += "\n\nin flight: " + strings.Join(ops, ", ")
+	}
+	workflow.SetCurrentDetails(ctx, details)
+}
+
+func (s *session) inFlight() []string {
+	var out []string
+	for _, cloud := range sortedKeys(s.ops) {
+		out = append(out, string(s.ops[cloud].kind)+" "+cloud)
+	}
+	return out
+}
+
+func (s *session) snapshot() SessionState {
+	st := s.st
+	st.Instances = nil
+	for _, cloud := range sortedKeys(s.instances) {
+		st.Instances = append(st.Instances, *s.instances[cloud])
+	}
+	st.InFlight = s.inFlight()
+	st.Handovers = slices.Clone(s.st.Handovers)
+	st.Totals.CloudsUsed = slices.Clone(s.st.Totals.CloudsUsed)
+	return st
+}
+
+func (s *session) shouldContinueAsNew(ctx workflow.Context) bool {
+	for _, ch := range s.signals {
+		if ch.Len() > 0 {
+			return false // not yet taken in: it would be lost
+		}
+	}
+	return s.st.Phase == "serving" && !s.exit && len(s.ops) == 0 && len(s.moves) == 0 &&
+		workflow.GetInfo(ctx).GetContinueAsNewSuggested() && workflow.AllHandlersFinished(ctx)
+}
+
+// teardown destroys every instance carrying the session's label on every
+// cloud — found by listing, not only from memory — and ends the session
+// with its report, or with cause when the session failed.
+func (s *session) teardown(ctx workflow.Context, cause error) (SessionState, error) {
+	ctx, _ = workflow.NewDisconnectedContext(ctx)
+	s.st.Phase = "exiting"
+	s.publish(ctx)
+	for _, cloud := range sortedKeys(s.ops) {
+		if o := s.ops[cloud]; o.kind == opDeploy && !o.canceled {
+			o.canceled = true
+			o.cancel()
+		}
+	}
+	for len(s.ops) > 0 {
+		if err := workflow.Await(ctx, func() bool { return len(s.results) > 0 }); err != nil {
+			return SessionState{}, err
+		}
+		s.applyResults(ctx)
+	}
+	var sweeps []workflow.Future
+	clouds := s.in.Topology.Clouds()
+	for _, c := range clouds {
+		sweeps = append(sweeps, workflow.ExecuteActivity(
+			onCloud(ctx, destroyOptions, c.ID, "sweep "+s.in.App.Name+" off "+c.ID),
+			cloudActs.DestroyOwned, map[string]string{runtime.LabelWorkflow: s.st.ID}))
+	}
+	for i, f := range sweeps {
+		if err := f.Get(ctx, nil); err != nil {
+			return SessionState{}, fmt.Errorf("sweep %s: %w", clouds[i].ID, err)
+		}
+	}
+	for _, cloud := range sortedKeys(s.instances) {
+		delete(s.instances, cloud)
+	}
+	s.st.Phase = "ended"
+	s.st.Serving, s.st.Endpoint = "", runtime.Endpoint{}
+	s.publish(ctx)
+	if cause != nil {
+		return s.snapshot(), cause
+	}
+	return s.snapshot(), nil
+}
+
+func isType(err error, typ string) bool {
+	var appErr *temporal.ApplicationError
+	return errors.As(err, &appErr) && appErr.Type() == typ
+}
+
+// rootMessage is the innermost error's text, without Temporal's wrapping.
+func rootMessage(err error) string {
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return err.Error()
+		}
+		err = next
+	}
+}
+
+// sortedKeys is how workflow code ranges over a map: in key order, so replay
+// sees the same order. The map range inside does not leak its order.
+//
+//workflowcheck:ignore
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func dashIfEmpty(s string) string {
+	if s == "" {
+		return "–"
+	}
+	return s
+}

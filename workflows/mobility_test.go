@@ -1,0 +1,461 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/edgedrift/drift/activities"
+	"github.com/edgedrift/drift/deploy/examples"
+	"github.com/edgedrift/drift/internal/appspec"
+	"github.com/edgedrift/drift/internal/runtime"
+	"github.com/edgedrift/drift/internal/topology"
+)
+
+// fakeClouds stands in for every cloud's runtime: it records which
+// instances are live, so tests can state the session's invariants.
+type fakeClouds struct {
+	mu       sync.Mutex
+	live     map[string]map[string]string // cloud → instance name → workflow label
+	capacity map[string]int               // pre-deploys refused at this many instances
+	fail     map[string]bool              // deploys on this cloud fail
+	deploys  []string                     // "cloud/name" in order
+	images   map[string]bool              // images EnsureImage knows
+}
+
+func newFakeClouds() *fakeClouds {
+	return &fakeClouds{
+		live: map[string]map[string]string{},
+		capacity: map[string]int{}, fail: map[string]bool{}, images: map[string]bool{"registry.test/hello:v1": true},
+	}
+}
+
+func (f *fakeClouds) install(env *testsuite.TestWorkflowEnvironment) {
+	env.RegisterActivity(&activities.Cloud{})
+	env.RegisterActivity(&activities.Images{})
+	env.OnActivity(imageActs.EnsureImage, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, ref string) (string, error) {
+			if !f.images[ref] {
+				return "", temporal.NewNonRetryableApplicationError("no such image "+ref, activities.ErrTypeUnknownImage, nil)
+			}
+			return "center.test/hello@sha256:0123", nil
+		})
+	env.OnActivity(cloudActs.DeployInstance, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, req activities.DeployRequest) (runtime.Endpoint, error) {
+			cloud := req.Spec.Labels[runtime.LabelCloud]
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.deploys = append(f.deploys, cloud+"/"+req.Name)
+			if f.fail[cloud] {
+				return runtime.Endpoint{}, temporal.NewNonRetryableApplicationError("engine down", "Test", nil)
+			}
+			if c, ok := f.capacity[cloud]; ok && req.PreDeploy && len(f.live[cloud]) >= c {
+				return runtime.Endpoint{}, temporal.NewNonRetryableApplicationError("full", activities.ErrTypeAtCapacity, nil)
+			}
+			if f.live[cloud] == nil {
+				f.live[cloud] = map[string]string{}
+			}
+			f.live[cloud][req.Name] = req.Spec.Labels[runtime.LabelWorkflow]
+			return runtime.Endpoint{URL: "http://" + cloud + ".test", Host: cloud + ".test", Port: 80}, nil
+		}).After(time.Second) // every deploy takes a second of workflow time
+	env.OnActivity(cloudActs.DestroyInstance, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, name string) error {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			for _, names := range f.live {
+				delete(names, name)
+			}
+			return nil
+		})
+	env.OnActivity(cloudActs.DestroyOwned, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, sel map[string]string) (int, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			n := 0
+			for _, names := range f.live {
+				for name, wf := range names {
+					if wf == sel[runtime.LabelWorkflow] {
+						delete(names, name)
+						n++
+					}
+				}
+			}
+			return n, nil
+		})
+}
+
+// liveClouds lists the clouds that hold an instance, sorted.
+func (f *fakeClouds) liveClouds() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for cloud, names := range f.live {
+		if len(names) > 0 {
+			out = append(out, cloud)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+var exampleTopology = func() *topology.Topology {
+	t, err := topology.Parse(examples.Topology)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}()
+
+func sessionInput(region string) SessionInput {
+	app, err := appspec.FromImage("hello", "registry.test/hello:v1", 8080)
+	if err != nil {
+		panic(err)
+	}
+	return SessionInput{
+		User: "alice", App: app, Region: region, Topology: exampleTopology,
+		Neighbours: topology.Policy{Kind: topology.Adjacency}, PreDeploy: PreDeployNeighbours,
+	}
+}
+
+// expectedLive is {serving} ∪ adjacency neighbours of serving.
+func expectedLive(cloud string) []string {
+	out := []string{cloud}
+	ns, _ := exampleTopology.Neighbours(cloud, topology.Policy{Kind: topology.Adjacency})
+	for _, n := range ns {
+		out = append(out, n.Cloud.ID)
+	}
+	slices.Sort(out)
+	return out
+}
+
+type sessionTest struct {
+	testsuite.WorkflowTestSuite
+	env     *testsuite.TestWorkflowEnvironment
+	clouds  *fakeClouds
+	t       *testing.T
+	updates int
+}
+
+func newSessionTest(t *testing.T) *sessionTest {
+	st := &sessionTest{t: t, clouds: newFakeClouds()}
+	st.env = st.NewTestWorkflowEnvironment()
+	st.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: SessionID("alice", "hello")})
+	st.clouds.install(st.env)
+	return st
+}
+
+// at runs fn when the workflow's clock reaches d.
+func (st *sessionTest) at(d time.Duration, fn func()) { st.env.RegisterDelayedCallback(fn, d) }
+
+// move sends a Move update and checks the answer with check.
+func (st *sessionTest) move(region string, check func(MoveResult, error)) {
+	st.updates++
+	st.env.UpdateWorkflow(MoveName, fmt.Sprint("move-", st.updates), &testsuite.TestUpdateCallback{
+		OnReject: func(err error) { check(MoveResult{}, err) },
+		OnAccept: func() {},
+		OnComplete: func(res any, err error) {
+			r, _ := res.(MoveResult)
+			check(r, err)
+		},
+	}, region)
+}
+
+func (st *sessionTest) state() SessionState {
+	v, err := st.env.QueryWorkflow(StateQuery)
+	if err != nil {
+		st.t.Fatal(err)
+	}
+	var s SessionState
+	if err := v.Get(&s); err != nil {
+		st.t.Fatal(err)
+	}
+	return s
+}
+
+func (st *sessionTest) report() SessionState {
+	st.t.Helper()
+	if !st.env.IsWorkflowCompleted() {
+		st.t.Fatal("session did not end")
+	}
+	if err := st.env.GetWorkflowError(); err != nil {
+		st.t.Fatal(err)
+	}
+	var rep SessionState
+	if err := st.env.GetWorkflowResult(&rep); err != nil {
+		st.t.Fatal(err)
+	}
+	return rep
+}
+
+func TestSessionStartsServesAndPreDeploys(t *testing.T) {
+	st := newSessionTest(t)
+	st.at(time.Minute, func() {
+		s := st.state()
+		if s.Serving != "edge-latin" || s.Phase != "serving" || s.Endpoint.URL != "http://edge-latin.test" {
+			t.Errorf("serving %q (%s) at %q", s.Serving, s.Phase, s.Endpoint.URL)
+		}
+		if got := st.clouds.liveClouds(); !slices.Equal(got, expectedLive("edge-latin")) {
+			t.Errorf("live %v, want %v", got, expectedLive("edge-latin"))
+		}
+		if s.Image != "center.test/hello@sha256:0123" {
+			t.Errorf("image %q not pinned in the center registry", s.Image)
+		}
+		st.env.SignalWorkflow(ExitName, nil)
+	})
+	st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
+	rep := st.report()
+	if rep.Phase != "ended" || len(rep.Instances) != 0 {
+		t.Fatalf("report %+v", rep)
+	}
+	if live := st.clouds.liveClouds(); len(live) != 0 {
+		t.Fatalf("left behind on %v", live)
+	}
+	// The serving cloud was deployed first, before any pre-deploy.
+	if first := st.clouds.deploys[0]; first != "edge-latin/hello-alice-edge-latin" {
+		t.Fatalf("first deploy %s", first)
+	}
+}
+
+func TestWarmAndColdMoves(t *testing.T) {
+	st := newSessionTest(t)
+	// Deploys take 5 s: a cold move must wait for one, a warm one must not.
+	st.at(time.Minute, func() {
+		st.move("bastille", func(r MoveResult, err error) { // edge-bastille neighbours edge-latin
+			if err != nil || !r.Warm || r.Cloud != "edge-bastille" || r.SwitchTime != 0 {
+				t.Errorf("warm move: %+v %v", r, err)
+			}
+		})
+	})
+	st.at(2*time.Minute, func() {
+		if got := st.clouds.liveClouds(); !slices.Equal(got, expectedLive("edge-bastille")) {
+			t.Errorf("after warm move live %v, want %v", got, expectedLive("edge-bastille"))
+		}
+		st.move("quartier-latin", func(r MoveResult, err error) { // edge-latin: neighbour again
+			if err != nil || !r.Warm {
+				t.Errorf("move back: %+v %v", r, err)
+			}
+		})
+	})
+	st.at(3*time.Minute, func() {
+		st.move("montmartre", func(r MoveResult, err error) { // not a neighbour of edge-latin
+			if err != nil || r.Warm || r.Cloud != "edge-montmartre" || r.SwitchTime <= 0 {
+				t.Errorf("cold move: %+v %v", r, err)
+			}
+		})
+	})
+	st.at(4*time.Minute, func() {
+		if got := st.clouds.liveClouds(); !slices.Equal(got, expectedLive("edge-montmartre")) {
+			t.Errorf("after cold move live %v, want %v", got, expectedLive("edge-montmartre"))
+		}
+		s := st.state()
+		if s.Totals.Handovers != 3 || s.Totals.Warm != 2 || s.Totals.Cold != 1 || len(s.Handovers) != 3 {
+			t.Errorf("totals %+v", s.Totals)
+		}
+		st.env.SignalWorkflow(ExitName, nil)
+	})
+	st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
+	rep := st.report()
+	if rep.Totals.PreDeploySeconds <= 0 {
+		t.Errorf("no pre-deploy instance-seconds counted: %+v", rep.Totals)
+	}
+	if !slices.Equal(rep.Totals.CloudsUsed, []string{"edge-latin", "edge-bastille", "edge-montmartre"}) {
+		t.Errorf("clouds used %v", rep.Totals.CloudsUsed)
+	}
+	if live := st.clouds.liveClouds(); len(live) != 0 {
+		t.Fatalf("left behind on %v", live)
+	}
+}
+
+// Moves that arrive while pre-deploys are still running are served in
+// order; deploys nobody needs any more are cancelled or undone.
+func TestMovesDuringPreDeploy(t *testing.T) {
+	st := newSessionTest(t)
+	var order []string
+	// The first cloud is up at 1 s; its pre-deploys run until 2 s.
+	for i, region := range []string{"montmartre", "montparnasse", "bastille"} {
+		st.at(1500*time.Millisecond+time.Duration(i)*100*time.Millisecond, func() {
+			st.move(region, func(r MoveResult, err error) {
+				if err != nil {
+					t.Errorf("move to %s: %v", region, err)
+				}
+				order = append(order, r.Region)
+			})
+		})
+	}
+	st.at(10*time.Minute, func() {
+		if len(order) != 3 {
+			t.Errorf("answered %d of 3 moves", len(order))
+		}
+		s := st.state()
+		var served []string
+		for _, h := range s.Handovers {
+			served = append(served, h.ToRegion)
+		}
+		if !slices.Equal(served, []string{"montmartre", "montparnasse", "bastille"}) {
+			t.Errorf("moves served in order %v", served)
+		}
+		if got := st.clouds.liveClouds(); !slices.Equal(got, expectedLive("edge-bastille")) {
+			t.Errorf("live %v, want %v", got, expectedLive("edge-bastille"))
+		}
+		if len(s.InFlight) != 0 || s.Serving != "edge-bastille" {
+			t.Errorf("state %+v", s)
+		}
+		st.env.SignalWorkflow(ExitName, nil)
+	})
+	st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
+	st.report()
+	if live := st.clouds.liveClouds(); len(live) != 0 {
+		t.Fatalf("left behind on %v", live)
+	}
+}
+
+func TestCapacityRefusesPreDeployButNotServing(t *testing.T) {
+	st := newSessionTest(t)
+	st.clouds.capacity["edge-bastille"] = 0
+	st.at(time.Minute, func() {
+		s := st.state()
+		var bastille *Instance
+		for i := range s.Instances {
+			if s.Instances[i].Cloud == "edge-bastille" {
+				bastille = &s.Instances[i]
+			}
+		}
+		if bastille == nil || bastille.Status != StatusSkipped || bastille.Role != RoleWarm {
+			t.Errorf("full cloud not recorded as skipped: %+v", bastille)
+		}
+		st.move("bastille", func(r MoveResult, err error) {
+			if err != nil || r.Cloud != "edge-bastille" || r.Warm {
+				t.Errorf("serving must win over capacity: %+v %v", r, err)
+			}
+		})
+	})
+	st.at(2*time.Minute, func() { st.env.SignalWorkflow(ExitName, nil) })
+	st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
+	st.report()
+}
+
+func TestExitReportAndSignalMove(t *testing.T) {
+	st := newSessionTest(t)
+	st.at(time.Minute, func() { st.env.SignalWorkflow(MoveName, "montparnasse") })
+	st.at(2*time.Minute, func() { st.env.SignalWorkflow(MoveName, "atlantis") }) // ignored, logged
+	st.at(3*time.Minute, func() { st.env.SignalWorkflow(ExitName, nil) })
+	st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
+	rep := st.report()
+	if rep.Totals.Handovers != 1 || rep.Totals.Warm != 1 || rep.Handovers[0].ToCloud != "edge-montparnasse" || rep.Handovers[0].FromRegion != "quartier-latin" {
+		t.Fatalf("report %+v", rep)
+	}
+	if live := st.clouds.liveClouds(); len(live) != 0 {
+		t.Fatalf("left behind on %v", live)
+	}
+}
+
+func TestMoveUpdateRejectsUnknownRegion(t *testing.T) {
+	st := newSessionTest(t)
+	st.at(time.Minute, func() {
+		st.move("atlantis", func(_ MoveResult, err error) {
+			if err == nil {
+				t.Error("unknown region accepted")
+			}
+		})
+	})
+	st.at(2*time.Minute, func() { st.env.SignalWorkflow(ExitName, nil) })
+	st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
+	if rep := st.report(); rep.Totals.Handovers != 0 {
+		t.Fatalf("rejected move changed state: %+v", rep.Totals)
+	}
+}
+
+func TestContinueAsNewCarriesState(t *testing.T) {
+	st := newSessionTest(t)
+	st.at(time.Minute, func() {
+		st.move("bastille", func(MoveResult, error) {})
+	})
+	st.at(2*time.Minute, func() {
+		st.env.SetContinueAsNewSuggested(true)
+		st.move("bastille", func(MoveResult, error) {}) // any event wakes the loop
+	})
+	st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
+	err := st.env.GetWorkflowError()
+	var can *workflow.ContinueAsNewError
+	if !errors.As(err, &can) {
+		t.Fatalf("want continue-as-new, got %v", err)
+	}
+	var next SessionInput
+	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+		t.Fatal(err)
+	}
+	if next.Resume == nil || next.Resume.Serving != "edge-bastille" || next.Resume.Totals.Handovers != 1 || len(next.Resume.Instances) != len(expectedLive("edge-bastille")) {
+		t.Fatalf("carried state %+v", next.Resume)
+	}
+	// The next run picks up where this one stopped, deploying nothing anew.
+	st2 := newSessionTest(t)
+	maps.Copy(st2.clouds.live, st.clouds.live)
+	st2.at(time.Minute, func() {
+		if s := st2.state(); s.Serving != "edge-bastille" || s.Totals.Handovers != 1 {
+			t.Errorf("resumed state %+v", s)
+		}
+		st2.env.SignalWorkflow(ExitName, nil)
+	})
+	st2.env.ExecuteWorkflow(MobilitySession, next)
+	st2.report()
+	if len(st2.clouds.deploys) != 0 {
+		t.Errorf("resumed session redeployed %v", st2.clouds.deploys)
+	}
+	if live := st2.clouds.liveClouds(); len(live) != 0 {
+		t.Fatalf("left behind on %v", live)
+	}
+}
+
+func TestBadInputDeploysNothing(t *testing.T) {
+	malformed := sessionInput("quartier-latin")
+	malformed.App.Image = "NOT A REF"
+	noImage := sessionInput("quartier-latin")
+	noImage.App.Image = "registry.test/missing:v1"
+	for name, c := range map[string]struct {
+		in  SessionInput
+		typ string
+	}{
+		"unknown region":  {sessionInput("atlantis"), ErrTypeUnknownRegion},
+		"bad policy":      {func() SessionInput { in := sessionInput("bastille"); in.PreDeploy = "everywhere"; return in }(), ErrTypeInvalidSession},
+		"no user":         {func() SessionInput { in := sessionInput("bastille"); in.User = ""; return in }(), ErrTypeInvalidSession},
+		"malformed image": {malformed, activities.ErrTypeInvalidSpec},
+		"unknown image":   {noImage, activities.ErrTypeUnknownImage},
+	} {
+		t.Run(name, func(t *testing.T) {
+			st := newSessionTest(t)
+			st.env.ExecuteWorkflow(MobilitySession, c.in)
+			var appErr *temporal.ApplicationError
+			if err := st.env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != c.typ {
+				t.Fatalf("error %v, want type %s", err, c.typ)
+			}
+			if len(st.clouds.deploys) != 0 {
+				t.Fatalf("deployed %v", st.clouds.deploys)
+			}
+		})
+	}
+}
+
+// A failed first deploy fails the session and leaves nothing anywhere.
+func TestFailedStartCleansUp(t *testing.T) {
+	st := newSessionTest(t)
+	st.clouds.fail["edge-latin"] = true
+	st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
+	if err := st.env.GetWorkflowError(); err == nil {
+		t.Fatal("session started on a failing cloud")
+	}
+	if live := st.clouds.liveClouds(); len(live) != 0 {
+		t.Fatalf("left behind on %v", live)
+	}
+}
