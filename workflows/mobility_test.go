@@ -37,7 +37,7 @@ type fakeClouds struct {
 
 func newFakeClouds() *fakeClouds {
 	return &fakeClouds{
-		live: map[string]map[string]string{},
+		live:     map[string]map[string]string{},
 		capacity: map[string]int{}, fail: map[string]bool{}, images: map[string]bool{"registry.test/hello:v1": true},
 	}
 }

@@ -1,0 +1,81 @@
+package runtime
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	ggcrname "github.com/google/go-containerregistry/pkg/name"
+)
+
+// ValidateSpec checks an instance's name and spec before any side effect and
+// returns the labels the instance will carry; a runtime made for a cloud
+// (cloud != "") labels it with that cloud and refuses another. Every error
+// wraps ErrInvalid.
+func ValidateSpec(name, cloud string, spec Spec) (map[string]string, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(spec.Image) == "" {
+		return nil, fmt.Errorf("%w: instance %s: empty image reference", ErrInvalid, name)
+	}
+	if _, err := ggcrname.ParseReference(spec.Image); err != nil {
+		return nil, fmt.Errorf("%w: instance %s: image reference %q: %v", ErrInvalid, name, spec.Image, err)
+	}
+	if spec.Port < 1 || spec.Port > 65535 {
+		return nil, fmt.Errorf("%w: instance %s: port %d is not in 1..65535", ErrInvalid, name, spec.Port)
+	}
+	if spec.Replicas < 0 {
+		return nil, fmt.Errorf("%w: instance %s: negative replicas %d", ErrInvalid, name, spec.Replicas)
+	}
+	for k, v := range spec.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.ContainsRune(v, 0) {
+			return nil, fmt.Errorf("%w: instance %s: bad environment variable %q", ErrInvalid, name, k)
+		}
+	}
+	for i, a := range spec.Command {
+		if strings.ContainsRune(a, 0) || (i == 0 && a == "") {
+			return nil, fmt.Errorf("%w: instance %s: bad command %q", ErrInvalid, name, spec.Command)
+		}
+	}
+	if strings.ContainsAny(spec.Health, " \t\r\n\x00?#") {
+		return nil, fmt.Errorf("%w: instance %s: bad health path %q", ErrInvalid, name, spec.Health)
+	}
+	for k := range spec.Labels {
+		if k == "" {
+			return nil, fmt.Errorf("%w: instance %s: empty label key", ErrInvalid, name)
+		}
+	}
+	if v, ok := spec.Labels[LabelOwned]; ok && v != "true" {
+		return nil, fmt.Errorf("%w: instance %s: label %s is reserved", ErrInvalid, name, LabelOwned)
+	}
+	if v, ok := spec.Labels[LabelInstance]; ok && v != name {
+		return nil, fmt.Errorf("%w: instance %s: label %s=%q differs from the instance name", ErrInvalid, name, LabelInstance, v)
+	}
+	labels := OwnedLabels(name, spec.Labels)
+	if cloud != "" {
+		want := LabelValue(cloud)
+		if got, ok := labels[LabelCloud]; ok && got != want {
+			return nil, fmt.Errorf("%w: instance %s: label %s=%q but this runtime serves cloud %q", ErrInvalid, name, LabelCloud, got, cloud)
+		}
+		labels[LabelCloud] = want
+	}
+	return labels, nil
+}
+
+// SpecHash identifies everything about a spec that shapes an instance, so a
+// changed spec is noticed and the instance is recreated.
+func SpecHash(spec Spec, labels map[string]string) string {
+	b, _ := json.Marshal(struct {
+		Image   string            `json:"image"`
+		Port    int               `json:"port"`
+		Env     map[string]string `json:"env"`
+		Command []string          `json:"command"`
+		Labels  map[string]string `json:"labels"`
+		Health  string            `json:"health"`
+	}{spec.Image, spec.Port, spec.Env, spec.Command, labels, spec.Health})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])[:16]
+}

@@ -1,0 +1,359 @@
+// Package runtimes tests drift's runtimes on real parts: the Docker Engine,
+// local processes and (in kubernetes_test.go) a Kubernetes control plane.
+// Every runtime passes the same conformance suite.
+package runtimes
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/edgedrift/drift/internal/runtime"
+)
+
+// conformanceCase is what the suite needs to know about one runtime.
+type conformanceCase struct {
+	// Image and Image2 are two different images of the example app (e.g.
+	// hello v1 and v2); Image2 drives the "changed spec" case.
+	Image, Image2 string
+	// Version and Version2, when set, are the versions Image and Image2
+	// report in their JSON body (checked only when Serves).
+	Version, Version2 string
+	// Cloud is the cloud the runtime was made for; instances get it as the
+	// drift.cloud label and as DRIFT_CLOUD in their environment.
+	Cloud string
+	// Prefix starts every instance name the suite makes (a DNS-1035 label
+	// prefix, unique per run so parallel runs never collide).
+	Prefix string
+	// Port and Health of the app; 8080 and /healthz when zero.
+	Port   int
+	Health string
+	// Serves is true when endpoints really serve (Docker, processes): the
+	// suite then fetches them and checks the JSON body. It is false for
+	// Kubernetes under kwok, whose pods are fake.
+	Serves bool
+	// Timeout bounds each runtime call (2 minutes when zero).
+	Timeout time.Duration
+	// Leftovers, when set, asks the runtime's backend itself (not the
+	// runtime) for anything drift-owned of this cloud or prefix that
+	// remains; the suite ends by requiring it to return nothing.
+	Leftovers func(t *testing.T) []string
+}
+
+// uniqueID returns prefix-<8 hex digits>, a fresh DNS-1035 label per call.
+func uniqueID(prefix string) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return prefix + "-" + hex.EncodeToString(b[:])
+}
+
+// conformance runs the behaviour every runtime.Runtime must have, in the
+// order a workflow would meet it. Everything it deploys is destroyed in
+// t.Cleanup, even when an assertion fails.
+func conformance(t *testing.T, rt runtime.Runtime, c conformanceCase) {
+	if c.Port == 0 {
+		c.Port = 8080
+	}
+	if c.Health == "" {
+		c.Health = "/healthz"
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 2 * time.Minute
+	}
+	if c.Prefix == "" {
+		c.Prefix = uniqueID("conf")
+	}
+	nameA, nameB := c.Prefix+"-a", c.Prefix+"-b"
+	workflow := "conformance/" + c.Prefix
+	call := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), c.Timeout)
+	}
+	t.Cleanup(func() {
+		for _, n := range []string{nameA, nameB} {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if err := rt.Destroy(ctx, n); err != nil {
+				t.Errorf("cleanup: destroy %s: %v", n, err)
+			}
+			cancel()
+		}
+	})
+	spec := func(image string) runtime.Spec {
+		return runtime.Spec{
+			Image:  image,
+			Port:   c.Port,
+			Health: c.Health,
+			Env:    map[string]string{"DRIFT_CLOUD": c.Cloud},
+			Labels: map[string]string{runtime.LabelCloud: c.Cloud, runtime.LabelWorkflow: workflow},
+		}
+	}
+	ctx, cancel := call()
+	defer cancel()
+
+	if rt.Kind() == "" {
+		t.Error("Kind is empty")
+	}
+	before := names(t, rt, nil)
+
+	t.Log("bad input is rejected before any side effect")
+	bad := map[string]struct {
+		name string
+		spec runtime.Spec
+	}{
+		"invalid name":  {"Not_A_Label", spec(c.Image)},
+		"empty image":   {nameA, spec("")},
+		"port 0":        {nameA, func() runtime.Spec { s := spec(c.Image); s.Port = 0; return s }()},
+		"port too high": {nameA, func() runtime.Spec { s := spec(c.Image); s.Port = 65536; return s }()},
+	}
+	for what, b := range bad {
+		if _, err := rt.Deploy(ctx, b.name, b.spec); !errors.Is(err, runtime.ErrInvalid) {
+			t.Errorf("Deploy with %s: got %v, want an error wrapping runtime.ErrInvalid", what, err)
+		}
+	}
+	if after := names(t, rt, nil); !slices.Equal(after, before) {
+		t.Fatalf("rejected deploys changed List(nil): %v -> %v", before, after)
+	}
+	if st := status(t, rt, nameA); st.Exists {
+		t.Fatalf("rejected deploy left %s: %+v", nameA, st)
+	}
+
+	t.Log("deploy returns a ready endpoint")
+	ep := deploy(t, rt, nameA, spec(c.Image), c.Timeout)
+	if c.Serves {
+		expectServes(t, ep, c.Cloud, c.Version)
+	}
+
+	t.Log("deploying the same spec again reuses the instance")
+	again := deploy(t, rt, nameA, spec(c.Image), c.Timeout)
+	if again != ep {
+		t.Errorf("second Deploy of the same spec moved the endpoint: %+v -> %+v", ep, again)
+	}
+	if got := names(t, rt, map[string]string{runtime.LabelInstance: nameA}); !slices.Equal(got, []string{nameA}) {
+		t.Errorf("after two Deploys, instances named %s: %v", nameA, got)
+	}
+
+	st := status(t, rt, nameA)
+	if !st.Exists || !st.Ready || st.Image != c.Image {
+		t.Errorf("Status(%s) = %+v, want exists, ready, image %s", nameA, st, c.Image)
+	}
+	if st.Endpoint != ep {
+		t.Errorf("Status endpoint %+v, Deploy said %+v", st.Endpoint, ep)
+	}
+
+	t.Log("a redeploy whose caller gave up leaves the instance alone")
+	gone, stop := context.WithCancel(context.Background())
+	stop()
+	if _, err := rt.Deploy(gone, nameA, spec(c.Image)); err == nil {
+		t.Log("Deploy with a cancelled context succeeded (allowed: nothing to do)")
+	}
+	if st := status(t, rt, nameA); !st.Exists || !st.Ready || st.Endpoint != ep {
+		t.Errorf("after a cancelled Deploy, Status(%s) = %+v", nameA, st)
+	}
+
+	t.Log("list by selector")
+	all := list(t, rt, nil)
+	a, ok := find(all, nameA)
+	if !ok {
+		t.Fatalf("List(nil) lacks %s: %+v", nameA, all)
+	}
+	if !a.Ready || a.Image != c.Image || a.Endpoint != ep {
+		t.Errorf("List(nil) reports %+v, want ready, image %s, endpoint %+v", a, c.Image, ep)
+	}
+	for k, v := range map[string]string{
+		runtime.LabelOwned:    "true",
+		runtime.LabelInstance: nameA,
+		runtime.LabelCloud:    runtime.LabelValue(c.Cloud),
+		runtime.LabelWorkflow: runtime.LabelValue(workflow),
+	} {
+		if a.Labels[k] != v {
+			t.Errorf("instance label %s=%q, want %q (labels %v)", k, a.Labels[k], v, a.Labels)
+		}
+	}
+	if got := names(t, rt, map[string]string{runtime.LabelCloud: c.Cloud}); !slices.Contains(got, nameA) {
+		t.Errorf("List(drift.cloud=%s) = %v, lacks %s", c.Cloud, got, nameA)
+	}
+	if got := names(t, rt, map[string]string{runtime.LabelWorkflow: workflow}); !slices.Equal(got, []string{nameA}) {
+		t.Errorf("List(drift.workflow=%s) = %v, want [%s]", workflow, got, nameA)
+	}
+	for _, sel := range []map[string]string{
+		{runtime.LabelCloud: c.Cloud + "-elsewhere"},
+		{runtime.LabelWorkflow: workflow + "-other"},
+		{runtime.LabelWorkflow: workflow, "drift.session": "nobody"},
+	} {
+		if got := names(t, rt, sel); slices.Contains(got, nameA) {
+			t.Errorf("List(%v) = %v, must not hold %s", sel, got, nameA)
+		}
+	}
+
+	t.Log("a second instance is listed next to the first")
+	epB := deploy(t, rt, nameB, spec(c.Image), c.Timeout)
+	if got := names(t, rt, map[string]string{runtime.LabelWorkflow: workflow}); !slices.Equal(got, []string{nameA, nameB}) {
+		t.Errorf("List(drift.workflow) = %v, want [%s %s]", got, nameA, nameB)
+	}
+	if c.Serves {
+		if epB == ep {
+			t.Errorf("two instances share endpoint %+v", ep)
+		}
+		expectServes(t, epB, c.Cloud, c.Version)
+	}
+
+	t.Log("a changed spec redeploys: another image")
+	ep2 := deploy(t, rt, nameA, spec(c.Image2), c.Timeout)
+	if st := status(t, rt, nameA); !st.Exists || !st.Ready || st.Image != c.Image2 || st.Endpoint != ep2 {
+		t.Errorf("after redeploy with %s: Status = %+v (Deploy said %+v)", c.Image2, st, ep2)
+	}
+	if c.Serves {
+		expectServes(t, ep2, c.Cloud, c.Version2)
+	}
+	if got := names(t, rt, map[string]string{runtime.LabelInstance: nameA}); !slices.Equal(got, []string{nameA}) {
+		t.Errorf("after redeploy, instances named %s: %v", nameA, got)
+	}
+
+	t.Log("a changed spec redeploys: other environment")
+	moved := spec(c.Image)
+	moved.Env["DRIFT_CLOUD"] = c.Cloud + "-moved"
+	epB2 := deploy(t, rt, nameB, moved, c.Timeout)
+	if c.Serves {
+		expectServes(t, epB2, c.Cloud+"-moved", c.Version)
+	}
+	if got := names(t, rt, map[string]string{runtime.LabelInstance: nameB}); !slices.Equal(got, []string{nameB}) {
+		t.Errorf("after redeploy, instances named %s: %v", nameB, got)
+	}
+
+	t.Log("destroy")
+	for _, n := range []string{nameA, nameB} {
+		if err := rt.Destroy(ctx, n); err != nil {
+			t.Fatalf("Destroy(%s): %v", n, err)
+		}
+		if st := status(t, rt, n); st.Exists {
+			t.Errorf("after Destroy, Status(%s) = %+v", n, st)
+		}
+		if got := names(t, rt, map[string]string{runtime.LabelInstance: n}); len(got) != 0 {
+			t.Errorf("after Destroy, List(drift.instance=%s) = %v", n, got)
+		}
+		if err := rt.Destroy(ctx, n); err != nil {
+			t.Errorf("second Destroy(%s): %v", n, err)
+		}
+	}
+	if c.Serves {
+		for _, e := range []runtime.Endpoint{ep2, epB2} {
+			if err := get(e.URL+c.Health, nil); err == nil {
+				t.Errorf("%s still answers after Destroy", e.URL)
+			}
+		}
+	}
+
+	t.Log("nothing of ours is left")
+	if got := names(t, rt, map[string]string{runtime.LabelCloud: c.Cloud}); len(got) != 0 {
+		// Other suites may share the backend, but not this cloud id.
+		t.Errorf("List(drift.cloud=%s) after Destroy = %v", c.Cloud, got)
+	}
+	if after := names(t, rt, nil); !slices.Equal(after, before) {
+		t.Errorf("List(nil): before %v, after %v", before, after)
+	}
+	if c.Leftovers != nil {
+		if left := c.Leftovers(t); len(left) != 0 {
+			t.Errorf("the backend still holds drift-owned objects: %v", left)
+		}
+	}
+}
+
+func deploy(t *testing.T, rt runtime.Runtime, name string, spec runtime.Spec, timeout time.Duration) runtime.Endpoint {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	start := time.Now()
+	ep, err := rt.Deploy(ctx, name, spec)
+	if err != nil {
+		t.Fatalf("Deploy(%s, %s): %v", name, spec.Image, err)
+	}
+	t.Logf("Deploy(%s) -> %s in %v", name, ep.URL, time.Since(start).Round(time.Millisecond))
+	if ep.URL == "" {
+		t.Fatalf("Deploy(%s) returned an empty endpoint", name)
+	}
+	return ep
+}
+
+func status(t *testing.T, rt runtime.Runtime, name string) runtime.Status {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := rt.Status(ctx, name)
+	if err != nil {
+		t.Fatalf("Status(%s): %v", name, err)
+	}
+	return st
+}
+
+func list(t *testing.T, rt runtime.Runtime, sel map[string]string) []runtime.Instance {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	in, err := rt.List(ctx, sel)
+	if err != nil {
+		t.Fatalf("List(%v): %v", sel, err)
+	}
+	if !slices.IsSortedFunc(in, func(a, b runtime.Instance) int { return cmp.Compare(a.Name, b.Name) }) {
+		t.Errorf("List(%v) is not sorted by name", sel)
+	}
+	return in
+}
+
+func names(t *testing.T, rt runtime.Runtime, sel map[string]string) []string {
+	t.Helper()
+	var out []string
+	for _, in := range list(t, rt, sel) {
+		out = append(out, in.Name)
+	}
+	return out
+}
+
+func find(in []runtime.Instance, name string) (runtime.Instance, bool) {
+	for _, i := range in {
+		if i.Name == name {
+			return i, true
+		}
+	}
+	return runtime.Instance{}, false
+}
+
+var httpClient = &http.Client{Timeout: 5 * time.Second}
+
+// get fetches url and decodes a JSON body into v (when v is not nil).
+func get(url string, v any) error {
+	resp, err := httpClient.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	if v == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// expectServes checks that the example app answers at ep as itself, for
+// cloud, in version (when not empty).
+func expectServes(t *testing.T, ep runtime.Endpoint, cloud, version string) {
+	t.Helper()
+	var body struct {
+		App, Cloud, Version string
+	}
+	if err := get(ep.URL+"/", &body); err != nil {
+		t.Errorf("fetch %s: %v", ep.URL, err)
+		return
+	}
+	if body.App != "hello" || body.Cloud != cloud || version != "" && body.Version != version {
+		t.Errorf("%s answered %+v, want app hello, cloud %s, version %q", ep.URL, body, cloud, version)
+	}
+}
