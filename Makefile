@@ -19,7 +19,7 @@ build:
 
 # The main job on the embedded default: Temporal + Web UI + registry + worker.
 dev: build
-	bin/drift dev --data-dir $(DATA_DIR)
+	bin/drift dev --demo --data-dir $(DATA_DIR)
 
 # Fast unit tests: pure logic and workflow tests with mocked activities.
 test:

@@ -138,13 +138,13 @@ func heartbeat(ctx context.Context) (stop func()) {
 		t := time.NewTicker(heartbeatEvery)
 		defer t.Stop()
 		for {
-			activity.RecordHeartbeat(ctx)
 			select {
 			case <-done:
 				return
 			case <-ctx.Done():
 				return
 			case <-t.C:
+				activity.RecordHeartbeat(ctx)
 			}
 		}
 	}()

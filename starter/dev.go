@@ -7,13 +7,16 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
 
 	"github.com/edgedrift/drift/internal/app"
 	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/demo"
 	"github.com/edgedrift/drift/internal/devstack"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/runtime/docker"
@@ -28,6 +31,8 @@ type devFlags struct {
 	topologyFile   string
 	fogRuntime     string
 	edgeKubeconfig string
+	demo           bool
+	source         string
 }
 
 func newDevCommand(g *globals) *cobra.Command {
@@ -56,6 +61,8 @@ unless --fog-runtime or --edge-kubeconfig say otherwise.`,
 	fl.IntVar(&f.registryPort, "registry-port", 5000, "image registry port")
 	fl.StringVarP(&f.topologyFile, "topology", "t", "", "topology file (default: the embedded example)")
 	fl.StringVar(&f.fogRuntime, "fog-runtime", "auto", "runtime of fog clouds without one in the topology: auto (Docker when an engine answers), docker or process")
+	fl.BoolVar(&f.demo, "demo", false, "build the example app into the registry and walk a mobility session across the example regions")
+	fl.StringVar(&f.source, "source", ".", "the drift source tree the demo builds the example app from")
 	fl.StringVar(&f.edgeKubeconfig, "edge-kubeconfig", "", "run edge clouds without a runtime in the topology on this Kubernetes cluster (namespace drift-<cloud>)")
 	return cmd
 }
@@ -113,10 +120,16 @@ func runDev(ctx context.Context, g *globals, f devFlags, out io.Writer) error {
 		for _, cl := range clouds {
 			fmt.Fprintf(w, "             %-18s %s\n", cl, ws.Runtimes[cl].Kind())
 		}
-		fmt.Fprintln(w, "Press Ctrl-C to stop.")
 	}); err != nil {
 		return err
 	}
+	if f.demo {
+		if err := runDemo(ctx, c, topo, stack.RegistryHost(), f.source, out); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		fmt.Fprintf(out, "\nOpen %s to see the session's history, its handovers and every activity.\n", stack.UIURL())
+	}
+	fmt.Fprintln(out, "Press Ctrl-C to stop.")
 	<-ctx.Done()
 	fmt.Fprintln(out, "drift dev: stopping")
 	return nil
@@ -189,4 +202,27 @@ func defaultDataDir() string {
 		return filepath.Join(home, ".local", "share", "drift")
 	}
 	return ".drift"
+}
+
+// demoRegions walk the example topology: warm moves to neighbours, cold
+// ones across the city.
+var demoRegions = []string{"quartier-latin", "montparnasse", "bastille", "montmartre", "la-defense", "quartier-latin"}
+
+// runDemo builds the example app into the registry and walks a session.
+func runDemo(ctx context.Context, c client.Client, topo *topology.Topology, registry, source string, out io.Writer) error {
+	for _, r := range demoRegions {
+		if _, err := topo.FirstCloud(r); err != nil {
+			return fmt.Errorf("the demo walks the example topology: %w", err)
+		}
+	}
+	fmt.Fprintf(out, "\nbuilding the example app (%s) for %s into %s\n", demo.HelloPackage, strings.Join(demo.Platforms, ", "), registry)
+	ref, err := demo.HelloImage(ctx, registry, "v1", func(arch string) ([]byte, error) {
+		return demo.BuildHello(ctx, source, arch, "v1")
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "  pushed %s\n", ref)
+	_, err = demo.Walk(ctx, c, topo, ref, "alice", demoRegions, out)
+	return err
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/edgedrift/drift/activities"
 	"github.com/edgedrift/drift/internal/appspec"
 	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/predict"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/topology"
 )
@@ -35,8 +36,13 @@ const (
 // Pre-deploy policies.
 const (
 	PreDeployNeighbours = "neighbours" // every neighbour of the serving cloud (seed behaviour)
+	PreDeployPredicted  = "predicted"  // the clouds the app's mobility model expects next
 	PreDeployNone       = "none"       // nothing warm: every move is cold
 )
+
+// modelRefreshEvery is how many handovers pass between reads of the app's
+// model; the session's own moves count at once in between.
+const modelRefreshEvery = 5
 
 // recentHandovers bounds the handovers kept in state (and carried over
 // continue-as-new); totals count them all.
@@ -50,6 +56,8 @@ type SessionInput struct {
 	Topology   *topology.Topology `json:"topology"`
 	Neighbours topology.Policy    `json:"neighbours"`
 	PreDeploy  string             `json:"preDeploy"`
+	// Predict tunes the predicted policy (coverage, k, min observations).
+	Predict predict.Options `json:"predict,omitzero"`
 	// Resume carries the state across continue-as-new; nil on a new session.
 	Resume *SessionState `json:"resume,omitempty"`
 }
@@ -133,6 +141,7 @@ type SessionState struct {
 	InFlight  []string         `json:"inFlight,omitempty"`
 	Handovers []Handover       `json:"handovers,omitempty"` // most recent last
 	Totals    Totals           `json:"totals"`
+	Plan      predict.Plan     `json:"plan"` // why the warm clouds are the ones they are
 }
 
 // MobilitySession keeps a user's app served from the cloud of the region
@@ -190,6 +199,8 @@ type session struct {
 	exit      bool
 	dirty     bool // something for the main loop to look at
 	signals   []workflow.ReceiveChannel
+	model     predict.Model   // the app's mobility model (predicted policy)
+	models    []predict.Model // snapshots read, for the main loop to take in
 	logger    log.Logger
 }
 
@@ -234,8 +245,13 @@ func validateSession(in SessionInput) error {
 	if err := in.Neighbours.Validate(); err != nil {
 		return bad(ErrTypeInvalidSession, "neighbour policy: %v", err)
 	}
-	if in.PreDeploy != PreDeployNeighbours && in.PreDeploy != PreDeployNone {
-		return bad(ErrTypeInvalidSession, "pre-deploy policy %q: want %s or %s", in.PreDeploy, PreDeployNeighbours, PreDeployNone)
+	switch in.PreDeploy {
+	case PreDeployNeighbours, PreDeployPredicted, PreDeployNone:
+	default:
+		return bad(ErrTypeInvalidSession, "pre-deploy policy %q: want %s, %s or %s", in.PreDeploy, PreDeployNeighbours, PreDeployPredicted, PreDeployNone)
+	}
+	if err := in.Predict.Validate(); err != nil {
+		return bad(ErrTypeInvalidSession, "prediction: %v", err)
 	}
 	if _, err := in.Topology.FirstCloud(in.Region); err != nil {
 		return bad(ErrTypeUnknownRegion, "%v", err)
@@ -264,8 +280,12 @@ func (s *session) run(ctx workflow.Context) (SessionState, error) {
 			return SessionState{}, err
 		}
 	}
+	if s.in.PreDeploy == PreDeployPredicted {
+		s.readModel(ctx)
+	}
 	for {
 		s.applyResults(ctx)
+		s.takeModels()
 		if err := s.handleMoves(ctx); err != nil {
 			return s.teardown(ctx, err)
 		}
@@ -416,6 +436,7 @@ func (s *session) switchTo(ctx workflow.Context, m *moveRequest, inst *Instance)
 		inst.WarmAt = time.Time{}
 	}
 	if !m.initial {
+		s.learn(ctx, h)
 		s.st.Handovers = append(s.st.Handovers, h)
 		if len(s.st.Handovers) > recentHandovers {
 			s.st.Handovers = slices.Clone(s.st.Handovers[len(s.st.Handovers)-recentHandovers:])
@@ -449,13 +470,19 @@ func (s *session) moveInProgress() bool { return len(s.moves) > 0 && s.moves[0].
 // there, warm on its neighbours, none elsewhere.
 func (s *session) plan() {
 	wanted := map[string]Role{s.st.Serving: RoleServe}
-	if s.in.PreDeploy == PreDeployNeighbours {
-		ns, err := s.in.Topology.Neighbours(s.st.Serving, s.in.Neighbours)
-		if err != nil {
-			s.logger.Warn("no neighbours", "cloud", s.st.Serving, "error", err)
+	if s.in.PreDeploy != PreDeployNone {
+		opts := s.in.Predict
+		opts.Mode = predict.Neighbours
+		if s.in.PreDeploy == PreDeployPredicted {
+			opts.Mode = predict.Predicted
 		}
-		for _, n := range ns {
-			wanted[n.Cloud.ID] = RoleWarm
+		plan, err := predict.PreDeployClouds(s.in.Topology, &s.model, s.in.Neighbours, s.st.Region, opts)
+		if err != nil {
+			s.logger.Warn("no pre-deploy plan", "region", s.st.Region, "error", err)
+		}
+		s.st.Plan = plan
+		for _, cloud := range plan.Clouds {
+			wanted[cloud] = RoleWarm
 		}
 	}
 	// A cold move in progress keeps its target.
@@ -710,4 +737,51 @@ func dashIfEmpty(s string) string {
 		return "–"
 	}
 	return s
+}
+
+// learn feeds a handover to the app's model: at once into the session's
+// copy, durably into the app's model workflow, and now and then reads the
+// model back to see what other sessions taught it.
+func (s *session) learn(ctx workflow.Context, h Handover) {
+	if s.in.PreDeploy != PreDeployPredicted || h.FromRegion == h.ToRegion {
+		return
+	}
+	s.model.Observe(h.FromRegion, h.ToRegion)
+	actx := central(ctx, lookupOptions, fmt.Sprintf("teach %s's model %s → %s", s.in.App.Name, h.FromRegion, h.ToRegion))
+	mv := activities.RegionMove{From: h.FromRegion, To: h.ToRegion}
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		if err := workflow.ExecuteActivity(actx, modelActs.RecordMove, s.in.App.Name, mv).Get(ctx, nil); err != nil {
+			s.logger.Warn("model not taught", "error", err)
+		}
+	})
+	if (s.st.Totals.Handovers+1)%modelRefreshEvery == 0 {
+		s.readModel(ctx)
+	}
+}
+
+// readModel fetches the app's model in the background; the main loop
+// takes it in and re-plans.
+func (s *session) readModel(ctx workflow.Context) {
+	actx := central(ctx, lookupOptions, "read "+s.in.App.Name+"'s mobility model")
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		var m predict.Model
+		if err := workflow.ExecuteActivity(actx, modelActs.ModelSnapshot, s.in.App.Name).Get(ctx, &m); err != nil {
+			s.logger.Warn("model not read", "error", err)
+			return
+		}
+		s.models = append(s.models, m)
+		s.dirty = true
+	})
+}
+
+// takeModels adopts the newest model read and re-plans the warm clouds.
+func (s *session) takeModels() {
+	if len(s.models) == 0 {
+		return
+	}
+	s.model = s.models[len(s.models)-1]
+	s.models = nil
+	if s.st.Serving != "" {
+		s.plan()
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/edgedrift/drift/activities"
 	"github.com/edgedrift/drift/deploy/examples"
 	"github.com/edgedrift/drift/internal/appspec"
+	"github.com/edgedrift/drift/internal/predict"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/topology"
 )
@@ -33,6 +34,8 @@ type fakeClouds struct {
 	fail     map[string]bool              // deploys on this cloud fail
 	deploys  []string                     // "cloud/name" in order
 	images   map[string]bool              // images EnsureImage knows
+	model    predict.Model                // the app's model workflow
+	taught   []activities.RegionMove      // moves recorded into it
 }
 
 func newFakeClouds() *fakeClouds {
@@ -45,6 +48,21 @@ func newFakeClouds() *fakeClouds {
 func (f *fakeClouds) install(env *testsuite.TestWorkflowEnvironment) {
 	env.RegisterActivity(&activities.Cloud{})
 	env.RegisterActivity(&activities.Images{})
+	env.RegisterActivity(&activities.Models{})
+	env.OnActivity(modelActs.ModelSnapshot, mock.Anything, mock.Anything).Return(
+		func(context.Context, string) (predict.Model, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			return f.model.Clone(), nil
+		})
+	env.OnActivity(modelActs.RecordMove, mock.Anything, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, _ string, mv activities.RegionMove) error {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.model.Observe(mv.From, mv.To)
+			f.taught = append(f.taught, mv)
+			return nil
+		})
 	env.OnActivity(imageActs.EnsureImage, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, ref string) (string, error) {
 			if !f.images[ref] {
@@ -393,7 +411,7 @@ func TestContinueAsNewCarriesState(t *testing.T) {
 		t.Fatalf("want continue-as-new, got %v", err)
 	}
 	var next SessionInput
-	if err := converter.GetDefaultDataConverter().FromPayloads(can.Input, &next); err != nil {
+	if err := decodePayloads(can, &next); err != nil {
 		t.Fatal(err)
 	}
 	if next.Resume == nil || next.Resume.Serving != "edge-bastille" || next.Resume.Totals.Handovers != 1 || len(next.Resume.Instances) != len(expectedLive("edge-bastille")) {
@@ -458,4 +476,50 @@ func TestFailedStartCleansUp(t *testing.T) {
 	if live := st.clouds.liveClouds(); len(live) != 0 {
 		t.Fatalf("left behind on %v", live)
 	}
+}
+
+// With a trained model, only the clouds users really go to next are warm;
+// with a cold one, the session falls back to every neighbour.
+func TestPredictedPreDeploy(t *testing.T) {
+	st := newSessionTest(t)
+	for range 10 {
+		st.clouds.model.Observe("quartier-latin", "montparnasse")
+	}
+	in := sessionInput("quartier-latin")
+	in.PreDeploy = PreDeployPredicted
+	st.at(time.Minute, func() {
+		s := st.state()
+		if s.Plan.Mode != predict.Predicted || !slices.Equal(s.Plan.Clouds, []string{"edge-montparnasse"}) {
+			t.Errorf("plan %+v", s.Plan)
+		}
+		if got := st.clouds.liveClouds(); !slices.Equal(got, []string{"edge-latin", "edge-montparnasse"}) {
+			t.Errorf("live %v", got)
+		}
+		st.move("montparnasse", func(r MoveResult, err error) {
+			if err != nil || !r.Warm {
+				t.Errorf("predicted move not warm: %+v %v", r, err)
+			}
+		})
+	})
+	st.at(2*time.Minute, func() {
+		// Nothing is known about moves from montparnasse: all neighbours.
+		s := st.state()
+		if s.Plan.Mode != predict.Neighbours || !s.Plan.Cold {
+			t.Errorf("cold model plan %+v", s.Plan)
+		}
+		if got := st.clouds.liveClouds(); !slices.Equal(got, expectedLive("edge-montparnasse")) {
+			t.Errorf("live %v, want %v", got, expectedLive("edge-montparnasse"))
+		}
+		st.env.SignalWorkflow(ExitName, nil)
+	})
+	st.env.ExecuteWorkflow(MobilitySession, in)
+	st.report()
+	if !slices.Equal(st.clouds.taught, []activities.RegionMove{{From: "quartier-latin", To: "montparnasse"}}) {
+		t.Fatalf("model taught %v", st.clouds.taught)
+	}
+}
+
+// decodePayloads reads the input a workflow continued as new with.
+func decodePayloads(can *workflow.ContinueAsNewError, into any) error {
+	return converter.GetDefaultDataConverter().FromPayloads(can.Input, into)
 }

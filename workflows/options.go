@@ -17,6 +17,7 @@ import (
 var (
 	cloudActs *activities.Cloud
 	imageActs *activities.Images
+	modelActs *activities.Models
 )
 
 // nonRetryable lists the error types no retry can fix.

@@ -42,7 +42,10 @@ type WorkerOptions struct {
 	// RuntimeFor overrides a cloud's runtime config (drift dev picks by tier);
 	// nil uses the topology's.
 	RuntimeFor func(topology.Cloud) runtime.Config
-	Logger     *slog.Logger
+	// Runtimes gives ready-made runtimes by cloud id (benchmarks, tests);
+	// clouds not in it are opened from their config.
+	Runtimes map[string]runtime.Runtime
+	Logger   *slog.Logger
 }
 
 // Workers are the running pollers of one process.
@@ -63,6 +66,10 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 		if !ok {
 			return nil, fmt.Errorf("%w: %q is not in the topology", topology.ErrUnknownCloud, id)
 		}
+		if rt, ok := opts.Runtimes[id]; ok {
+			ws.Runtimes[id] = rt
+			continue
+		}
 		cfg := cloud.Runtime
 		if opts.RuntimeFor != nil {
 			cfg = opts.RuntimeFor(cloud)
@@ -79,7 +86,9 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 		}
 		w := worker.New(c, config.TaskQueue, worker.Options{})
 		w.RegisterWorkflow(workflows.MobilitySession)
+		w.RegisterWorkflow(workflows.AppModel)
 		w.RegisterActivity(&activities.Images{Center: opts.Registry})
+		w.RegisterActivity(&activities.Models{Client: c})
 		ws.workers = append(ws.workers, w)
 	}
 	for _, id := range opts.Clouds {

@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -16,9 +15,8 @@ import (
 	"time"
 
 	"github.com/docker/docker/client"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/edgedrift/drift/internal/image"
+	"github.com/edgedrift/drift/internal/demo"
 	"github.com/edgedrift/drift/internal/registry"
 )
 
@@ -63,14 +61,7 @@ func HelloBinary(t testing.TB, arch, version string) []byte {
 	if b, ok := binCache[key]; ok {
 		return b
 	}
-	out := filepath.Join(t.TempDir(), "hello")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w -X main.version="+version, "-o", out, "./deploy/examples/apps/hello")
-	cmd.Dir = RepoRoot()
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build hello for %s: %v\n%s", arch, err, b)
-	}
-	b, err := os.ReadFile(out)
+	b, err := demo.BuildHello(context.Background(), RepoRoot(), arch, version)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,23 +75,11 @@ func HelloBinary(t testing.TB, arch, version string) []byte {
 // two different images.
 func HelloImage(t testing.TB, reg *registry.Server, version string) string {
 	t.Helper()
-	var imgs []v1.Image
-	for _, arch := range []string{"amd64", "loong64"} {
-		img, err := image.Build(v1.Platform{OS: "linux", Architecture: arch},
-			[]image.File{{Path: "/hello", Mode: 0o755, Data: HelloBinary(t, arch, version)}},
-			image.Config{Entrypoint: []string{"/hello"}, Env: []string{"PORT=8080"}, Ports: []int{8080}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		imgs = append(imgs, img)
-	}
-	idx, err := image.Index(imgs...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	ref, err := image.Push(ctx, fmt.Sprintf("%s/hello:%s", reg.Host(), version), idx)
+	ref, err := demo.HelloImage(ctx, reg.Host(), version, func(arch string) ([]byte, error) {
+		return HelloBinary(t, arch, version), nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,12 +69,12 @@ func TestSessionAcrossDockerKubernetesAndProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec.Health = "/healthz"
-	id := workflows.SessionID("alice", "hello")
+	id := workflows.SessionID("mobility-it", "hello")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: config.TaskQueue, StaticSummary: "alice's hello follows her across Paris"},
 		workflows.MobilitySession, workflows.SessionInput{
-			User: "alice", App: spec, Region: "quartier-latin", Topology: topo,
+			User: "mobility-it", App: spec, Region: "quartier-latin", Topology: topo,
 			Neighbours: topology.Policy{Kind: topology.Adjacency}, PreDeploy: workflows.PreDeployNeighbours,
 		})
 	if err != nil {

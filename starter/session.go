@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+
+	"github.com/edgedrift/drift/internal/appspec"
+	"github.com/edgedrift/drift/internal/session"
+	"github.com/edgedrift/drift/internal/topology"
+	"github.com/edgedrift/drift/workflows"
+)
+
+func newSessionCommand(g *globals) *cobra.Command {
+	var user, app string
+	cmd := &cobra.Command{
+		Use:   "session",
+		Short: "Open, move, exit and inspect mobility sessions",
+		Long: `A mobility session keeps a user's app served from the cloud of the region they
+are in, with the app pre-deployed on that cloud's neighbours, and follows them
+when they move.`,
+	}
+	cmd.PersistentFlags().StringVar(&user, "user", "", "the session's user")
+	cmd.PersistentFlags().StringVar(&app, "app", "", "the app's name (with --compose: the service; default its only one)")
+
+	var o struct {
+		region, image, compose, policy, preDeploy, topologyFile, health string
+		port                                                             int
+	}
+	start := &cobra.Command{
+		Use:   "start --user U (--image REF --port P | --compose FILE) --region R",
+		Short: "Open a session (or find the open one) and serve the user in a region",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if user == "" || o.region == "" {
+				return fmt.Errorf("--user and --region are required")
+			}
+			spec, err := appSpec(app, o.image, o.compose, o.port, o.health)
+			if err != nil {
+				return err
+			}
+			topo, err := loadTopology(o.topologyFile)
+			if err != nil {
+				return err
+			}
+			if _, err := topo.FirstCloud(o.region); err != nil {
+				return err
+			}
+			policy, err := topology.ParsePolicy(o.policy)
+			if err != nil {
+				return err
+			}
+			return withClient(cmd, g, func(ctx context.Context, c client.Client) error {
+				res, err := session.Start(ctx, c, session.Open{User: user, App: spec, Region: o.region, Topology: topo, Neighbours: policy, PreDeploy: o.preDeploy})
+				if err != nil {
+					return err
+				}
+				return g.print(cmd.OutOrStdout(), res, func(w io.Writer) {
+					fmt.Fprintf(w, "session %s serves %s in %s from %s at %s\n", workflows.SessionID(user, spec.Name), user, res.Region, res.Cloud, res.Endpoint.URL)
+				})
+			})
+		},
+	}
+	f := start.Flags()
+	f.StringVar(&o.region, "region", "", "the region the user is in")
+	f.StringVar(&o.image, "image", "", "image reference of the app (with --port)")
+	f.IntVar(&o.port, "port", 8080, "HTTP port the app listens on (with --image)")
+	f.StringVar(&o.health, "health", "", "HTTP path answered when ready (default: from the compose healthcheck, else /)")
+	f.StringVar(&o.compose, "compose", "", "compose file describing the app")
+	f.StringVar(&o.policy, "policy", "adjacency", "neighbour policy: adjacency, distance<=D, nearest:N")
+	f.StringVar(&o.preDeploy, "pre-deploy", workflows.PreDeployNeighbours, "what to pre-deploy: neighbours, predicted (the app's mobility model) or none")
+	f.StringVarP(&o.topologyFile, "topology", "t", "", "topology file (default: the embedded example)")
+
+	move := &cobra.Command{
+		Use:   "move REGION --user U --app A",
+		Short: "Move the user to a region; prints the endpoint once it serves there",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := need(user, app); err != nil {
+				return err
+			}
+			return withClient(cmd, g, func(ctx context.Context, c client.Client) error {
+				res, err := session.Move(ctx, c, user, app, args[0])
+				if err != nil {
+					return err
+				}
+				return g.print(cmd.OutOrStdout(), res, func(w io.Writer) { printMove(w, res) })
+			})
+		},
+	}
+	exit := &cobra.Command{
+		Use:   "exit --user U --app A",
+		Short: "End the session: destroy every instance and print the report",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := need(user, app); err != nil {
+				return err
+			}
+			return withClient(cmd, g, func(ctx context.Context, c client.Client) error {
+				rep, err := session.Exit(ctx, c, user, app)
+				if err != nil {
+					return err
+				}
+				return g.print(cmd.OutOrStdout(), rep, func(w io.Writer) { printReport(w, rep) })
+			})
+		},
+	}
+	state := &cobra.Command{
+		Use:   "state --user U --app A",
+		Short: "Show where a session serves, what is warm and what is in flight",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := need(user, app); err != nil {
+				return err
+			}
+			return withClient(cmd, g, func(ctx context.Context, c client.Client) error {
+				st, err := session.State(ctx, c, user, app)
+				if err != nil {
+					return err
+				}
+				return g.print(cmd.OutOrStdout(), st, func(w io.Writer) { printState(w, st) })
+			})
+		},
+	}
+	var all bool
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List sessions",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withClient(cmd, g, func(ctx context.Context, c client.Client) error {
+				ss, err := session.List(ctx, c, all)
+				if err != nil {
+					return err
+				}
+				return g.print(cmd.OutOrStdout(), ss, func(w io.Writer) {
+					tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(tw, "SESSION\tUSER\tAPP\tCLOUD\tSTATUS")
+					for _, s := range ss {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.ID, s.User, s.App, dash(s.Cloud), s.Status)
+					}
+					tw.Flush()
+				})
+			})
+		},
+	}
+	list.Flags().BoolVar(&all, "all", false, "include ended sessions")
+	cmd.AddCommand(start, move, exit, state, list)
+	return cmd
+}
+
+// appSpec builds the app description from an image or a compose file.
+func appSpec(app, image, compose string, port int, health string) (appspec.AppSpec, error) {
+	var spec appspec.AppSpec
+	var err error
+	switch {
+	case image != "" && compose != "":
+		return spec, fmt.Errorf("give --image or --compose, not both")
+	case image != "":
+		if app == "" {
+			return spec, fmt.Errorf("--app names the app run from --image")
+		}
+		spec, err = appspec.FromImage(app, image, port)
+	case compose != "":
+		data, rerr := os.ReadFile(compose)
+		if rerr != nil {
+			return spec, fmt.Errorf("read compose file: %w", rerr)
+		}
+		spec, err = appspec.FromCompose(data, app)
+	default:
+		return spec, fmt.Errorf("give the app as --image REF or --compose FILE")
+	}
+	if err != nil {
+		return spec, err
+	}
+	if health != "" {
+		spec.Health = health
+		err = spec.Validate()
+	}
+	return spec, err
+}
+
+func need(user, app string) error {
+	if user == "" || app == "" {
+		return fmt.Errorf("--user and --app are required")
+	}
+	return nil
+}
+
+// withClient connects to Temporal for the length of one command.
+func withClient(cmd *cobra.Command, g *globals, fn func(context.Context, client.Client) error) error {
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	c, err := g.temporal.Dial(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return fn(ctx, c)
+}
+
+func printMove(w io.Writer, r workflows.MoveResult) {
+	kind := "cold"
+	if r.Warm {
+		kind = "warm"
+	}
+	fmt.Fprintf(w, "%s handover to %s (region %s) in %s: %s\n", kind, r.Cloud, r.Region, r.SwitchTime, r.Endpoint.URL)
+}
+
+func printState(w io.Writer, st workflows.SessionState) {
+	fmt.Fprintf(w, "%s: %s, serving region %s from %s at %s\n", st.ID, st.Phase, dash(st.Region), dash(st.Serving), dash(st.Endpoint.URL))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CLOUD\tROLE\tSTATUS\tENDPOINT\tNOTE")
+	for _, in := range st.Instances {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", in.Cloud, dash(string(in.Role)), in.Status, dash(in.Endpoint.URL), in.Error)
+	}
+	tw.Flush()
+	if len(st.InFlight) > 0 {
+		fmt.Fprintf(w, "in flight: %s\n", strings.Join(st.InFlight, ", "))
+	}
+}
+
+func printReport(w io.Writer, st workflows.SessionState) {
+	t := st.Totals
+	fmt.Fprintf(w, "%s ended: %d handovers (%d warm, %d cold, %d failed), %.1f instance-seconds of pre-deploys, clouds used: %s\n",
+		st.ID, t.Handovers, t.Warm, t.Cold, t.FailedMoves, t.PreDeploySeconds, strings.Join(t.CloudsUsed, ", "))
+	for _, h := range st.Handovers {
+		kind := "cold"
+		if h.Warm {
+			kind = "warm"
+		}
+		fmt.Fprintf(w, "  %s → %s (%s → %s): %s, switch %s\n", h.FromRegion, h.ToRegion, h.FromCloud, h.ToCloud, kind, h.SwitchTime)
+	}
+}
