@@ -3,17 +3,10 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -26,131 +19,10 @@ import (
 	"github.com/edgedrift/drift/tests/harness"
 )
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	buildErr  error
-)
-
-// binaries builds drift and drift-worker once per test run.
-func binaries(t *testing.T) (drift, driftWorker string) {
-	t.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "drift-e2e-bin")
-		if buildErr != nil {
-			return
-		}
-		for name, pkg := range map[string]string{"drift": "./starter", "drift-worker": "./worker"} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, name), pkg)
-			cmd.Dir = harness.RepoRoot()
-			if out, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("build %s: %v\n%s", name, err, out)
-				return
-			}
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return filepath.Join(binDir, "drift"), filepath.Join(binDir, "drift-worker")
-}
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		os.RemoveAll(binDir)
-	}
+	harness.CleanBinaries()
 	os.Exit(code)
-}
-
-// proc is a started binary whose output is watched.
-type proc struct {
-	cmd   *exec.Cmd
-	mu    sync.Mutex
-	out   strings.Builder
-	lines chan string
-	done  chan error
-}
-
-func start(t *testing.T, bin string, args ...string) *proc {
-	t.Helper()
-	p := &proc{cmd: exec.Command(bin, args...), lines: make(chan string, 1024), done: make(chan error, 1)}
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	r, w := io.Pipe()
-	p.cmd.Stdout, p.cmd.Stderr = w, w
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(r)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.out.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-			select {
-			case p.lines <- sc.Text():
-			default:
-			}
-		}
-	}()
-	go func() { p.done <- p.cmd.Wait(); w.Close() }()
-	t.Cleanup(func() {
-		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-		}
-		if t.Failed() {
-			t.Logf("%s output:\n%s", filepath.Base(bin), p.output())
-		}
-	})
-	return p
-}
-
-func (p *proc) output() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.out.String()
-}
-
-// waitFor waits until the process prints a line containing s.
-func (p *proc) waitFor(t *testing.T, s string, timeout time.Duration) string {
-	t.Helper()
-	deadline := time.After(timeout)
-	for {
-		select {
-		case line := <-p.lines:
-			if strings.Contains(line, s) {
-				return line
-			}
-		case err := <-p.done:
-			p.done <- err
-			t.Fatalf("process exited (%v) before printing %q:\n%s", err, s, p.output())
-		case <-deadline:
-			t.Fatalf("no %q after %s:\n%s", s, timeout, p.output())
-		}
-	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-func httpGet(t *testing.T, url string) (int, string, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header.Get("Content-Type"), string(b)
 }
 
 // waitForGo blocks until signalled: a workflow that must outlive a crash.
@@ -164,18 +36,18 @@ func waitForGo(ctx workflow.Context) (string, error) {
 // a restart on the same data dir, a workflow started before the kill is
 // still running and completes.
 func TestDevSurvivesKill(t *testing.T) {
-	drift, _ := binaries(t)
+	drift, _ := harness.Binaries(t)
 	dataDir := t.TempDir()
-	port, uiPort, regPort := freePort(t), freePort(t), freePort(t)
+	port, uiPort, regPort := harness.FreePort(t), harness.FreePort(t), harness.FreePort(t)
 	args := []string{"dev", "--data-dir", dataDir, "--port", fmt.Sprint(port), "--ui-port", fmt.Sprint(uiPort),
 		"--registry-port", fmt.Sprint(regPort), "--fog-runtime", "process"}
-	dev := start(t, drift, args...)
-	dev.waitFor(t, "drift dev is up", 2*time.Minute)
+	dev := harness.Start(t, drift, args...)
+	dev.WaitFor(t, "drift dev is up", 2*time.Minute)
 
-	if code, ctype, body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/", uiPort)); code != 200 || !strings.HasPrefix(ctype, "text/html") || !strings.Contains(body, "<html") {
+	if code, ctype, body := harness.HTTPGet(t, fmt.Sprintf("http://127.0.0.1:%d/", uiPort)); code != 200 || !strings.HasPrefix(ctype, "text/html") || !strings.Contains(body, "<html") {
 		t.Fatalf("UI: %d %s", code, ctype)
 	}
-	if code, _, body := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/v2/", regPort)); code != 200 {
+	if code, _, body := harness.HTTPGet(t, fmt.Sprintf("http://127.0.0.1:%d/v2/", regPort)); code != 200 {
 		t.Fatalf("registry /v2/: %d %s", code, body)
 	}
 
@@ -192,12 +64,12 @@ func TestDevSurvivesKill(t *testing.T) {
 	}
 	c.Close()
 
-	if err := syscall.Kill(-dev.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+	if err := syscall.Kill(-dev.Cmd.Process.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	<-dev.done
-	dev = start(t, drift, args...)
-	dev.waitFor(t, "drift dev is up", 2*time.Minute)
+	dev.Wait(time.Minute)
+	dev = harness.Start(t, drift, args...)
+	dev.WaitFor(t, "drift dev is up", 2*time.Minute)
 
 	c, err = tc.Dial(ctx, nil)
 	if err != nil {
@@ -226,13 +98,8 @@ func TestDevSurvivesKill(t *testing.T) {
 	}
 
 	// Ctrl-C stops it cleanly.
-	syscall.Kill(dev.cmd.Process.Pid, syscall.SIGINT)
-	select {
-	case err := <-dev.done:
-		if err != nil {
-			t.Fatalf("drift dev exited with %v after SIGINT", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("drift dev did not stop on SIGINT")
+	syscall.Kill(dev.Cmd.Process.Pid, syscall.SIGINT)
+	if exited, err := dev.Wait(30 * time.Second); !exited || err != nil {
+		t.Fatalf("drift dev after SIGINT: exited=%v err=%v", exited, err)
 	}
 }

@@ -55,15 +55,15 @@ func cloudRoundTrip(ctx workflow.Context, cloud string, req activities.DeployReq
 // serves metrics, refuses bad input without retrying, and stops cleanly on
 // SIGTERM.
 func TestWorkerBinaryServesCloudQueue(t *testing.T) {
-	_, driftWorker := binaries(t)
+	_, driftWorker := harness.Binaries(t)
 	stack, c := harness.Temporal(t, "")
 	reg := harness.Registry(t)
 	img := harness.HelloImage(t, reg, "v1")
-	metricsPort := freePort(t)
+	metricsPort := harness.FreePort(t)
 	topo := filepath.Join(harness.RepoRoot(), "deploy", "examples", "topology.yaml")
-	w := start(t, driftWorker, "--address", stack.Address(), "--topology", topo, "--clouds", "edge-latin",
+	w := harness.Start(t, driftWorker, "--address", stack.Address(), "--topology", topo, "--clouds", "edge-latin",
 		"--no-central", "--data-dir", t.TempDir(), "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", metricsPort), "--log-format", "text")
-	w.waitFor(t, "worker polling", time.Minute)
+	w.WaitFor(t, "worker polling", time.Minute)
 
 	tw := worker.New(c, "e2e-worker", worker.Options{})
 	tw.RegisterWorkflow(cloudRoundTrip)
@@ -98,7 +98,7 @@ func TestWorkerBinaryServesCloudQueue(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	code, _, body := httpGet(t, ep.URL)
+	code, _, body := harness.HTTPGet(t, ep.URL)
 	var hello struct{ App, Cloud string }
 	if err := json.Unmarshal([]byte(body), &hello); code != 200 || err != nil || hello.App != "hello" || hello.Cloud != "edge-latin" {
 		t.Fatalf("instance answered %d %q", code, body)
@@ -130,21 +130,16 @@ func TestWorkerBinaryServesCloudQueue(t *testing.T) {
 		t.Fatalf("bad name: %v", err)
 	}
 
-	code, _, metrics := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
+	code, _, metrics := harness.HTTPGet(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
 	if code != 200 || !strings.Contains(metrics, "drift_worker_") || !strings.Contains(metrics, "go_goroutines") {
 		t.Fatalf("metrics: %d\n%.500s", code, metrics)
 	}
 
-	syscall.Kill(w.cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case err := <-w.done:
-		if err != nil {
-			t.Fatalf("worker exited with %v after SIGTERM", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("worker did not stop on SIGTERM")
+	syscall.Kill(w.Cmd.Process.Pid, syscall.SIGTERM)
+	if exited, err := w.Wait(30 * time.Second); !exited || err != nil {
+		t.Fatalf("worker after SIGTERM: exited=%v err=%v", exited, err)
 	}
-	if !strings.Contains(w.output(), "worker stopping") {
-		t.Fatalf("no graceful stop in log:\n%s", w.output())
+	if !strings.Contains(w.Output(), "worker stopping") {
+		t.Fatalf("no graceful stop in log:\n%s", w.Output())
 	}
 }

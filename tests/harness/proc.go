@@ -1,0 +1,159 @@
+package harness
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// Binaries builds drift and drift-worker once per test binary, into a temp
+// dir that CleanBinaries removes (call it from TestMain).
+func Binaries(t testing.TB) (drift, driftWorker string) {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "drift-e2e-bin")
+		if buildErr != nil {
+			return
+		}
+		for name, pkg := range map[string]string{"drift": "./starter", "drift-worker": "./worker"} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, name), pkg)
+			cmd.Dir = RepoRoot()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("build %s: %v\n%s", name, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(binDir, "drift"), filepath.Join(binDir, "drift-worker")
+}
+
+// CleanBinaries removes what Binaries built.
+func CleanBinaries() {
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+}
+
+// Proc is a started binary whose output is watched.
+type Proc struct {
+	Cmd   *exec.Cmd
+	mu    sync.Mutex
+	out   strings.Builder
+	lines chan string
+	done  chan error
+}
+
+// Start runs bin in its own process group; the test's end kills the group.
+func Start(t testing.TB, bin string, args ...string) *Proc {
+	t.Helper()
+	p := &Proc{Cmd: exec.Command(bin, args...), lines: make(chan string, 1024), done: make(chan error, 1)}
+	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	r, w := io.Pipe()
+	p.Cmd.Stdout, p.Cmd.Stderr = w, w
+	if err := p.Cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.out.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+			select {
+			case p.lines <- sc.Text():
+			default:
+			}
+		}
+	}()
+	go func() { p.done <- p.Cmd.Wait(); w.Close() }()
+	t.Cleanup(func() {
+		syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGKILL)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+		}
+		if t.Failed() {
+			t.Logf("%s output:\n%s", filepath.Base(bin), p.Output())
+		}
+	})
+	return p
+}
+
+// Output is everything the process printed so far.
+func (p *Proc) Output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+// WaitFor waits until the process prints a line containing s.
+func (p *Proc) WaitFor(t testing.TB, s string, timeout time.Duration) string {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case line := <-p.lines:
+			if strings.Contains(line, s) {
+				return line
+			}
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("process exited (%v) before printing %q:\n%s", err, s, p.Output())
+		case <-deadline:
+			t.Fatalf("no %q after %s:\n%s", s, timeout, p.Output())
+		}
+	}
+}
+
+// Wait waits for the process to exit and returns how it exited.
+func (p *Proc) Wait(timeout time.Duration) (exited bool, err error) {
+	select {
+	case err := <-p.done:
+		p.done <- err
+		return true, err
+	case <-time.After(timeout):
+		return false, nil
+	}
+}
+
+// FreePort is a free loopback TCP port.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// HTTPGet returns status, content type and body of a GET.
+func HTTPGet(t testing.TB, url string) (int, string, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("Content-Type"), string(b)
+}

@@ -1,0 +1,150 @@
+package mobility
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/edgedrift/drift/internal/appspec"
+	"github.com/edgedrift/drift/internal/runtime"
+	"github.com/edgedrift/drift/internal/runtime/process"
+	"github.com/edgedrift/drift/internal/session"
+	"github.com/edgedrift/drift/internal/topology"
+	"github.com/edgedrift/drift/tests/harness"
+	"github.com/edgedrift/drift/workflows"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	harness.CleanBinaries()
+	os.Exit(code)
+}
+
+// The worker dies (SIGKILL) while a handover's deploy is running; a new
+// worker finishes the move, and the target cloud ends up with exactly one
+// instance, not two.
+func TestWorkerKilledDuringHandover(t *testing.T) {
+	_, driftWorker := harness.Binaries(t)
+	stack, c := harness.Temporal(t, "")
+	reg := harness.Registry(t)
+	image := harness.HelloImage(t, reg, "v1")
+	dataDir := t.TempDir()
+	topoFile := filepath.Join(harness.RepoRoot(), "deploy", "examples", "topology.yaml")
+	worker := func() *harness.Proc {
+		w := harness.Start(t, driftWorker, "--address", stack.Address(), "--topology", topoFile, "--all-clouds",
+			"--data-dir", dataDir, "--registry", reg.Host(), "--metrics-addr", "", "--log-format", "text")
+		w.WaitFor(t, "worker polling", time.Minute)
+		return w
+	}
+	w := worker()
+
+	// Every instance takes 3 s to become ready, and nothing is pre-deployed,
+	// so the move below is cold and slow enough to be interrupted.
+	spec, err := appspec.FromImage("hello", image, 8080)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Health = "/healthz"
+	spec.Env = map[string]string{"READY_AFTER": "3s"}
+	topo, err := topology.Load(topoFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	const user = "fault-it"
+	if _, err := session.Start(ctx, c, session.Open{User: user, App: spec, Region: "quartier-latin", Topology: topo,
+		Neighbours: topology.Policy{Kind: topology.Adjacency}, PreDeploy: workflows.PreDeployNone}); err != nil {
+		t.Fatal(err)
+	}
+
+	moved := make(chan workflows.MoveResult, 1)
+	moveErr := make(chan error, 1)
+	go func() {
+		res, err := session.Move(ctx, c, user, "hello", "bastille")
+		moved <- res
+		moveErr <- err
+	}()
+	waitInFlight(t, ctx, c, user, "deploy edge-bastille")
+	time.Sleep(time.Second) // the instance is starting, not yet ready
+	if err := syscall.Kill(w.Cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	w.Wait(time.Minute)
+	w = worker()
+
+	res := <-moved
+	if err := <-moveErr; err != nil {
+		t.Fatalf("move after the crash: %v", err)
+	}
+	if res.Cloud != "edge-bastille" || res.Warm {
+		t.Fatalf("move result %+v", res)
+	}
+	bastille := processRuntime(t, dataDir, "edge-bastille")
+	if in, err := bastille.List(ctx, nil); err != nil || len(in) != 1 {
+		t.Fatalf("edge-bastille holds %v (%v), want exactly one instance", in, err)
+	}
+	if n := processesUnder(t, filepath.Join(dataDir, "process", "edge-bastille")); n != 1 {
+		t.Fatalf("%d processes run for edge-bastille, want 1", n)
+	}
+
+	rep, err := session.Exit(ctx, c, user, "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Totals.Handovers != 1 || rep.Totals.Cold != 1 {
+		t.Fatalf("report %+v", rep.Totals)
+	}
+	for _, cl := range topo.Clouds() {
+		if in, err := processRuntime(t, dataDir, cl.ID).List(ctx, nil); err != nil || len(in) > 0 {
+			t.Errorf("%s still holds %v (%v)", cl.ID, in, err)
+		}
+	}
+	if n := processesUnder(t, dataDir); n != 0 {
+		t.Errorf("%d instance processes still run", n)
+	}
+}
+
+func waitInFlight(t *testing.T, ctx context.Context, c client.Client, user, op string) {
+	t.Helper()
+	for ctx.Err() == nil {
+		if st, err := session.State(ctx, c, user, "hello"); err == nil && slices.Contains(st.InFlight, op) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%q never in flight", op)
+}
+
+func processRuntime(t *testing.T, dataDir, cloud string) *process.Runtime {
+	t.Helper()
+	rt, err := process.New(runtime.Config{Kind: runtime.KindProcess, Dir: filepath.Join(dataDir, "process", cloud)}, cloud)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt
+}
+
+// processesUnder counts live processes whose executable lies under dir.
+func processesUnder(t *testing.T, dir string) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range entries {
+		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		if err == nil && strings.HasPrefix(exe, dir+"/") {
+			n++
+		}
+	}
+	return n
+}
