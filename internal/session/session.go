@@ -49,14 +49,28 @@ func Start(ctx context.Context, c client.Client, o Open) (workflows.MoveResult, 
 			UpdateName: workflows.MoveName, Args: []any{o.Region}, WaitForStage: client.WorkflowUpdateStageCompleted,
 		},
 	})
-	if err != nil {
-		return workflows.MoveResult{}, fmt.Errorf("open session %s: %w", id, err)
-	}
 	var res workflows.MoveResult
-	if err := h.Get(ctx, &res); err != nil {
-		return workflows.MoveResult{}, fmt.Errorf("open session %s: %w", id, err)
+	if err == nil {
+		err = h.Get(ctx, &res)
+	}
+	if err != nil {
+		return workflows.MoveResult{}, fmt.Errorf("open session %s: %w", id, sessionFailure(ctx, c, id, err))
 	}
 	return res, nil
+}
+
+// sessionFailure explains a failed open: when the session itself has ended
+// (bad input fails it before its handlers exist), its own error says why
+// better than the update's.
+func sessionFailure(ctx context.Context, c client.Client, id string, updateErr error) error {
+	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil || desc.GetWorkflowExecutionInfo().GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return updateErr
+	}
+	if err := c.GetWorkflow(ctx, id, "").Get(ctx, nil); err != nil {
+		return err
+	}
+	return updateErr
 }
 
 // Move moves the session's user to region and returns the serving endpoint
