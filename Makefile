@@ -9,7 +9,7 @@ UNIT_PKGS    := ./activities/... ./internal/... ./starter/... ./worker/... ./wor
 WORKFLOWCHECK_VERSION := v0.6.0
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build dev test test-integration test-all lint bench docker-up kube-build clean
+.PHONY: all build dev test test-integration test-all lint bench docker-up kube-build record-histories clean
 
 all: build
 
@@ -42,6 +42,11 @@ $(CACHE)/bin/workflowcheck:
 
 bench:
 	@echo "no benchmarks yet"
+
+# Re-record the histories the replay test replays, from a real run.
+record-histories: docker-up kube-build
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-session.json \
+		$(GO) test -count=1 -run TestSessionAcrossDockerKubernetesAndProcesses ./tests/mobility
 
 docker-up:
 	bash tests/docker-up.sh
