@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"github.com/edgedrift/drift/internal/config"
 	"github.com/edgedrift/drift/internal/demo"
 	"github.com/edgedrift/drift/internal/devstack"
+	"github.com/edgedrift/drift/internal/mecapi"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/runtime/docker"
 	"github.com/edgedrift/drift/internal/topology"
@@ -28,6 +31,7 @@ type devFlags struct {
 	port           int
 	uiPort         int
 	registryPort   int
+	apiPort        int
 	topologyFile   string
 	fogRuntime     string
 	edgeKubeconfig string
@@ -59,6 +63,7 @@ unless --fog-runtime or --edge-kubeconfig say otherwise.`,
 	fl.IntVar(&f.port, "port", 7233, "Temporal gRPC port")
 	fl.IntVar(&f.uiPort, "ui-port", 8233, "Web UI port")
 	fl.IntVar(&f.registryPort, "registry-port", 5000, "image registry port")
+	fl.IntVar(&f.apiPort, "api-port", 8234, "session HTTP API port (as drift api serves it)")
 	fl.StringVarP(&f.topologyFile, "topology", "t", "", "topology file (default: the embedded example)")
 	fl.StringVar(&f.fogRuntime, "fog-runtime", "auto", "runtime of fog clouds without one in the topology: auto (Docker when an engine answers), docker or process")
 	fl.BoolVar(&f.demo, "demo", false, "build the example app into the registry and walk a mobility session across the example regions")
@@ -107,7 +112,20 @@ func runDev(ctx context.Context, g *globals, f devFlags, out io.Writer) error {
 	}
 	defer ws.Stop()
 
+	apiLn, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(f.apiPort)))
+	if err != nil {
+		return fmt.Errorf("session API: %w", err)
+	}
+	api := mecapi.New(c, mecapi.Options{Topology: topo, Logger: logger})
+	defer api.Close()
+	apiCtx, stopAPI := context.WithCancel(ctx)
+	apiDone := make(chan error, 1)
+	go func() { apiDone <- serveHTTP(apiCtx, apiLn, api) }()
+	defer func() { stopAPI(); <-apiDone }()
+	apiURL := "http://" + apiLn.Addr().String() + mecapi.BasePath
+
 	info := map[string]any{
+		"api":      apiURL,
 		"temporal": stack.Address(), "namespace": stack.Namespace(), "ui": stack.UIURL(),
 		"registry": stack.RegistryHost(), "dataDir": f.dataDir, "topology": topo.Name(), "runtimes": runtimeKinds(ws),
 	}
@@ -116,6 +134,7 @@ func runDev(ctx context.Context, g *globals, f devFlags, out io.Writer) error {
 		fmt.Fprintf(w, "  Temporal   %s (namespace %s)\n", stack.Address(), stack.Namespace())
 		fmt.Fprintf(w, "  Web UI     %s\n", stack.UIURL())
 		fmt.Fprintf(w, "  registry   %s\n", stack.RegistryHost())
+		fmt.Fprintf(w, "  API        %s\n", apiURL)
 		fmt.Fprintf(w, "  worker     queues %s and %s.<cloud> for %d clouds of %q\n", config.TaskQueue, config.TaskQueue, len(clouds), topo.Name())
 		for _, cl := range clouds {
 			fmt.Fprintf(w, "             %-18s %s\n", cl, ws.Runtimes[cl].Kind())

@@ -31,7 +31,7 @@ when they move.`,
 
 	var o struct {
 		region, image, compose, policy, preDeploy, topologyFile, health string
-		port                                                             int
+		port                                                            int
 	}
 	start := &cobra.Command{
 		Use:   "start --user U (--image REF --port P | --compose FILE) --region R",

@@ -40,6 +40,15 @@ const (
 	PreDeployNone       = "none"       // nothing warm: every move is cold
 )
 
+// CheckPreDeploy rejects an unknown pre-deploy policy.
+func CheckPreDeploy(p string) error {
+	switch p {
+	case PreDeployNeighbours, PreDeployPredicted, PreDeployNone:
+		return nil
+	}
+	return fmt.Errorf("pre-deploy policy %q: want %s, %s or %s", p, PreDeployNeighbours, PreDeployPredicted, PreDeployNone)
+}
+
 // modelRefreshEvery is how many handovers pass between reads of the app's
 // model; the session's own moves count at once in between.
 const modelRefreshEvery = 5
@@ -245,10 +254,8 @@ func validateSession(in SessionInput) error {
 	if err := in.Neighbours.Validate(); err != nil {
 		return bad(ErrTypeInvalidSession, "neighbour policy: %v", err)
 	}
-	switch in.PreDeploy {
-	case PreDeployNeighbours, PreDeployPredicted, PreDeployNone:
-	default:
-		return bad(ErrTypeInvalidSession, "pre-deploy policy %q: want %s, %s or %s", in.PreDeploy, PreDeployNeighbours, PreDeployPredicted, PreDeployNone)
+	if err := CheckPreDeploy(in.PreDeploy); err != nil {
+		return bad(ErrTypeInvalidSession, "%v", err)
 	}
 	if err := in.Predict.Validate(); err != nil {
 		return bad(ErrTypeInvalidSession, "prediction: %v", err)
