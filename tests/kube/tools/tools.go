@@ -1,0 +1,12 @@
+//go:build tools
+
+// Package tools pins the Kubernetes control-plane programs that tests/kube/build.sh builds.
+// The build tag keeps this file out of every build; `go mod tidy` still reads its imports, so
+// go.mod and go.sum keep exactly what the three commands need.
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+)
