@@ -19,11 +19,7 @@ import (
 
 	"go.temporal.io/api/serviceerror"
 
-	"github.com/edgedrift/drift/deploy/examples"
-	"github.com/edgedrift/drift/internal/app"
 	"github.com/edgedrift/drift/internal/mecapi"
-	"github.com/edgedrift/drift/internal/runtime"
-	"github.com/edgedrift/drift/internal/topology"
 	"github.com/edgedrift/drift/tests/harness"
 	"github.com/edgedrift/drift/workflows"
 )
@@ -34,24 +30,9 @@ func TestSessionThroughTheAPI(t *testing.T) {
 	_, c := harness.Temporal(t, "")
 	reg := harness.Registry(t)
 	image := harness.HelloImage(t, reg, "v1")
-	topo, err := topology.Parse(examples.Topology)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var clouds []string
-	for _, cl := range topo.Clouds() {
-		clouds = append(clouds, cl.ID)
-	}
-	ws, err := app.StartWorkers(c, app.WorkerOptions{
-		Topology: topo, Clouds: clouds, Central: true, DataDir: t.TempDir(), Registry: reg.Host(),
-		RuntimeFor: func(topology.Cloud) runtime.Config { return runtime.Config{Kind: runtime.KindProcess} },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ws.Stop)
+	topo := harness.ExampleTopology(t)
+	ws := harness.Workers(t, c, topo, reg.Host(), nil)
 	id := workflows.SessionID("alice", "hello")
-	t.Cleanup(func() { sweep(t, ws, id) }) // runs before ws.Stop
 
 	api := mecapi.New(c, mecapi.Options{Topology: topo})
 	srv := httptest.NewServer(api)
@@ -362,18 +343,3 @@ func expectServes(t *testing.T, url, cloud string) {
 }
 
 // sweep destroys anything of the session still on any cloud.
-func sweep(t *testing.T, ws *app.Workers, id string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	for cloud, rt := range ws.Runtimes {
-		found, err := rt.List(ctx, map[string]string{runtime.LabelWorkflow: id})
-		if err != nil {
-			t.Errorf("sweep %s: %v", cloud, err)
-			continue
-		}
-		for _, in := range found {
-			t.Errorf("leaked on %s: %s", cloud, in.Name)
-			rt.Destroy(ctx, in.Name)
-		}
-	}
-}

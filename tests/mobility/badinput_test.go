@@ -9,8 +9,6 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/edgedrift/drift/deploy/examples"
-	"github.com/edgedrift/drift/internal/app"
 	"github.com/edgedrift/drift/internal/appspec"
 	"github.com/edgedrift/drift/internal/session"
 	"github.com/edgedrift/drift/internal/topology"
@@ -24,19 +22,8 @@ func TestBadInputDeploysNothing(t *testing.T) {
 	_, c := harness.Temporal(t, "")
 	reg := harness.Registry(t)
 	image := harness.HelloImage(t, reg, "v1")
-	topo, err := topology.Parse(examples.Topology)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var clouds []string
-	for _, cl := range topo.Clouds() {
-		clouds = append(clouds, cl.ID)
-	}
-	ws, err := app.StartWorkers(c, app.WorkerOptions{Topology: topo, Clouds: clouds, Central: true, DataDir: t.TempDir(), Registry: reg.Host()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ws.Stop)
+	topo := harness.ExampleTopology(t)
+	ws := harness.Workers(t, c, topo, reg.Host(), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 

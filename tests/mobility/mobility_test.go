@@ -18,7 +18,6 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/edgedrift/drift/deploy/examples"
 	"github.com/edgedrift/drift/internal/app"
 	"github.com/edgedrift/drift/internal/appspec"
 	"github.com/edgedrift/drift/internal/config"
@@ -39,11 +38,7 @@ func TestSessionAcrossDockerKubernetesAndProcesses(t *testing.T) {
 	_, c := harness.Temporal(t, "")
 	reg := harness.Registry(t)
 	image := harness.HelloImage(t, reg, "v1")
-	topo, err := topology.Parse(examples.Topology)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dataDir := t.TempDir()
+	topo := harness.ExampleTopology(t)
 	runtimeFor := func(cl topology.Cloud) runtime.Config {
 		switch {
 		case cl.Tier == topology.Fog:
@@ -54,15 +49,7 @@ func TestSessionAcrossDockerKubernetesAndProcesses(t *testing.T) {
 			return runtime.Config{Kind: runtime.KindProcess}
 		}
 	}
-	var clouds []string
-	for _, cl := range topo.Clouds() {
-		clouds = append(clouds, cl.ID)
-	}
-	ws, err := app.StartWorkers(c, app.WorkerOptions{Topology: topo, Clouds: clouds, Central: true, DataDir: dataDir, Registry: reg.Host(), RuntimeFor: runtimeFor})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ws.Stop)
+	ws := harness.Workers(t, c, topo, reg.Host(), runtimeFor)
 
 	spec, err := appspec.FromImage("hello", image, 8080)
 	if err != nil {
@@ -80,8 +67,6 @@ func TestSessionAcrossDockerKubernetesAndProcesses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Whatever happens, nothing of the session may outlive the test.
-	t.Cleanup(func() { sweep(t, ws, id) })
 
 	waitServing(t, ctx, c, id)
 	var warmMoves int
@@ -242,23 +227,6 @@ func countOwned(t *testing.T, ctx context.Context, cluster *kube.Cluster, kind s
 		t.Fatal(err)
 	}
 	return n
-}
-
-// sweep destroys anything of the session still on any cloud.
-func sweep(t *testing.T, ws *app.Workers, id string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	for cloud, rt := range ws.Runtimes {
-		found, err := rt.List(ctx, map[string]string{runtime.LabelWorkflow: id})
-		if err != nil {
-			t.Errorf("sweep %s: %v", cloud, err)
-			continue
-		}
-		for _, in := range found {
-			t.Errorf("leaked on %s: %s", cloud, in.Name)
-			rt.Destroy(ctx, in.Name)
-		}
-	}
 }
 
 // recordHistory writes the session's history for the replay test.

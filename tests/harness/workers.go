@@ -1,0 +1,66 @@
+package harness
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/edgedrift/drift/deploy/examples"
+	"github.com/edgedrift/drift/internal/app"
+	"github.com/edgedrift/drift/internal/runtime"
+	"github.com/edgedrift/drift/internal/topology"
+)
+
+// ExampleTopology is deploy/examples/topology.yaml.
+func ExampleTopology(t testing.TB) *topology.Topology {
+	t.Helper()
+	topo, err := topology.Parse(examples.Topology)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return topo
+}
+
+// Workers starts an in-process worker for the central queue and every
+// cloud of topo, with runtimeFor choosing each cloud's runtime (nil: local
+// processes everywhere). When the test ends, anything drift-owned still on
+// any cloud fails the test and is destroyed, then the worker stops.
+func Workers(t testing.TB, c client.Client, topo *topology.Topology, registry string, runtimeFor func(topology.Cloud) runtime.Config) *app.Workers {
+	t.Helper()
+	if runtimeFor == nil {
+		runtimeFor = func(topology.Cloud) runtime.Config { return runtime.Config{Kind: runtime.KindProcess} }
+	}
+	var clouds []string
+	for _, cl := range topo.Clouds() {
+		clouds = append(clouds, cl.ID)
+	}
+	ws, err := app.StartWorkers(c, app.WorkerOptions{
+		Topology: topo, Clouds: clouds, Central: true, DataDir: t.TempDir(), Registry: registry, RuntimeFor: runtimeFor,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ws.Stop)
+	t.Cleanup(func() { expectNothingLeft(t, ws) }) // runs before ws.Stop
+	return ws
+}
+
+// expectNothingLeft fails the test for, and destroys, every drift-owned
+// instance still on any cloud.
+func expectNothingLeft(t testing.TB, ws *app.Workers) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for cloud, rt := range ws.Runtimes {
+		found, err := rt.List(ctx, nil)
+		if err != nil {
+			t.Errorf("list %s: %v", cloud, err)
+			continue
+		}
+		for _, in := range found {
+			t.Errorf("left on %s: %s", cloud, in.Name)
+			rt.Destroy(ctx, in.Name)
+		}
+	}
+}
