@@ -1,0 +1,126 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/edgedrift/drift/internal/runtime"
+)
+
+// memRuntime is an in-memory runtime: enough to test the activities' own
+// logic (capacity, classification, sweeping); the real runtimes have their
+// own tests on real engines.
+type memRuntime struct {
+	mu        sync.Mutex
+	instances map[string]runtime.Instance
+	deployErr error
+}
+
+func (m *memRuntime) Kind() string { return "memory" }
+
+func (m *memRuntime) Deploy(_ context.Context, name string, spec runtime.Spec) (runtime.Endpoint, error) {
+	if m.deployErr != nil {
+		return runtime.Endpoint{}, m.deployErr
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.instances == nil {
+		m.instances = map[string]runtime.Instance{}
+	}
+	m.instances[name] = runtime.Instance{Name: name, Labels: runtime.OwnedLabels(name, spec.Labels), Ready: true}
+	return runtime.Endpoint{URL: "http://" + name}, nil
+}
+
+func (m *memRuntime) Status(_ context.Context, name string) (runtime.Status, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.instances[name]
+	return runtime.Status{Exists: ok, Ready: ok}, nil
+}
+
+func (m *memRuntime) Destroy(_ context.Context, name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.instances, name)
+	return nil
+}
+
+func (m *memRuntime) List(_ context.Context, selector map[string]string) ([]runtime.Instance, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	sel := runtime.Selector(selector)
+	var out []runtime.Instance
+	for _, in := range m.instances {
+		if runtime.Matches(in.Labels, sel) {
+			out = append(out, in)
+		}
+	}
+	runtime.SortInstances(out)
+	return out, nil
+}
+
+func deploy(c *Cloud, name string, preDeploy bool) error {
+	_, err := c.DeployInstance(context.Background(), DeployRequest{Name: name, Spec: runtime.Spec{Image: "r/x:1", Port: 80}, PreDeploy: preDeploy})
+	return err
+}
+
+func errType(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Type()
+	}
+	return ""
+}
+
+func TestCapacityRefusesOnlyPreDeploys(t *testing.T) {
+	c := &Cloud{ID: "edge-1", Runtime: &memRuntime{}, Capacity: 2}
+	if err := deploy(c, "a", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := deploy(c, "b", false); err != nil {
+		t.Fatal(err)
+	}
+	err := deploy(c, "c", true)
+	if errType(err) != ErrTypeAtCapacity {
+		t.Fatalf("third instance on a cloud of 2: %v", err)
+	}
+	if err := deploy(c, "a", true); err != nil {
+		t.Fatalf("redeploying an existing instance takes no new place: %v", err)
+	}
+	if err := deploy(c, "d", false); err != nil {
+		t.Fatalf("serving must win over capacity: %v", err)
+	}
+}
+
+func TestBadInputIsNotRetried(t *testing.T) {
+	c := &Cloud{ID: "edge-1", Runtime: &memRuntime{deployErr: runtime.ErrInvalid}}
+	if err := deploy(c, "a", false); errType(err) != ErrTypeInvalidSpec {
+		t.Fatalf("invalid spec: %v", err)
+	}
+	c.Runtime = &memRuntime{deployErr: errors.New("engine down")}
+	if err := deploy(c, "a", false); err == nil || errType(err) != "" {
+		t.Fatalf("an engine failure must stay retryable: %v", err)
+	}
+}
+
+func TestDestroyOwnedSweepsBySelector(t *testing.T) {
+	rt := &memRuntime{}
+	c := &Cloud{ID: "edge-1", Runtime: rt}
+	for name, wf := range map[string]string{"a": "session/x/web", "b": "session/x/web", "c": "session/y/web"} {
+		if _, err := c.DeployInstance(context.Background(), DeployRequest{Name: name, Spec: runtime.Spec{Image: "r/x:1", Port: 80, Labels: map[string]string{runtime.LabelWorkflow: wf}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := c.DestroyOwned(context.Background(), map[string]string{runtime.LabelWorkflow: "session/x/web"})
+	if err != nil || n != 2 {
+		t.Fatalf("destroyed %d (%v), want 2", n, err)
+	}
+	left, _ := rt.List(context.Background(), nil)
+	if len(left) != 1 || left[0].Name != "c" {
+		t.Fatalf("left %v, want only c", left)
+	}
+}
