@@ -1,0 +1,47 @@
+package app
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/edgedrift/drift/deploy/examples"
+	"github.com/edgedrift/drift/internal/runtime"
+	"github.com/edgedrift/drift/internal/topology"
+)
+
+func TestStartWorkersRejectsBadOptionsBeforePolling(t *testing.T) {
+	topo, err := topology.Parse(examples.Topology)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		opts WorkerOptions
+		want string
+	}{
+		{WorkerOptions{Topology: topo}, "polls nothing"},
+		{WorkerOptions{Topology: topo, Clouds: []string{"edge-mars"}}, `"edge-mars" is not in the topology`},
+		{WorkerOptions{Topology: topo, Central: true, DataDir: t.TempDir()}, "center registry"},
+		{WorkerOptions{Topology: topo, Clouds: []string{"edge-latin"}, RuntimeFor: func(topology.Cloud) runtime.Config {
+			return runtime.Config{Kind: runtime.KindKubernetes}
+		}}, "kubeconfig"},
+	} {
+		// No client: every case must fail before a worker is made.
+		if _, err := StartWorkers(nil, c.opts); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: error %v, want %q", c.opts, err, c.want)
+		}
+	}
+}
+
+func TestOpenRuntimeByKind(t *testing.T) {
+	dir := t.TempDir()
+	for kind, want := range map[string]string{"": runtime.KindProcess, runtime.KindProcess: runtime.KindProcess, runtime.KindDocker: runtime.KindDocker} {
+		rt, err := OpenRuntime("edge-1", runtime.Config{Kind: kind}, dir)
+		if err != nil || rt.Kind() != want {
+			t.Errorf("kind %q: %v %v", kind, rt, err)
+		}
+	}
+	if _, err := OpenRuntime("edge-1", runtime.Config{Kind: "vm"}, dir); !errors.Is(err, runtime.ErrInvalid) {
+		t.Errorf("unknown kind: %v", err)
+	}
+}
