@@ -41,7 +41,13 @@ $(CACHE)/bin/workflowcheck:
 	GOBIN=$(CACHE)/bin $(GO) install go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION)
 
 bench:
-	@echo "no benchmarks yet"
+	@start=$$(date +%s%N); bash tests/docker-up.sh || exit 1; \
+	cmd="DRIFT_BENCH=1 $(GO) test -count=1 -p 1 -timeout 60m -run '^TestMobilityBench$$' -v ./tests/bench"; \
+	echo "$$cmd"; \
+	DRIFT_BENCH_START=$$start DRIFT_BENCH_REPORT=$(CURDIR)/docs/bench/mobility.md \
+	DRIFT_BENCH_COMMAND="make bench  →  $$cmd" \
+	bash -c "$$cmd"; rc=$$?; \
+	echo "make bench: $$(( ($$(date +%s%N) - start) / 1000000000 ))s in total"; exit $$rc
 
 # Re-record the histories the replay test replays, from a real run.
 record-histories: docker-up kube-build

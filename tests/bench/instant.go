@@ -1,0 +1,121 @@
+// Package bench measures mobility sessions on real parts: handover switch
+// time on the Docker and process runtimes, orchestration overhead against a
+// no-op Update, the pre-deploy prediction, and the memory one worker spends
+// per open session. `make bench` runs the measurements (DRIFT_BENCH=1) and
+// writes docs/bench/mobility.md; plain `go test` runs only quick checks of
+// the bench's own parts.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"sync"
+	"sync/atomic"
+
+	"github.com/edgedrift/drift/internal/runtime"
+)
+
+// KindInstant is the Kind of the bench-only runtime. It is not a kind a
+// topology can declare: the bench passes Instant runtimes ready-made
+// through app.WorkerOptions.Runtimes.
+const KindInstant = "instant"
+
+// Instant is a bench-only runtime.Runtime whose Deploy and Destroy return
+// at once: it keeps instance records in memory and runs nothing. With it a
+// session's cost is the orchestration alone (Temporal round trips, workflow
+// code, activities), not a container's start-up.
+//
+// It keeps the contract the real runtimes keep: names and specs are
+// validated, Deploy is idempotent by name, instances carry drift's labels
+// and List filters by them, Destroy of a missing instance is no error.
+type Instant struct {
+	cloud string
+
+	mu        sync.Mutex
+	instances map[string]runtime.Instance
+
+	deploys, destroys atomic.Int64
+}
+
+var _ runtime.Runtime = (*Instant)(nil)
+
+// NewInstant returns an empty instant runtime for cloud.
+func NewInstant(cloud string) *Instant {
+	return &Instant{cloud: cloud, instances: map[string]runtime.Instance{}}
+}
+
+// Kind is KindInstant.
+func (r *Instant) Kind() string { return KindInstant }
+
+// Deploy records the instance and returns its (fictitious) endpoint.
+func (r *Instant) Deploy(ctx context.Context, name string, spec runtime.Spec) (runtime.Endpoint, error) {
+	labels, err := runtime.ValidateSpec(name, r.cloud, spec)
+	if err != nil {
+		return runtime.Endpoint{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return runtime.Endpoint{}, err
+	}
+	ep := runtime.Endpoint{URL: fmt.Sprintf("instant://%s/%s", r.cloud, name), Host: r.cloud, Port: spec.Port}
+	r.mu.Lock()
+	r.instances[name] = runtime.Instance{Name: name, Image: spec.Image, Labels: labels, Ready: true, Endpoint: ep}
+	r.mu.Unlock()
+	r.deploys.Add(1)
+	return ep, nil
+}
+
+// Status reports a recorded instance.
+func (r *Instant) Status(ctx context.Context, name string) (runtime.Status, error) {
+	if err := runtime.ValidateName(name); err != nil {
+		return runtime.Status{}, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	in, ok := r.instances[name]
+	if !ok {
+		return runtime.Status{}, nil
+	}
+	return runtime.Status{Exists: true, Ready: true, Image: in.Image, Endpoint: in.Endpoint}, nil
+}
+
+// Destroy forgets the instance; a missing one is no error.
+func (r *Instant) Destroy(ctx context.Context, name string) error {
+	if err := runtime.ValidateName(name); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	delete(r.instances, name)
+	r.mu.Unlock()
+	r.destroys.Add(1)
+	return nil
+}
+
+// List returns the recorded instances whose labels match selector, sorted
+// by name.
+func (r *Instant) List(ctx context.Context, selector map[string]string) ([]runtime.Instance, error) {
+	sel := runtime.Selector(selector)
+	r.mu.Lock()
+	out := []runtime.Instance{}
+	for _, in := range r.instances {
+		if runtime.Matches(in.Labels, sel) {
+			in.Labels = maps.Clone(in.Labels)
+			out = append(out, in)
+		}
+	}
+	r.mu.Unlock()
+	runtime.SortInstances(out)
+	return out, nil
+}
+
+// Len is the number of recorded instances.
+func (r *Instant) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.instances)
+}
+
+// Counts returns how many Deploy and Destroy calls succeeded.
+func (r *Instant) Counts() (deploys, destroys int64) {
+	return r.deploys.Load(), r.destroys.Load()
+}
