@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -356,4 +357,31 @@ func expectServes(t *testing.T, ep runtime.Endpoint, cloud, version string) {
 	if body.App != "hello" || body.Cloud != cloud || version != "" && body.Version != version {
 		t.Errorf("%s answered %+v, want app hello, cloud %s, version %q", ep.URL, body, cloud, version)
 	}
+}
+
+// deployConcurrently deploys one instance through several runtimes (as
+// several workers would) at once, checks they all got the same endpoint and
+// returns it.
+func deployConcurrently(t *testing.T, name string, spec runtime.Spec, rts ...runtime.Runtime) runtime.Endpoint {
+	t.Helper()
+	eps := make([]runtime.Endpoint, len(rts))
+	errs := make([]error, len(rts))
+	var wg sync.WaitGroup
+	for i, r := range rts {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			eps[i], errs[i] = r.Deploy(ctx, name, spec)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("Deploy %d: %v", i, err)
+		}
+		if eps[i] != eps[0] {
+			t.Errorf("Deploy %d returned %+v, Deploy 0 %+v", i, eps[i], eps[0])
+		}
+	}
+	return eps[0]
 }

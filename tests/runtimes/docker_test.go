@@ -5,7 +5,6 @@ import (
 	"errors"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -128,29 +127,8 @@ func TestDocker(t *testing.T) {
 		destroyAtEnd(t, rt, name)
 		// Two Runtimes, as two workers would be: only the engine's name
 		// uniqueness keeps them from making two containers.
-		rts := []*docker.Runtime{newDocker(t, cloud), newDocker(t, cloud)}
 		spec := runtime.Spec{Image: v1, Port: 8080, Health: "/healthz", Env: map[string]string{"DRIFT_CLOUD": cloud}}
-		eps := make([]runtime.Endpoint, len(rts))
-		errs := make([]error, len(rts))
-		var wg sync.WaitGroup
-		for i, r := range rts {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				eps[i], errs[i] = r.Deploy(ctx, name, spec)
-			}()
-		}
-		wg.Wait()
-		for i, err := range errs {
-			if err != nil {
-				t.Fatalf("Deploy %d: %v", i, err)
-			}
-		}
-		if eps[0] != eps[1] {
-			t.Errorf("concurrent Deploys returned %+v and %+v", eps[0], eps[1])
-		}
+		ep := deployConcurrently(t, name, spec, newDocker(t, cloud), newDocker(t, cloud))
 		cs, err := cli.ContainerList(context.Background(), container.ListOptions{All: true,
 			Filters: filters.NewArgs(filters.Arg("label", runtime.LabelInstance+"="+name))})
 		if err != nil {
@@ -159,7 +137,7 @@ func TestDocker(t *testing.T) {
 		if len(cs) != 1 {
 			t.Errorf("%d containers for %s, want 1", len(cs), name)
 		}
-		expectServes(t, eps[0], cloud, "v1")
+		expectServes(t, ep, cloud, "v1")
 	})
 
 	t.Run("stopped container is replaced", func(t *testing.T) {

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -123,28 +122,7 @@ func TestProcess(t *testing.T) {
 	t.Run("concurrent deploys make one process", func(t *testing.T) {
 		name := prefix + "-race"
 		destroyAtEnd(t, rt, name)
-		rts := []*process.Runtime{newProcess(t, dir, cloud), newProcess(t, dir, cloud), rt}
-		eps := make([]runtime.Endpoint, len(rts))
-		errs := make([]error, len(rts))
-		var wg sync.WaitGroup
-		for i, r := range rts {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				eps[i], errs[i] = r.Deploy(ctx, name, spec)
-			}()
-		}
-		wg.Wait()
-		for i, err := range errs {
-			if err != nil {
-				t.Fatalf("Deploy %d: %v", i, err)
-			}
-			if eps[i] != eps[0] {
-				t.Errorf("Deploy %d returned %+v, Deploy 0 %+v", i, eps[i], eps[0])
-			}
-		}
+		deployConcurrently(t, name, spec, newProcess(t, dir, cloud), newProcess(t, dir, cloud), rt)
 		if pids := processesUnder(t, filepath.Join(dir, name)); len(pids) != 1 {
 			t.Errorf("processes of %s: %v, want one", name, pids)
 		}
