@@ -614,7 +614,7 @@ func (s *session) applyResults(ctx workflow.Context) {
 		case isType(r.err, activities.ErrTypeAtCapacity):
 			inst.Status, inst.Error = StatusSkipped, "cloud at capacity"
 		default:
-			inst.Status, inst.Error = StatusFailed, rootMessage(r.err)
+			inst.Status, inst.Error = StatusFailed, RootMessage(r.err)
 		}
 	}
 	s.results = s.results[:0]
@@ -715,8 +715,8 @@ func isType(err error, typ string) bool {
 	return errors.As(err, &appErr) && appErr.Type() == typ
 }
 
-// rootMessage is the innermost error's text, without Temporal's wrapping.
-func rootMessage(err error) string {
+// RootMessage is the innermost error's text, without Temporal's wrapping.
+func RootMessage(err error) string {
 	for {
 		next := errors.Unwrap(err)
 		if next == nil {

@@ -133,7 +133,7 @@ func (s *moveStore) finish(rec *moveRecord, res workflows.MoveResult, err error,
 	m := &rec.move
 	m.FinishedAt = at
 	if err != nil {
-		m.Status, m.Reason, rec.err = MoveFailed, rootMessage(err), err
+		m.Status, m.Reason, rec.err = MoveFailed, workflows.RootMessage(err), err
 	} else {
 		ep, warm := res.Endpoint, res.Warm
 		m.Status, m.Cloud, m.Endpoint, m.Warm, m.SwitchTime = MoveCompleted, res.Cloud, &ep, &warm, res.SwitchTime.String()
@@ -240,7 +240,7 @@ func rejection(err error, sid string) (Problem, bool) {
 func moveFailure(err error, sid string) Problem {
 	msg := "no outcome"
 	if err != nil {
-		msg = rootMessage(err)
+		msg = workflows.RootMessage(err)
 	}
 	if strings.Contains(msg, "session is exiting") {
 		return problem(http.StatusConflict, typeConflict, fmt.Sprintf("%s is exiting: the move was dropped", sid))

@@ -191,14 +191,3 @@ func fromError(err error, what string) Problem {
 	}
 	return problem(http.StatusBadGateway, typeSessionFailed, fmt.Sprintf("%s: %v", what, err))
 }
-
-// rootMessage is the innermost error's text, without Temporal's wrapping.
-func rootMessage(err error) string {
-	for {
-		next := errors.Unwrap(err)
-		if next == nil {
-			return err.Error()
-		}
-		err = next
-	}
-}

@@ -140,7 +140,7 @@ func (a *API) startProblem(r *http.Request, id string, err error) Problem {
 		if werr := a.c.GetWorkflow(ctx, id, "").Get(ctx, nil); werr != nil {
 			p := fromError(werr, what+" failed to start")
 			if p.Status == http.StatusNotFound {
-				p = problem(http.StatusBadGateway, typeSessionFailed, fmt.Sprintf("%s failed to start: %s", what, rootMessage(werr)))
+				p = problem(http.StatusBadGateway, typeSessionFailed, fmt.Sprintf("%s failed to start: %s", what, workflows.RootMessage(werr)))
 			}
 			return p
 		}

@@ -2,9 +2,7 @@ package devstack_test
 
 import (
 	"context"
-	"io"
 	"log/slog"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -12,19 +10,11 @@ import (
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/edgedrift/drift/internal/config"
 	"github.com/edgedrift/drift/internal/devstack"
+	"github.com/edgedrift/drift/tests/harness"
 )
-
-// waitForGo is a workflow that blocks until it is signalled, so a test can
-// restart the server underneath it.
-func waitForGo(ctx workflow.Context) (string, error) {
-	var who string
-	workflow.GetSignalChannel(ctx, "go").Receive(ctx, &who)
-	return "released by " + who, nil
-}
 
 func TestStackServesUIRegistryAndSearchAttributes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -35,11 +25,11 @@ func TestStackServesUIRegistryAndSearchAttributes(t *testing.T) {
 	}
 	defer stack.Stop()
 
-	body, ctype := get(t, stack.UIURL()+"/")
-	if !strings.HasPrefix(ctype, "text/html") || !strings.Contains(strings.ToLower(body), "<html") {
+	code, ctype, body := harness.HTTPGet(t, stack.UIURL()+"/")
+	if code != 200 || !strings.HasPrefix(ctype, "text/html") || !strings.Contains(strings.ToLower(body), "<html") {
 		t.Fatalf("UI answered %q with %.200q", ctype, body)
 	}
-	if body, _ := get(t, "http://"+stack.RegistryHost()+"/v2/"); strings.TrimSpace(body) != "{}" {
+	if code, _, body := harness.HTTPGet(t, "http://"+stack.RegistryHost()+"/v2/"); code != 200 || strings.TrimSpace(body) != "{}" {
 		t.Fatalf("registry /v2/ answered %q", body)
 	}
 
@@ -69,11 +59,11 @@ func TestRestartKeepsWorkflows(t *testing.T) {
 	}
 	c := dial(t, ctx, first)
 	w := worker.New(c, "restart-test", worker.Options{})
-	w.RegisterWorkflow(waitForGo)
+	w.RegisterWorkflow(harness.WaitForGo)
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "restart/1", TaskQueue: "restart-test"}, waitForGo)
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "restart/1", TaskQueue: "restart-test"}, harness.WaitForGo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +86,7 @@ func TestRestartKeepsWorkflows(t *testing.T) {
 		t.Fatalf("different run after restart")
 	}
 	w = worker.New(c, "restart-test", worker.Options{})
-	w.RegisterWorkflow(waitForGo)
+	w.RegisterWorkflow(harness.WaitForGo)
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -140,18 +130,4 @@ func waitForEvents(t *testing.T, ctx context.Context, c client.Client, id string
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("workflow %s never reached %d events", id, n)
-}
-
-func get(t *testing.T, url string) (string, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", url, resp.Status)
-	}
-	return string(b), resp.Header.Get("Content-Type")
 }

@@ -13,7 +13,6 @@ import (
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/edgedrift/drift/internal/config"
 	"github.com/edgedrift/drift/tests/harness"
@@ -23,13 +22,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	harness.CleanBinaries()
 	os.Exit(code)
-}
-
-// waitForGo blocks until signalled: a workflow that must outlive a crash.
-func waitForGo(ctx workflow.Context) (string, error) {
-	var who string
-	workflow.GetSignalChannel(ctx, "go").Receive(ctx, &who)
-	return "released by " + who, nil
 }
 
 // `drift dev` serves Temporal, the UI and the registry; after a SIGKILL and
@@ -58,7 +50,7 @@ func TestDevSurvivesKill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "e2e/kill", TaskQueue: "e2e"}, waitForGo)
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "e2e/kill", TaskQueue: "e2e"}, harness.WaitForGo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +76,7 @@ func TestDevSurvivesKill(t *testing.T) {
 		t.Fatalf("status after restart = %s", s)
 	}
 	w := worker.New(c, "e2e", worker.Options{})
-	w.RegisterWorkflow(waitForGo)
+	w.RegisterWorkflow(harness.WaitForGo)
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/edgedrift/drift/internal/config"
 	"github.com/edgedrift/drift/internal/devstack"
@@ -34,4 +35,12 @@ func Temporal(t testing.TB, dir string) (*devstack.Stack, client.Client) {
 	}
 	t.Cleanup(c.Close)
 	return stack, c
+}
+
+// WaitForGo is a workflow that blocks until signalled "go", so a test can
+// crash or restart the server or worker underneath it.
+func WaitForGo(ctx workflow.Context) (string, error) {
+	var who string
+	workflow.GetSignalChannel(ctx, "go").Receive(ctx, &who)
+	return "released by " + who, nil
 }
