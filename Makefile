@@ -9,7 +9,7 @@ UNIT_PKGS    := ./activities/... ./internal/... ./starter/... ./worker/... ./wor
 WORKFLOWCHECK_VERSION := v0.6.0
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build dev test test-integration test-all lint bench docker-up kube-build record-histories clean
+.PHONY: all build dev test test-integration test-all lint bench bench-mobility docker-up kube-build record-histories clean
 
 all: build
 
@@ -40,14 +40,21 @@ lint: $(CACHE)/bin/workflowcheck
 $(CACHE)/bin/workflowcheck:
 	GOBIN=$(CACHE)/bin $(GO) install go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION)
 
-bench:
-	@start=$$(date +%s%N); bash tests/docker-up.sh || exit 1; \
-	cmd="DRIFT_BENCH=1 $(GO) test -count=1 -p 1 -timeout 60m -run '^TestMobilityBench$$' -v ./tests/bench"; \
+# Each bench-<name> runs one benchmark and rewrites docs/bench/<name>.md.
+bench: bench-mobility
+
+bench-mobility: docker-up
+	@$(call run-bench,mobility,^TestMobilityBench$$,./tests/bench)
+
+# run-bench,<name>,<test regexp>,<package>: a DRIFT_BENCH=1 go test whose
+# report goes to docs/bench/<name>.md, timed as a whole.
+define run-bench
+start=$$(date +%s%N); cmd="DRIFT_BENCH=1 $(GO) test -count=1 -p 1 -timeout 60m -run '$(2)' -v $(3)"; \
 	echo "$$cmd"; \
-	DRIFT_BENCH_START=$$start DRIFT_BENCH_REPORT=$(CURDIR)/docs/bench/mobility.md \
-	DRIFT_BENCH_COMMAND="make bench  →  $$cmd" \
-	bash -c "$$cmd"; rc=$$?; \
-	echo "make bench: $$(( ($$(date +%s%N) - start) / 1000000000 ))s in total"; exit $$rc
+	DRIFT_BENCH_START=$$start DRIFT_BENCH_REPORT=$(CURDIR)/docs/bench/$(1).md \
+	DRIFT_BENCH_COMMAND="make bench-$(1)  →  $$cmd" bash -c "$$cmd"; rc=$$?; \
+	echo "make bench-$(1): $$(( ($$(date +%s%N) - start) / 1000000000 ))s in total"; exit $$rc
+endef
 
 # Re-record the histories the replay test replays, from a real run.
 record-histories: docker-up kube-build
