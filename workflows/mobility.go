@@ -53,6 +53,16 @@ func CheckPreDeploy(p string) error {
 // model; the session's own moves count at once in between.
 const modelRefreshEvery = 5
 
+// cloudIndexInterval is the least time between two updates of the
+// DriftCloud search attribute: each one is a visibility write, which costs
+// about as much as the whole switch, so a burst of moves is indexed at its
+// first and last switch only.
+const cloudIndexInterval = 2 * time.Second
+
+// throttleCloudIndexChange is the workflow.GetVersion change ID of that
+// throttle; histories from before it upsert on every switch.
+const throttleCloudIndexChange = "throttle-cloud-index"
+
 // recentHandovers bounds the handovers kept in state (and carried over
 // continue-as-new); totals count them all.
 const recentHandovers = 50
@@ -211,6 +221,11 @@ type session struct {
 	model     predict.Model   // the app's mobility model (predicted policy)
 	models    []predict.Model // snapshots read, for the main loop to take in
 	logger    log.Logger
+
+	throttleIndex bool      // index the serving cloud at most every cloudIndexInterval
+	indexed       string    // the cloud DriftCloud says serves
+	indexedAt     time.Time // when it was last written
+	indexWaiting  bool      // a timer will wake the main loop to index
 }
 
 func newSession(ctx workflow.Context, in SessionInput) (*session, error) {
@@ -275,6 +290,7 @@ func (s *session) run(ctx workflow.Context) (SessionState, error) {
 	if err := s.registerHandlers(ctx); err != nil {
 		return SessionState{}, err
 	}
+	s.throttleIndex = workflow.GetVersion(ctx, throttleCloudIndexChange, workflow.DefaultVersion, 1) == 1
 	if err := workflow.UpsertTypedSearchAttributes(ctx,
 		temporal.NewSearchAttributeKeyKeyword(config.AttrUser).ValueSet(s.in.User),
 		temporal.NewSearchAttributeKeyKeyword(config.AttrApp).ValueSet(s.in.App.Name),
@@ -301,6 +317,7 @@ func (s *session) run(ctx workflow.Context) (SessionState, error) {
 		}
 		s.reconcile(ctx)
 		s.publish(ctx)
+		s.indexServing(ctx)
 		if s.st.Phase == "exiting" && len(s.instances) == 0 && len(s.ops) == 0 {
 			return s.teardown(ctx, nil)
 		}
@@ -462,8 +479,29 @@ func (s *session) switchTo(ctx workflow.Context, m *moveRequest, inst *Instance)
 	s.st.Serving, s.st.Region, s.st.Endpoint, s.st.Phase = m.cloud, m.region, inst.Endpoint, "serving"
 	s.finishMove(m, MoveResult{Region: m.region, Cloud: m.cloud, Endpoint: inst.Endpoint, Warm: warm, SwitchTime: h.SwitchTime}, nil)
 	s.plan()
-	_ = workflow.UpsertTypedSearchAttributes(ctx, temporal.NewSearchAttributeKeyKeyword(config.AttrCloud).ValueSet(m.cloud))
+	if !s.throttleIndex {
+		_ = workflow.UpsertTypedSearchAttributes(ctx, temporal.NewSearchAttributeKeyKeyword(config.AttrCloud).ValueSet(m.cloud))
+	}
 	s.logger.Info("handover", "from", h.FromCloud, "to", h.ToCloud, "warm", warm, "switch", h.SwitchTime)
+}
+
+// indexServing points the DriftCloud search attribute (the Web UI's
+// "served from" filter) at the serving cloud: at once when the last write
+// is older than cloudIndexInterval, otherwise when that interval is up.
+func (s *session) indexServing(ctx workflow.Context) {
+	if !s.throttleIndex || s.indexWaiting || s.st.Serving == "" || s.st.Serving == s.indexed {
+		return
+	}
+	if wait := s.indexedAt.Add(cloudIndexInterval).Sub(workflow.Now(ctx)); wait > 0 {
+		s.indexWaiting = true
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			_ = workflow.Sleep(ctx, wait)
+			s.indexWaiting, s.dirty = false, true
+		})
+		return
+	}
+	_ = workflow.UpsertTypedSearchAttributes(ctx, temporal.NewSearchAttributeKeyKeyword(config.AttrCloud).ValueSet(s.st.Serving))
+	s.indexed, s.indexedAt = s.st.Serving, workflow.Now(ctx)
 }
 
 func (s *session) finishMove(m *moveRequest, res MoveResult, err error) {

@@ -20,6 +20,7 @@ import (
 	"github.com/edgedrift/drift/activities"
 	"github.com/edgedrift/drift/deploy/examples"
 	"github.com/edgedrift/drift/internal/appspec"
+	"github.com/edgedrift/drift/internal/config"
 	"github.com/edgedrift/drift/internal/predict"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/topology"
@@ -293,6 +294,42 @@ func TestWarmAndColdMoves(t *testing.T) {
 	}
 	if live := st.clouds.liveClouds(); len(live) != 0 {
 		t.Fatalf("left behind on %v", live)
+	}
+}
+
+// The DriftCloud search attribute follows the serving cloud, but a burst of
+// moves costs one visibility write at its start and one when
+// cloudIndexInterval is up, naming where the burst ended.
+func TestServingCloudIndexIsThrottled(t *testing.T) {
+	st := newSessionTest(t)
+	type write struct {
+		cloud string
+		at    time.Duration
+	}
+	var writes []write
+	start := st.env.Now()
+	key := temporal.NewSearchAttributeKeyKeyword(config.AttrCloud)
+	st.env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
+		if cloud, ok := args.Get(0).(temporal.SearchAttributes).GetKeyword(key); ok {
+			writes = append(writes, write{cloud, st.env.Now().Sub(start).Round(time.Millisecond)})
+		}
+	}).Return(nil)
+	// edge-latin and edge-bastille are adjacent: every move is warm.
+	for i, region := range []string{"bastille", "quartier-latin", "bastille", "quartier-latin"} {
+		st.at(time.Minute+time.Duration(i)*100*time.Millisecond, func() {
+			st.move(region, func(r MoveResult, err error) {
+				if err != nil || !r.Warm {
+					t.Errorf("move %d to %s: %+v %v", i, region, r, err)
+				}
+			})
+		})
+	}
+	st.at(2*time.Minute, func() { st.env.SignalWorkflow(ExitName, nil) })
+	st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
+	st.report()
+	want := []write{{"edge-latin", time.Second}, {"edge-bastille", time.Minute}, {"edge-latin", time.Minute + cloudIndexInterval}}
+	if !slices.Equal(writes, want) {
+		t.Fatalf("DriftCloud writes %v, want %v", writes, want)
 	}
 }
 
