@@ -53,11 +53,11 @@ func CheckPreDeploy(p string) error {
 // model; the session's own moves count at once in between.
 const modelRefreshEvery = 5
 
-// cloudIndexInterval is the least time between two updates of the
+// CloudIndexInterval is the least time between two updates of the
 // DriftCloud search attribute: each one is a visibility write, which costs
 // about as much as the whole switch, so a burst of moves is indexed at its
 // first and last switch only.
-const cloudIndexInterval = 2 * time.Second
+const CloudIndexInterval = 2 * time.Second
 
 // throttleCloudIndexChange is the workflow.GetVersion change ID of that
 // throttle; histories from before it upsert on every switch.
@@ -222,7 +222,7 @@ type session struct {
 	models    []predict.Model // snapshots read, for the main loop to take in
 	logger    log.Logger
 
-	throttleIndex bool      // index the serving cloud at most every cloudIndexInterval
+	throttleIndex bool      // index the serving cloud at most every CloudIndexInterval
 	indexed       string    // the cloud DriftCloud says serves
 	indexedAt     time.Time // when it was last written
 	indexWaiting  bool      // a timer will wake the main loop to index
@@ -487,12 +487,12 @@ func (s *session) switchTo(ctx workflow.Context, m *moveRequest, inst *Instance)
 
 // indexServing points the DriftCloud search attribute (the Web UI's
 // "served from" filter) at the serving cloud: at once when the last write
-// is older than cloudIndexInterval, otherwise when that interval is up.
+// is older than CloudIndexInterval, otherwise when that interval is up.
 func (s *session) indexServing(ctx workflow.Context) {
 	if !s.throttleIndex || s.indexWaiting || s.st.Serving == "" || s.st.Serving == s.indexed {
 		return
 	}
-	if wait := s.indexedAt.Add(cloudIndexInterval).Sub(workflow.Now(ctx)); wait > 0 {
+	if wait := s.indexedAt.Add(CloudIndexInterval).Sub(workflow.Now(ctx)); wait > 0 {
 		s.indexWaiting = true
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			_ = workflow.Sleep(ctx, wait)

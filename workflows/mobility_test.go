@@ -299,7 +299,7 @@ func TestWarmAndColdMoves(t *testing.T) {
 
 // The DriftCloud search attribute follows the serving cloud, but a burst of
 // moves costs one visibility write at its start and one when
-// cloudIndexInterval is up, naming where the burst ended.
+// CloudIndexInterval is up, naming where the burst ended.
 func TestServingCloudIndexIsThrottled(t *testing.T) {
 	st := newSessionTest(t)
 	type write struct {
@@ -327,7 +327,7 @@ func TestServingCloudIndexIsThrottled(t *testing.T) {
 	st.at(2*time.Minute, func() { st.env.SignalWorkflow(ExitName, nil) })
 	st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
 	st.report()
-	want := []write{{"edge-latin", time.Second}, {"edge-bastille", time.Minute}, {"edge-latin", time.Minute + cloudIndexInterval}}
+	want := []write{{"edge-latin", time.Second}, {"edge-bastille", time.Minute}, {"edge-latin", time.Minute + CloudIndexInterval}}
 	if !slices.Equal(writes, want) {
 		t.Fatalf("DriftCloud writes %v, want %v", writes, want)
 	}

@@ -26,7 +26,7 @@ const (
 // exit. It is the least a workflow can do per Update: the round trip
 // through the server and one workflow task. With upsert set (a diagnostic,
 // not the baseline) the handler also upserts the DriftCloud search
-// attribute, as a session does on every switch.
+// attribute on every update, as sessions did before they throttled it.
 func benchNoop(ctx workflow.Context, upsert bool) (int, error) {
 	n := 0
 	if err := workflow.SetUpdateHandler(ctx, noopUpdate, func(ctx workflow.Context, region string) (string, error) {
