@@ -46,7 +46,7 @@ func CompileErrorFormat(format string) (*regexp.Regexp, error) {
 		}
 		seen[name] = true
 		b.WriteString(regexp.QuoteMeta(format[last:m[0]]))
-		fmt.Fprintf(&b, `(?P<%s>[^\n]+?)`, name)
+		b.WriteString(`(?P<` + name + `>[^\n]+?)`)
 		last = m[1]
 	}
 	b.WriteString(regexp.QuoteMeta(format[last:]))

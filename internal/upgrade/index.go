@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"gopkg.in/yaml.v3"
@@ -29,7 +30,9 @@ type Series struct {
 }
 
 // ParseIndex reads and checks an index: known fields only, at least one
-// series, unique non-empty series names, every component with ≥1 tag.
+// series, unique non-empty series names, every component with ≥1 tag. The
+// same bytes always give the same index or the same error, so workflows may
+// call it.
 func ParseIndex(b []byte) (*Index, error) {
 	var ix Index
 	dec := yaml.NewDecoder(bytes.NewReader(b))
@@ -46,7 +49,9 @@ func ParseIndex(b []byte) (*Index, error) {
 			return nil, fmt.Errorf("%w: series %d: missing or repeated name %q", ErrBadIndex, i, s.Name)
 		}
 		seen[s.Name] = true
-		for comp, tags := range s.Deliverables {
+		comps := slices.Sorted(maps.Keys(s.Deliverables)) // the first bad one is always the same
+		for _, comp := range comps {
+			tags := s.Deliverables[comp]
 			if comp == "" || len(tags) == 0 || slices.Contains(tags, "") {
 				return nil, fmt.Errorf("%w: series %s: component %q needs non-empty tags", ErrBadIndex, s.Name, comp)
 			}
