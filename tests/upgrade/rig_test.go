@@ -63,11 +63,25 @@ type rig struct {
 func newRig(t *testing.T, cloud string, cfg runtime.Config) *rig {
 	t.Helper()
 	_, c := harness.Temporal(t, "")
-	reg := harness.Registry(t)
+	reg, repo := publish(t)
 	topo, err := topology.Parse([]byte(topologyYAML))
 	if err != nil {
 		t.Fatal(err)
 	}
+	ws := harness.Workers(t, c, topo, reg.Host(), func(cl topology.Cloud) runtime.Config {
+		if cl.ID == cloud {
+			return cfg
+		}
+		return runtime.Config{Kind: runtime.KindProcess}
+	})
+	return &rig{c: c, reg: reg, ws: ws, cloud: cloud, rt: ws.Runtimes[cloud], repo: repo}
+}
+
+// publish starts a registry and releases the fixture cinder in it at every
+// version of the shipped index; it returns the registry and the repository.
+func publish(t *testing.T) (*registry.Server, string) {
+	t.Helper()
+	reg := harness.Registry(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	binOnce.Do(func() { bin, binErr = fixture.Binary(ctx, harness.RepoRoot()) })
@@ -90,13 +104,7 @@ func newRig(t *testing.T, cloud string, cfg runtime.Config) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ws := harness.Workers(t, c, topo, reg.Host(), func(cl topology.Cloud) runtime.Config {
-		if cl.ID == cloud {
-			return cfg
-		}
-		return runtime.Config{Kind: runtime.KindProcess}
-	})
-	return &rig{c: c, reg: reg, ws: ws, cloud: cloud, rt: ws.Runtimes[cloud], repo: repo}
+	return reg, repo
 }
 
 // driver pushes a build of the acme driver that works with cinder versions
