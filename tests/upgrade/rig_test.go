@@ -126,12 +126,13 @@ func (r *rig) env(t *testing.T, component, repo, version, driverRef string, role
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	img := repo + ":" + version
+	// Pinned by digest, so a changed image would show in the instance.
+	img, err := image.Resolve(ctx, repo+":"+version)
 	if driverRef != "" {
-		var err error
-		if img, err = image.Layer(ctx, img, driverRef, repo+"-drivers:"+version+"-installed"); err != nil {
-			t.Fatal(err)
-		}
+		img, err = image.Layer(ctx, repo+":"+version, driverRef, repo+"-drivers:"+version+"-installed")
+	}
+	if err != nil {
+		t.Fatal(err)
 	}
 	var names []string
 	for name, env := range roles {
