@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -133,5 +134,11 @@ func TestWorkerKilledBeforeSwitch(t *testing.T) {
 	}
 	if verifyTries < 2 {
 		t.Errorf("the verification finished on try %d: the crash did not interrupt it", verifyTries)
+	}
+	out := cli("status", "--cloud", "upgrade-fog", "--component", "cinder")
+	for _, want := range []string{"upgrade/upgrade-fog/cinder: done (platform policy), cinder serving 28.0.0", "retired env cinder-prod", "passed"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("drift upgrade status lacks %q:\n%s", want, out)
+		}
 	}
 }
