@@ -15,9 +15,10 @@ import (
 // Activities are referenced through nil struct pointers: only their method
 // names matter to Temporal.
 var (
-	cloudActs *activities.Cloud
-	imageActs *activities.Images
-	modelActs *activities.Models
+	cloudActs   *activities.Cloud
+	imageActs   *activities.Images
+	modelActs   *activities.Models
+	upgradeActs *activities.Upgrade
 )
 
 // nonRetryable lists the error types no retry can fix.
@@ -65,6 +66,32 @@ var (
 		},
 	}
 )
+
+// Option sets of component upgrades: an attempt's env gets one retry (a
+// release that does not start is the attempt's answer, not a hiccup); the
+// driver probe is expected to fail and is never retried.
+var (
+	envDeployOptions = withAttempts(deployOptions, 2)
+	probeOptions     = withAttempts(deployOptions, 1)
+	verifyOptions    = workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute,
+		HeartbeatTimeout:    15 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumAttempts:        3,
+			NonRetryableErrorTypes: nonRetryable,
+		},
+	}
+)
+
+func withAttempts(opts workflow.ActivityOptions, n int32) workflow.ActivityOptions {
+	p := *opts.RetryPolicy
+	p.MaximumAttempts = n
+	opts.RetryPolicy = &p
+	opts.HeartbeatTimeout = 15 * time.Second
+	return opts
+}
 
 // onCloud schedules activities of opts on cloud's queue with a UI summary.
 func onCloud(ctx workflow.Context, opts workflow.ActivityOptions, cloud, summary string) workflow.Context {

@@ -10,3 +10,10 @@ import _ "embed"
 //
 //go:embed topology.yaml
 var Topology []byte
+
+// Releases is releases.yaml: the release index (series → component →
+// published tags) with cinder's real series, read by the platform policy of
+// component upgrades.
+//
+//go:embed releases.yaml
+var Releases []byte

@@ -87,6 +87,7 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 		w := worker.New(c, config.TaskQueue, worker.Options{})
 		w.RegisterWorkflow(workflows.MobilitySession)
 		w.RegisterWorkflow(workflows.AppModel)
+		w.RegisterWorkflow(workflows.ComponentUpgrade)
 		w.RegisterActivity(&activities.Images{Center: opts.Registry})
 		w.RegisterActivity(&activities.Models{Client: c})
 		ws.workers = append(ws.workers, w)
@@ -95,6 +96,7 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 		cloud, _ := opts.Topology.Cloud(id)
 		w := worker.New(c, config.CloudQueue(id), worker.Options{})
 		w.RegisterActivity(&activities.Cloud{ID: id, Runtime: ws.Runtimes[id], Capacity: cloud.Capacity})
+		w.RegisterActivity(&activities.Upgrade{Runtime: ws.Runtimes[id], HTTP: &http.Client{Timeout: time.Minute}})
 		ws.workers = append(ws.workers, w)
 	}
 	for i, w := range ws.workers {

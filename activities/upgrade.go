@@ -1,0 +1,139 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/edgedrift/drift/internal/image"
+	"github.com/edgedrift/drift/internal/runtime"
+)
+
+// Labels of a component's environments: every instance of an env carries
+// the component, the env's name and the version it runs.
+const (
+	LabelComponent = "drift.component"
+	LabelEnv       = "drift.env"
+	LabelVersion   = "drift.version"
+)
+
+// Verify modes: what a verification can reach on a cloud.
+const (
+	VerifyHTTP    = "http"    // health of both services and a real call through the driver
+	VerifyRollout = "rollout" // only that the runtime reports every instance ready (clusters the worker cannot reach, e.g. kwok)
+)
+
+// Upgrade acts on the cloud hosting a component; it is registered on that
+// cloud's queue next to Cloud.
+type Upgrade struct {
+	Runtime runtime.Runtime
+	HTTP    *http.Client
+}
+
+// LoadDriverRequest layers a driver's build over a component release.
+type LoadDriverRequest struct {
+	Base   string // component release image, repo:tag
+	Driver string // driver plugin image
+	To     string // where the env image goes, repo:tag
+}
+
+// LoadDriver builds the env image: the release with the driver added, in the
+// registry, pinned by digest.
+func (u *Upgrade) LoadDriver(ctx context.Context, req LoadDriverRequest) (string, error) {
+	ref, err := image.Layer(ctx, req.Base, req.Driver, req.To)
+	if errors.Is(err, image.ErrNotFound) {
+		return "", temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeUnknownImage, err)
+	}
+	return ref, err
+}
+
+// VerifyTarget is one service of an env to check.
+type VerifyTarget struct {
+	Instance string           `json:"instance"`
+	Endpoint runtime.Endpoint `json:"endpoint"`
+	Health   string           `json:"health"`
+	Verify   string           `json:"verify,omitempty"` // POST path exercising the driver; "" = none
+}
+
+// VerifyRequest checks a whole env.
+type VerifyRequest struct {
+	Mode    string         `json:"mode"`
+	Targets []VerifyTarget `json:"targets"`
+}
+
+// Check is one verification step's outcome.
+type Check struct {
+	Name   string `json:"name"` // e.g. "cinder health", "cinder-volume driver"
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail"`
+}
+
+// Verification is every check of an env; it passed when all did.
+type Verification struct {
+	Mode   string  `json:"mode"`
+	Passed bool    `json:"passed"`
+	Checks []Check `json:"checks"`
+}
+
+// VerifyEnv checks the env's services. Failed checks are a result, not an
+// error: the workflow decides to redo.
+func (u *Upgrade) VerifyEnv(ctx context.Context, req VerifyRequest) (Verification, error) {
+	stop := heartbeat(ctx)
+	defer stop()
+	v := Verification{Mode: req.Mode, Passed: true}
+	add := func(name string, err error, ok string) {
+		c := Check{Name: name, OK: err == nil, Detail: ok}
+		if err != nil {
+			c.Detail, v.Passed = err.Error(), false
+		}
+		v.Checks = append(v.Checks, c)
+	}
+	for _, t := range req.Targets {
+		if req.Mode == VerifyRollout {
+			st, err := u.Runtime.Status(ctx, t.Instance)
+			if err == nil && !st.Ready {
+				err = fmt.Errorf("not ready: %s", st.Message)
+			}
+			add(t.Instance+" rollout", err, "ready on "+u.Runtime.Kind())
+			continue
+		}
+		body, err := u.call(ctx, http.MethodGet, runtime.HealthURL(t.Endpoint, runtime.Spec{Health: t.Health}))
+		add(t.Instance+" health", err, body)
+		if t.Verify != "" {
+			body, err := u.call(ctx, http.MethodPost, runtime.HealthURL(t.Endpoint, runtime.Spec{Health: t.Verify}))
+			add(t.Instance+" driver", err, body)
+		}
+	}
+	return v, nil
+}
+
+// call makes one request and wants a 2xx answer; the body is the detail.
+func (u *Upgrade) call(ctx context.Context, method, url string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		return "", err
+	}
+	client := u.HTTP
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
+	body := strings.TrimSpace(string(b))
+	if resp.StatusCode/100 != 2 {
+		return "", fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, body)
+	}
+	return body, nil
+}
