@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -15,6 +18,8 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/edgedrift/drift/internal/app"
+	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/gateway"
 	"github.com/edgedrift/drift/internal/install"
 	"github.com/edgedrift/drift/internal/netns"
 	"github.com/edgedrift/drift/internal/repo"
@@ -220,4 +225,40 @@ func startRepo(dir, ns, listen, tokenFile, secretFile string, maxBlob int64, c c
 		return nil, nil, err
 	}
 	return srv, ln, nil
+}
+
+// startDevRepo serves the software repository on loopback for drift dev and
+// returns the network node's install config that goes with it.
+func startDevRepo(ctx context.Context, f devFlags, c client.Client, logger *slog.Logger) (string, *app.InstallConfig, func(), error) {
+	tokenFile, secretFile := filepath.Join(f.dataDir, "repo-token"), filepath.Join(f.dataDir, "gateway-secret")
+	srv, ln, err := startRepo(filepath.Join(f.dataDir, "repo"), "", net.JoinHostPort("127.0.0.1", strconv.Itoa(f.repoPort)), tokenFile, secretFile, repo.DefaultMaxBlob, c)
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("repository: %w", err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- serveHTTP(sctx, ln, srv) }()
+	stop := func() { cancel(); <-done; srv.Close() }
+	token, _ := app.ReadSecret(tokenFile)
+	secret, _ := app.ReadSecret(secretFile)
+	url := "http://" + ln.Addr().String()
+	return url, &app.InstallConfig{Node: config.DefaultNetworkNode, Repo: url, Token: token, Secret: []byte(secret),
+		SocketDir: filepath.Join(f.dataDir, "gateways"), Logger: logger}, stop, nil
+}
+
+// startDevGateway serves the management gateway's management listener on
+// loopback.
+func startDevGateway(ctx context.Context, f devFlags, cfg *app.InstallConfig, logger *slog.Logger) (string, func(), error) {
+	mgmt, err := gateway.NewManagement(gateway.ManagementOptions{Repo: cfg.Repo, Secret: cfg.Secret, Logger: logger})
+	if err != nil {
+		return "", nil, err
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(f.gatewayPort)))
+	if err != nil {
+		return "", nil, fmt.Errorf("management gateway: %w", err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- serveHTTP(sctx, ln, mgmt.AdminHandler()) }()
+	return "http://" + ln.Addr().String(), func() { cancel(); <-done }, nil
 }

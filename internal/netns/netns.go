@@ -33,19 +33,31 @@ func IsLinkLocal(ip net.IP) bool {
 	return ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast()
 }
 
-// InHostNamespace reports whether the calling thread is in the network
-// namespace of PID 1. When that cannot be read it answers true: the guard
-// fails closed.
+// InHostNamespace reports whether the calling thread may be in the host's
+// network namespace. It answers false only when the thread's namespace is
+// one of the named namespaces under Dir (made by `ip netns add`) and is not
+// PID 1's; anything it cannot read counts as the host: the guard fails
+// closed.
 func InHostNamespace() bool {
 	self, err := nsID("/proc/thread-self/ns/net")
 	if err != nil {
 		return true
 	}
-	host, err := nsID("/proc/1/ns/net")
+	// PID 1's namespace is the host's where it can be read (sandboxes may
+	// forbid it); a named namespace equal to it is the host's too.
+	if host, err := nsID("/proc/1/ns/net"); err == nil && host == self {
+		return true
+	}
+	named, err := os.ReadDir(Dir)
 	if err != nil {
 		return true
 	}
-	return self == host
+	for _, e := range named {
+		if id, err := nsID(filepath.Join(Dir, e.Name())); err == nil && id == self {
+			return false
+		}
+	}
+	return true
 }
 
 func nsID(path string) ([2]uint64, error) {
