@@ -167,16 +167,14 @@ func (s *install) run(ctx workflow.Context) (InstallState, error) {
 		}
 		if !ok {
 			s.withdraw(ctx)
-			err := fmt.Errorf("no report from %s (%s) within %s", s.in.VM, s.in.Address, s.in.Timeout)
-			return s.fail(temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInstallTimeout, nil))
+			return s.failWith(ErrTypeInstallTimeout, fmt.Sprintf("no report from %s (%s) within %s", s.in.VM, s.in.Address, s.in.Timeout))
 		}
 		if rep.OK {
 			s.phase(ctx, "installed", fmt.Sprintf("%s installed %s in %s (%d files)", s.in.VM, pkg, rep.Dir, rep.Files))
 			return s.state, nil
 		}
 		if !rep.Transient || s.state.Attempt >= s.in.Attempts {
-			err := fmt.Errorf("%s could not install %s (attempt %d): %s", s.in.VM, pkg, s.state.Attempt, rep.Error)
-			return s.fail(temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInstallFailed, nil))
+			return s.failWith(ErrTypeInstallFailed, fmt.Sprintf("%s could not install %s (attempt %d): %s", s.in.VM, pkg, s.state.Attempt, rep.Error))
 		}
 		s.phase(ctx, "retrying", fmt.Sprintf("attempt %d failed transiently: %s", s.state.Attempt, rep.Error))
 		if err := workflow.Sleep(ctx, retryBackoff); err != nil {
@@ -245,6 +243,13 @@ func (s *install) phase(ctx workflow.Context, phase, details string) {
 	s.state.Phase = phase
 	workflow.SetCurrentDetails(ctx, details)
 	workflow.GetLogger(ctx).Info(details)
+}
+
+// failWith ends the install with its own failure; the state travels in the
+// error's details so `drift install status` shows the reports.
+func (s *install) failWith(errType, msg string) (InstallState, error) {
+	s.state.Phase, s.state.Error = "failed", msg
+	return s.state, temporal.NewNonRetryableApplicationError(msg, errType, nil, s.state)
 }
 
 func (s *install) fail(err error) (InstallState, error) {

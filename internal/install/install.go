@@ -5,6 +5,7 @@ package install
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"go.temporal.io/api/enums/v1"
@@ -43,6 +44,10 @@ func Status(ctx context.Context, c client.Client, id string) (workflows.InstallS
 	}
 	if desc.GetWorkflowExecutionInfo().GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		err := c.GetWorkflow(ctx, id, "").Get(ctx, &st)
+		var appErr *temporal.ApplicationError
+		if errors.As(err, &appErr) && appErr.HasDetails() && appErr.Details(&st) == nil {
+			return st, nil
+		}
 		if err != nil {
 			return workflows.InstallState{ID: id, Phase: "failed", Error: err.Error()}, nil
 		}
