@@ -218,4 +218,3 @@ func recordHistory(t *testing.T, ctx context.Context, c client.Client, id, path 
 		t.Fatal(err)
 	}
 }
-
