@@ -87,6 +87,15 @@ func CheckAddr(addr string, allow bool) error {
 	return nil
 }
 
+func fileID(f *os.File) [2]uint64 {
+	fi, err := f.Stat()
+	if err != nil {
+		return [2]uint64{}
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	return [2]uint64{uint64(st.Dev), st.Ino}
+}
+
 // Path is the file of a named namespace; the name must be plain.
 func Path(name string) (string, error) {
 	if !namePattern.MatchString(name) {
@@ -123,7 +132,12 @@ func Do(name string, fn func() error) error {
 		runtime.UnlockOSThread()
 		return fmt.Errorf("enter network namespace %s: %w", name, err)
 	}
-	fnErr := fn()
+	// A named namespace that is the caller's own (the host's, attached
+	// under a name) is no namespace of drift's: refuse it.
+	fnErr := fmt.Errorf("network namespace %s is the caller's own namespace", name)
+	if here, err := nsID("/proc/thread-self/ns/net"); err == nil && here != fileID(orig) {
+		fnErr = fn()
+	}
 	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
 		// The thread stays locked, so Go retires it with the goroutine
 		// instead of reusing a thread in the wrong namespace.
