@@ -121,11 +121,11 @@ func runDev(ctx context.Context, g *globals, f devFlags, out io.Writer) error {
 		return err
 	}
 	defer ws.Stop()
-	gwURL, stopGateway, err := startDevGateway(ctx, f, nodeInstall, logger)
+	gwAddr, err := app.ServeManagement(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(f.gatewayPort)), *nodeInstall)
 	if err != nil {
 		return err
 	}
-	defer stopGateway()
+	gwURL := "http://" + gwAddr
 
 	apiLn, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(f.apiPort)))
 	if err != nil {

@@ -19,7 +19,6 @@ import (
 
 	"github.com/edgedrift/drift/internal/app"
 	"github.com/edgedrift/drift/internal/config"
-	"github.com/edgedrift/drift/internal/gateway"
 	"github.com/edgedrift/drift/internal/install"
 	"github.com/edgedrift/drift/internal/netns"
 	"github.com/edgedrift/drift/internal/repo"
@@ -244,21 +243,4 @@ func startDevRepo(ctx context.Context, f devFlags, c client.Client, logger *slog
 	url := "http://" + ln.Addr().String()
 	return url, &app.InstallConfig{Node: config.DefaultNetworkNode, Repo: url, Token: token, Secret: []byte(secret),
 		SocketDir: filepath.Join(f.dataDir, "gateways"), Logger: logger}, stop, nil
-}
-
-// startDevGateway serves the management gateway's management listener on
-// loopback.
-func startDevGateway(ctx context.Context, f devFlags, cfg *app.InstallConfig, logger *slog.Logger) (string, func(), error) {
-	mgmt, err := gateway.NewManagement(gateway.ManagementOptions{Repo: cfg.Repo, Secret: cfg.Secret, Logger: logger})
-	if err != nil {
-		return "", nil, err
-	}
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(f.gatewayPort)))
-	if err != nil {
-		return "", nil, fmt.Errorf("management gateway: %w", err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- serveHTTP(sctx, ln, mgmt.AdminHandler()) }()
-	return "http://" + ln.Addr().String(), func() { cancel(); <-done }, nil
 }

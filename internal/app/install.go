@@ -1,8 +1,11 @@
 package app
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"time"
 
@@ -22,6 +25,27 @@ type InstallConfig struct {
 	SocketDir string  // where the gateways' unix sockets live
 	RPS       float64 // per-tenant rate limit (gateway.DefaultRPS when 0)
 	Logger    *slog.Logger
+}
+
+// ServeManagement serves the management gateway's listener for management
+// use (admin requests pass with their token, never as a tenant) on addr
+// until ctx ends, and returns the address it bound.
+func ServeManagement(ctx context.Context, addr string, cfg InstallConfig) (string, error) {
+	mgmt, err := gateway.NewManagement(gateway.ManagementOptions{Repo: cfg.Repo, Secret: cfg.Secret, Logger: cfg.Logger})
+	if err != nil {
+		return "", err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("management gateway: %w", err)
+	}
+	srv := &http.Server{Handler: mgmt.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	go srv.Serve(ln)
+	return ln.Addr().String(), nil
 }
 
 // newInstall builds the node's gateways and the repository client.

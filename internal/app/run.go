@@ -31,6 +31,7 @@ type WorkerConfig struct {
 	Repo              string // software repository URL
 	RepoTokenFile     string // its admin token
 	GatewaySecretFile string // the secret the management gateway signs with
+	GatewayListen     string // the management gateway's listener for management use; "" disables
 }
 
 // RunWorker connects, polls until ctx ends (SIGTERM in the binary), then
@@ -86,6 +87,14 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, logger *slog.Logger) error
 	ws, err := StartWorkers(c, WorkerOptions{Topology: topo, Clouds: clouds, Central: !cfg.NoCentral, DataDir: cfg.DataDir, Registry: cfg.Registry, Install: install, Logger: logger})
 	if err != nil {
 		return err
+	}
+	if install != nil && cfg.GatewayListen != "" {
+		addr, err := ServeManagement(ctx, cfg.GatewayListen, *install)
+		if err != nil {
+			ws.Stop()
+			return err
+		}
+		logger.Info("management gateway", "url", "http://"+addr)
 	}
 	logger.Info("worker polling", "address", cfg.Temporal.Address, "namespace", cfg.Temporal.Namespace, "central", !cfg.NoCentral, "clouds", clouds)
 	<-ctx.Done()

@@ -15,7 +15,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,12 +41,16 @@ func TestMain(m *testing.M) {
 //	vm      10.201.0.2/32, a route to 169.254.169.254 and nothing else
 //	tenant  169.254.169.254/32 (the tenant gateway listens there)
 //	mgmt    10.202.N.2/24, the repository; the host (network node) is 10.202.N.1
+//
+// The tenant namespace also holds the far end of an unaddressed, down veth
+// whose near end stays on the host: it disappears only when the namespace
+// is really gone (no socket left holding it), which destroy checks.
 type network struct {
 	id                   string
 	VM, Tenant, Mgmt     string // namespace names
 	VMAddr               string
 	RepoHost, NodeOnMgmt string
-	hostLink             string
+	hostLink, canary     string
 }
 
 // newNetwork creates the namespaces and veths; the test's end deletes them
@@ -62,7 +68,7 @@ func newNetwork(t *testing.T) *network {
 	id := hex.EncodeToString(b)
 	n := &network{
 		id: id, VM: "drift-inst-" + id + "-vm", Tenant: "drift-inst-" + id + "-tn", Mgmt: "drift-inst-" + id + "-mg",
-		VMAddr: "10.201.0.2", hostLink: "drift-m" + id + "a",
+		VMAddr: "10.201.0.2", hostLink: "drift-m" + id + "a", canary: "drift-t" + id + "a",
 	}
 	subnet := fmt.Sprintf("10.202.%d", 1+int(b[0])%250)
 	n.RepoHost, n.NodeOnMgmt = subnet+".2", subnet+".1"
@@ -78,6 +84,7 @@ func newNetwork(t *testing.T) *network {
 		{"-n", n.Tenant, "link", "set", "lo", "up"}, {"-n", n.Tenant, "link", "set", tnLink, "up"},
 		{"-n", n.Tenant, "addr", "add", "169.254.169.254/32", "dev", tnLink},
 		{"-n", n.Tenant, "route", "add", n.VMAddr + "/32", "dev", tnLink},
+		{"link", "add", n.canary, "type", "veth", "peer", "name", "drift-t" + id + "b", "netns", n.Tenant},
 		// Network node (the host) ↔ management network.
 		{"link", "add", n.hostLink, "type", "veth", "peer", "name", mgLink, "netns", n.Mgmt},
 		{"addr", "add", n.NodeOnMgmt + "/24", "dev", n.hostLink}, {"link", "set", n.hostLink, "up"},
@@ -99,12 +106,16 @@ func ip(t *testing.T, args ...string) string {
 }
 
 // destroy deletes the namespaces (their veths go with them) and proves
-// nothing of this test is left.
+// nothing of this test is left: no process inside them, no namespace, no
+// veth (the host ends vanish only once their namespaces are freed).
 func (n *network) destroy(t *testing.T) {
 	for _, ns := range []string{n.VM, n.Tenant, n.Mgmt} {
+		for _, pid := range processesIn(ns) {
+			t.Errorf("process %d still runs in %s", pid, ns)
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
 		exec.Command("ip", "netns", "del", ns).Run()
 	}
-	exec.Command("ip", "link", "del", n.hostLink).Run()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		left := n.leftovers()
@@ -124,11 +135,31 @@ func (n *network) leftovers() []string {
 	out, _ := exec.Command("ip", "netns", "list").CombinedOutput()
 	links, _ := exec.Command("ip", "-o", "link", "show").CombinedOutput()
 	for _, line := range strings.Split(string(out)+string(links), "\n") {
-		if strings.Contains(line, "drift-inst-"+n.id) || strings.Contains(line, "drift-v"+n.id) || strings.Contains(line, "drift-m"+n.id) {
+		if strings.Contains(line, "drift-inst-"+n.id) || strings.Contains(line, "drift-v"+n.id) || strings.Contains(line, "drift-m"+n.id) || strings.Contains(line, "drift-t"+n.id) {
 			left = append(left, strings.TrimSpace(line))
 		}
 	}
 	return left
+}
+
+// processesIn lists the processes whose network namespace is ns.
+func processesIn(ns string) []int {
+	target, err := os.Stat(filepath.Join(netns.Dir, ns))
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if fi, err := os.Stat(filepath.Join("/proc", e.Name(), "ns", "net")); err == nil && os.SameFile(fi, target) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // httpIn is an HTTP client whose connections start inside namespace ns.

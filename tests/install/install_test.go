@@ -3,6 +3,7 @@ package install
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -117,14 +118,23 @@ func TestWorkerKilledWhileWaiting(t *testing.T) {
 	nd.push(t, helloRef, repo.PushOptions{Public: true, Hook: "install.sh"}, helloFiles...)
 	drift, driftWorker := harness.Binaries(t)
 	data := t.TempDir()
+	mgmtAddr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	worker := func() *harness.Proc {
 		w := harness.Start(t, driftWorker, "--address", stack.Address(), "--network-node", nd.Node, "--repo", nd.RepoURL,
 			"--repo-token-file", nd.TokenFile, "--gateway-secret-file", nd.SecretFile, "--data-dir", data,
-			"--metrics-addr", "", "--log-format", "text")
+			"--metrics-addr", "", "--gateway-listen", mgmtAddr, "--log-format", "text")
 		w.WaitFor(t, "worker polling", time.Minute)
 		return w
 	}
 	w := worker()
+	// The management gateway's own listener serves the admin, never a tenant.
+	viaMgmt := &repo.Client{URL: "http://" + mgmtAddr, Token: nd.Token}
+	if ps, err := viaMgmt.List(context.Background()); err != nil || len(ps) != 1 {
+		t.Fatalf("list through the management gateway: %v %v", ps, err)
+	}
+	if _, err := (&repo.Client{URL: "http://" + mgmtAddr}).List(context.Background()); err == nil {
+		t.Fatal("the management gateway let a request without the admin token through")
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -143,6 +153,9 @@ func TestWorkerKilledWhileWaiting(t *testing.T) {
 	prefix := filepath.Join(t.TempDir(), "prefix")
 	agent := harness.Start(t, "ip", "netns", "exec", n.VM, drift, "agent", "--gateway", "http://169.254.169.254:8080", "--prefix", prefix, "--every", "500ms")
 	time.Sleep(2 * time.Second)
+	if len(processesIn(n.VM)) == 0 { // the leak check at the end sees what runs in the VM
+		t.Fatalf("no process found in %s while the agent runs:\n%s", n.VM, agent.Output())
+	}
 	worker()
 
 	var st workflows.InstallState
