@@ -71,10 +71,10 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{store: st, opts: opts, mux: http.NewServeMux()}
 	const pkg = "/v1/packages/{name}/{version}/{os}/{arch}"
-	s.mux.HandleFunc("GET /v1/packages", s.list)
+	s.mux.HandleFunc("GET /v1/packages", s.anyone(s.list))
 	s.mux.HandleFunc("PUT "+pkg, s.admin(s.upload))
-	s.mux.HandleFunc("GET "+pkg, s.metadata)
-	s.mux.HandleFunc("GET "+pkg+"/blob", s.download)
+	s.mux.HandleFunc("GET "+pkg, s.anyone(s.metadata))
+	s.mux.HandleFunc("GET "+pkg+"/blob", s.anyone(s.download))
 	s.mux.HandleFunc("DELETE "+pkg, s.admin(s.remove))
 	s.mux.HandleFunc("PUT /v1/instructions", s.admin(s.postInstruction))
 	s.mux.HandleFunc("DELETE /v1/instructions", s.admin(s.withdrawInstruction))
@@ -189,74 +189,60 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-func (s *Server) list(w http.ResponseWriter, r *http.Request) {
-	s.anyone(func(w http.ResponseWriter, r *http.Request, c caller) {
-		all, err := s.store.List()
-		if err != nil {
-			s.failStore(w, r, err)
-			return
-		}
-		visible := []Package{}
-		for _, p := range all {
-			if c.admin || p.VisibleTo(c.tenant) {
-				visible = append(visible, p)
-			}
-		}
-		writeJSON(w, http.StatusOK, visible)
-	})(w, r)
-}
-
-// lookup finds a package the caller may see; another tenant's private
-// package is "not found", so its existence is not disclosed.
-func (s *Server) lookup(w http.ResponseWriter, r *http.Request, c caller) (Ref, bool) {
-	ref, err := refOf(r)
+func (s *Server) list(w http.ResponseWriter, r *http.Request, c caller) {
+	all, err := s.store.List()
 	if err != nil {
 		s.failStore(w, r, err)
-		return ref, false
+		return
+	}
+	visible := []Package{}
+	for _, p := range all {
+		if c.admin || p.VisibleTo(c.tenant) {
+			visible = append(visible, p)
+		}
+	}
+	writeJSON(w, http.StatusOK, visible)
+}
+
+// visible finds a package the caller may see; another tenant's private
+// package is "not found", so its existence is not disclosed.
+func (s *Server) visible(r *http.Request, c caller) (Package, error) {
+	ref, err := refOf(r)
+	if err != nil {
+		return Package{}, err
 	}
 	p, err := s.store.Get(ref)
 	if err == nil && !c.admin && !p.VisibleTo(c.tenant) {
-		err = fmt.Errorf("%s: %w", ref, ErrNotFound)
+		return Package{}, fmt.Errorf("%s: %w", ref, ErrNotFound)
 	}
+	return p, err
+}
+
+func (s *Server) metadata(w http.ResponseWriter, r *http.Request, c caller) {
+	p, err := s.visible(r, c)
 	if err != nil {
 		s.failStore(w, r, err)
-		return ref, false
+		return
 	}
-	return ref, true
+	writeJSON(w, http.StatusOK, p)
 }
 
-func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
-	s.anyone(func(w http.ResponseWriter, r *http.Request, c caller) {
-		ref, ok := s.lookup(w, r, c)
-		if !ok {
-			return
-		}
-		p, err := s.store.Get(ref)
-		if err != nil {
-			s.failStore(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, p)
-	})(w, r)
-}
-
-func (s *Server) download(w http.ResponseWriter, r *http.Request) {
-	s.anyone(func(w http.ResponseWriter, r *http.Request, c caller) {
-		ref, ok := s.lookup(w, r, c)
-		if !ok {
-			return
-		}
-		p, f, err := s.store.Open(ref)
-		if err != nil {
-			s.failStore(w, r, err)
-			return
-		}
-		defer f.Close()
-		w.Header().Set(HeaderSHA256, p.SHA256)
-		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Header().Set("Content-Length", strconv.FormatInt(p.Size, 10))
-		io.Copy(w, f)
-	})(w, r)
+func (s *Server) download(w http.ResponseWriter, r *http.Request, c caller) {
+	p, err := s.visible(r, c)
+	if err != nil {
+		s.failStore(w, r, err)
+		return
+	}
+	_, f, err := s.store.Open(p.Ref)
+	if err != nil {
+		s.failStore(w, r, err)
+		return
+	}
+	defer f.Close()
+	w.Header().Set(HeaderSHA256, p.SHA256)
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(p.Size, 10))
+	io.Copy(w, f)
 }
 
 func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
