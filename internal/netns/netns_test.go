@@ -3,7 +3,6 @@ package netns
 import (
 	"os"
 	"os/exec"
-	"strconv"
 	"testing"
 )
 
@@ -80,28 +79,3 @@ func TestLinkLocalAllowedInOwnNamespace(t *testing.T) {
 	}
 }
 
-// The host's namespace attached under a name is still the host's: entering
-// it is refused.
-func TestHostAttachedUnderANameIsRefused(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Fatal("needs root (CI runs as root) to attach a namespace")
-	}
-	name := "drift-netns-unit-host"
-	exec.Command("ip", "netns", "del", name).Run()
-	if out, err := exec.Command("ip", "netns", "attach", name, strconv.Itoa(os.Getpid())).CombinedOutput(); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	defer func() {
-		exec.Command("ip", "netns", "del", name).Run()
-		if _, err := os.Stat(Dir + "/" + name); err == nil {
-			t.Errorf("namespace %s left", name)
-		}
-	}()
-	ran := false
-	if err := Do(name, func() error { ran = true; return nil }); err == nil || ran {
-		t.Fatalf("entered the host's namespace under a name: %v", err)
-	}
-	if _, err := Listen(name, "169.254.169.254:0"); err == nil {
-		t.Fatal("listened on the metadata address in the host's namespace")
-	}
-}
