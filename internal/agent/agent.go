@@ -62,15 +62,9 @@ func (a *Agent) Check() error {
 	if a.Logger == nil {
 		a.Logger = slog.Default()
 	}
-	allow := a.AllowLinkLocal
-	a.http = &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if err := netns.CheckAddr(addr, allow); err != nil { // every dial, not only the first
-				return nil, err
-			}
-			return (&net.Dialer{Timeout: 10 * time.Second}).DialContext(ctx, network, addr)
-		},
-	}}
+	// Every connection is checked again on its resolved address.
+	dialer := &net.Dialer{Timeout: 10 * time.Second, Control: netns.Control(a.AllowLinkLocal)}
+	a.http = &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{DialContext: dialer.DialContext}}
 	return os.MkdirAll(a.stateDir(), 0o755)
 }
 

@@ -147,16 +147,20 @@ func Do(name string, fn func() error) error {
 	return fnErr
 }
 
+// Control is a net.Dialer / net.ListenConfig Control hook that applies
+// CheckAddr to the resolved address, so a host name that resolves to a
+// link-local address is caught too.
+func Control(allow bool) func(network, address string, c syscall.RawConn) error {
+	return func(_, address string, _ syscall.RawConn) error { return CheckAddr(address, allow) }
+}
+
 // Listen opens a TCP listener on addr inside the named namespace ("" = the
 // caller's). A link-local addr is refused in the host's namespace.
 func Listen(name, addr string) (net.Listener, error) {
 	var ln net.Listener
 	err := Do(name, func() error {
-		if err := CheckAddr(addr, false); err != nil {
-			return err
-		}
 		var err error
-		ln, err = net.Listen("tcp", addr)
+		ln, err = (&net.ListenConfig{Control: Control(false)}).Listen(context.Background(), "tcp", addr)
 		return err
 	})
 	return ln, err
@@ -169,11 +173,8 @@ func Dialer(name string) func(ctx context.Context, network, addr string) (net.Co
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var conn net.Conn
 		err := Do(name, func() error {
-			if err := CheckAddr(addr, false); err != nil {
-				return err
-			}
 			var err error
-			conn, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+			conn, err = (&net.Dialer{Control: Control(false)}).DialContext(ctx, network, addr)
 			return err
 		})
 		return conn, err

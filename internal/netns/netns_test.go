@@ -23,6 +23,11 @@ func TestLinkLocalRefusedInHostNamespace(t *testing.T) {
 			t.Errorf("dial to %s allowed in the host's namespace", addr)
 		}
 	}
+	// The dial/listen hook sees resolved addresses, so a host name that
+	// resolves to the metadata address is refused as well.
+	if err := Control(false)("tcp4", "169.254.169.254:80", nil); err == nil {
+		t.Error("the resolved metadata address passed the dial hook")
+	}
 	if err := CheckAddr("169.254.169.254:80", true); err != nil {
 		t.Errorf("explicit allow (a real VM) refused: %v", err)
 	}
@@ -78,4 +83,3 @@ func TestLinkLocalAllowedInOwnNamespace(t *testing.T) {
 		t.Fatal("the calling thread did not come back to the host's namespace")
 	}
 }
-
