@@ -159,6 +159,9 @@ func Control(allow bool) func(network, address string, c syscall.RawConn) error 
 func Listen(name, addr string) (net.Listener, error) {
 	var ln net.Listener
 	err := Do(name, func() error {
+		if err := CheckAddr(addr, false); err != nil { // before any socket exists
+			return err
+		}
 		var err error
 		ln, err = (&net.ListenConfig{Control: Control(false)}).Listen(context.Background(), "tcp", addr)
 		return err
@@ -173,6 +176,9 @@ func Dialer(name string) func(ctx context.Context, network, addr string) (net.Co
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var conn net.Conn
 		err := Do(name, func() error {
+			if err := CheckAddr(addr, false); err != nil { // before any socket exists
+				return err
+			}
 			var err error
 			conn, err = (&net.Dialer{Control: Control(false)}).DialContext(ctx, network, addr)
 			return err
