@@ -163,6 +163,10 @@ func (s *install) run(ctx workflow.Context) (InstallState, error) {
 		s.phase(ctx, "waiting", fmt.Sprintf("attempt %d: waiting for %s's agent (up to %s)", s.state.Attempt, s.in.VM, s.in.Timeout))
 		rep, ok, err := s.waitReport(ctx)
 		if err != nil {
+			// Cancelled or failed while the VM may still act: take the
+			// instruction back, even from a cancelled workflow.
+			dctx, _ := workflow.NewDisconnectedContext(ctx)
+			s.withdraw(dctx)
 			return s.fail(err)
 		}
 		if !ok {

@@ -220,3 +220,17 @@ func TestInstallIgnoresStaleReport(t *testing.T) {
 		t.Fatalf("type %s reports %+v posted %v", typ, st.Reports, f.posted)
 	}
 }
+
+// A cancelled install takes its instruction back, so the VM does not act
+// on it later.
+func TestInstallCancelledWithdrawsInstruction(t *testing.T) {
+	env, f := newInstallEnv(t)
+	env.RegisterDelayedCallback(env.CancelWorkflow, time.Minute)
+	env.ExecuteWorkflow(InstallSoftware, installInput())
+	if err := env.GetWorkflowError(); !temporal.IsCanceledError(err) {
+		t.Fatalf("want cancelled, got %v", err)
+	}
+	if len(f.withdrawn) != 1 || f.withdrawn[0] != f.posted[0] {
+		t.Fatalf("withdrawn %v, posted %v", f.withdrawn, f.posted)
+	}
+}

@@ -214,7 +214,8 @@ func (a *Agent) runHook(ctx context.Context, dir, hook string) (string, error) {
 }
 
 // report posts a report, retrying until it is accepted, the repository no
-// longer knows the instruction (already reported), or ctx ends.
+// longer knows the instruction (already reported) or its workflow has
+// ended, or ctx ends.
 func (a *Agent) report(ctx context.Context, rep repo.Report) error {
 	data, _ := json.Marshal(rep)
 	for wait := 500 * time.Millisecond; ; wait = min(2*wait, 10*time.Second) {
@@ -228,7 +229,7 @@ func (a *Agent) report(ctx context.Context, rep repo.Report) error {
 			err = statusError(resp)
 			resp.Body.Close()
 			var se *repo.StatusError
-			if err == nil || errors.As(err, &se) && se.Status == http.StatusNotFound {
+			if err == nil || errors.As(err, &se) && (se.Status == http.StatusNotFound || se.Status == http.StatusGone) {
 				os.Remove(a.recordPath(rep.InstructionID))
 				return nil
 			}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
@@ -63,6 +64,11 @@ func Status(ctx context.Context, c client.Client, id string) (workflows.InstallS
 // Signaler delivers a VM's report to the workflow that instructed it.
 func Signaler(c client.Client) repo.ReportFunc {
 	return func(ctx context.Context, in repo.Instruction, r repo.Report) error {
-		return c.SignalWorkflow(ctx, in.WorkflowID, "", workflows.ReportSignal, r)
+		err := c.SignalWorkflow(ctx, in.WorkflowID, "", workflows.ReportSignal, r)
+		var notFound *serviceerror.NotFound
+		if errors.As(err, &notFound) {
+			return fmt.Errorf("%s: %w", in.WorkflowID, repo.ErrWorkflowGone)
+		}
+		return err
 	}
 }

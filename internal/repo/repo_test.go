@@ -229,3 +229,28 @@ func TestInstructionsAndReports(t *testing.T) {
 		t.Fatalf("second report of a closed instruction: %d", code)
 	}
 }
+
+// A report for a workflow that has ended closes the instruction with 410.
+func TestReportForEndedWorkflow(t *testing.T) {
+	srv, err := New(Options{Dir: t.TempDir(), AdminToken: "admin", Secret: secret,
+		Report: func(context.Context, Instruction, Report) error { return ErrWorkflowGone }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	c := &Client{URL: hs.URL, Token: "admin"}
+	blob := []byte("x")
+	ref := Ref{Name: "tool", Version: "1", Platform: "linux/amd64"}
+	c.Push(context.Background(), ref, digest(blob), bytes.NewReader(blob), PushOptions{Public: true})
+	if _, err := c.PostInstruction(context.Background(), Instruction{ID: "w#1", WorkflowID: "w", Tenant: "acme", Client: "10.0.0.2", Package: Package{Ref: ref}}); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := asTenant(t, "POST", hs.URL+"/v1/reports", "acme", "10.0.0.2", strings.NewReader(`{"instructionId":"w#1","ok":true}`)); code != http.StatusGone {
+		t.Fatalf("status %d", code)
+	}
+	if open, _ := srv.Store().Instructions("acme", "10.0.0.2"); len(open) != 0 {
+		t.Fatalf("instruction still open: %v", open)
+	}
+}

@@ -21,8 +21,13 @@ const (
 )
 
 // ReportFunc delivers a VM's report to the workflow that asked for it (a
-// Temporal signal in drift).
+// Temporal signal in drift). It returns ErrWorkflowGone when that workflow
+// has ended.
 type ReportFunc func(ctx context.Context, in Instruction, r Report) error
+
+// ErrWorkflowGone: the instruction's workflow ended; its report has nowhere
+// to go and the instruction is closed.
+var ErrWorkflowGone = errors.New("the install workflow has ended")
 
 // Options configure a repository server.
 type Options struct {
@@ -356,7 +361,13 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, c caller) {
 		s.fail(w, r, http.StatusServiceUnavailable, errors.New("reports are not delivered by this repository"))
 		return
 	}
-	if err := s.opts.Report(r.Context(), in, rep); err != nil {
+	err = s.opts.Report(r.Context(), in, rep)
+	if errors.Is(err, ErrWorkflowGone) {
+		s.store.DeleteInstruction(in.ID)
+		s.fail(w, r, http.StatusGone, err)
+		return
+	}
+	if err != nil {
 		s.fail(w, r, http.StatusBadGateway, fmt.Errorf("deliver report: %w", err))
 		return
 	}
