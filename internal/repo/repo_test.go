@@ -254,3 +254,33 @@ func TestReportForEndedWorkflow(t *testing.T) {
 		t.Fatalf("instruction still open: %v", open)
 	}
 }
+
+// Concurrent uploads of different content under one ref: one wins, the
+// others conflict, and no losing blob stays behind.
+func TestConcurrentConflictingUploads(t *testing.T) {
+	srv, _, c, _ := newTestRepo(t, 1<<20)
+	ref := Ref{Name: "race", Version: "1", Platform: "linux/amd64"}
+	const n = 8
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			blob := []byte(strings.Repeat("x", i+1))
+			_, err := c.Push(context.Background(), ref, digest(blob), bytes.NewReader(blob), PushOptions{Public: true})
+			errs <- err
+		}()
+	}
+	ok := 0
+	for i := 0; i < n; i++ {
+		err := <-errs
+		switch {
+		case err == nil:
+			ok++
+		case statusOf(err) != http.StatusConflict:
+			t.Errorf("upload: %v", err)
+		}
+	}
+	blobs, _ := os.ReadDir(filepath.Join(srv.store.dir, "blobs"))
+	if ok != 1 || len(blobs) != 1 {
+		t.Fatalf("%d uploads won, %d blobs stored; want 1 and 1", ok, len(blobs))
+	}
+}

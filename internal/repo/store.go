@@ -136,7 +136,39 @@ func (s *Store) Put(p Package, body io.Reader) (Package, error) {
 	p.Size = n
 	p.Uploaded = time.Now().UTC()
 	sort.Strings(p.Tenants)
-	return p, s.db.Update(func(tx *bolt.Tx) error { return putJSON(tx.Bucket(bucketPackages), p.key(), p) })
+	// A concurrent upload may have indexed the ref meanwhile: the check
+	// and the write happen in one transaction.
+	orphan := false
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketPackages)
+		var old Package
+		if getJSON(b, p.key(), &old) == nil {
+			if old.SHA256 != p.SHA256 {
+				orphan = !referenced(b, p.SHA256)
+				return fmt.Errorf("%s: %w", p.Ref, ErrExists)
+			}
+			p = old
+			return nil
+		}
+		return putJSON(b, p.key(), p)
+	})
+	if orphan {
+		os.Remove(s.blobPath(p.SHA256))
+	}
+	return p, err
+}
+
+// referenced says whether any indexed package has the blob.
+func referenced(b *bolt.Bucket, sum string) bool {
+	found := false
+	b.ForEach(func(_, v []byte) error {
+		var p Package
+		if json.Unmarshal(v, &p) == nil && p.SHA256 == sum {
+			found = true
+		}
+		return nil
+	})
+	return found
 }
 
 // Get returns a package's index entry.
@@ -184,14 +216,10 @@ func (s *Store) Delete(r Ref) error {
 		if err := b.Delete(r.key()); err != nil {
 			return err
 		}
-		orphan = p.SHA256
-		return b.ForEach(func(_, v []byte) error {
-			var other Package
-			if json.Unmarshal(v, &other) == nil && other.SHA256 == p.SHA256 {
-				orphan = ""
-			}
-			return nil
-		})
+		if !referenced(b, p.SHA256) {
+			orphan = p.SHA256
+		}
+		return nil
 	})
 	if err == nil && orphan != "" {
 		err = os.Remove(s.blobPath(orphan))
