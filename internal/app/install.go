@@ -2,11 +2,16 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/edgedrift/drift/activities"
@@ -62,4 +67,52 @@ func newInstall(cfg InstallConfig) (*activities.Install, error) {
 		return nil, err
 	}
 	return &activities.Install{Node: node, Repo: &repo.Client{URL: cfg.Repo, Token: cfg.Token, HTTP: &http.Client{Timeout: 30 * time.Second}}}, nil
+}
+
+func (cfg WorkerConfig) installConfig(logger *slog.Logger) (*InstallConfig, error) {
+	token, err := ReadSecret(cfg.RepoTokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("--repo-token-file: %w", err)
+	}
+	secret, err := ReadSecret(cfg.GatewaySecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("--gateway-secret-file: %w", err)
+	}
+	return &InstallConfig{Node: cfg.NetworkNode, Repo: cfg.Repo, Token: token, Secret: []byte(secret),
+		SocketDir: filepath.Join(cfg.DataDir, "gateways"), Logger: logger}, nil
+}
+
+// ReadSecret reads a token or secret from a file, without surrounding space.
+func ReadSecret(file string) (string, error) {
+	if file == "" {
+		return "", errors.New("no file given")
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", err
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("%s is empty", file)
+	}
+	return s, nil
+}
+
+// EnsureSecret returns the secret in file, writing a new random one (0600)
+// when the file does not exist yet.
+func EnsureSecret(file string) (string, error) {
+	if s, err := ReadSecret(file); err == nil {
+		return s, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	s := hex.EncodeToString(b)
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		return "", err
+	}
+	return s, os.WriteFile(file, []byte(s+"\n"), 0o600)
 }

@@ -2,14 +2,8 @@ package app
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/edgedrift/drift/internal/config"
 	"github.com/edgedrift/drift/internal/topology"
@@ -101,52 +95,4 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, logger *slog.Logger) error
 	logger.Info("worker stopping: waiting for running activities")
 	ws.Stop()
 	return nil
-}
-
-func (cfg WorkerConfig) installConfig(logger *slog.Logger) (*InstallConfig, error) {
-	token, err := ReadSecret(cfg.RepoTokenFile)
-	if err != nil {
-		return nil, fmt.Errorf("--repo-token-file: %w", err)
-	}
-	secret, err := ReadSecret(cfg.GatewaySecretFile)
-	if err != nil {
-		return nil, fmt.Errorf("--gateway-secret-file: %w", err)
-	}
-	return &InstallConfig{Node: cfg.NetworkNode, Repo: cfg.Repo, Token: token, Secret: []byte(secret),
-		SocketDir: filepath.Join(cfg.DataDir, "gateways"), Logger: logger}, nil
-}
-
-// ReadSecret reads a token or secret from a file, without surrounding space.
-func ReadSecret(file string) (string, error) {
-	if file == "" {
-		return "", errors.New("no file given")
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return "", err
-	}
-	s := strings.TrimSpace(string(b))
-	if s == "" {
-		return "", fmt.Errorf("%s is empty", file)
-	}
-	return s, nil
-}
-
-// EnsureSecret returns the secret in file, writing a new random one (0600)
-// when the file does not exist yet.
-func EnsureSecret(file string) (string, error) {
-	if s, err := ReadSecret(file); err == nil {
-		return s, nil
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return "", err
-	}
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	s := hex.EncodeToString(b)
-	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
-		return "", err
-	}
-	return s, os.WriteFile(file, []byte(s+"\n"), 0o600)
 }
