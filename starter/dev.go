@@ -32,6 +32,8 @@ type devFlags struct {
 	uiPort         int
 	registryPort   int
 	apiPort        int
+	repoPort       int
+	gatewayPort    int
 	topologyFile   string
 	fogRuntime     string
 	edgeKubeconfig string
@@ -64,6 +66,8 @@ unless --fog-runtime or --edge-kubeconfig say otherwise.`,
 	fl.IntVar(&f.uiPort, "ui-port", 8233, "Web UI port")
 	fl.IntVar(&f.registryPort, "registry-port", 5000, "image registry port")
 	fl.IntVar(&f.apiPort, "api-port", 8234, "session HTTP API port (as drift api serves it)")
+	fl.IntVar(&f.repoPort, "repo-port", 8700, "software repository port (loopback)")
+	fl.IntVar(&f.gatewayPort, "gateway-port", 8081, "management gateway port for management use (loopback)")
 	fl.StringVarP(&f.topologyFile, "topology", "t", "", "topology file (default: the embedded example)")
 	fl.StringVar(&f.fogRuntime, "fog-runtime", "auto", "runtime of fog clouds without one in the topology: auto (Docker when an engine answers), docker or process")
 	fl.BoolVar(&f.demo, "demo", false, "build the example app into the registry and walk a mobility session across the example regions")
@@ -104,13 +108,24 @@ func runDev(ctx context.Context, g *globals, f devFlags, out io.Writer) error {
 	for _, cl := range topo.Clouds() {
 		clouds = append(clouds, cl.ID)
 	}
+	repoURL, nodeInstall, stopRepo, err := startDevRepo(ctx, f, c, logger)
+	if err != nil {
+		return err
+	}
+	defer stopRepo()
 	ws, err := app.StartWorkers(c, app.WorkerOptions{
-		Topology: topo, Clouds: clouds, Central: true, DataDir: f.dataDir, Registry: stack.RegistryHost(), RuntimeFor: runtimeFor, Logger: logger,
+		Topology: topo, Clouds: clouds, Central: true, DataDir: f.dataDir, Registry: stack.RegistryHost(), RuntimeFor: runtimeFor,
+		Install: nodeInstall, Logger: logger,
 	})
 	if err != nil {
 		return err
 	}
 	defer ws.Stop()
+	gwAddr, err := app.ServeManagement(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(f.gatewayPort)), *nodeInstall)
+	if err != nil {
+		return err
+	}
+	gwURL := "http://" + gwAddr
 
 	apiLn, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(f.apiPort)))
 	if err != nil {
@@ -125,7 +140,7 @@ func runDev(ctx context.Context, g *globals, f devFlags, out io.Writer) error {
 	apiURL := "http://" + apiLn.Addr().String() + mecapi.BasePath
 
 	info := map[string]any{
-		"api":      apiURL,
+		"api": apiURL, "repo": repoURL, "gateway": gwURL,
 		"temporal": stack.Address(), "namespace": stack.Namespace(), "ui": stack.UIURL(),
 		"registry": stack.RegistryHost(), "dataDir": f.dataDir, "topology": topo.Name(), "runtimes": runtimeKinds(ws),
 	}
@@ -135,6 +150,8 @@ func runDev(ctx context.Context, g *globals, f devFlags, out io.Writer) error {
 		fmt.Fprintf(w, "  Web UI     %s\n", stack.UIURL())
 		fmt.Fprintf(w, "  registry   %s\n", stack.RegistryHost())
 		fmt.Fprintf(w, "  API        %s\n", apiURL)
+		fmt.Fprintf(w, "  repository %s (admin token in %s)\n", repoURL, filepath.Join(f.dataDir, "repo-token"))
+		fmt.Fprintf(w, "  gateway    %s (management use); network node %q runs tenant gateway pairs\n", gwURL, nodeInstall.Node)
 		fmt.Fprintf(w, "  worker     queues %s and %s.<cloud> for %d clouds of %q\n", config.TaskQueue, config.TaskQueue, len(clouds), topo.Name())
 		for _, cl := range clouds {
 			fmt.Fprintf(w, "             %-18s %s\n", cl, ws.Runtimes[cl].Kind())

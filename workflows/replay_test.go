@@ -21,6 +21,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflow(MobilitySession)
 			r.RegisterWorkflow(AppModel)
 			r.RegisterWorkflow(ComponentUpgrade)
+			r.RegisterWorkflow(InstallSoftware)
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatal(err)
 			}

@@ -19,6 +19,13 @@ type WorkerConfig struct {
 	DataDir      string
 	Registry     string // center registry host:port
 	MetricsAddr  string // "" disables the metrics endpoint
+	// NetworkNode makes the worker that network node (gateway pairs and
+	// install instructions, queue drift.node.<id>); "" makes it none.
+	NetworkNode       string
+	Repo              string // software repository URL
+	RepoTokenFile     string // its admin token
+	GatewaySecretFile string // the secret the management gateway signs with
+	GatewayListen     string // the management gateway's listener for management use; "" disables
 }
 
 // RunWorker connects, polls until ctx ends (SIGTERM in the binary), then
@@ -65,9 +72,23 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, logger *slog.Logger) error
 	}
 	defer c.Close()
 
-	ws, err := StartWorkers(c, WorkerOptions{Topology: topo, Clouds: clouds, Central: !cfg.NoCentral, DataDir: cfg.DataDir, Registry: cfg.Registry, Logger: logger})
+	var install *InstallConfig
+	if cfg.NetworkNode != "" {
+		if install, err = cfg.installConfig(logger); err != nil {
+			return err
+		}
+	}
+	ws, err := StartWorkers(c, WorkerOptions{Topology: topo, Clouds: clouds, Central: !cfg.NoCentral, DataDir: cfg.DataDir, Registry: cfg.Registry, Install: install, Logger: logger})
 	if err != nil {
 		return err
+	}
+	if install != nil && cfg.GatewayListen != "" {
+		addr, err := ServeManagement(ctx, cfg.GatewayListen, *install)
+		if err != nil {
+			ws.Stop()
+			return err
+		}
+		logger.Info("management gateway", "url", "http://"+addr)
 	}
 	logger.Info("worker polling", "address", cfg.Temporal.Address, "namespace", cfg.Temporal.Namespace, "central", !cfg.NoCentral, "clouds", clouds)
 	<-ctx.Done()

@@ -45,19 +45,23 @@ type WorkerOptions struct {
 	// Runtimes gives ready-made runtimes by cloud id (benchmarks, tests);
 	// clouds not in it are opened from their config.
 	Runtimes map[string]runtime.Runtime
-	Logger   *slog.Logger
+	// Install makes the worker a network node (gateway pairs, install
+	// instructions); nil: it is none.
+	Install *InstallConfig
+	Logger  *slog.Logger
 }
 
 // Workers are the running pollers of one process.
 type Workers struct {
 	workers  []worker.Worker
 	Runtimes map[string]runtime.Runtime // by cloud id
+	Install  *activities.Install        // the network node's, when it is one
 }
 
 // StartWorkers validates opts, opens each cloud's runtime and starts one
 // poller per queue. Nothing is polled unless everything opened.
 func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
-	if !opts.Central && len(opts.Clouds) == 0 {
+	if !opts.Central && len(opts.Clouds) == 0 && opts.Install == nil {
 		return nil, errors.New("worker polls nothing: give clouds or the central queue")
 	}
 	ws := &Workers{Runtimes: map[string]runtime.Runtime{}}
@@ -88,6 +92,7 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 		w.RegisterWorkflow(workflows.MobilitySession)
 		w.RegisterWorkflow(workflows.AppModel)
 		w.RegisterWorkflow(workflows.ComponentUpgrade)
+		w.RegisterWorkflow(workflows.InstallSoftware)
 		w.RegisterActivity(&activities.Images{Center: opts.Registry})
 		w.RegisterActivity(&activities.Models{Client: c})
 		ws.workers = append(ws.workers, w)
@@ -99,11 +104,22 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 		w.RegisterActivity(&activities.Upgrade{Runtime: ws.Runtimes[id], HTTP: &http.Client{Timeout: time.Minute}})
 		ws.workers = append(ws.workers, w)
 	}
+	if opts.Install != nil {
+		acts, err := newInstall(*opts.Install)
+		if err != nil {
+			return nil, err
+		}
+		ws.Install = acts
+		w := worker.New(c, config.NodeQueue(opts.Install.Node), worker.Options{})
+		w.RegisterActivity(acts)
+		ws.workers = append(ws.workers, w)
+	}
 	for i, w := range ws.workers {
 		if err := w.Start(); err != nil {
 			for _, started := range ws.workers[:i] {
 				started.Stop()
 			}
+			ws.closeNode()
 			return nil, err
 		}
 	}
@@ -114,6 +130,14 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 func (ws *Workers) Stop() {
 	for _, w := range ws.workers {
 		w.Stop()
+	}
+	ws.closeNode()
+}
+
+// closeNode stops the network node's gateway pairs.
+func (ws *Workers) closeNode() {
+	if ws.Install != nil {
+		ws.Install.Node.Close()
 	}
 }
 

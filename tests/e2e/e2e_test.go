@@ -32,7 +32,8 @@ func TestDevSurvivesKill(t *testing.T) {
 	dataDir := t.TempDir()
 	port, uiPort, regPort := harness.FreePort(t), harness.FreePort(t), harness.FreePort(t)
 	args := []string{"dev", "--data-dir", dataDir, "--port", fmt.Sprint(port), "--ui-port", fmt.Sprint(uiPort),
-		"--registry-port", fmt.Sprint(regPort), "--api-port", fmt.Sprint(harness.FreePort(t)), "--fog-runtime", "process"}
+		"--registry-port", fmt.Sprint(regPort), "--api-port", fmt.Sprint(harness.FreePort(t)), "--repo-port", fmt.Sprint(harness.FreePort(t)),
+		"--gateway-port", fmt.Sprint(harness.FreePort(t)), "--fog-runtime", "process"}
 	dev := harness.Start(t, drift, args...)
 	dev.WaitFor(t, "drift dev is up", 2*time.Minute)
 

@@ -1,0 +1,56 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/edgedrift/drift/internal/gateway"
+	"github.com/edgedrift/drift/internal/repo"
+)
+
+// Error types of installs no retry can fix.
+const (
+	ErrTypeInvalidInstall = "InvalidInstall"
+	ErrTypeUnknownPackage = "UnknownPackage"
+)
+
+// Install acts on a network node: it keeps the node's gateway pairs and
+// talks to the software repository as its admin. A worker registers one
+// Install on the node's queue (drift.node.<id>).
+type Install struct {
+	Node *gateway.Node
+	Repo *repo.Client
+}
+
+// EnsureGateway starts the tenant network's gateway pair unless it runs.
+func (a *Install) EnsureGateway(_ context.Context, cfg gateway.PairConfig) (gateway.Pair, error) {
+	p, err := a.Node.Ensure(cfg)
+	if errors.Is(err, repo.ErrInvalid) {
+		return p, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidInstall, err)
+	}
+	return p, err
+}
+
+// PostInstruction records an install instruction for a VM; a package the
+// tenant may not see (or that does not exist) is final.
+func (a *Install) PostInstruction(ctx context.Context, in repo.Instruction) (repo.Instruction, error) {
+	out, err := a.Repo.PostInstruction(ctx, in)
+	var se *repo.StatusError
+	if errors.As(err, &se) {
+		switch se.Status {
+		case http.StatusNotFound:
+			return out, temporal.NewNonRetryableApplicationError(se.Message, ErrTypeUnknownPackage, err)
+		case http.StatusBadRequest:
+			return out, temporal.NewNonRetryableApplicationError(se.Message, ErrTypeInvalidInstall, err)
+		}
+	}
+	return out, err
+}
+
+// WithdrawInstruction removes an instruction no VM reported on.
+func (a *Install) WithdrawInstruction(ctx context.Context, id string) error {
+	return a.Repo.WithdrawInstruction(ctx, id)
+}

@@ -1,0 +1,60 @@
+package activities
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/http/httptest"
+	"testing"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/edgedrift/drift/internal/gateway"
+	"github.com/edgedrift/drift/internal/repo"
+)
+
+// Refusals no retry can fix come back as typed non-retryable errors.
+func TestInstallErrorsAreClassified(t *testing.T) {
+	srv, err := repo.New(repo.Options{Dir: t.TempDir(), AdminToken: "admin", Secret: []byte("s")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	rc := &repo.Client{URL: hs.URL, Token: "admin"}
+	blob := []byte("x")
+	sum := sha256.Sum256(blob)
+	ref := repo.Ref{Name: "tool", Version: "1", Platform: "linux/amd64"}
+	if _, err := rc.Push(context.Background(), ref, hex.EncodeToString(sum[:]), bytes.NewReader(blob), repo.PushOptions{Tenants: []string{"acme"}}); err != nil {
+		t.Fatal(err)
+	}
+	mgmt, _ := gateway.NewManagement(gateway.ManagementOptions{Repo: hs.URL, Secret: []byte("s")})
+	node, _ := gateway.NewNode(t.TempDir(), mgmt, nil)
+	defer node.Close()
+	a := &Install{Node: node, Repo: rc}
+	ctx := context.Background()
+
+	in := repo.Instruction{ID: "w#1", WorkflowID: "w", Tenant: "globex", Client: "10.0.0.2", Package: repo.Package{Ref: ref}}
+	_, err = a.PostInstruction(ctx, in)
+	expectType(t, err, ErrTypeUnknownPackage)
+	in.Tenant = "Not A Tenant"
+	_, err = a.PostInstruction(ctx, in)
+	expectType(t, err, ErrTypeInvalidInstall)
+	in.Tenant = "acme"
+	if got, err := a.PostInstruction(ctx, in); err != nil || got.Package.SHA256 != hex.EncodeToString(sum[:]) {
+		t.Fatalf("post: %+v %v", got, err)
+	}
+	_, err = a.EnsureGateway(ctx, gateway.PairConfig{Tenant: "../x"})
+	expectType(t, err, ErrTypeInvalidInstall)
+}
+
+func expectType(t *testing.T, err error, typ string) {
+	t.Helper()
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != typ || !appErr.NonRetryable() {
+		t.Fatalf("want non-retryable %s, got %v", typ, err)
+	}
+}

@@ -1,0 +1,262 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/edgedrift/drift/activities"
+	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/gateway"
+	"github.com/edgedrift/drift/internal/repo"
+)
+
+// Names of the install workflow's handlers.
+const (
+	ReportSignal = "Report" // the VM agent's report, delivered by the repository
+	StatusQuery  = "Status"
+)
+
+// Error types of an install's own failures.
+const (
+	ErrTypeInstallFailed  = "InstallFailed"
+	ErrTypeInstallTimeout = "InstallTimeout"
+)
+
+// Install defaults.
+const (
+	DefaultInstallTimeout  = 10 * time.Minute
+	DefaultInstallAttempts = 3
+	// gatewayCheckEvery re-ensures the gateway pair while waiting, so a
+	// network node that restarted serves the VM's report again.
+	gatewayCheckEvery = 20 * time.Second
+	retryBackoff      = 5 * time.Second
+)
+
+// InstallInput asks one VM of a tenant network to install a package.
+type InstallInput struct {
+	Tenant  string   `json:"tenant"`  // tenant network id
+	VM      string   `json:"vm"`      // the VM's name
+	Address string   `json:"address"` // the VM's address in the tenant network
+	Package repo.Ref `json:"package"`
+	// Node is the network node whose gateways serve the tenant network.
+	Node string `json:"node,omitempty"`
+	// Netns and Listen place the tenant gateway (see gateway.PairConfig).
+	Netns  string `json:"netns,omitempty"`
+	Listen string `json:"listen,omitempty"`
+	// Timeout bounds each wait for the agent's report; Attempts bounds
+	// installs that fail transiently (download, checksum in transit).
+	Timeout  time.Duration `json:"timeout,omitempty"`
+	Attempts int           `json:"attempts,omitempty"`
+}
+
+// InstallID is the workflow ID of an install.
+func InstallID(tenant, vm, pkg string) string { return "install/" + tenant + "/" + vm + "/" + pkg }
+
+// InstallState is what Status returns and the workflow's result.
+type InstallState struct {
+	ID          string        `json:"id"`
+	Phase       string        `json:"phase"` // gateway, instructing, waiting, retrying, installed
+	Attempt     int           `json:"attempt"`
+	Instruction string        `json:"instruction,omitempty"`
+	Gateway     gateway.Pair  `json:"gateway"`
+	Package     repo.Package  `json:"package"`
+	Reports     []repo.Report `json:"reports,omitempty"`
+	Error       string        `json:"error,omitempty"`
+}
+
+var installActs *activities.Install
+
+// installOptions: the node and the repository are reached over the network;
+// bad input and unknown packages are final.
+var installOptions = workflow.ActivityOptions{
+	StartToCloseTimeout: time.Minute,
+	RetryPolicy: &temporal.RetryPolicy{
+		InitialInterval:        time.Second,
+		BackoffCoefficient:     2,
+		MaximumInterval:        30 * time.Second,
+		MaximumAttempts:        10,
+		NonRetryableErrorTypes: []string{activities.ErrTypeInvalidInstall, activities.ErrTypeUnknownPackage},
+	},
+}
+
+// InstallSoftware makes sure the tenant network's gateway pair runs, posts
+// the instruction for the VM, and waits for the VM agent's report; a
+// transient failure is retried with a new instruction.
+func InstallSoftware(ctx workflow.Context, in InstallInput) (InstallState, error) {
+	s, err := newInstall(ctx, in)
+	if err != nil {
+		return InstallState{}, err
+	}
+	return s.run(ctx)
+}
+
+type install struct {
+	in      InstallInput
+	state   InstallState
+	reports workflow.ReceiveChannel
+}
+
+// CheckInstall rejects bad input before anything is touched.
+func CheckInstall(in InstallInput) error {
+	var errs []error
+	if err := repo.ValidTenant(in.Tenant); err != nil {
+		errs = append(errs, err)
+	}
+	if err := repo.ValidTenant(in.VM); err != nil {
+		errs = append(errs, fmt.Errorf("vm: %w", err))
+	}
+	if net.ParseIP(in.Address) == nil {
+		errs = append(errs, fmt.Errorf("address %q is not an IP address", in.Address))
+	}
+	if err := in.Package.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if in.Timeout < 0 || in.Attempts < 0 {
+		errs = append(errs, errors.New("timeout and attempts cannot be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+func newInstall(ctx workflow.Context, in InstallInput) (*install, error) {
+	if err := CheckInstall(in); err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), activities.ErrTypeInvalidInstall, err)
+	}
+	if in.Node == "" {
+		in.Node = config.DefaultNetworkNode
+	}
+	if in.Timeout == 0 {
+		in.Timeout = DefaultInstallTimeout
+	}
+	if in.Attempts == 0 {
+		in.Attempts = DefaultInstallAttempts
+	}
+	s := &install{in: in, reports: workflow.GetSignalChannel(ctx, ReportSignal)}
+	s.state.ID = workflow.GetInfo(ctx).WorkflowExecution.ID
+	if err := workflow.SetQueryHandler(ctx, StatusQuery, func() (InstallState, error) { return s.state, nil }); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *install) run(ctx workflow.Context) (InstallState, error) {
+	pkg := s.in.Package
+	for s.state.Attempt = 1; ; s.state.Attempt++ {
+		s.phase(ctx, "gateway", fmt.Sprintf("attempt %d: gateway pair for tenant network %s on %s", s.state.Attempt, s.in.Tenant, s.in.Node))
+		if err := s.ensureGateway(ctx); err != nil {
+			return s.fail(err)
+		}
+		s.phase(ctx, "instructing", fmt.Sprintf("attempt %d: instruct %s (%s) to install %s", s.state.Attempt, s.in.VM, s.in.Address, pkg))
+		instr := repo.Instruction{
+			ID: fmt.Sprintf("%s#%d", s.state.ID, s.state.Attempt), WorkflowID: s.state.ID,
+			Tenant: s.in.Tenant, Client: s.in.Address, Package: repo.Package{Ref: pkg},
+		}
+		actx := s.onNode(ctx, "post instruction: "+s.in.VM+" installs "+pkg.String())
+		if err := workflow.ExecuteActivity(actx, installActs.PostInstruction, instr).Get(ctx, &instr); err != nil {
+			return s.fail(err)
+		}
+		s.state.Instruction, s.state.Package = instr.ID, instr.Package
+		s.phase(ctx, "waiting", fmt.Sprintf("attempt %d: waiting for %s's agent (up to %s)", s.state.Attempt, s.in.VM, s.in.Timeout))
+		rep, ok, err := s.waitReport(ctx)
+		if err != nil {
+			// Cancelled or failed while the VM may still act: take the
+			// instruction back, even from a cancelled workflow.
+			dctx, _ := workflow.NewDisconnectedContext(ctx)
+			s.withdraw(dctx)
+			return s.fail(err)
+		}
+		if !ok {
+			s.withdraw(ctx)
+			return s.failWith(ErrTypeInstallTimeout, fmt.Sprintf("no report from %s (%s) within %s", s.in.VM, s.in.Address, s.in.Timeout))
+		}
+		if rep.OK {
+			s.phase(ctx, "installed", fmt.Sprintf("%s installed %s in %s (%d files)", s.in.VM, pkg, rep.Dir, rep.Files))
+			return s.state, nil
+		}
+		if !rep.Transient || s.state.Attempt >= s.in.Attempts {
+			return s.failWith(ErrTypeInstallFailed, fmt.Sprintf("%s could not install %s (attempt %d): %s", s.in.VM, pkg, s.state.Attempt, rep.Error))
+		}
+		s.phase(ctx, "retrying", fmt.Sprintf("attempt %d failed transiently: %s", s.state.Attempt, rep.Error))
+		if err := workflow.Sleep(ctx, retryBackoff); err != nil {
+			return s.fail(err)
+		}
+	}
+}
+
+func (s *install) onNode(ctx workflow.Context, summary string) workflow.Context {
+	opts := installOptions
+	opts.TaskQueue = config.NodeQueue(s.in.Node)
+	opts.Summary = summary
+	return workflow.WithActivityOptions(ctx, opts)
+}
+
+func (s *install) ensureGateway(ctx workflow.Context) error {
+	cfg := gateway.PairConfig{Tenant: s.in.Tenant, Netns: s.in.Netns, Listen: s.in.Listen}
+	actx := s.onNode(ctx, "ensure gateway pair for tenant network "+s.in.Tenant)
+	return workflow.ExecuteActivity(actx, installActs.EnsureGateway, cfg).Get(ctx, &s.state.Gateway)
+}
+
+// waitReport waits for the report of the current instruction (older
+// attempts' reports are recorded and ignored), re-ensuring the gateway pair
+// now and then; ok is false on timeout.
+func (s *install) waitReport(ctx workflow.Context) (repo.Report, bool, error) {
+	deadline := workflow.Now(ctx).Add(s.in.Timeout)
+	for {
+		left := deadline.Sub(workflow.Now(ctx))
+		if left <= 0 {
+			return repo.Report{}, false, nil
+		}
+		tctx, cancel := workflow.WithCancel(ctx)
+		timer := workflow.NewTimer(tctx, min(left, gatewayCheckEvery))
+		var rep repo.Report
+		got := false
+		workflow.NewSelector(ctx).
+			AddReceive(s.reports, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &rep); got = true }).
+			AddFuture(timer, func(workflow.Future) {}).
+			Select(ctx)
+		cancel()
+		if got {
+			s.state.Reports = append(s.state.Reports, rep)
+			if rep.InstructionID == s.state.Instruction {
+				return rep, true, nil
+			}
+			continue
+		}
+		if deadline.Sub(workflow.Now(ctx)) > 0 {
+			if err := s.ensureGateway(ctx); err != nil {
+				return repo.Report{}, false, err
+			}
+		}
+	}
+}
+
+// withdraw removes an instruction nobody answered, so a VM that wakes up
+// late does not install what the workflow gave up on.
+func (s *install) withdraw(ctx workflow.Context) {
+	actx := s.onNode(ctx, "withdraw instruction "+s.state.Instruction)
+	if err := workflow.ExecuteActivity(actx, installActs.WithdrawInstruction, s.state.Instruction).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("withdraw instruction failed", "instruction", s.state.Instruction, "err", err)
+	}
+}
+
+func (s *install) phase(ctx workflow.Context, phase, details string) {
+	s.state.Phase = phase
+	workflow.SetCurrentDetails(ctx, details)
+	workflow.GetLogger(ctx).Info(details)
+}
+
+// failWith ends the install with its own failure; the state travels in the
+// error's details so `drift install status` shows the reports.
+func (s *install) failWith(errType, msg string) (InstallState, error) {
+	s.state.Phase, s.state.Error = "failed", msg
+	return s.state, temporal.NewNonRetryableApplicationError(msg, errType, nil, s.state)
+}
+
+func (s *install) fail(err error) (InstallState, error) {
+	s.state.Phase, s.state.Error = "failed", err.Error()
+	return s.state, err
+}
