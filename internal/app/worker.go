@@ -87,8 +87,10 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 		w := worker.New(c, config.TaskQueue, worker.Options{})
 		w.RegisterWorkflow(workflows.MobilitySession)
 		w.RegisterWorkflow(workflows.AppModel)
+		w.RegisterWorkflow(workflows.PortToArch)
 		w.RegisterActivity(&activities.Images{Center: opts.Registry})
 		w.RegisterActivity(&activities.Models{Client: c})
+		w.RegisterActivity(&activities.Port{WorkDir: filepath.Join(opts.DataDir, "port"), Registry: opts.Registry})
 		ws.workers = append(ws.workers, w)
 	}
 	for _, id := range opts.Clouds {
