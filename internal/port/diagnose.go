@@ -118,7 +118,7 @@ func (d Diagnosis) Module(path string) (ModuleFailure, bool) {
 var (
 	headerRE    = regexp.MustCompile(`^# (\S*)`)
 	excludeRE   = regexp.MustCompile(`build constraints exclude all Go files in (\S+)`)
-	undefinedRE = regexp.MustCompile(`undefined(?: array length)?: ([A-Za-z_]\w*)\b(?:$|[^.])`)
+	undefinedRE = regexp.MustCompile(`undefined(?::| array length) ([A-Za-z_]\w*)\b(?:$|[^.])`)
 	positionRE  = regexp.MustCompile(`^(\S+?\.go):\d+(?::\d+)?: (.*)$`)
 )
 
