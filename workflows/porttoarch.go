@@ -234,7 +234,7 @@ func (p *porting) run(ctx workflow.Context) (PortReport, error) {
 // been given up on; the changes are then committed on the port branch.
 func (p *porting) fixAll(ctx workflow.Context) error {
 	tried := map[string]bool{}
-	var failure error
+	var stuck []string // modules still failing after every fix
 	for round := 0; round < maxFixRounds; round++ {
 		var d port.Diagnosis
 		if err := p.step(ctx, "diagnose", "diagnose the build for linux/"+p.in.Arch, func(actx workflow.Context) error {
@@ -250,7 +250,7 @@ func (p *porting) fixAll(ctx workflow.Context) error {
 		}
 		i := slices.IndexFunc(d.Modules, func(m port.ModuleFailure) bool { return !tried[m.Path] })
 		if i < 0 {
-			failure = p.needsHuman(d)
+			stuck = p.needsHuman(d)
 			break
 		}
 		tried[d.Modules[i].Path] = true
@@ -264,10 +264,10 @@ func (p *porting) fixAll(ctx workflow.Context) error {
 	}); err != nil {
 		return err
 	}
-	if failure != nil {
-		p.publish(ctx)
+	if len(stuck) > 0 {
+		return p.fail(ctx, PortNeedsHuman, fmt.Sprintf("%s does not build for linux/%s; needs a human: %s", p.in.Repo, p.in.Arch, strings.Join(stuck, ", ")))
 	}
-	return failure
+	return nil
 }
 
 // fix tries, in order, an upgrade and a patched copy of one module; when
@@ -310,9 +310,9 @@ func (p *porting) fix(ctx workflow.Context, m port.ModuleFailure) error {
 	return nil
 }
 
-// needsHuman ends the port with the modules still failing and their errors.
-func (p *porting) needsHuman(d port.Diagnosis) error {
-	p.report.Status, p.report.Step = PortNeedsHuman, "needs a human"
+// needsHuman records the modules still failing, with their errors, and
+// returns their paths.
+func (p *porting) needsHuman(d port.Diagnosis) []string {
 	var names []string
 	for _, m := range d.Modules {
 		names = append(names, m.Path)
@@ -325,7 +325,13 @@ func (p *porting) needsHuman(d port.Diagnosis) error {
 			p.report.Modules = append(p.report.Modules, mr)
 		}
 	}
-	msg := fmt.Sprintf("%s does not build for linux/%s; needs a human: %s", p.in.Repo, p.in.Arch, strings.Join(names, ", "))
+	return names
+}
+
+// fail ends the port with status; the error carries the report.
+func (p *porting) fail(ctx workflow.Context, status, msg string) error {
+	p.report.Status, p.report.Step = status, msg
+	p.publish(ctx)
 	return temporal.NewNonRetryableApplicationError(msg, ErrTypePortFailed, nil, p.report)
 }
 
@@ -350,14 +356,11 @@ func (p *porting) test(ctx workflow.Context) error {
 			failed = append(failed, r.Package)
 		}
 	}
-	if len(p.report.Tests) == 0 || len(failed) > 0 {
-		p.report.Status, p.report.Step = PortTestsFailed, "tests failed"
-		p.publish(ctx)
-		msg := fmt.Sprintf("tests fail for linux/%s: %s", p.in.Arch, strings.Join(failed, ", "))
-		if len(p.report.Tests) == 0 {
-			msg = "no tests ran for linux/" + p.in.Arch
-		}
-		return temporal.NewNonRetryableApplicationError(msg, ErrTypePortFailed, nil, p.report)
+	switch {
+	case len(p.report.Tests) == 0:
+		return p.fail(ctx, PortTestsFailed, "no tests ran for linux/"+p.in.Arch)
+	case len(failed) > 0:
+		return p.fail(ctx, PortTestsFailed, fmt.Sprintf("tests fail for linux/%s: %s", p.in.Arch, strings.Join(failed, ", ")))
 	}
 	return nil
 }
