@@ -9,7 +9,7 @@ UNIT_PKGS    := ./activities/... ./internal/... ./starter/... ./worker/... ./wor
 WORKFLOWCHECK_VERSION := v0.6.0
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build dev test test-integration test-all lint bench bench-mobility docker-up kube-build record-histories clean
+.PHONY: all build dev test test-integration test-all lint bench bench-mobility bench-port docker-up kube-build record-histories clean
 
 all: build
 
@@ -41,10 +41,13 @@ $(CACHE)/bin/workflowcheck:
 	GOBIN=$(CACHE)/bin $(GO) install go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION)
 
 # Each bench-<name> runs one benchmark and rewrites docs/bench/<name>.md.
-bench: bench-mobility
+bench: bench-mobility bench-port
 
 bench-mobility: docker-up
 	@$(call run-bench,mobility,^TestMobilityBench$$,./tests/bench)
+
+bench-port:
+	@$(call run-bench,port,^TestPortBench$$,./tests/port)
 
 # run-bench,<name>,<test regexp>,<package>: a DRIFT_BENCH=1 go test whose
 # report goes to docs/bench/<name>.md, timed as a whole.
@@ -60,6 +63,8 @@ endef
 record-histories: docker-up kube-build
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-session.json \
 		$(GO) test -count=1 -run TestSessionAcrossDockerKubernetesAndProcesses ./tests/mobility
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/port-to-arch.json \
+		$(GO) test -count=1 -timeout 40m -run TestPortBoltAndGopsutilProgramToLoong64 ./tests/port
 
 docker-up:
 	bash tests/docker-up.sh
