@@ -125,32 +125,34 @@ func deriveFile(dir, from, goos, target, donor string) (ArchFile, error) {
 // and // +build) by one //go:build line with each tag mapped by f. A file
 // without constraint is returned unchanged.
 func rewriteConstraint(src []byte, f func(tag string) constraint.Expr) ([]byte, error) {
-	var expr constraint.Expr
+	var goBuild, plusBuild constraint.Expr
 	var kept [][]byte
-	lines := bytes.SplitAfter(src, []byte("\n"))
 	inHeader := true
-	for _, line := range lines {
+	for _, line := range bytes.SplitAfter(src, []byte("\n")) {
 		text := string(bytes.TrimSpace(line))
-		if inHeader && strings.HasPrefix(text, "package ") {
+		if strings.HasPrefix(text, "package ") {
 			inHeader = false
 		}
-		if inHeader && constraint.IsGoBuild(text) || inHeader && constraint.IsPlusBuild(text) {
-			e, err := constraint.Parse(text)
-			if err != nil {
-				return nil, err
-			}
-			// A //go:build line says it all; +build lines AND together.
-			switch {
-			case constraint.IsGoBuild(text):
-				expr = e
-			case expr == nil:
-				expr = e
-			default:
-				expr = &constraint.AndExpr{X: expr, Y: e}
-			}
+		if !inHeader || !constraint.IsGoBuild(text) && !constraint.IsPlusBuild(text) {
+			kept = append(kept, line)
 			continue
 		}
-		kept = append(kept, line)
+		e, err := constraint.Parse(text)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case constraint.IsGoBuild(text):
+			goBuild = e
+		case plusBuild == nil:
+			plusBuild = e
+		default: // +build lines AND together
+			plusBuild = &constraint.AndExpr{X: plusBuild, Y: e}
+		}
+	}
+	expr := goBuild // a //go:build line overrides +build lines
+	if expr == nil {
+		expr = plusBuild
 	}
 	if expr == nil {
 		return src, nil

@@ -1,3 +1,4 @@
+//go:build arm64
 // +build arm64
 
 package bolt
