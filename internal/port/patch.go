@@ -146,7 +146,7 @@ func rewriteConstraint(src []byte, f func(tag string) constraint.Expr) ([]byte, 
 			goBuild = e
 		case plusBuild == nil:
 			plusBuild = e
-		default: // +build lines AND together
+		default: // several plus-build lines must all hold
 			plusBuild = &constraint.AndExpr{X: plusBuild, Y: e}
 		}
 	}
