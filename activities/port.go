@@ -61,7 +61,7 @@ func PortBranch(arch string) string { return "drift/port-" + arch }
 func (a *Port) PortFetch(ctx context.Context, in PortFetchInput) (PortSource, error) {
 	stop := heartbeat(ctx)
 	defer stop()
-	out, err := goCmd(ctx, "", nil, "tool", "dist", "list", "-json")
+	out, err := goOutput(ctx, "", nil, "tool", "dist", "list", "-json")
 	if err != nil {
 		return PortSource{}, err
 	}
@@ -85,7 +85,7 @@ func (a *Port) PortFetch(ctx context.Context, in PortFetchInput) (PortSource, er
 	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
 		return PortSource{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s is not a Go module: no go.mod at its root", in.Repo), ErrTypeNotGoModule, nil)
 	}
-	modJSON, err := goCmd(ctx, dir, nil, "mod", "edit", "-json")
+	modJSON, err := goOutput(ctx, dir, nil, "mod", "edit", "-json")
 	if err != nil {
 		return PortSource{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: unreadable go.mod: %v", in.Repo, err), ErrTypeNotGoModule, nil)
 	}
@@ -146,7 +146,7 @@ func (a *Port) PortDiagnose(ctx context.Context, in PortDiagnoseInput) (port.Dia
 
 func diagnose(ctx context.Context, src PortSource, pkgs []string) (port.Diagnosis, error) {
 	env := targetEnv(src.Arch)
-	listed, err := goCmd(ctx, src.Dir, env, append([]string{"list", "-e", "-deps", "-json=" + port.ListFields}, pkgs...)...)
+	listed, err := goOutput(ctx, src.Dir, env, append([]string{"list", "-e", "-deps", "-json=" + port.ListFields}, pkgs...)...)
 	if err != nil {
 		return port.Diagnosis{}, err
 	}
@@ -200,7 +200,7 @@ func (a *Port) PortUpgrade(ctx context.Context, in PortFixInput) (PortUpgrade, e
 		res.Reason = "not a versioned dependency"
 		return res, nil
 	}
-	out, err := goCmd(ctx, in.Source.Dir, nil, "list", "-m", "-versions", "-json", in.Module.Path)
+	out, err := goOutput(ctx, in.Source.Dir, nil, "list", "-m", "-versions", "-json", in.Module.Path)
 	if err != nil {
 		res.Reason = "no published versions: " + err.Error()
 		return res, nil
@@ -275,6 +275,7 @@ type PortPatch struct {
 	Files      []port.ArchFile `json:"files,omitempty"`
 	Unresolved []string        `json:"unresolved,omitempty"`
 	Errors     []string        `json:"errors,omitempty"` // what still fails (copy reverted)
+	Reason     string          `json:"reason,omitempty"` // why no patch works
 }
 
 // patchRounds bounds regeneration: a donor file may need more donor files.
@@ -287,11 +288,11 @@ func (a *Port) PortPatch(ctx context.Context, in PortFixInput) (PortPatch, error
 	stop := heartbeat(ctx)
 	defer stop()
 	src, mod := in.Source, in.Module
-	goroot, err := goCmd(ctx, "", nil, "env", "GOROOT")
+	goroot, err := goOutput(ctx, "", nil, "env", "GOROOT")
 	if err != nil {
 		return PortPatch{}, err
 	}
-	dist, err := goCmd(ctx, "", nil, "tool", "dist", "list", "-json")
+	dist, err := goOutput(ctx, "", nil, "tool", "dist", "list", "-json")
 	if err != nil {
 		return PortPatch{}, err
 	}
@@ -304,7 +305,7 @@ func (a *Port) PortPatch(ctx context.Context, in PortFixInput) (PortPatch, error
 		return res, err
 	}
 	if mod.Main {
-		res.Errors = []string{"the module itself fails; its own code needs changing"}
+		res.Reason = "it is the module being ported: its own code needs changing"
 		return res, nil
 	}
 	rel := filepath.Join("third_party", filepath.FromSlash(mod.Path))
@@ -358,6 +359,10 @@ func (a *Port) PortPatch(ctx context.Context, in PortFixInput) (PortPatch, error
 	}
 	for _, p := range failing {
 		res.Errors = append(res.Errors, p.Errors...)
+	}
+	res.Reason = "the files derived from donor arches do not make it build"
+	if len(res.Files) == 0 {
+		res.Reason = fmt.Sprintf("no donor arch (%s) declares what is missing: %s", strings.Join(res.Donors, ", "), strings.Join(res.Unresolved, ", "))
 	}
 	if !mod.Replaced {
 		if _, err := goCmd(ctx, src.Dir, nil, "mod", "edit", "-dropreplace", mod.Path); err != nil {
@@ -513,7 +518,7 @@ func (a *Port) PortTest(ctx context.Context, in PortTestInput) ([]PortTestRun, e
 		if mod == src.Module {
 			pattern = "./..."
 		}
-		listed, err := goCmd(ctx, src.Dir, targetEnv(src.Arch), "list", "-f", "{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}\t{{.Dir}}{{end}}", pattern)
+		listed, err := goOutput(ctx, src.Dir, targetEnv(src.Arch), "list", "-f", "{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}\t{{.Dir}}{{end}}", pattern)
 		if err != nil {
 			return nil, fmt.Errorf("list tests of %s: %w", mod, err)
 		}
@@ -582,17 +587,34 @@ func targetEnv(arch string) []string {
 }
 
 // goCmd runs the go command in dir with the machine's module cache, never
-// a workspace or the caller's GOFLAGS, and returns its combined output.
+// a workspace or the caller's GOFLAGS, and returns its combined output
+// (build errors come on stderr).
 func goCmd(ctx context.Context, dir string, env []string, args ...string) (string, error) {
+	return runGo(ctx, dir, env, true, args...)
+}
+
+// goOutput is goCmd for commands whose stdout is data (JSON, a path):
+// their stderr ("go: downloading …") is only kept for errors.
+func goOutput(ctx context.Context, dir string, env []string, args ...string) (string, error) {
+	return runGo(ctx, dir, env, false, args...)
+}
+
+func runGo(ctx context.Context, dir string, env []string, combined bool, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=", "GOTOOLCHAIN=local")
 	cmd.Env = append(cmd.Env, env...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("go %s: %w: %s", strings.Join(args, " "), err, lastLines(string(out), 10))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if combined {
+		cmd.Stderr = &stdout
 	}
-	return string(out), nil
+	err := cmd.Run()
+	if err != nil {
+		all := stdout.String() + stderr.String()
+		return all, fmt.Errorf("go %s: %w: %s", strings.Join(args, " "), err, lastLines(all, 10))
+	}
+	return stdout.String(), nil
 }
 
 func git(ctx context.Context, dir string, args ...string) (string, error) {

@@ -299,12 +299,12 @@ func (p *porting) fix(ctx workflow.Context, m port.ModuleFailure) error {
 		return err
 	}
 	mr.Patch = &patch
-	if len(patch.Errors) == 0 && len(patch.Files) > 0 {
+	if patch.Reason == "" && len(patch.Files) > 0 {
 		mr.Fix = FixPatch
 		mr.Verification = fmt.Sprintf("%s rebuilt for linux/%s from %s with %d generated file(s)", strings.Join(mr.Packages, ", "), p.in.Arch, patch.Dir, len(patch.Files))
 	} else {
 		mr.Fix = FixHuman
-		mr.Verification = "no published version and no donor arch make it build: " + up.Reason
+		mr.Verification = "upgrade: " + up.Reason + "; patch: " + patch.Reason
 	}
 	p.report.Modules = append(p.report.Modules, mr)
 	return nil

@@ -76,7 +76,7 @@ func (f *fakeBuild) install(env *testsuite.TestWorkflowEnvironment) {
 				return activities.PortPatch{Dir: "third_party/" + in.Module.Path, Donors: []string{"arm64"},
 					Files: []port.ArchFile{{Name: "x_loong64.go", From: "x_arm64.go", Donor: "arm64"}}}, nil
 			}
-			return activities.PortPatch{Donors: []string{"arm64"}, Errors: in.Module.Packages[0].Errors}, nil
+			return activities.PortPatch{Donors: []string{"arm64"}, Errors: in.Module.Packages[0].Errors, Reason: "no donor arch (arm64) declares what is missing: maxMapSize"}, nil
 		})
 	env.OnActivity(portActs.PortCommit, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.PortCommitInput) (activities.PortCommit, error) {
@@ -169,7 +169,8 @@ func TestPortEndsNeedingAHumanWithTheExactErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	if r.Status != PortNeedsHuman || len(r.Modules) != 1 || r.Modules[0].Fix != FixHuman ||
-		r.Modules[0].Errors[0] != "github.com/needs/cgo/x.go:1:1: undefined: maxMapSize" {
+		r.Modules[0].Errors[0] != "github.com/needs/cgo/x.go:1:1: undefined: maxMapSize" ||
+		r.Modules[0].Verification != "upgrade: no version up to v1.9.0 builds; patch: no donor arch (arm64) declares what is missing: maxMapSize" {
 		t.Fatalf("report %+v", r)
 	}
 	// What was done is still committed for the human; nothing is built.

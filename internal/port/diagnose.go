@@ -145,7 +145,7 @@ func ParseBuildOutput(out string, pkgs []Package) map[string][]string {
 				continue
 			}
 		}
-		if current == "" || strings.TrimSpace(line) == "" || strings.HasPrefix(line, "FAIL") || strings.HasPrefix(line, "ok ") {
+		if current == "" || strings.TrimSpace(line) == "" || strings.HasPrefix(line, "go: downloading ") || strings.HasPrefix(line, "FAIL") || strings.HasPrefix(line, "ok ") {
 			continue
 		}
 		errs[current] = append(errs[current], strings.TrimSpace(line))

@@ -40,10 +40,16 @@ func Wait(ctx context.Context, c client.Client, run client.WorkflowRun, progress
 	done := make(chan error, 1)
 	var report workflows.PortReport
 	go func() { done <- run.Get(ctx, &report) }()
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	last := ""
 	for {
+		if progress != nil {
+			if r, err := Report(ctx, c, run.GetID()); err == nil && r.Step != last {
+				last = r.Step
+				progress(r)
+			}
+		}
 		select {
 		case err := <-done:
 			if err != nil {
@@ -51,13 +57,6 @@ func Wait(ctx context.Context, c client.Client, run client.WorkflowRun, progress
 			}
 			return report, nil
 		case <-tick.C:
-			if progress == nil {
-				continue
-			}
-			if r, err := Report(ctx, c, run.GetID()); err == nil && r.Step != last {
-				last = r.Step
-				progress(r)
-			}
 		}
 	}
 }

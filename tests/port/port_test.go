@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"context"
 	"debug/elf"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -29,17 +30,24 @@ import (
 )
 
 // startPorting starts a real Temporal server, a registry and a central
-// worker whose port work dirs live in the test's temp dir.
+// worker whose port work dirs live in the test's temp dir; it returns a
+// client and the server's address.
 func startPorting(t *testing.T) (client.Client, string) {
 	t.Helper()
-	_, c := harness.Temporal(t, "")
+	stack, c := harness.Temporal(t, "")
 	reg := harness.Registry(t)
 	ws, err := app.StartWorkers(c, app.WorkerOptions{Central: true, DataDir: t.TempDir(), Registry: reg.Host()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(ws.Stop)
-	return c, reg.Host()
+	return c, stack.Address()
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	harness.CleanBinaries()
+	os.Exit(code)
 }
 
 func TestPortBoltAndGopsutilProgramToLoong64(t *testing.T) {
@@ -223,20 +231,7 @@ func TestPortRejectsBadInput(t *testing.T) {
 // the compiler's errors, never in a pass.
 func TestPortEndsInAReportWhenItCannotFix(t *testing.T) {
 	c, _ := startPorting(t)
-	dir := filepath.Join(t.TempDir(), "asmonly")
-	files := map[string]string{
-		"go.mod":      "module example.com/asmonly\n\ngo 1.21\n",
-		"main.go":     "package main\n\nimport \"fmt\"\n\nfunc add(a, b int) int\n\nfunc main() { fmt.Println(add(1, 2)) }\n",
-		"add_amd64.s": "#include \"textflag.h\"\n\nTEXT ·add(SB),NOSPLIT,$0-24\n\tMOVQ a+0(FP), AX\n\tADDQ b+8(FP), AX\n\tMOVQ AX, ret+16(FP)\n\tRET\n",
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, src := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := makeAsmOnly(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	wr, err := portrun.Start(ctx, c, workflows.PortInput{Repo: dir})
@@ -255,6 +250,44 @@ func TestPortEndsInAReportWhenItCannotFix(t *testing.T) {
 	if again, err := portrun.Report(ctx, c, wr.GetID()); err == nil || again.Status != workflows.PortNeedsHuman {
 		t.Errorf("drift port report after the end: %+v (%v)", again.Status, err)
 	}
+}
+
+// The CLI follows a port, prints its report and fails with it; the report
+// stays readable after the port ended.
+func TestPortCLI(t *testing.T) {
+	_, address := startPorting(t)
+	drift, _ := harness.Binaries(t)
+	dir := makeAsmOnly(t)
+	out, err := runErr("", nil, drift, "port", "run", dir, "--address", address)
+	if err == nil || !strings.Contains(out, "needs a human") || !strings.Contains(out, "missing function body") || !strings.Contains(out, "its own code needs changing") {
+		t.Fatalf("drift port run: %v\n%s", err, out)
+	}
+	out = run(t, "", nil, drift, "port", "report", dir, "--address", address, "--json")
+	var r workflows.PortReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.ID != "port/asmonly/loong64" || r.Status != workflows.PortNeedsHuman {
+		t.Fatalf("drift port report --json: %v\n%s", err, out)
+	}
+}
+
+// makeAsmOnly writes a module whose only function is in amd64 assembly:
+// nothing can port it.
+func makeAsmOnly(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "asmonly")
+	files := map[string]string{
+		"go.mod":      "module example.com/asmonly\n\ngo 1.21\n",
+		"main.go":     "package main\n\nimport \"fmt\"\n\nfunc add(a, b int) int\n\nfunc main() { fmt.Println(add(1, 2)) }\n",
+		"add_amd64.s": "#include \"textflag.h\"\n\nTEXT ·add(SB),NOSPLIT,$0-24\n\tMOVQ a+0(FP), AX\n\tADDQ b+8(FP), AX\n\tMOVQ AX, ret+16(FP)\n\tRET\n",
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, src := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
 
 func requireTool(t *testing.T, name string) {
