@@ -223,7 +223,9 @@ func (a *Port) PortUpgrade(ctx context.Context, in PortFixInput) (PortUpgrade, e
 		pkgs = append(pkgs, p.Package)
 	}
 	buildsFor := func(v string) (bool, error) {
-		res.Tried = append(res.Tried, v)
+		if !slices.Contains(res.Tried, v) {
+			res.Tried = append(res.Tried, v)
+		}
 		if err := saved.restore(); err != nil {
 			return false, err
 		}
