@@ -422,6 +422,8 @@ type PortCommit struct {
 // PortCommit commits the work tree on the port branch and writes the
 // change set as a patch next to it.
 func (a *Port) PortCommit(ctx context.Context, in PortCommitInput) (PortCommit, error) {
+	stop := heartbeat(ctx)
+	defer stop()
 	dir := in.Source.Dir
 	if _, err := git(ctx, dir, "add", "-A"); err != nil {
 		return PortCommit{}, err
@@ -564,6 +566,8 @@ type PortImageInput struct {
 // under /app (the first is the entrypoint) and pushes it to the center
 // registry as <name>:<arch>.
 func (a *Port) PortImage(ctx context.Context, in PortImageInput) (string, error) {
+	stop := heartbeat(ctx)
+	defer stop()
 	if len(in.Binaries) == 0 {
 		return "", temporal.NewNonRetryableApplicationError("no binary to put in an image", ErrTypeBuildFailed, nil)
 	}
