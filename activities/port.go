@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -376,27 +375,14 @@ func (a *Port) PortPatch(ctx context.Context, in PortFixInput) (PortPatch, error
 	return res, os.RemoveAll(copyDir)
 }
 
-// copyModule copies a module from the read-only module cache to dst,
-// writable, with a go.mod naming it if it has none (a replace target
-// needs one).
+// copyModule copies a module from the read-only module cache to dst
+// (os.CopyFS makes the copy writable), with a go.mod naming it if it has
+// none: a replace target needs one.
 func copyModule(from, dst, path string) error {
 	if err := os.RemoveAll(dst); err != nil {
 		return err
 	}
 	if err := os.CopyFS(dst, os.DirFS(from)); err != nil {
-		return err
-	}
-	err := filepath.WalkDir(dst, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		mode := os.FileMode(0o644)
-		if d.IsDir() {
-			mode = 0o755
-		}
-		return os.Chmod(p, mode)
-	})
-	if err != nil {
 		return err
 	}
 	if _, err := os.Stat(filepath.Join(dst, "go.mod")); err == nil {
