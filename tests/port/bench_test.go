@@ -52,6 +52,9 @@ func TestPortBench(t *testing.T) {
 	}
 	cold := port("cold")
 	warm := port("warm")
+	if fixesOf(cold.report) != fixesOf(warm.report) {
+		t.Fatalf("the runs fixed different things:\ncold %s\nwarm %s", fixesOf(cold.report), fixesOf(warm.report))
+	}
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Port benchmark\n\nWritten by `make bench-port` from one measured run.\n\n")
@@ -70,7 +73,7 @@ func TestPortBench(t *testing.T) {
 	}
 	fmt.Fprintf(&b, "| **total (client)** | **%s** | **%s** | **%s** |\n\n", round(cold.total), round(warm.total), ratio(warm.total, cold.total))
 	fmt.Fprintf(&b, "Load average after the cold run: %s; after the warm run: %s.\n\n", cold.load, warm.load)
-	fmt.Fprintf(&b, "What the port did (both runs the same):\n\n")
+	fmt.Fprintf(&b, "What the port did (the same in both runs, checked):\n\n")
 	for _, m := range cold.report.Modules {
 		detail := ""
 		switch m.Fix {
@@ -91,6 +94,24 @@ func TestPortBench(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// fixesOf sums up what a port changed, to compare runs.
+func fixesOf(r workflows.PortReport) string {
+	var s []string
+	for _, m := range r.Modules {
+		fix := m.Path + " " + m.Fix
+		if m.Upgrade != nil {
+			fix += " " + m.Upgrade.Version
+		}
+		if m.Patch != nil {
+			for _, f := range m.Patch.Files {
+				fix += " " + f.Name
+			}
+		}
+		s = append(s, fix)
+	}
+	return strings.Join(s, "; ")
 }
 
 func causes(m workflows.ModuleReport) []string {
