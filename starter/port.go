@@ -77,9 +77,10 @@ a human), cross-builds, runs the tests under qemu and pushes an arch image.`,
 
 	var arch string
 	report := &cobra.Command{
-		Use:   "report <git-url|path|workflow-id>",
-		Short: "Show a port's report (live while it runs)",
-		Args:  cobra.ExactArgs(1),
+		Use:     "report <git-url|path|workflow-id>",
+		Aliases: []string{"status"},
+		Short:   "Show a port's report (live while it runs)",
+		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
 			if !strings.HasPrefix(id, "port/") {
