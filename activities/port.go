@@ -213,10 +213,11 @@ func (a *Port) PortUpgrade(ctx context.Context, in PortFixInput) (PortUpgrade, e
 		res.Reason = "no published version newer than " + in.Module.Version
 		return res, nil
 	}
-	saved, err := saveModFiles(in.Source.Dir)
+	saved, err := saveModFiles(in.Source.Dir, filepath.Join(filepath.Dir(in.Source.Dir), "gomod-before-upgrade.json"))
 	if err != nil {
 		return res, err
 	}
+	defer saved.done()
 	var pkgs []string
 	for _, p := range in.Module.Packages {
 		pkgs = append(pkgs, p.Package)
@@ -620,33 +621,50 @@ func git(ctx context.Context, dir string, args ...string) (string, error) {
 	return string(out), nil
 }
 
-// modFiles is a saved go.mod/go.sum pair.
+// modFiles is a saved go.mod/go.sum pair, kept on disk too until done so
+// that a retry after a crash mid-try starts from the same go.mod.
 type modFiles struct {
-	dir       string
-	mod, sum  []byte
-	sumExists bool
+	dir       string `json:"-"`
+	snapshot  string `json:"-"`
+	Mod, Sum  []byte
+	SumExists bool
 }
 
-func saveModFiles(dir string) (*modFiles, error) {
-	m := &modFiles{dir: dir}
+// saveModFiles saves dir's go.mod and go.sum to snapshot, or, if a crashed
+// attempt left a snapshot, restores that one.
+func saveModFiles(dir, snapshot string) (*modFiles, error) {
+	m := &modFiles{dir: dir, snapshot: snapshot}
+	if b, err := os.ReadFile(snapshot); err == nil {
+		if err := json.Unmarshal(b, m); err != nil {
+			return nil, err
+		}
+		return m, m.restore()
+	}
 	var err error
-	if m.mod, err = os.ReadFile(filepath.Join(dir, "go.mod")); err != nil {
+	if m.Mod, err = os.ReadFile(filepath.Join(dir, "go.mod")); err != nil {
 		return nil, err
 	}
-	m.sum, err = os.ReadFile(filepath.Join(dir, "go.sum"))
-	m.sumExists = err == nil
-	return m, nil
+	m.Sum, err = os.ReadFile(filepath.Join(dir, "go.sum"))
+	m.SumExists = err == nil
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return m, os.WriteFile(snapshot, b, 0o644)
 }
 
 func (m *modFiles) restore() error {
-	if err := os.WriteFile(filepath.Join(m.dir, "go.mod"), m.mod, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(m.dir, "go.mod"), m.Mod, 0o644); err != nil {
 		return err
 	}
-	if !m.sumExists {
+	if !m.SumExists {
 		return os.RemoveAll(filepath.Join(m.dir, "go.sum"))
 	}
-	return os.WriteFile(filepath.Join(m.dir, "go.sum"), m.sum, 0o644)
+	return os.WriteFile(filepath.Join(m.dir, "go.sum"), m.Sum, 0o644)
 }
+
+// done forgets the snapshot: go.mod is as the attempt means to leave it.
+func (m *modFiles) done() error { return os.RemoveAll(m.snapshot) }
 
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")

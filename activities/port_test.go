@@ -40,21 +40,41 @@ func TestCopyModuleMakesAWritableReplaceTarget(t *testing.T) {
 }
 
 func TestRestoreModFilesUndoesATriedUpgrade(t *testing.T) {
-	dir := t.TempDir()
+	dir, snapshot := t.TempDir(), filepath.Join(t.TempDir(), "gomod.json")
 	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module a\n"), 0o644)
-	saved, err := saveModFiles(dir)
+	saved, err := saveModFiles(dir, snapshot)
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module a\nrequire b v2\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "go.sum"), []byte("b v2 h1:x\n"), 0o644)
+	tryUpgrade := func() {
+		os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module a\nrequire b v2\n"), 0o644)
+		os.WriteFile(filepath.Join(dir, "go.sum"), []byte("b v2 h1:x\n"), 0o644)
+	}
+	expectOriginal := func() {
+		t.Helper()
+		if mod, _ := os.ReadFile(filepath.Join(dir, "go.mod")); string(mod) != "module a\n" {
+			t.Errorf("go.mod %q", mod)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "go.sum")); !os.IsNotExist(err) {
+			t.Errorf("go.sum should be gone: %v", err)
+		}
+	}
+	tryUpgrade()
 	if err := saved.restore(); err != nil {
 		t.Fatal(err)
 	}
-	if mod, _ := os.ReadFile(filepath.Join(dir, "go.mod")); string(mod) != "module a\n" {
-		t.Errorf("go.mod %q", mod)
+	expectOriginal()
+
+	// The worker dies mid-try: the retried activity starts from the snapshot.
+	tryUpgrade()
+	if _, err := saveModFiles(dir, snapshot); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "go.sum")); !os.IsNotExist(err) {
-		t.Errorf("go.sum should be gone: %v", err)
+	expectOriginal()
+	if err := saved.done(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(snapshot); !os.IsNotExist(err) {
+		t.Errorf("snapshot kept after done: %v", err)
 	}
 }
