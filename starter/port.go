@@ -125,7 +125,11 @@ func printPortReport(w io.Writer, r workflows.PortReport) {
 		}
 	}
 	if r.Change != nil {
-		fmt.Fprintf(w, "\nbranch %s at %s (%s); patch %s\n", r.Change.Branch, r.Change.Commit, r.Change.Stat, r.Change.Patch)
+		stat := r.Change.Stat
+		if stat == "" {
+			stat = "no changes"
+		}
+		fmt.Fprintf(w, "\nbranch %s at %s (%s); patch %s\n", r.Change.Branch, r.Change.Commit, stat, r.Change.Patch)
 	}
 	passed := 0
 	for _, t := range r.Tests {

@@ -179,6 +179,8 @@ func validatePort(in PortInput) error {
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("unknown GOARCH %q", in.Arch), activities.ErrTypeUnknownArch, nil)
 	case slices.Contains(in.Packages, ""):
 		return bad("empty package pattern")
+	case slices.Contains(in.TestModules, ""):
+		return bad("empty test module path")
 	}
 	return nil
 }

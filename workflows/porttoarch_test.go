@@ -218,6 +218,7 @@ func TestPortRejectsBadInputBeforeAnySideEffect(t *testing.T) {
 		{"no repo", PortInput{Arch: "loong64"}, ErrTypeInvalidPort},
 		{"unknown arch", PortInput{Repo: "/src/app", Arch: "z80"}, activities.ErrTypeUnknownArch},
 		{"empty package", PortInput{Repo: "/src/app", Packages: []string{""}}, ErrTypeInvalidPort},
+		{"empty test module", PortInput{Repo: "/src/app", TestModules: []string{""}}, ErrTypeInvalidPort},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
