@@ -36,7 +36,7 @@ worker in one process.`,
 	g.temporal.BindFlags(root.PersistentFlags())
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print machine-readable JSON")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	root.AddCommand(newDevCommand(g), newTopologyCommand(g), newSessionCommand(g), newUpgradeCommand(g), newAPICommand(g), newRepoCommand(g), newInstallCommand(g), newAgentCommand(g), newVersionCommand(g))
+	root.AddCommand(newDevCommand(g), newTopologyCommand(g), newSessionCommand(g), newUpgradeCommand(g), newAPICommand(g), newRepoCommand(g), newInstallCommand(g), newAgentCommand(g), newPortCommand(g), newVersionCommand(g))
 	return root
 }
 

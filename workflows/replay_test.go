@@ -22,6 +22,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflow(AppModel)
 			r.RegisterWorkflow(ComponentUpgrade)
 			r.RegisterWorkflow(InstallSoftware)
+			r.RegisterWorkflow(PortToArch)
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatal(err)
 			}

@@ -93,8 +93,10 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 		w.RegisterWorkflow(workflows.AppModel)
 		w.RegisterWorkflow(workflows.ComponentUpgrade)
 		w.RegisterWorkflow(workflows.InstallSoftware)
+		w.RegisterWorkflow(workflows.PortToArch)
 		w.RegisterActivity(&activities.Images{Center: opts.Registry})
 		w.RegisterActivity(&activities.Models{Client: c})
+		w.RegisterActivity(&activities.Port{WorkDir: filepath.Join(opts.DataDir, "port"), Registry: opts.Registry})
 		ws.workers = append(ws.workers, w)
 	}
 	for _, id := range opts.Clouds {

@@ -1,0 +1,675 @@
+package activities
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	goruntime "runtime"
+	"slices"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/edgedrift/drift/internal/image"
+	"github.com/edgedrift/drift/internal/port"
+)
+
+// Error types of porting; none is retried.
+const (
+	ErrTypeNotGoModule     = "NotGoModule"     // the source has no go.mod
+	ErrTypeUnknownArch     = "UnknownArch"     // the toolchain cannot target linux/<arch>
+	ErrTypeUnreachableRepo = "UnreachableRepo" // git cannot fetch the repo or ref
+	ErrTypeBuildFailed     = "BuildFailed"     // the cross-build failed after diagnosis said it would pass
+)
+
+// Port fetches, diagnoses, fixes, builds, tests and images Go modules for
+// another GOARCH. Every module is worked on under WorkDir/<workflow>, on
+// this worker's disk, so a PortToArch's activities all run on one worker.
+type Port struct {
+	WorkDir  string // where modules are fetched and patched
+	Registry string // center registry host:port images are pushed to
+}
+
+// PortSource is a fetched module ready to work on.
+type PortSource struct {
+	Dir    string `json:"dir"`    // the module's root (a git work tree)
+	Module string `json:"module"` // module path from go.mod
+	Base   string `json:"base"`   // commit the port starts from
+	Arch   string `json:"arch"`
+}
+
+// PortFetchInput names what to fetch.
+type PortFetchInput struct {
+	ID   string `json:"id"`   // workflow id: names the work dir
+	Repo string `json:"repo"` // git URL or local path
+	Ref  string `json:"ref,omitempty"`
+	Arch string `json:"arch"`
+}
+
+// PortBranch is the branch the port's changes are committed on.
+func PortBranch(arch string) string { return "drift/port-" + arch }
+
+// PortFetch checks the toolchain can target linux/<arch>, then clones (or
+// copies) the module into a fresh work dir on a new branch.
+func (a *Port) PortFetch(ctx context.Context, in PortFetchInput) (PortSource, error) {
+	stop := heartbeat(ctx)
+	defer stop()
+	out, err := goOutput(ctx, "", nil, "tool", "dist", "list", "-json")
+	if err != nil {
+		return PortSource{}, err
+	}
+	platforms, err := port.ParsePlatforms([]byte(out))
+	if err != nil {
+		return PortSource{}, err
+	}
+	if !port.Supports(platforms, "linux", in.Arch) {
+		return PortSource{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("go cannot build for linux/%s", in.Arch), ErrTypeUnknownArch, nil)
+	}
+	dir := filepath.Join(a.WorkDir, strings.ReplaceAll(in.ID, "/", "_"), "src")
+	if err := os.RemoveAll(filepath.Dir(dir)); err != nil {
+		return PortSource{}, err
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return PortSource{}, err
+	}
+	if err := fetchSource(ctx, in.Repo, in.Ref, dir); err != nil {
+		return PortSource{}, err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err != nil {
+		return PortSource{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s is not a Go module: no go.mod at its root", in.Repo), ErrTypeNotGoModule, nil)
+	}
+	modJSON, err := goOutput(ctx, dir, nil, "mod", "edit", "-json")
+	if err != nil {
+		return PortSource{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: unreadable go.mod: %v", in.Repo, err), ErrTypeNotGoModule, nil)
+	}
+	var mod struct{ Module struct{ Path string } }
+	if err := json.Unmarshal([]byte(modJSON), &mod); err != nil {
+		return PortSource{}, err
+	}
+	if _, err := git(ctx, dir, "checkout", "-q", "-B", PortBranch(in.Arch)); err != nil {
+		return PortSource{}, err
+	}
+	base, err := git(ctx, dir, "rev-parse", "HEAD")
+	if err != nil {
+		return PortSource{}, err
+	}
+	return PortSource{Dir: dir, Module: mod.Module.Path, Base: strings.TrimSpace(base), Arch: in.Arch}, nil
+}
+
+// fetchSource clones repo at ref into dir; a local directory that is not a
+// git repository is copied and committed so the port can branch from it.
+func fetchSource(ctx context.Context, repo, ref, dir string) error {
+	if st, err := os.Stat(repo); err == nil && st.IsDir() {
+		if _, err := os.Stat(filepath.Join(repo, ".git")); err != nil {
+			if err := os.CopyFS(dir, os.DirFS(repo)); err != nil {
+				return err
+			}
+			for _, args := range [][]string{{"init", "-q"}, {"add", "-A"}, {"commit", "-q", "--allow-empty", "-m", "drift port: snapshot of " + repo}} {
+				if _, err := git(ctx, dir, args...); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	if _, err := git(ctx, "", "clone", "-q", repo, dir); err != nil {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("cannot clone %s: %v", repo, err), ErrTypeUnreachableRepo, nil)
+	}
+	if ref != "" {
+		if _, err := git(ctx, dir, "checkout", "-q", ref); err != nil {
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s has no ref %s: %v", repo, ref, err), ErrTypeUnreachableRepo, nil)
+		}
+	}
+	return nil
+}
+
+// PortDiagnoseInput names the packages to build.
+type PortDiagnoseInput struct {
+	Source   PortSource `json:"source"`
+	Packages []string   `json:"packages"`
+}
+
+// PortDiagnose builds the packages for linux/<arch> and attributes every
+// failure to its module and cause.
+func (a *Port) PortDiagnose(ctx context.Context, in PortDiagnoseInput) (port.Diagnosis, error) {
+	stop := heartbeat(ctx)
+	defer stop()
+	return diagnose(ctx, in.Source, in.Packages)
+}
+
+func diagnose(ctx context.Context, src PortSource, pkgs []string) (port.Diagnosis, error) {
+	env := targetEnv(src.Arch)
+	listed, err := goOutput(ctx, src.Dir, env, append([]string{"list", "-e", "-deps", "-json=" + port.ListFields}, pkgs...)...)
+	if err != nil {
+		return port.Diagnosis{}, err
+	}
+	packages, err := port.ReadPackages(strings.NewReader(listed))
+	if err != nil {
+		return port.Diagnosis{}, err
+	}
+	out, buildErr := goCmd(ctx, src.Dir, env, append([]string{"build", "-o", os.DevNull}, pkgs...)...)
+	if buildErr == nil {
+		return port.Diagnosis{GOOS: "linux", GOARCH: src.Arch}, nil
+	}
+	var exitErr *exec.ExitError
+	if !errors.As(buildErr, &exitErr) {
+		return port.Diagnosis{}, buildErr
+	}
+	errs := port.ParseBuildOutput(out, packages)
+	if len(errs) == 0 {
+		// A failure that names no package (go.mod, toolchain) is the main module's.
+		errs[packages[len(packages)-1].ImportPath] = strings.Split(strings.TrimSpace(out), "\n")
+	}
+	return port.Diagnose("linux", src.Arch, packages, errs), nil
+}
+
+// PortFixInput names a failing module to fix.
+type PortFixInput struct {
+	Source   PortSource         `json:"source"`
+	Packages []string           `json:"packages"` // the port's packages (host checks)
+	Module   port.ModuleFailure `json:"module"`
+}
+
+// PortUpgrade is the outcome of trying newer versions of a module.
+type PortUpgrade struct {
+	From    string   `json:"from"`
+	Version string   `json:"version,omitempty"` // "" when none fits
+	Tried   []string `json:"tried,omitempty"`
+	Reason  string   `json:"reason,omitempty"`
+}
+
+// hostTries bounds how many versions above the lowest building one are
+// tried when the lowest breaks the host build or tests.
+const hostTries = 3
+
+// PortUpgrade moves the module to the lowest published version that builds
+// for the arch and keeps the host build and tests green, or leaves go.mod
+// as it was.
+func (a *Port) PortUpgrade(ctx context.Context, in PortFixInput) (PortUpgrade, error) {
+	stop := heartbeat(ctx)
+	defer stop()
+	res := PortUpgrade{From: in.Module.Version}
+	if in.Module.Main || in.Module.Replaced || in.Module.Version == "" {
+		res.Reason = "not a versioned dependency"
+		return res, nil
+	}
+	out, err := goOutput(ctx, in.Source.Dir, nil, "list", "-m", "-versions", "-json", in.Module.Path)
+	if err != nil {
+		res.Reason = "no published versions: " + err.Error()
+		return res, nil
+	}
+	var listed struct{ Versions []string }
+	if err := json.Unmarshal([]byte(out), &listed); err != nil {
+		return res, err
+	}
+	candidates := port.Candidates(in.Module.Version, listed.Versions)
+	if len(candidates) == 0 {
+		res.Reason = "no published version newer than " + in.Module.Version
+		return res, nil
+	}
+	saved, err := saveModFiles(in.Source.Dir, filepath.Join(filepath.Dir(in.Source.Dir), "gomod-before-upgrade.json"))
+	if err != nil {
+		return res, err
+	}
+	defer saved.done()
+	var pkgs []string
+	for _, p := range in.Module.Packages {
+		pkgs = append(pkgs, p.Package)
+	}
+	buildsFor := func(v string) (bool, error) {
+		if !slices.Contains(res.Tried, v) {
+			res.Tried = append(res.Tried, v)
+		}
+		if err := saved.restore(); err != nil {
+			return false, err
+		}
+		if _, err := goCmd(ctx, in.Source.Dir, nil, "get", in.Module.Path+"@"+v); err != nil {
+			return false, nil
+		}
+		_, err := goCmd(ctx, in.Source.Dir, targetEnv(in.Source.Arch), append([]string{"build", "-o", os.DevNull}, pkgs...)...)
+		return err == nil, ctx.Err()
+	}
+	lowest, ok, err := port.LowestBuilding(candidates, buildsFor)
+	if err != nil {
+		return res, errors.Join(err, saved.restore())
+	}
+	if !ok {
+		res.Reason = fmt.Sprintf("no version up to %s builds for %s", candidates[len(candidates)-1], in.Source.Arch)
+		return res, saved.restore()
+	}
+	start := slices.Index(candidates, lowest)
+	for _, v := range candidates[start:min(len(candidates), start+hostTries)] {
+		if ok, err := buildsFor(v); err != nil || !ok {
+			continue
+		}
+		if err := hostGreen(ctx, in.Source.Dir, in.Packages); err != nil {
+			res.Reason += fmt.Sprintf("%s breaks the host: %v; ", v, err)
+			continue
+		}
+		res.Version, res.Reason = v, ""
+		return res, nil
+	}
+	return res, saved.restore()
+}
+
+// hostGreen builds and tests the port's packages for the host.
+func hostGreen(ctx context.Context, dir string, pkgs []string) error {
+	if out, err := goCmd(ctx, dir, nil, append([]string{"build", "-o", os.DevNull}, pkgs...)...); err != nil {
+		return fmt.Errorf("host build: %s", lastLines(out, 5))
+	}
+	if out, err := goCmd(ctx, dir, nil, append([]string{"test", "-vet=off", "-count=1"}, pkgs...)...); err != nil {
+		return fmt.Errorf("host tests: %s", lastLines(out, 5))
+	}
+	return nil
+}
+
+// PortPatch is the outcome of patching a local copy of a module.
+type PortPatch struct {
+	Dir        string          `json:"dir,omitempty"`     // the copy, relative to the module root
+	Replace    string          `json:"replace,omitempty"` // the go.mod replace directive
+	Donors     []string        `json:"donors"`
+	Files      []port.ArchFile `json:"files,omitempty"`
+	Unresolved []string        `json:"unresolved,omitempty"`
+	Errors     []string        `json:"errors,omitempty"` // what still fails (copy reverted)
+	Reason     string          `json:"reason,omitempty"` // why no patch works
+}
+
+// patchRounds bounds regeneration: a donor file may need more donor files.
+const patchRounds = 3
+
+// PortPatch copies the module under third_party/, generates its missing
+// arch files from a donor arch, points a replace at the copy and rebuilds;
+// if the module still fails, the copy and the replace are removed.
+func (a *Port) PortPatch(ctx context.Context, in PortFixInput) (PortPatch, error) {
+	stop := heartbeat(ctx)
+	defer stop()
+	src, mod := in.Source, in.Module
+	goroot, err := goOutput(ctx, "", nil, "env", "GOROOT")
+	if err != nil {
+		return PortPatch{}, err
+	}
+	dist, err := goOutput(ctx, "", nil, "tool", "dist", "list", "-json")
+	if err != nil {
+		return PortPatch{}, err
+	}
+	platforms, err := port.ParsePlatforms([]byte(dist))
+	if err != nil {
+		return PortPatch{}, err
+	}
+	res := PortPatch{}
+	if res.Donors, err = port.Donors(strings.TrimSpace(goroot), "linux", src.Arch, platforms); err != nil {
+		return res, err
+	}
+	if mod.Main {
+		res.Reason = "it is the module being ported: its own code needs changing"
+		return res, nil
+	}
+	rel := filepath.Join("third_party", filepath.FromSlash(mod.Path))
+	copyDir := filepath.Join(src.Dir, rel)
+	if !mod.Replaced {
+		if err := copyModule(mod.Dir, copyDir, mod.Path); err != nil {
+			return res, err
+		}
+		res.Replace = mod.Path + " => ./" + filepath.ToSlash(rel)
+		if _, err := goCmd(ctx, src.Dir, nil, "mod", "edit", "-replace", mod.Path+"=./"+filepath.ToSlash(rel)); err != nil {
+			return res, err
+		}
+	}
+	res.Dir = filepath.ToSlash(rel)
+	var pkgs []string
+	for _, p := range mod.Packages {
+		pkgs = append(pkgs, p.Package)
+	}
+	failing := mod.Packages
+	for round := 0; round < patchRounds && len(failing) > 0; round++ {
+		wrote := 0
+		res.Unresolved = nil
+		for _, p := range failing {
+			dir := filepath.Join(copyDir, filepath.FromSlash(strings.TrimPrefix(strings.TrimPrefix(p.Package, mod.Path), "/")))
+			files, unresolved, err := port.PlanArchFiles(dir, "linux", src.Arch, res.Donors, p.Missing)
+			if err != nil {
+				return res, err
+			}
+			res.Unresolved = append(res.Unresolved, unresolved...)
+			for _, f := range files {
+				if err := os.WriteFile(filepath.Join(dir, f.Name), f.Content, 0o644); err != nil {
+					return res, err
+				}
+				f.Name = filepath.ToSlash(filepath.Join(rel, strings.TrimPrefix(dir, copyDir), f.Name))
+				res.Files = append(res.Files, f)
+				wrote++
+			}
+		}
+		d, err := diagnose(ctx, src, pkgs)
+		if err != nil {
+			return res, err
+		}
+		failed, _ := d.Module(mod.Path)
+		failing = failed.Packages
+		if wrote == 0 {
+			break
+		}
+	}
+	if len(failing) == 0 {
+		return res, nil
+	}
+	for _, p := range failing {
+		res.Errors = append(res.Errors, p.Errors...)
+	}
+	res.Reason = "the files derived from donor arches do not make it build"
+	if len(res.Files) == 0 {
+		res.Reason = fmt.Sprintf("no donor arch (%s) declares what is missing: %s", strings.Join(res.Donors, ", "), strings.Join(res.Unresolved, ", "))
+	}
+	if !mod.Replaced {
+		if _, err := goCmd(ctx, src.Dir, nil, "mod", "edit", "-dropreplace", mod.Path); err != nil {
+			return res, err
+		}
+		res.Replace = ""
+	}
+	res.Files = nil
+	return res, os.RemoveAll(copyDir)
+}
+
+// copyModule copies a module from the read-only module cache to dst
+// (os.CopyFS makes the copy writable), with a go.mod naming it if it has
+// none: a replace target needs one.
+func copyModule(from, dst, path string) error {
+	if err := os.RemoveAll(dst); err != nil {
+		return err
+	}
+	if err := os.CopyFS(dst, os.DirFS(from)); err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(dst, "go.mod")); err == nil {
+		return nil
+	}
+	return os.WriteFile(filepath.Join(dst, "go.mod"), port.ModuleFile(path), 0o644)
+}
+
+// PortCommitInput says what to commit.
+type PortCommitInput struct {
+	Source  PortSource `json:"source"`
+	Message string     `json:"message"`
+}
+
+// PortCommit is the port's change set.
+type PortCommit struct {
+	Branch string `json:"branch"`
+	Commit string `json:"commit"`
+	Patch  string `json:"patch"` // file holding `git diff base..branch`
+	Stat   string `json:"stat"`
+}
+
+// PortCommit commits the work tree on the port branch and writes the
+// change set as a patch next to it.
+func (a *Port) PortCommit(ctx context.Context, in PortCommitInput) (PortCommit, error) {
+	stop := heartbeat(ctx)
+	defer stop()
+	dir := in.Source.Dir
+	if _, err := git(ctx, dir, "add", "-A"); err != nil {
+		return PortCommit{}, err
+	}
+	if _, err := git(ctx, dir, "-c", "user.name=drift", "-c", "user.email=drift@localhost", "commit", "-q", "--allow-empty", "-m", in.Message); err != nil {
+		return PortCommit{}, err
+	}
+	head, err := git(ctx, dir, "rev-parse", "HEAD")
+	if err != nil {
+		return PortCommit{}, err
+	}
+	diff, err := git(ctx, dir, "diff", "--binary", in.Source.Base, "HEAD")
+	if err != nil {
+		return PortCommit{}, err
+	}
+	patch := filepath.Join(filepath.Dir(dir), "port-"+in.Source.Arch+".patch")
+	if err := os.WriteFile(patch, []byte(diff), 0o644); err != nil {
+		return PortCommit{}, err
+	}
+	stat, err := git(ctx, dir, "diff", "--shortstat", in.Source.Base, "HEAD")
+	if err != nil {
+		return PortCommit{}, err
+	}
+	return PortCommit{Branch: PortBranch(in.Source.Arch), Commit: strings.TrimSpace(head), Patch: patch, Stat: strings.TrimSpace(stat)}, nil
+}
+
+// PortBinary is one cross-built command.
+type PortBinary struct {
+	Name string `json:"name"`
+	Path string `json:"path"`
+	Size int64  `json:"size"`
+}
+
+// PortBuild cross-builds the packages with CGO_ENABLED=0 and returns the
+// commands it produced.
+func (a *Port) PortBuild(ctx context.Context, in PortDiagnoseInput) ([]PortBinary, error) {
+	stop := heartbeat(ctx)
+	defer stop()
+	out := filepath.Join(filepath.Dir(in.Source.Dir), "bin-"+in.Source.Arch)
+	if err := os.RemoveAll(out); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return nil, err
+	}
+	if msg, err := goCmd(ctx, in.Source.Dir, targetEnv(in.Source.Arch), append([]string{"build", "-trimpath", "-o", out + "/"}, in.Packages...)...); err != nil {
+		return nil, temporal.NewNonRetryableApplicationError("cross-build failed: "+lastLines(msg, 20), ErrTypeBuildFailed, nil)
+	}
+	entries, err := os.ReadDir(out)
+	if err != nil {
+		return nil, err
+	}
+	var bins []PortBinary
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil {
+			return nil, err
+		}
+		bins = append(bins, PortBinary{Name: e.Name(), Path: filepath.Join(out, e.Name()), Size: info.Size()})
+	}
+	return bins, nil
+}
+
+// PortTestInput names the modules whose tests run under emulation.
+type PortTestInput struct {
+	Source  PortSource `json:"source"`
+	Modules []string   `json:"modules"` // module paths; the port's own first
+}
+
+// PortTestRun is one package's tests under emulation.
+type PortTestRun struct {
+	Module  string `json:"module"`
+	Package string `json:"package"`
+	Passed  bool   `json:"passed"`
+	Output  string `json:"output,omitempty"` // the end of it, on failure
+}
+
+// PortTest compiles each package's tests for linux/<arch> and runs them
+// under the arch's qemu user-mode emulator from the package's directory,
+// as `go test -exec` does. The test binary is run without go test's
+// -test.* flags: test mains of old modules (bolt) parse flags in init
+// and reject them.
+func (a *Port) PortTest(ctx context.Context, in PortTestInput) ([]PortTestRun, error) {
+	stop := heartbeat(ctx)
+	defer stop()
+	src := in.Source
+	emulator := port.Emulator(src.Arch)
+	binDir, err := os.MkdirTemp(filepath.Dir(src.Dir), "tests-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(binDir)
+	var runs []PortTestRun
+	for _, mod := range in.Modules {
+		pattern := mod + "/..."
+		if mod == src.Module {
+			pattern = "./..."
+		}
+		listed, err := goOutput(ctx, src.Dir, targetEnv(src.Arch), "list", "-f", "{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}\t{{.Dir}}{{end}}", pattern)
+		if err != nil {
+			return nil, fmt.Errorf("list tests of %s: %w", mod, err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(listed), "\n") {
+			pkg, dir, ok := strings.Cut(line, "\t")
+			if !ok {
+				continue
+			}
+			run := PortTestRun{Module: mod, Package: pkg}
+			bin := filepath.Join(binDir, strings.ReplaceAll(pkg, "/", "_")+".test")
+			out, err := goCmd(ctx, src.Dir, targetEnv(src.Arch), "test", "-c", "-vet=off", "-o", bin, pkg)
+			if err == nil {
+				cmd := exec.CommandContext(ctx, bin)
+				if emulator != "" && src.Arch != goruntime.GOARCH {
+					cmd = exec.CommandContext(ctx, emulator, bin)
+				}
+				cmd.Dir = dir
+				var buf bytes.Buffer
+				cmd.Stdout, cmd.Stderr = &buf, &buf
+				err = cmd.Run()
+				out = buf.String()
+			}
+			run.Passed = err == nil
+			if !run.Passed {
+				run.Output = lastLines(out, 30)
+			}
+			runs = append(runs, run)
+		}
+	}
+	return runs, nil
+}
+
+// PortImageInput says which binaries go into the image.
+type PortImageInput struct {
+	Name     string       `json:"name"` // repository in the center registry
+	Arch     string       `json:"arch"`
+	Binaries []PortBinary `json:"binaries"`
+}
+
+// PortImage builds a FROM-scratch linux/<arch> image holding the binaries
+// under /app (the first is the entrypoint) and pushes it to the center
+// registry as <name>:<arch>.
+func (a *Port) PortImage(ctx context.Context, in PortImageInput) (string, error) {
+	stop := heartbeat(ctx)
+	defer stop()
+	if len(in.Binaries) == 0 {
+		return "", temporal.NewNonRetryableApplicationError("no binary to put in an image", ErrTypeBuildFailed, nil)
+	}
+	var files []image.File
+	for _, b := range in.Binaries {
+		data, err := os.ReadFile(b.Path)
+		if err != nil {
+			return "", err
+		}
+		files = append(files, image.File{Path: "/app/" + b.Name, Mode: 0o755, Data: data})
+	}
+	img, err := image.Build(v1.Platform{OS: "linux", Architecture: in.Arch}, files,
+		image.Config{Entrypoint: []string{"/app/" + in.Binaries[0].Name}, Labels: map[string]string{"drift.port.arch": in.Arch}})
+	if err != nil {
+		return "", err
+	}
+	return image.Push(ctx, a.Registry+"/"+in.Name+":"+in.Arch, img)
+}
+
+// targetEnv is the environment of a cross-build for linux/<arch>.
+func targetEnv(arch string) []string {
+	return []string{"GOOS=linux", "GOARCH=" + arch, "CGO_ENABLED=0"}
+}
+
+// goCmd runs the go command in dir with the machine's module cache, never
+// a workspace or the caller's GOFLAGS, and returns its combined output
+// (build errors come on stderr).
+func goCmd(ctx context.Context, dir string, env []string, args ...string) (string, error) {
+	return runGo(ctx, dir, env, true, args...)
+}
+
+// goOutput is goCmd for commands whose stdout is data (JSON, a path):
+// their stderr ("go: downloading …") is only kept for errors.
+func goOutput(ctx context.Context, dir string, env []string, args ...string) (string, error) {
+	return runGo(ctx, dir, env, false, args...)
+}
+
+func runGo(ctx context.Context, dir string, env []string, combined bool, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=", "GOTOOLCHAIN=local")
+	cmd.Env = append(cmd.Env, env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if combined {
+		cmd.Stderr = &stdout
+	}
+	err := cmd.Run()
+	if err != nil {
+		all := stdout.String() + stderr.String()
+		return all, fmt.Errorf("go %s: %w: %s", strings.Join(args, " "), err, lastLines(all, 10))
+	}
+	return stdout.String(), nil
+}
+
+func git(ctx context.Context, dir string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// modFiles is a saved go.mod/go.sum pair, kept on disk too until done so
+// that a retry after a crash mid-try starts from the same go.mod.
+type modFiles struct {
+	dir       string `json:"-"`
+	snapshot  string `json:"-"`
+	Mod, Sum  []byte
+	SumExists bool
+}
+
+// saveModFiles saves dir's go.mod and go.sum to snapshot, or, if a crashed
+// attempt left a snapshot, restores that one.
+func saveModFiles(dir, snapshot string) (*modFiles, error) {
+	m := &modFiles{dir: dir, snapshot: snapshot}
+	if b, err := os.ReadFile(snapshot); err == nil {
+		if err := json.Unmarshal(b, m); err != nil {
+			return nil, err
+		}
+		return m, m.restore()
+	}
+	var err error
+	if m.Mod, err = os.ReadFile(filepath.Join(dir, "go.mod")); err != nil {
+		return nil, err
+	}
+	m.Sum, err = os.ReadFile(filepath.Join(dir, "go.sum"))
+	m.SumExists = err == nil
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return m, os.WriteFile(snapshot, b, 0o644)
+}
+
+func (m *modFiles) restore() error {
+	if err := os.WriteFile(filepath.Join(m.dir, "go.mod"), m.Mod, 0o644); err != nil {
+		return err
+	}
+	if !m.SumExists {
+		return os.RemoveAll(filepath.Join(m.dir, "go.sum"))
+	}
+	return os.WriteFile(filepath.Join(m.dir, "go.sum"), m.Sum, 0o644)
+}
+
+// done forgets the snapshot: go.mod is as the attempt means to leave it.
+func (m *modFiles) done() error { return os.RemoveAll(m.snapshot) }
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

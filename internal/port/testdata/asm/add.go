@@ -1,0 +1,4 @@
+package asm
+
+// Add is implemented in assembly.
+func Add(a, b int) int

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+
+	"github.com/edgedrift/drift/internal/port"
+	"github.com/edgedrift/drift/internal/portrun"
+	"github.com/edgedrift/drift/workflows"
+)
+
+func newPortCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "port",
+		Short: "Port Go modules to another arch (default loong64)",
+		Long: `A port diagnoses why a Go module does not build for linux/<arch>, fixes each
+failing dependency (upgrade, else a patched local copy + replace, else it asks
+a human), cross-builds, runs the tests under qemu and pushes an arch image.`,
+	}
+	var in workflows.PortInput
+	var detach bool
+	run := &cobra.Command{
+		Use:   "run <git-url|path> [--arch loong64]",
+		Short: "Port a module and follow it until it ends",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			in.Repo = args[0]
+			if st, err := os.Stat(in.Repo); err == nil && st.IsDir() {
+				abs, err := filepath.Abs(in.Repo)
+				if err != nil {
+					return err
+				}
+				in.Repo = abs
+			}
+			return withClient(cmd, g, func(ctx context.Context, c client.Client) error {
+				r, err := portrun.Start(ctx, c, in)
+				if err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				if detach {
+					return g.print(out, map[string]string{"id": r.GetID(), "runId": r.GetRunID()}, func(w io.Writer) {
+						fmt.Fprintf(w, "started %s; follow it with: drift port report %s\n", r.GetID(), r.GetID())
+					})
+				}
+				progress := func(rep workflows.PortReport) {
+					if !g.json {
+						fmt.Fprintf(cmd.ErrOrStderr(), "%s  %s\n", time.Now().Format("15:04:05"), rep.Step)
+					}
+				}
+				rep, err := portrun.Wait(ctx, c, r, progress)
+				if perr := g.print(out, rep, func(w io.Writer) { printPortReport(w, rep) }); perr != nil {
+					return perr
+				}
+				return err
+			})
+		},
+	}
+	f := run.Flags()
+	f.StringVar(&in.Arch, "arch", workflows.DefaultPortArch, "target GOARCH (any the Go toolchain supports)")
+	f.StringVar(&in.Ref, "ref", "", "git branch, tag or commit")
+	f.StringSliceVar(&in.Packages, "pkg", nil, "packages to build (default ./...)")
+	f.StringSliceVar(&in.TestModules, "test-module", nil, "dependency modules whose tests also run under qemu")
+	f.BoolVar(&in.SkipTests, "skip-tests", false, "do not run tests under qemu")
+	f.BoolVar(&in.SkipImage, "skip-image", false, "do not build and push an image")
+	f.StringVar(&in.Image, "image", "", "image repository in the center registry (default port/<name>)")
+	f.BoolVar(&detach, "detach", false, "start the port and return")
+
+	var arch string
+	report := &cobra.Command{
+		Use:     "report <git-url|path|workflow-id>",
+		Aliases: []string{"status"},
+		Short:   "Show a port's report (live while it runs)",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id := args[0]
+			if !strings.HasPrefix(id, "port/") {
+				id = workflows.PortID(args[0], arch)
+			}
+			return withClient(cmd, g, func(ctx context.Context, c client.Client) error {
+				rep, err := portrun.Report(ctx, c, id)
+				if rep.ID == "" && err != nil {
+					return err
+				}
+				return g.print(cmd.OutOrStdout(), rep, func(w io.Writer) { printPortReport(w, rep) })
+			})
+		},
+	}
+	report.Flags().StringVar(&arch, "arch", workflows.DefaultPortArch, "target GOARCH of the port")
+	cmd.AddCommand(run, report)
+	return cmd
+}
+
+func printPortReport(w io.Writer, r workflows.PortReport) {
+	fmt.Fprintf(w, "%s: %s (%s) for linux/%s: %s\n", r.ID, dash(r.Module), r.Repo, r.Arch, r.Status)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MODULE\tVERSION\tPROBLEM\tFIX\tVERIFICATION")
+	for _, m := range r.Modules {
+		fix := m.Fix
+		switch {
+		case m.Fix == workflows.FixUpgrade:
+			fix += " → " + m.Upgrade.Version
+		case m.Fix == workflows.FixPatch:
+			var files []string
+			for _, f := range m.Patch.Files {
+				files = append(files, filepath.Base(f.Name)+" from "+f.From)
+			}
+			fix += ": " + strings.Join(files, ", ")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Path, m.Version, port.JoinCauses(m.Causes), fix, m.Verification)
+	}
+	tw.Flush()
+	for _, m := range r.Modules {
+		if m.Fix == workflows.FixHuman {
+			fmt.Fprintf(w, "\n%s needs a human:\n  %s\n", m.Path, strings.Join(m.Errors, "\n  "))
+		}
+	}
+	if r.Change != nil {
+		stat := r.Change.Stat
+		if stat == "" {
+			stat = "no changes"
+		}
+		fmt.Fprintf(w, "\nbranch %s at %s (%s); patch %s\n", r.Change.Branch, r.Change.Commit, stat, r.Change.Patch)
+	}
+	passed := 0
+	for _, t := range r.Tests {
+		if t.Passed {
+			passed++
+		} else {
+			fmt.Fprintf(w, "FAIL %s\n%s\n", t.Package, t.Output)
+		}
+	}
+	if len(r.Tests) > 0 {
+		fmt.Fprintf(w, "tests under qemu: %d of %d packages passed\n", passed, len(r.Tests))
+	}
+	for _, b := range r.Binaries {
+		fmt.Fprintf(w, "binary %s (%d bytes)\n", b.Path, b.Size)
+	}
+	if r.Image != "" {
+		fmt.Fprintf(w, "image %s\n", r.Image)
+	}
+	for _, s := range r.Steps {
+		fmt.Fprintf(w, "  %-9s %s\n", s.Step, s.Elapsed.Round(time.Millisecond))
+	}
+}
