@@ -20,6 +20,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflow(MobilitySession)
 			r.RegisterWorkflow(AppModel)
+			r.RegisterWorkflow(Pipeline)
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatal(err)
 			}

@@ -87,7 +87,9 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 		w := worker.New(c, config.TaskQueue, worker.Options{})
 		w.RegisterWorkflow(workflows.MobilitySession)
 		w.RegisterWorkflow(workflows.AppModel)
+		w.RegisterWorkflow(workflows.Pipeline)
 		w.RegisterActivity(&activities.Images{Center: opts.Registry})
+		w.RegisterActivity(&activities.Pipeline{Center: opts.Registry, DataDir: opts.DataDir})
 		w.RegisterActivity(&activities.Models{Client: c})
 		ws.workers = append(ws.workers, w)
 	}
