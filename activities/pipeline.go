@@ -362,13 +362,7 @@ func (p *Pipeline) Cleanup(ctx context.Context, r RunRef) error {
 
 // Repository is the image repository a spec's image name stands for: a name
 // without a registry host lives in the center registry.
-func (p *Pipeline) Repository(name string) string {
-	first, _, found := strings.Cut(name, "/")
-	if found && (strings.ContainsAny(first, ".:") || first == "localhost") {
-		return name
-	}
-	return p.Center + "/" + name
-}
+func (p *Pipeline) Repository(name string) string { return pipelinespec.InRegistry(name, p.Center) }
 
 func buildTag(key string) string { return "build-" + key[:40] }
 

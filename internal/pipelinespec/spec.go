@@ -258,7 +258,7 @@ func (s Spec) Validate() error {
 		add("image.name is missing")
 	} else if strings.ContainsAny(s.Image.Name, "@") || strings.Count(path.Base(s.Image.Name), ":") > 0 {
 		add("image.name %q must be a repository without tag or digest (the run sets the tag)", s.Image.Name)
-	} else if _, err := name.NewRepository(s.Image.Name, name.StrictValidation); err != nil {
+	} else if _, err := name.NewRepository(InRegistry(s.Image.Name, "center.invalid"), name.StrictValidation); err != nil {
 		add("image.name %q: %v", s.Image.Name, err)
 	}
 	if len(s.Image.Platforms) == 0 {
@@ -312,6 +312,17 @@ func (s Spec) Validate() error {
 		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(p, "; "))
 	}
 	return nil
+}
+
+// InRegistry is the repository an image name stands for: a name without a
+// registry host (a first part with '.' or ':', or localhost) lives in
+// the registry given.
+func InRegistry(image, registry string) string {
+	first, _, found := strings.Cut(image, "/")
+	if found && (strings.ContainsAny(first, ".:") || first == "localhost") {
+		return image
+	}
+	return registry + "/" + image
 }
 
 // Platforms parses the image platforms of a valid spec.
