@@ -331,7 +331,7 @@ func (p *Pipeline) Push(ctx context.Context, req ImageRequest) (string, error) {
 		return "", temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("push: image rebuilt from package %s has digest %s, not %s", req.Package.SHA256, d, req.Digest), ErrTypeInvalidImage, nil)
 	}
-	repo := p.Repository(req.Spec.Image.Name)
+	repo := p.repository(req.Spec.Image.Name)
 	pinned, err := image.Push(ctx, repo+":"+req.Tag, idx)
 	if err != nil {
 		return "", err
@@ -348,7 +348,7 @@ func (p *Pipeline) Push(ctx context.Context, req ImageRequest) (string, error) {
 // run's tests passed and its image was pushed, it survives every worker,
 // and it can never point at an image the registry no longer has.
 func (p *Pipeline) FindBuild(ctx context.Context, imageName, key string) (string, error) {
-	pinned, err := image.Resolve(ctx, p.Repository(imageName)+":"+buildTag(key))
+	pinned, err := image.Resolve(ctx, p.repository(imageName)+":"+buildTag(key))
 	if errors.Is(err, image.ErrNotFound) {
 		return "", nil
 	}
@@ -360,9 +360,9 @@ func (p *Pipeline) Cleanup(ctx context.Context, r RunRef) error {
 	return os.RemoveAll(filepath.Join(p.runDir(r), "src"))
 }
 
-// Repository is the image repository a spec's image name stands for: a name
+// repository is the image repository a spec's image name stands for: a name
 // without a registry host lives in the center registry.
-func (p *Pipeline) Repository(name string) string { return pipelinespec.InRegistry(name, p.Center) }
+func (p *Pipeline) repository(name string) string { return pipelinespec.InRegistry(name, p.Center) }
 
 func buildTag(key string) string { return "build-" + key[:40] }
 
