@@ -387,7 +387,9 @@ func imageOf(req ImageRequest) (v1.ImageIndex, error) {
 		}
 		img, err := image.Build(v1.Platform{OS: pl.OS, Architecture: pl.Arch}, layer, image.Config{
 			Entrypoint: spec.Image.Entrypoint, Env: spec.Image.Env, Ports: spec.Image.Ports,
-			Labels: map[string]string{"drift.app": spec.App, "drift.source.tree": req.Tree},
+			// Nothing of the run (commit, time) goes in: the digest is a
+			// function of the artifacts, so the same source gives the same digest.
+			Labels: map[string]string{"drift.app": spec.App},
 		})
 		if err != nil {
 			return nil, err

@@ -3,8 +3,14 @@ package harness
 import (
 	"context"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/workflow"
@@ -43,4 +49,26 @@ func WaitForGo(ctx workflow.Context) (string, error) {
 	var who string
 	workflow.GetSignalChannel(ctx, "go").Receive(ctx, &who)
 	return "released by " + who, nil
+}
+
+// RecordHistory writes a workflow's history as JSON for the replay test
+// (make record-histories sets DRIFT_RECORD_HISTORY to the file).
+func RecordHistory(t testing.TB, ctx context.Context, c client.Client, id, path string) {
+	t.Helper()
+	var h historypb.History
+	it := c.GetWorkflowHistory(ctx, id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Events = append(h.Events, ev)
+	}
+	b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(&h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Clean(path), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
