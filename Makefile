@@ -60,6 +60,8 @@ endef
 record-histories: docker-up kube-build
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-session.json \
 		$(GO) test -count=1 -run TestSessionAcrossDockerKubernetesAndProcesses ./tests/mobility
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/pipeline-run.json \
+		$(GO) test -count=1 -run TestPipelineFromGitToDockerAndKubernetes ./tests/pipeline
 
 docker-up:
 	bash tests/docker-up.sh

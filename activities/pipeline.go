@@ -268,7 +268,7 @@ func (p *Pipeline) Test(ctx context.Context, req StepRequest) (StepLogs, error) 
 func (p *Pipeline) Package(ctx context.Context, r RunRef, spec pipelinespec.Spec) (Package, error) {
 	out := filepath.Join(p.runDir(r), "out")
 	var buf bytes.Buffer
-	gz, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression) // zero header: no name, no time
+	gz, _ := gzip.NewWriterLevel(&buf, gzip.DefaultCompression) // zero header: no name, no time
 	tw := tar.NewWriter(gz)
 	for _, pl := range spec.Platforms() {
 		dir := pl.OS + "-" + pl.Arch

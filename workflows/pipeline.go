@@ -3,7 +3,6 @@ package workflows
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -290,16 +289,17 @@ func (p *pipeline) run(ctx workflow.Context) (PipelineProgress, error) {
 	}
 	p.pr.Ended = workflow.Now(ctx)
 	if err != nil {
-		p.pr.Status, p.pr.Error = "failed", err.Error()
-		p.publish(ctx)
-		var typ string
+		// The run fails with its cause's type and message (UnknownRef,
+		// TestFailed, RolledBack, …), naming the step, with the progress
+		// as details.
+		typ, msg := ErrTypeStepFailed, err.Error()
 		var ae *temporal.ApplicationError
-		if errors.As(err, &ae) && slices.Contains([]string{ErrTypeRolledBack, ErrTypeRejected, ErrTypeApprovalTimeout}, ae.Type()) {
-			typ = ae.Type()
-		} else {
-			typ = ErrTypeStepFailed
+		if errors.As(err, &ae) {
+			typ, msg = ae.Type(), ae.Message()
 		}
-		return p.pr, temporal.NewNonRetryableApplicationError(fmt.Sprintf("pipeline %s failed at %s: %v", p.pr.ID, p.pr.Step, err), typ, err, p.pr)
+		p.pr.Status, p.pr.Error = "failed", msg
+		p.publish(ctx)
+		return p.pr, temporal.NewNonRetryableApplicationError(fmt.Sprintf("pipeline %s failed at %s: %s", p.pr.ID, p.pr.Step, msg), typ, err, p.pr)
 	}
 	p.pr.Status = RunSucceeded
 	p.publish(ctx)
@@ -444,6 +444,10 @@ func (p *pipeline) step(ctx workflow.Context, name string, fn func() (string, er
 	s.Ended = workflow.Now(ctx)
 	if err != nil {
 		s.Status, s.Error = "failed", err.Error()
+		var ae *temporal.ApplicationError
+		if errors.As(err, &ae) {
+			s.Error = ae.Message()
+		}
 		return err
 	}
 	s.Status = StepDone

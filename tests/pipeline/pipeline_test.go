@@ -24,6 +24,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/edgedrift/drift/activities"
 	"github.com/edgedrift/drift/deploy/examples"
 	"github.com/edgedrift/drift/internal/app"
 	"github.com/edgedrift/drift/internal/demo"
@@ -141,15 +142,20 @@ func TestPipelineFromGitToDockerAndKubernetes(t *testing.T) {
 // is deployed.
 func badInput(t *testing.T, ctx context.Context, c client.Client, topo *topology.Topology, ws *app.Workers, good pipelinespec.Spec) {
 	cases := []struct {
-		name string
-		edit func(*pipelinespec.Spec)
-		want string
+		name      string
+		edit      func(*pipelinespec.Spec)
+		typ, want string
 	}{
-		{"missing repo", func(s *pipelinespec.Spec) { s.Repo = "file:///nonexistent/drift-pipeline.git" }, "failed at clone: clone: no git repository"},
-		{"unknown ref", func(s *pipelinespec.Spec) { s.Ref = "no-such-branch" }, `failed at clone: clone: file://`},
-		{"build command fails", func(s *pipelinespec.Spec) { s.Build.Commands = []string{"go build ./does-not-exist"} }, "failed at build: build for linux/amd64"},
-		{"invalid image name", func(s *pipelinespec.Spec) { s.Image.Name = "Not An/Image" }, `image.name "Not An/Image"`},
-		{"unknown target", func(s *pipelinespec.Spec) { s.Deploy.Targets[1].Cloud = "edge-mars" }, `target "edge-mars" is not a cloud`},
+		{"missing repo", func(s *pipelinespec.Spec) { s.Repo = "file:///nonexistent/drift-pipeline.git" },
+			activities.ErrTypeUnknownRepo, "failed at clone: clone: no git repository at file:///nonexistent/drift-pipeline.git"},
+		{"unknown ref", func(s *pipelinespec.Spec) { s.Ref = "no-such-branch" },
+			activities.ErrTypeUnknownRef, `failed at clone: clone: file://`},
+		{"build command fails", func(s *pipelinespec.Spec) { s.Build.Commands = []string{"go build ./does-not-exist"} },
+			activities.ErrTypeBuildFailed, "failed at build: build for linux/amd64"},
+		{"invalid image name", func(s *pipelinespec.Spec) { s.Image.Name = "Not An/Image" },
+			workflows.ErrTypeInvalidPipeline, `image.name "Not An/Image"`},
+		{"unknown target", func(s *pipelinespec.Spec) { s.Deploy.Targets[1].Cloud = "edge-mars" },
+			workflows.ErrTypeUnknownTarget, `target "edge-mars" is not a cloud`},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -163,8 +169,8 @@ func badInput(t *testing.T, ctx context.Context, c client.Client, topo *topology
 			}
 			_, err = pipelinerun.Watch(ctx, c, wr, spec.App, fmt.Sprint("bad", i), nil)
 			var ae *temporal.ApplicationError
-			if !errors.As(err, &ae) || ae.NonRetryable() == false || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("error %v, want a non-retryable one with %q", err, tc.want)
+			if !errors.As(err, &ae) || !ae.NonRetryable() || ae.Type() != tc.typ || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want a non-retryable %s with %q", err, tc.typ, tc.want)
 			}
 			if tc.name == "unknown ref" && !strings.Contains(err.Error(), `has no ref "no-such-branch"`) {
 				t.Errorf("unknown ref error %v", err)
