@@ -141,7 +141,7 @@ func Watch(ctx context.Context, c client.Client, run client.WorkflowRun, app, na
 func printChanges(w io.Writer, pr workflows.PipelineProgress, seen map[string]string) {
 	for _, s := range pr.Steps {
 		key := s.Status + s.Detail
-		if seen["step/"+s.Name] == key || s.Status == workflows.StepPending {
+		if seen["step/"+s.Name] == key || s.Status == workflows.StepPending || (s.Status == workflows.StepSkipped && s.Detail == "") {
 			continue
 		}
 		seen["step/"+s.Name] = key

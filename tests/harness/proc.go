@@ -166,3 +166,20 @@ func HTTPGet(t testing.TB, url string) (int, string, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, resp.Header.Get("Content-Type"), string(b)
 }
+
+// ProcessesUnder counts live processes whose executable lies under dir.
+func ProcessesUnder(t testing.TB, dir string) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range entries {
+		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		if err == nil && strings.HasPrefix(exe, dir+"/") {
+			n++
+		}
+	}
+	return n
+}
