@@ -16,6 +16,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -201,6 +202,7 @@ func (p *Pipeline) Build(ctx context.Context, req StepRequest) (StepLogs, error)
 		return StepLogs{}, err
 	}
 	defer lg.Close()
+	p.reapLeftovers(req.Ref, lg)
 	src, err := p.ensureCheckout(ctx, lg, req.Ref, req.Spec.Repo, req.Checkout)
 	if err != nil {
 		return lg.logs(), err
@@ -245,6 +247,7 @@ func (p *Pipeline) Test(ctx context.Context, req StepRequest) (StepLogs, error) 
 		return StepLogs{}, err
 	}
 	defer lg.Close()
+	p.reapLeftovers(req.Ref, lg)
 	src, err := p.ensureCheckout(ctx, lg, req.Ref, req.Spec.Repo, req.Checkout)
 	if err != nil {
 		return lg.logs(), err
@@ -475,11 +478,12 @@ const ErrTypeNotServing = "NotServing"
 
 // stepLog appends a step's output to its log file and keeps the tail.
 type stepLog struct {
-	mu   sync.Mutex
-	f    *os.File
-	file string
-	tail []string
-	part string
+	mu    sync.Mutex
+	f     *os.File
+	file  string
+	tail  []string
+	part  string
+	pgids string // file recording the running command's process group
 }
 
 func openLog(file string) (*stepLog, error) {
@@ -536,7 +540,43 @@ func (l *stepLog) run(ctx context.Context, dir string, env []string, name string
 	cmd.Stdout, cmd.Stderr = l, l
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	return cmd.Run()
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	if l.pgids != "" {
+		os.WriteFile(l.pgids, []byte(strconv.Itoa(cmd.Process.Pid)), 0o644)
+		defer os.Remove(l.pgids)
+	}
+	return cmd.Wait()
+}
+
+// reapLeftovers kills what a step's commands left running when their worker
+// died: Pdeathsig ends the shell, not what the shell started. Before the
+// step runs again, every process still in the recorded process group and
+// working in this run's dir is killed.
+func (p *Pipeline) reapLeftovers(r RunRef, lg *stepLog) {
+	lg.pgids = filepath.Join(p.runDir(r), "running.pgid")
+	b, err := os.ReadFile(lg.pgids)
+	if err != nil {
+		return
+	}
+	defer os.Remove(lg.pgids)
+	pgid, err := strconv.Atoi(string(b))
+	if err != nil || pgid <= 1 {
+		return
+	}
+	procs, _ := os.ReadDir("/proc")
+	for _, e := range procs {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+		if g, err := syscall.Getpgid(pid); err == nil && g == pgid && strings.HasPrefix(cwd, p.runDir(r)+"/") {
+			fmt.Fprintf(lg, "killing %d, left running by an earlier attempt\n", pid)
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
 }
 
 func gitOut(ctx context.Context, dir string, args ...string) (string, error) {
