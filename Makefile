@@ -9,7 +9,7 @@ UNIT_PKGS    := ./activities/... ./internal/... ./starter/... ./worker/... ./wor
 WORKFLOWCHECK_VERSION := v0.6.0
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build dev test test-integration test-all lint bench bench-mobility docker-up kube-build record-histories clean
+.PHONY: all build dev test test-integration test-all lint bench bench-mobility bench-pipeline docker-up kube-build record-histories clean
 
 all: build
 
@@ -41,10 +41,13 @@ $(CACHE)/bin/workflowcheck:
 	GOBIN=$(CACHE)/bin $(GO) install go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION)
 
 # Each bench-<name> runs one benchmark and rewrites docs/bench/<name>.md.
-bench: bench-mobility
+bench: bench-mobility bench-pipeline
 
 bench-mobility: docker-up
 	@$(call run-bench,mobility,^TestMobilityBench$$,./tests/bench)
+
+bench-pipeline: docker-up
+	@$(call run-bench,pipeline,^TestPipelineBench$$,./tests/pipeline)
 
 # run-bench,<name>,<test regexp>,<package>: a DRIFT_BENCH=1 go test whose
 # report goes to docs/bench/<name>.md, timed as a whole.

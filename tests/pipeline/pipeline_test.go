@@ -274,41 +274,7 @@ func expectLoong64RunsUnderQemu(t *testing.T, ctx context.Context, ref string) {
 	if err != nil {
 		harness.RequireHeavy(t, "qemu-loongarch64-static is not installed (apt-get install qemu-user-static)")
 	}
-	r, _ := image.ParseReference(ref)
-	idx, err := remote.Index(r, remote.WithContext(ctx))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, _ := idx.IndexManifest()
-	var bin []byte
-	for _, d := range m.Manifests {
-		if d.Platform.Architecture != "loong64" {
-			continue
-		}
-		img, err := idx.Image(d.Digest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		layers, err := img.Layers()
-		if err != nil || len(layers) != 1 {
-			t.Fatalf("loong64 image layers %d (%v)", len(layers), err)
-		}
-		rc, err := layers[0].Uncompressed()
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr := tar.NewReader(rc)
-		for {
-			h, err := tr.Next()
-			if err != nil {
-				break
-			}
-			if h.Name == "hello" {
-				bin, _ = io.ReadAll(tr)
-			}
-		}
-		rc.Close()
-	}
+	bin := imageFiles(t, ctx, ref, "loong64")["hello"]
 	if len(bin) == 0 {
 		t.Fatal("no /hello in the loong64 image")
 	}
@@ -370,4 +336,53 @@ func countOwned(t *testing.T, ctx context.Context, cluster *kube.Cluster, kind s
 		t.Fatal(err)
 	}
 	return n
+}
+
+// imageFiles pulls the image for arch from an index and returns the files
+// of its one layer by path.
+func imageFiles(t *testing.T, ctx context.Context, ref, arch string) map[string][]byte {
+	t.Helper()
+	r, err := image.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := remote.Index(r, remote.WithContext(ctx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{}
+	for _, d := range m.Manifests {
+		if d.Platform == nil || d.Platform.Architecture != arch {
+			continue
+		}
+		img, err := idx.Image(d.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers, err := img.Layers()
+		if err != nil || len(layers) != 1 {
+			t.Fatalf("%s image layers %d (%v)", arch, len(layers), err)
+		}
+		rc, err := layers[0].Uncompressed()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		tr := tar.NewReader(rc)
+		for {
+			h, err := tr.Next()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			files[h.Name], _ = io.ReadAll(tr)
+		}
+	}
+	return files
 }
