@@ -122,19 +122,21 @@ func (p *Pipeline) Clone(ctx context.Context, r RunRef, spec pipelinespec.Spec) 
 	if err := fetch(ctx, lg, src, spec.Repo, spec.Ref); err != nil {
 		return Checkout{}, err
 	}
-	commit, err := gitOut(ctx, src, "rev-parse", "HEAD")
+	commit, err := gitOut(ctx, src, "rev-parse", "FETCH_HEAD^{commit}")
 	if err != nil {
 		return Checkout{}, err
 	}
-	tree, err := gitOut(ctx, src, "rev-parse", "HEAD^{tree}")
+	tree, err := gitOut(ctx, src, "rev-parse", "FETCH_HEAD^{tree}")
 	if err != nil {
 		return Checkout{}, err
 	}
-	fmt.Fprintf(lg, "checked out %s (tree %s)\n", commit, tree)
+	fmt.Fprintf(lg, "fetched %s (tree %s)\n", commit, tree)
 	return Checkout{Commit: commit, Tree: tree, BuildKey: spec.BuildKey(tree), Log: lg.logs()}, nil
 }
 
-// fetch makes dir a shallow checkout of repo at ref (a branch, tag or commit).
+// fetch makes dir a git repository holding the one commit ref (a branch, tag
+// or commit) names in repo, without its history; nothing is checked out
+// until a step needs the files (a reused build never does).
 func fetch(ctx context.Context, lg *stepLog, dir, repo, ref string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -149,7 +151,6 @@ func fetch(ctx context.Context, lg *stepLog, dir, repo, ref string) error {
 	for _, args := range [][]string{
 		{"init", "-q"},
 		{"fetch", "-q", "--depth", "1", "--no-tags", "--", repo, ref},
-		{"checkout", "-q", "--detach", "FETCH_HEAD"},
 	} {
 		if err := lg.run(ctx, dir, nil, "git", args...); err != nil {
 			return classifyGit(repo, ref, lg.tailText(), err)
@@ -177,17 +178,22 @@ func classifyGit(repo, ref, out string, err error) error {
 	return fmt.Errorf("clone %s %s: %w: %s", repo, ref, err, out)
 }
 
-// ensureCheckout re-fetches the exact commit when the checkout is gone
-// (another build worker, or a resumed run after Cleanup).
+// ensureCheckout checks the run's commit out, fetching it again when the
+// repository is gone (another build worker, or a resumed run after Cleanup).
 func (p *Pipeline) ensureCheckout(ctx context.Context, lg *stepLog, r RunRef, repo string, co Checkout) (string, error) {
 	src := filepath.Join(p.runDir(r), "src")
 	if head, err := gitOut(ctx, src, "rev-parse", "HEAD"); err == nil && head == co.Commit {
 		return src, nil
 	}
-	os.RemoveAll(src)
-	fmt.Fprintf(lg, "fetching %s again at %s\n", repo, co.Commit)
-	if err := fetch(ctx, lg, src, repo, co.Commit); err != nil {
-		return "", err
+	if _, err := gitOut(ctx, src, "cat-file", "-e", co.Commit+"^{commit}"); err != nil {
+		os.RemoveAll(src)
+		fmt.Fprintf(lg, "fetching %s again at %s\n", repo, co.Commit)
+		if err := fetch(ctx, lg, src, repo, co.Commit); err != nil {
+			return "", err
+		}
+	}
+	if err := lg.run(ctx, src, nil, "git", "checkout", "-q", "--detach", co.Commit); err != nil {
+		return "", fmt.Errorf("checkout %s: %w: %s", co.Commit, err, lg.tailText())
 	}
 	return src, nil
 }

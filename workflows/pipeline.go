@@ -180,11 +180,18 @@ func Pipeline(ctx workflow.Context, in PipelineInput) (PipelineProgress, error) 
 }
 
 type pipeline struct {
-	in   PipelineInput
-	ref  activities.RunRef
-	pr   PipelineProgress
-	idx  map[string]int // step name → index in pr.Steps
-	fail error
+	in      PipelineInput
+	ref     activities.RunRef
+	pr      PipelineProgress
+	idx     map[string]int  // step name → index in pr.Steps
+	cleanup workflow.Future // removal of the checkout, once no step needs it
+}
+
+// removeCheckout starts removing the run's checkout (also when the run is
+// being cancelled); run waits for it before it returns.
+func (p *pipeline) removeCheckout(ctx workflow.Context) {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	p.cleanup = workflow.ExecuteActivity(central(dctx, quickOptions, "remove the checkout of "+p.pr.ID), pipelineActs.Cleanup, p.ref)
 }
 
 func newPipeline(ctx workflow.Context, in PipelineInput) (*pipeline, error) {
@@ -281,10 +288,13 @@ func (p *pipeline) run(ctx workflow.Context) (PipelineProgress, error) {
 		return PipelineProgress{}, err
 	}
 	err := p.steps(ctx)
+	if p.cleanup == nil { // failed before the deploy
+		p.removeCheckout(ctx)
+	}
 	// The checkout goes whatever happened; logs and the package stay.
 	dctx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
-	if cerr := workflow.ExecuteActivity(central(dctx, quickOptions, "remove the checkout of "+p.pr.ID), pipelineActs.Cleanup, p.ref).Get(dctx, nil); cerr != nil {
+	if cerr := p.cleanup.Get(dctx, nil); cerr != nil {
 		workflow.GetLogger(ctx).Warn("cleanup failed", "error", cerr)
 	}
 	p.pr.Ended = workflow.Now(ctx)
@@ -414,6 +424,7 @@ func (p *pipeline) steps(ctx workflow.Context) error {
 	}); err != nil {
 		return err
 	}
+	p.removeCheckout(ctx) // while the targets deploy
 	return p.deploy(ctx)
 }
 
