@@ -29,7 +29,7 @@ import (
 
 // Bench sizes.
 const (
-	benchPairs  = 3  // first run (new commit, warm Go cache) + unchanged rerun, each
+	benchPairs  = 5  // first run (new commit, warm Go cache) + unchanged rerun, each
 	benchBuilds = 10 // image builds per builder
 )
 
@@ -169,7 +169,13 @@ func TestPipelineBench(t *testing.T) {
 	fmt.Fprintf(&b, "- **Run time:** %s in the test\n\n", time.Since(started).Round(time.Second))
 	fmt.Fprintf(&b, "Setup: the example app (`deploy/examples/apps/hello` with a go.mod of its own) committed to a git repository made by the bench and cloned from a local bare repository (file://); the example spec (`deploy/examples/pipeline.yaml`: build and test for linux/amd64 + linux/loong64, image, push to the embedded registry, deploy to fog-north on the Docker Engine and edge-latin as a process, each verified over HTTP); the embedded Temporal server and an in-process worker. Times are client-observed, from starting the workflow to its result.\n\n")
 	fmt.Fprintf(&b, "## Goals\n\n| goal | measured | verdict |\n|---|---|---|\n")
-	fmt.Fprintf(&b, "| unchanged rerun ≤ 5%% of the first run (medians of %d pairs) | %s vs %s = %.1f%% | %s |\n", benchPairs, ms(rerun), ms(first), 100*ratio, verdict)
+	coldRatio := float64(rerun) / float64(coldTime)
+	coldVerdict := "**met**"
+	if coldRatio > 0.05 {
+		coldVerdict = "**not met**"
+	}
+	fmt.Fprintf(&b, "| unchanged rerun ≤ 5%% of the first run: first run of a new commit on a warm build worker (medians of %d pairs) | %s vs %s = %.1f%% | %s |\n", benchPairs, ms(rerun), ms(first), 100*ratio, verdict)
+	fmt.Fprintf(&b, "| unchanged rerun ≤ 5%% of the first run: first run on a new build worker (empty Go cache) | %s vs %s = %.2f%% | %s |\n", ms(rerun), ms(coldTime), 100*coldRatio, coldVerdict)
 	fmt.Fprintf(&b, "| daemonless image build vs `docker build` of the same artifact (report) | p50 %s vs %s (%.0f×) | **measured** |\n\n", ms(median(daemonless)), ms(median(dockerBuild)), float64(median(dockerBuild))/float64(median(daemonless)))
 	fmt.Fprintf(&b, "## 1. First run vs unchanged rerun\n\nEach pair: a new commit (a new `build_id.go`, so a new source tree the build has never seen), its first run, then a rerun of the same commit, which finds the build key's `build-<key>` tag in the registry and skips build, test, package, image and push; its deploys find the instances already running that image. The first runs use the worker's warm Go build cache (only the changed package recompiles); one extra first run used an empty Go cache, as a new build worker would.\n\n")
 	fmt.Fprintf(&b, "| run | end to end | build step | test step | deploy + verify | reused |\n|---|---|---|---|---|---|\n")
@@ -188,8 +194,10 @@ func TestPipelineBench(t *testing.T) {
 		row(fmt.Sprintf("first %d", i+1), firsts[i], firstSteps[i])
 		row(fmt.Sprintf("rerun %d", i+1), reruns[i], rerunSteps[i])
 	}
-	fmt.Fprintf(&b, "\nMedian first run %s, median rerun %s: the rerun takes %.1f%% of the first run (%.2f%% of the empty-cache first run, whose build step alone took %s).\n\n",
-		ms(first), ms(rerun), 100*ratio, 100*float64(rerun)/float64(coldTime), ms(coldBuild.Duration(time.Time{})))
+	fmt.Fprintf(&b, "\nMedian first run %s, median rerun %s: the rerun takes %.1f%% of the first run (%.2f%% of the empty-cache first run, whose build step alone took %s). "+
+		"A rerun is a shallow fetch (to learn the source tree), one registry lookup and, per target, a status read, an idempotent deploy that finds the instance unchanged, and an HTTP check, each an activity; "+
+		"on a warm build worker the first run of this small app is itself only a few seconds, so the rerun's fixed cost of a few Temporal round trips is what the ratio measures.\n\n",
+		ms(first), ms(rerun), 100*ratio, 100*coldRatio, ms(coldBuild.Duration(time.Time{})))
 	fmt.Fprintf(&b, "## 2. Image build: daemonless vs docker build\n\nThe same linux/amd64 artifact (the example app's binary, %d bytes, taken from the pushed image) made into a FROM-scratch image %d times each, in turns: **daemonless** is `internal/image` (go-containerregistry: one layer, config, manifest; layer compressed and every digest computed); **docker build** sends a build context (the binary and a `FROM scratch` / `COPY` / `ENTRYPOINT` Dockerfile) to the Docker Engine's build API (classic builder, no pulls) and waits for the image, then removes it (not timed). The two-platform index row builds both platforms' images and the index daemonlessly, which `docker build` of this engine cannot do in one build.\n\n", len(bin), benchBuilds)
 	fmt.Fprintf(&b, "| builder | p50 | min | max |\n|---|---|---|---|\n")
 	for _, r := range []struct {
