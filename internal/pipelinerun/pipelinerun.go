@@ -19,23 +19,24 @@ import (
 	"github.com/edgedrift/drift/workflows"
 )
 
-// Start starts a run. A run ID may be used again only after its run failed
-// (that is how Resume continues it).
+// Start starts a run. A run's ID names that run only: a new run may not
+// take it, while a resume continues a failed run under it.
 func Start(ctx context.Context, c client.Client, in workflows.PipelineInput) (client.WorkflowRun, error) {
-	verb := "builds"
+	verb, reuse := "builds", enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE
 	if in.Resume != nil {
-		verb = "resumes"
+		verb, reuse = "resumes", enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY
 	}
 	var targets []string
 	for _, t := range in.Spec.Deploy.Targets {
 		targets = append(targets, t.Cloud)
 	}
 	return c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                    workflows.PipelineID(in.Spec.App, in.Run),
-		TaskQueue:             config.TaskQueue,
-		WorkflowIDReusePolicy: enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
-		StaticSummary:         fmt.Sprintf("%s %s %s@%s and deploys it to %s", in.Run, verb, in.Spec.App, in.Spec.Ref, strings.Join(targets, ", ")),
-		StaticDetails:         fmt.Sprintf("repo `%s` ref `%s`\n\nimage `%s` for %s", in.Spec.Repo, in.Spec.Ref, in.Spec.Image.Name, strings.Join(in.Spec.Image.Platforms, ", ")),
+		ID:                                       workflows.PipelineID(in.Spec.App, in.Run),
+		TaskQueue:                                config.TaskQueue,
+		WorkflowIDReusePolicy:                    reuse,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		StaticSummary:                            fmt.Sprintf("%s %s %s@%s and deploys it to %s", in.Run, verb, in.Spec.App, in.Spec.Ref, strings.Join(targets, ", ")),
+		StaticDetails:                            fmt.Sprintf("repo `%s` ref `%s`\n\nimage `%s` for %s", in.Spec.Repo, in.Spec.Ref, in.Spec.Image.Name, strings.Join(in.Spec.Image.Platforms, ", ")),
 	}, workflows.Pipeline, in)
 }
 
