@@ -635,8 +635,11 @@ func (p *pipeline) verify(ctx workflow.Context, t pipelinespec.Target, tp *Targe
 }
 
 // rollback puts the target back to the image it ran before this run, or
-// removes the instance when there was none.
+// removes the instance when there was none; also when the run is being
+// cancelled, so no target is left half-deployed.
 func (p *pipeline) rollback(ctx workflow.Context, cloud string, tp *TargetProgress, spec runtime.Spec) {
+	ctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
 	if tp.Previous == "" {
 		actx := onCloud(ctx, destroyOptions, cloud, "roll back: remove "+tp.Instance+" from "+cloud)
 		if err := workflow.ExecuteActivity(actx, cloudActs.DestroyInstance, tp.Instance).Get(ctx, nil); err != nil {
