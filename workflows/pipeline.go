@@ -493,7 +493,10 @@ func (p *pipeline) deploy(ctx workflow.Context) error {
 			p.target(ctx, i, t)
 		})
 	}
-	wg.Wait(ctx)
+	// Wait for every target, rollbacks included, also when cancelled.
+	wctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	wg.Wait(wctx)
 	now = workflow.Now(ctx)
 	deploy.Ended, verify.Ended = now, now
 	var failed, rolled, rejected []string

@@ -146,7 +146,7 @@ func (f *fakeFactory) install(env *testsuite.TestWorkflowEnvironment) {
 				return "", temporal.NewNonRetryableApplicationError("verify: 502", activities.ErrTypeNotServing, nil)
 			}
 			return req.URL + req.Health + " answered 200", nil
-		})
+		}).After(10 * time.Second)
 	env.OnActivity(cloudActs.DestroyInstance, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, name string) error {
 			cloud := cloudOf(ctx)
@@ -290,8 +290,8 @@ func TestPipelineDeploysTargetsInParallel(t *testing.T) {
 	if _, err := pt.run(pipelineSpec(t, nil), nil); err != nil {
 		t.Fatal(err)
 	}
-	// 30 s build + one 5 s deploy: the two targets' deploys overlap.
-	if took := pt.env.Now().Sub(start); took >= 40*time.Second {
+	// 30 s build + one 5 s deploy + one 10 s verify: the two targets overlap.
+	if took := pt.env.Now().Sub(start); took >= 55*time.Second {
 		t.Errorf("pipeline took %v of workflow time: deploys ran one after another", took)
 	}
 }
@@ -488,5 +488,33 @@ func TestPipelineBadInputBeforeAnySideEffect(t *testing.T) {
 				t.Errorf("activities ran: %v", pt.f.calls)
 			}
 		})
+	}
+}
+
+// Cancelled while the targets are being verified, the run puts every
+// target back: nothing stays half-deployed.
+func TestPipelineCancelledDuringDeployLeavesNothingHalfDeployed(t *testing.T) {
+	pt := newPipelineTest(t)
+	pt.f.images["edge-latin"] = oldImage
+	pt.env.RegisterDelayedCallback(func() {
+		if st := stepStatuses(pt.progress())[StepDeploy]; st != StepRunning {
+			t.Errorf("cancelling at deploy status %s", st)
+		}
+		pt.env.CancelWorkflow()
+	}, 38*time.Second) // build 30 s, 5 s deploys, then 10 s verifications
+	pr, err := pt.run(pipelineSpec(t, nil), nil)
+	if err == nil {
+		t.Fatal("a cancelled run succeeded")
+	}
+	for _, tp := range pr.Targets {
+		if tp.Status != StepRolledBack {
+			t.Errorf("target %s %s after the cancel", tp.Cloud, tp.Status)
+		}
+	}
+	if img, ok := pt.f.images["fog-north"]; ok {
+		t.Errorf("fog-north still runs %s after the cancelled run", img)
+	}
+	if pt.f.images["edge-latin"] != oldImage {
+		t.Errorf("edge-latin runs %s, want its previous image back", pt.f.images["edge-latin"])
 	}
 }
