@@ -122,14 +122,11 @@ func (p *Pipeline) Clone(ctx context.Context, r RunRef, spec pipelinespec.Spec) 
 	if err := fetch(ctx, lg, src, spec.Repo, spec.Ref); err != nil {
 		return Checkout{}, err
 	}
-	commit, err := gitOut(ctx, src, "rev-parse", "FETCH_HEAD^{commit}")
+	ids, err := gitOut(ctx, src, "rev-parse", "FETCH_HEAD^{commit}", "FETCH_HEAD^{tree}")
 	if err != nil {
 		return Checkout{}, err
 	}
-	tree, err := gitOut(ctx, src, "rev-parse", "FETCH_HEAD^{tree}")
-	if err != nil {
-		return Checkout{}, err
-	}
+	commit, tree, _ := strings.Cut(ids, "\n")
 	fmt.Fprintf(lg, "fetched %s (tree %s)\n", commit, tree)
 	return Checkout{Commit: commit, Tree: tree, BuildKey: spec.BuildKey(tree), Log: lg.logs()}, nil
 }
