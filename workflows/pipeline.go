@@ -56,6 +56,7 @@ const (
 	StepWaiting    = "waiting"
 	StepRolledBack = "rolled-back"
 	StepRejected   = "rejected"
+	StepFailed     = "failed"
 	RunSucceeded   = "succeeded"
 )
 
@@ -218,8 +219,6 @@ func newPipeline(ctx workflow.Context, in PipelineInput) (*pipeline, error) {
 		}
 		if len(gated) > 0 {
 			p.pr.Approval = &Approval{Status: StepPending, Targets: gated}
-		} else {
-			p.pr.Steps[7].Status = StepSkipped
 		}
 	}
 	p.pr.Status, p.pr.Started = StepRunning, now
@@ -234,7 +233,9 @@ func newPipeline(ctx workflow.Context, in PipelineInput) (*pipeline, error) {
 			p.pr.Targets[i].Status, p.pr.Targets[i].Error = StepPending, ""
 		}
 	}
-	if a := p.pr.Approval; a != nil && a.Status != StepDone {
+	if a := p.pr.Approval; a == nil {
+		p.pr.Steps[p.idx[StepApproval]].Status = StepSkipped
+	} else if a.Status != StepDone {
 		*a = Approval{Status: StepPending, Targets: a.Targets}
 	}
 	return p, nil
@@ -307,7 +308,7 @@ func (p *pipeline) run(ctx workflow.Context) (PipelineProgress, error) {
 		if errors.As(err, &ae) {
 			typ, msg = ae.Type(), ae.Message()
 		}
-		p.pr.Status, p.pr.Error = "failed", msg
+		p.pr.Status, p.pr.Error = StepFailed, msg
 		p.publish(ctx)
 		return p.pr, temporal.NewNonRetryableApplicationError(fmt.Sprintf("pipeline %s failed at %s: %s", p.pr.ID, p.pr.Step, msg), typ, err, p.pr)
 	}
@@ -454,7 +455,7 @@ func (p *pipeline) step(ctx workflow.Context, name string, fn func() (string, er
 	s = &p.pr.Steps[p.idx[name]]
 	s.Ended = workflow.Now(ctx)
 	if err != nil {
-		s.Status, s.Error = "failed", err.Error()
+		s.Status, s.Error = StepFailed, err.Error()
 		var ae *temporal.ApplicationError
 		if errors.As(err, &ae) {
 			s.Error = ae.Message()
@@ -514,7 +515,7 @@ func (p *pipeline) deploy(ctx workflow.Context) error {
 	p.publish(ctx)
 	switch {
 	case len(failed) > 0 || len(rolled) > 0:
-		deploy.Status, verify.Status = "failed", "failed"
+		deploy.Status, verify.Status = StepFailed, StepFailed
 		msg := "targets rolled back to their previous image: " + strings.Join(rolled, ", ")
 		if len(failed) > 0 {
 			msg += "; failed: " + strings.Join(failed, "; ")
@@ -523,7 +524,7 @@ func (p *pipeline) deploy(ctx workflow.Context) error {
 		return temporal.NewNonRetryableApplicationError(msg, ErrTypeRolledBack, nil)
 	case len(rejected) > 0:
 		a := p.pr.Approval
-		deploy.Status, verify.Status = "failed", "failed"
+		deploy.Status, verify.Status = StepFailed, StepFailed
 		p.pr.Step = StepApproval
 		if a.Status == "timed-out" {
 			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("nobody approved the deploy to %s in time", strings.Join(rejected, ", ")), ErrTypeApprovalTimeout, nil)
@@ -579,7 +580,7 @@ func (p *pipeline) target(ctx workflow.Context, i int, t pipelinespec.Target) {
 		var st runtime.Status
 		actx := onCloud(ctx, lookupOptions, t.Cloud, "what runs "+name+" on "+t.Cloud+" now")
 		if err := workflow.ExecuteActivity(actx, cloudActs.InstanceStatus, name).Get(ctx, &st); err != nil {
-			tp.Status, tp.Error = "failed", "status: "+err.Error()
+			tp.Status, tp.Error = StepFailed, "status: "+err.Error()
 			return
 		}
 		if st.Exists && st.Image != p.pr.Image {
