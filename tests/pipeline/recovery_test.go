@@ -90,6 +90,9 @@ func TestFailedVerificationRollsBackToThePreviousImage(t *testing.T) {
 	if pr.Image == v1.Image {
 		t.Fatal("v2 built the same image as v1")
 	}
+	if path := os.Getenv("DRIFT_RECORD_HISTORY"); path != "" {
+		harness.RecordHistory(t, ctx, c, pr.ID, path)
+	}
 	for _, tp := range pr.Targets {
 		if tp.Status != workflows.StepRolledBack || tp.Previous != v1.Image {
 			t.Errorf("target %+v, want rolled back to %s", tp, v1.Image)
