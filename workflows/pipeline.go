@@ -57,7 +57,12 @@ const (
 	StepRolledBack = "rolled-back"
 	StepRejected   = "rejected"
 	StepFailed     = "failed"
-	RunSucceeded   = "succeeded"
+	StepTimedOut   = "timed-out" // nobody decided before the approval deadline
+	// Targets on their way.
+	TargetDeploying   = "deploying"
+	TargetVerifying   = "verifying"
+	TargetRollingBack = "rolling-back"
+	RunSucceeded      = "succeeded"
 )
 
 // PipelineInput starts (or resumes) one run of a pipeline.
@@ -526,7 +531,7 @@ func (p *pipeline) deploy(ctx workflow.Context) error {
 		a := p.pr.Approval
 		deploy.Status, verify.Status = StepFailed, StepFailed
 		p.pr.Step = StepApproval
-		if a.Status == "timed-out" {
+		if a.Status == StepTimedOut {
 			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("nobody approved the deploy to %s in time", strings.Join(rejected, ", ")), ErrTypeApprovalTimeout, nil)
 		}
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("deploy to %s rejected by %s: %s", strings.Join(rejected, ", "), a.Who, a.Why), ErrTypeRejected, nil)
@@ -547,7 +552,7 @@ func (p *pipeline) gate(ctx workflow.Context) {
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		decided, _ := workflow.AwaitWithTimeout(ctx, timeout, func() bool { return a.Status != StepWaiting })
 		if !decided {
-			a.Status, a.At = "timed-out", workflow.Now(ctx)
+			a.Status, a.At = StepTimedOut, workflow.Now(ctx)
 		}
 		s.Ended = workflow.Now(ctx)
 		s.Status = a.Status
@@ -587,7 +592,7 @@ func (p *pipeline) target(ctx workflow.Context, i int, t pipelinespec.Target) {
 			tp.Previous = st.Image
 		}
 	}
-	tp.Status = "deploying"
+	tp.Status = TargetDeploying
 	p.publish(ctx)
 	app := p.in.Spec.Deploy.App.WithImage(p.pr.Image)
 	spec := app.RuntimeSpec(t.Cloud, map[string]string{runtime.LabelWorkflow: "pipeline/" + p.in.Spec.App})
@@ -596,7 +601,7 @@ func (p *pipeline) target(ctx workflow.Context, i int, t pipelinespec.Target) {
 	actx := onCloud(ctx, opts, t.Cloud, fmt.Sprintf("deploy %s to %s", p.in.Spec.App, t.Cloud))
 	err := workflow.ExecuteActivity(actx, cloudActs.DeployInstance, activities.DeployRequest{Name: name, Spec: spec}).Get(ctx, &tp.Endpoint)
 	if err == nil {
-		tp.Status = "verifying"
+		tp.Status = TargetVerifying
 		p.publish(ctx)
 		tp.Verified, err = p.verify(ctx, t, tp)
 	}
@@ -606,7 +611,7 @@ func (p *pipeline) target(ctx workflow.Context, i int, t pipelinespec.Target) {
 		return
 	}
 	tp.Error = err.Error()
-	tp.Status = "rolling-back"
+	tp.Status = TargetRollingBack
 	p.publish(ctx)
 	p.rollback(ctx, t.Cloud, tp, spec)
 	p.publish(ctx)

@@ -85,7 +85,7 @@ func TestWorkerKilledDuringBuildAndDeploy(t *testing.T) {
 	kill(w)
 	w = worker()
 	waitFor(t, ctx, c, "a target deploying", func(pr workflows.PipelineProgress) bool {
-		return pr.Targets[0].Status == "deploying" || pr.Targets[1].Status == "deploying"
+		return pr.Targets[0].Status == workflows.TargetDeploying || pr.Targets[1].Status == workflows.TargetDeploying
 	})
 	time.Sleep(time.Second) // instances started, not ready yet
 	kill(w)
