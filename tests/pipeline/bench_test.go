@@ -29,7 +29,7 @@ import (
 
 // Bench sizes.
 const (
-	benchPairs  = 5  // first run (new commit, warm Go cache) + unchanged rerun, each
+	benchPairs  = 9  // first run (new commit, warm Go cache) + unchanged rerun, each
 	benchBuilds = 10 // image builds per builder
 )
 
