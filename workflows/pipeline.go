@@ -47,6 +47,8 @@ const (
 	StepVerify   = "verify"
 )
 
+var pipelineSteps = []string{StepClone, StepReuse, StepBuild, StepTest, StepPackage, StepImage, StepPush, StepApproval, StepDeploy, StepVerify}
+
 // Statuses of steps, targets and runs.
 const (
 	StepPending    = "pending"
@@ -212,7 +214,7 @@ func newPipeline(ctx workflow.Context, in PipelineInput) (*pipeline, error) {
 		p.pr.Error, p.pr.Ended = "", time.Time{}
 	} else {
 		p.pr = PipelineProgress{ID: PipelineID(in.Spec.App, in.Run), App: in.Spec.App, Run: in.Run}
-		for _, name := range []string{StepClone, StepReuse, StepBuild, StepTest, StepPackage, StepImage, StepPush, StepApproval, StepDeploy, StepVerify} {
+		for _, name := range pipelineSteps {
 			p.pr.Steps = append(p.pr.Steps, StepProgress{Name: name, Status: StepPending})
 		}
 		var gated []string
@@ -265,8 +267,8 @@ func validatePipeline(in PipelineInput) error {
 			return bad(ErrTypeUnknownTarget, "deploy: target %q is not a cloud of topology %q", t.Cloud, in.Topology.Name())
 		}
 	}
-	if in.Resume != nil && in.Resume.App != in.Spec.App {
-		return bad(ErrTypeInvalidPipeline, "resume: progress of app %q given for app %q", in.Resume.App, in.Spec.App)
+	if r := in.Resume; r != nil && (r.App != in.Spec.App || len(r.Steps) != len(pipelineSteps) || len(r.Targets) != len(in.Spec.Deploy.Targets)) {
+		return bad(ErrTypeInvalidPipeline, "resume: the progress given (app %q, %d steps, %d targets) is not a run of this spec", r.App, len(r.Steps), len(r.Targets))
 	}
 	return nil
 }

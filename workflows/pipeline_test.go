@@ -473,6 +473,7 @@ func TestPipelineBadInputBeforeAnySideEffect(t *testing.T) {
 		{"invalid image name", func(in *PipelineInput) { in.Spec.Image.Name = "Bad Name" }, ErrTypeInvalidPipeline},
 		{"bad run name", func(in *PipelineInput) { in.Run = "a/b" }, ErrTypeInvalidPipeline},
 		{"missing repo", func(in *PipelineInput) { in.Spec.Repo = "" }, ErrTypeInvalidPipeline},
+		{"resume of nothing", func(in *PipelineInput) { in.Resume = &PipelineProgress{App: "hello"} }, ErrTypeInvalidPipeline},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
