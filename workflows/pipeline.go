@@ -405,7 +405,18 @@ func (p *pipeline) steps(ctx workflow.Context) error {
 	}
 	if err := p.step(ctx, StepPackage, func() (string, error) {
 		actx := central(ctx, quickOptions, "package "+spec.App)
-		if err := workflow.ExecuteActivity(actx, pipelineActs.Package, p.ref, spec).Get(ctx, &p.pr.Package); err != nil {
+		err := workflow.ExecuteActivity(actx, pipelineActs.Package, p.ref, spec).Get(ctx, &p.pr.Package)
+		var ae *temporal.ApplicationError
+		if errors.As(err, &ae) && ae.Type() == activities.ErrTypeNoArtifact {
+			// The built files are gone (another build worker, or a resume
+			// after they were lost): build again, then package.
+			bctx := central(ctx, buildOptions(spec.Build.Timeout), "build "+spec.App+" again: its built files are gone")
+			if err := p.runLogged(bctx, StepBuild, pipelineActs.Build, req); err != nil {
+				return "", err
+			}
+			err = workflow.ExecuteActivity(actx, pipelineActs.Package, p.ref, spec).Get(ctx, &p.pr.Package)
+		}
+		if err != nil {
 			return "", err
 		}
 		return fmt.Sprintf("%d bytes, sha256 %s", p.pr.Package.Size, p.pr.Package.SHA256), nil

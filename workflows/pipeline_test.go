@@ -23,15 +23,16 @@ import (
 
 // fakeFactory stands in for the build worker, the registry and the clouds.
 type fakeFactory struct {
-	mu         sync.Mutex
-	calls      []string            // activity names in order ("deploy fog-north", …)
-	images     map[string]string   // cloud → image its instance runs
-	built      map[string]string   // build key → pinned image (the registry's build tags)
-	failTest   bool                // test commands fail
-	pushFails  int                 // pushes that fail before one works
-	failVerify map[string]bool     // clouds whose endpoint never answers
-	failDeploy map[string]bool     // clouds whose rollout fails
-	deployed   map[string][]string // cloud → images deployed in order
+	mu             sync.Mutex
+	calls          []string            // activity names in order ("deploy fog-north", …)
+	images         map[string]string   // cloud → image its instance runs
+	built          map[string]string   // build key → pinned image (the registry's build tags)
+	failTest       bool                // test commands fail
+	builtFilesLost bool                // the first Package finds no built files
+	pushFails      int                 // pushes that fail before one works
+	failVerify     map[string]bool     // clouds whose endpoint never answers
+	failDeploy     map[string]bool     // clouds whose rollout fails
+	deployed       map[string][]string // cloud → images deployed in order
 }
 
 const (
@@ -96,6 +97,12 @@ func (f *fakeFactory) install(env *testsuite.TestWorkflowEnvironment) {
 	env.OnActivity(pipelineActs.Package, mock.Anything, mock.Anything, mock.Anything).Return(
 		func(context.Context, activities.RunRef, pipelinespec.Spec) (activities.Package, error) {
 			f.called("package")
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.builtFilesLost {
+				f.builtFilesLost = false
+				return activities.Package{}, temporal.NewNonRetryableApplicationError("package: artifact out/hello is missing", activities.ErrTypeNoArtifact, nil)
+			}
 			return activities.Package{Path: "/data/artifacts/abc.tar.gz", SHA256: "abc", Size: 42}, nil
 		})
 	env.OnActivity(pipelineActs.BuildImage, mock.Anything, mock.Anything).Return(
@@ -517,5 +524,17 @@ func TestPipelineCancelledDuringDeployLeavesNothingHalfDeployed(t *testing.T) {
 	}
 	if pt.f.images["edge-latin"] != oldImage {
 		t.Errorf("edge-latin runs %s, want its previous image back", pt.f.images["edge-latin"])
+	}
+}
+
+func TestPipelineBuildsAgainWhenTheBuiltFilesAreGone(t *testing.T) {
+	pt := newPipelineTest(t)
+	pt.f.builtFilesLost = true
+	pr, err := pt.run(pipelineSpec(t, nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt.f.count("build") != 2 || pt.f.count("package") != 2 || pr.Package.SHA256 != "abc" {
+		t.Fatalf("build ran %d times, package %d times; package %+v", pt.f.count("build"), pt.f.count("package"), pr.Package)
 	}
 }
