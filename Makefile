@@ -9,7 +9,7 @@ UNIT_PKGS    := ./activities/... ./internal/... ./starter/... ./worker/... ./wor
 WORKFLOWCHECK_VERSION := v0.6.0
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build dev test test-integration test-all lint bench bench-mobility bench-upgrade docker-up kube-build record-histories clean bench-install bench-port
+.PHONY: all build dev test test-integration test-all lint bench bench-mobility bench-upgrade docker-up kube-build record-histories clean bench-install bench-port bench-pipeline
 
 all: build
 
@@ -41,7 +41,7 @@ $(CACHE)/bin/workflowcheck:
 	GOBIN=$(CACHE)/bin $(GO) install go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION)
 
 # Each bench-<name> runs one benchmark and rewrites docs/bench/<name>.md.
-bench: bench-mobility bench-upgrade bench-install bench-port
+bench: bench-mobility bench-upgrade bench-install bench-port bench-pipeline
 
 bench-mobility: docker-up
 	@$(call run-bench,mobility,^TestMobilityBench$$,./tests/bench)
@@ -54,6 +54,8 @@ bench-install:
 	@$(call run-bench,install,^TestInstallBench$$,./tests/install)
 bench-port:
 	@$(call run-bench,port,^TestPortBench$$,./tests/port)
+bench-pipeline: docker-up
+	@$(call run-bench,pipeline,^TestPipelineBench$$,./tests/pipeline)
 
 # run-bench,<name>,<test regexp>,<package>: a DRIFT_BENCH=1 go test whose
 # report goes to docs/bench/<name>.md, timed as a whole.
@@ -75,6 +77,10 @@ record-histories: docker-up kube-build
 		$(GO) test -count=1 -run TestInstallThroughGateways ./tests/install
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/port-to-arch.json \
 		$(GO) test -count=1 -timeout 40m -run TestPortBoltAndGopsutilProgramToLoong64 ./tests/port
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/pipeline-run.json \
+		$(GO) test -count=1 -run TestPipelineFromGitToDockerAndKubernetes ./tests/pipeline
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/pipeline-rollback.json \
+		$(GO) test -count=1 -run TestFailedVerificationRollsBackToThePreviousImage ./tests/pipeline
 
 docker-up:
 	bash tests/docker-up.sh

@@ -25,8 +25,10 @@ const (
 	ErrTypeNotGoModule     = "NotGoModule"     // the source has no go.mod
 	ErrTypeUnknownArch     = "UnknownArch"     // the toolchain cannot target linux/<arch>
 	ErrTypeUnreachableRepo = "UnreachableRepo" // git cannot fetch the repo or ref
-	ErrTypeBuildFailed     = "BuildFailed"     // the cross-build failed after diagnosis said it would pass
 )
+
+// A port's cross-build that fails after diagnosis said it would pass is
+// ErrTypeBuildFailed, as a pipeline's failed build is.
 
 // Port fetches, diagnoses, fixes, builds, tests and images Go modules for
 // another GOARCH. Every module is worked on under WorkDir/<workflow>, on

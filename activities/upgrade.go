@@ -61,8 +61,8 @@ type VerifyTarget struct {
 	Verify   string           `json:"verify,omitempty"` // POST path exercising the driver; "" = none
 }
 
-// VerifyRequest checks a whole env.
-type VerifyRequest struct {
+// EnvVerifyRequest checks a whole env.
+type EnvVerifyRequest struct {
 	Mode    string         `json:"mode"`
 	Targets []VerifyTarget `json:"targets"`
 }
@@ -83,7 +83,7 @@ type Verification struct {
 
 // VerifyEnv checks the env's services. Failed checks are a result, not an
 // error: the workflow decides to redo.
-func (u *Upgrade) VerifyEnv(ctx context.Context, req VerifyRequest) (Verification, error) {
+func (u *Upgrade) VerifyEnv(ctx context.Context, req EnvVerifyRequest) (Verification, error) {
 	stop := heartbeat(ctx)
 	defer stop()
 	v := Verification{Mode: req.Mode, Passed: true}

@@ -24,7 +24,7 @@ func TestVerifyEnvHTTP(t *testing.T) {
 	}))
 	defer srv.Close()
 	ep := runtime.Endpoint{URL: srv.URL}
-	req := VerifyRequest{Mode: VerifyHTTP, Targets: []VerifyTarget{
+	req := EnvVerifyRequest{Mode: VerifyHTTP, Targets: []VerifyTarget{
 		{Instance: "cinder", Endpoint: ep, Health: "/healthz"},
 		{Instance: "cinder-volume", Endpoint: ep, Health: "/healthz", Verify: "/verify"},
 	}}
@@ -48,7 +48,7 @@ func TestVerifyEnvRollout(t *testing.T) {
 	rt := &memRuntime{}
 	rt.Deploy(context.Background(), "cinder-a1", runtime.Spec{})
 	u := &Upgrade{Runtime: rt}
-	v, err := u.VerifyEnv(context.Background(), VerifyRequest{Mode: VerifyRollout, Targets: []VerifyTarget{
+	v, err := u.VerifyEnv(context.Background(), EnvVerifyRequest{Mode: VerifyRollout, Targets: []VerifyTarget{
 		{Instance: "cinder-a1", Verify: "/verify"}, {Instance: "cinder-volume-a1", Verify: "/verify"},
 	}})
 	if err != nil || v.Passed || !v.Checks[0].OK || v.Checks[1].OK || len(v.Checks) != 2 {

@@ -9,7 +9,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -38,7 +37,6 @@ type devFlags struct {
 	fogRuntime     string
 	edgeKubeconfig string
 	demo           bool
-	source         string
 }
 
 func newDevCommand(g *globals) *cobra.Command {
@@ -70,8 +68,7 @@ unless --fog-runtime or --edge-kubeconfig say otherwise.`,
 	fl.IntVar(&f.gatewayPort, "gateway-port", 8081, "management gateway port for management use (loopback)")
 	fl.StringVarP(&f.topologyFile, "topology", "t", "", "topology file (default: the embedded example)")
 	fl.StringVar(&f.fogRuntime, "fog-runtime", "auto", "runtime of fog clouds without one in the topology: auto (Docker when an engine answers), docker or process")
-	fl.BoolVar(&f.demo, "demo", false, "build the example app into the registry and walk a mobility session across the example regions")
-	fl.StringVar(&f.source, "source", ".", "the drift source tree the demo builds the example app from")
+	fl.BoolVar(&f.demo, "demo", false, "release the example app through the pipeline (git → image → fog-north, edge-latin) and walk a mobility session with its image")
 	fl.StringVar(&f.edgeKubeconfig, "edge-kubeconfig", "", "run edge clouds without a runtime in the topology on this Kubernetes cluster (namespace drift-<cloud>)")
 	return cmd
 }
@@ -160,10 +157,10 @@ func runDev(ctx context.Context, g *globals, f devFlags, out io.Writer) error {
 		return err
 	}
 	if f.demo {
-		if err := runDemo(ctx, c, topo, stack.RegistryHost(), f.source, out); err != nil {
+		if err := runDemo(ctx, c, topo, f.dataDir, out); err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}
-		fmt.Fprintf(out, "\nOpen %s to see the session's history, its handovers and every activity.\n", stack.UIURL())
+		fmt.Fprintf(out, "\nOpen %s to see the pipeline's steps, the session's history, its handovers and every activity.\n", stack.UIURL())
 	}
 	fmt.Fprintln(out, "Press Ctrl-C to stop.")
 	<-ctx.Done()
@@ -244,21 +241,22 @@ func defaultDataDir() string {
 // ones across the city.
 var demoRegions = []string{"quartier-latin", "montparnasse", "bastille", "montmartre", "la-defense", "quartier-latin"}
 
-// runDemo builds the example app into the registry and walks a session.
-func runDemo(ctx context.Context, c client.Client, topo *topology.Topology, registry, source string, out io.Writer) error {
+// runDemo releases the example app through the pipeline, then walks a
+// session with the image the pipeline made.
+func runDemo(ctx context.Context, c client.Client, topo *topology.Topology, dataDir string, out io.Writer) error {
 	for _, r := range demoRegions {
 		if _, err := topo.FirstCloud(r); err != nil {
 			return fmt.Errorf("the demo walks the example topology: %w", err)
 		}
 	}
-	fmt.Fprintf(out, "\nbuilding the example app (%s) for %s into %s\n", demo.HelloPackage, strings.Join(demo.Platforms, ", "), registry)
-	ref, err := demo.HelloImage(ctx, registry, "v1", func(arch string) ([]byte, error) {
-		return demo.BuildHello(ctx, source, arch, "v1")
-	})
+	abs, err := filepath.Abs(dataDir)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "  pushed %s\n", ref)
-	_, err = demo.Walk(ctx, c, topo, ref, "alice", demoRegions, out)
+	pr, err := demo.Release(ctx, c, topo, abs, out)
+	if err != nil {
+		return err
+	}
+	_, err = demo.Walk(ctx, c, topo, pr.Image, "alice", demoRegions, out)
 	return err
 }

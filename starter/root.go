@@ -37,6 +37,8 @@ worker in one process.`,
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print machine-readable JSON")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.AddCommand(newDevCommand(g), newTopologyCommand(g), newSessionCommand(g), newUpgradeCommand(g), newAPICommand(g), newRepoCommand(g), newInstallCommand(g), newAgentCommand(g), newPortCommand(g), newVersionCommand(g))
+	root.AddCommand(newDevCommand(g), newTopologyCommand(g), newSessionCommand(g), newAPICommand(g), newVersionCommand(g))
+	root.AddCommand(newPipelineCommand(g))
 	return root
 }
 

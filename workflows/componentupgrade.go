@@ -15,8 +15,8 @@ import (
 	"github.com/edgedrift/drift/internal/upgrade"
 )
 
-// ProgressQuery answers an upgrade's UpgradeProgress, also once it ended.
-const ProgressQuery = "Progress"
+// An upgrade answers ProgressQuery with its UpgradeProgress, also once it
+// ended.
 
 // Version policies.
 const (
@@ -426,12 +426,12 @@ func (u *upgradeRun) deployEnv(ctx workflow.Context, a *Attempt, target upgrade.
 
 func (u *upgradeRun) verify(ctx workflow.Context, a *Attempt) error {
 	c, r := u.in.Component, u.in.Related
-	req := activities.VerifyRequest{Mode: u.in.Verify, Targets: []activities.VerifyTarget{
+	req := activities.EnvVerifyRequest{Mode: u.in.Verify, Targets: []activities.VerifyTarget{
 		{Instance: a.Env.Instances[0], Endpoint: a.Env.Endpoints[0], Health: c.Health},
 		{Instance: a.Env.Instances[1], Endpoint: a.Env.Endpoints[1], Health: r.Health, Verify: r.Verify},
 	}}
 	var v activities.Verification
-	actx := onCloud(ctx, verifyOptions, u.in.Cloud, fmt.Sprintf("attempt %d: verify %s %s and driver %s", a.N, c.Name, a.Version, u.in.Driver.Name))
+	actx := onCloud(ctx, envVerifyOptions, u.in.Cloud, fmt.Sprintf("attempt %d: verify %s %s and driver %s", a.N, c.Name, a.Version, u.in.Driver.Name))
 	if err := workflow.ExecuteActivity(actx, upgradeActs.VerifyEnv, req).Get(ctx, &v); err != nil {
 		return err
 	}

@@ -89,7 +89,7 @@ func (f *fakeCloud) install(env *testsuite.TestWorkflowEnvironment) {
 			return req.To + "@sha256:0123", nil
 		})
 	env.OnActivity(upgradeActs.VerifyEnv, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, req activities.VerifyRequest) (activities.Verification, error) {
+		func(_ context.Context, req activities.EnvVerifyRequest) (activities.Verification, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			pass := true

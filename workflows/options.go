@@ -15,16 +15,19 @@ import (
 // Activities are referenced through nil struct pointers: only their method
 // names matter to Temporal.
 var (
-	cloudActs   *activities.Cloud
-	imageActs   *activities.Images
-	modelActs   *activities.Models
-	upgradeActs *activities.Upgrade
+	cloudActs    *activities.Cloud
+	imageActs    *activities.Images
+	modelActs    *activities.Models
+	upgradeActs  *activities.Upgrade
+	pipelineActs *activities.Pipeline
 )
 
 // nonRetryable lists the error types no retry can fix.
 var nonRetryable = []string{
 	activities.ErrTypeInvalidSpec, activities.ErrTypeAtCapacity,
 	activities.ErrTypeInvalidImage, activities.ErrTypeUnknownImage,
+	activities.ErrTypeUnknownRepo, activities.ErrTypeUnknownRef, activities.ErrTypeBuildFailed,
+	activities.ErrTypeTestFailed, activities.ErrTypeNoArtifact, activities.ErrTypeNotServing,
 }
 
 // Activity option sets.
@@ -73,7 +76,7 @@ var (
 var (
 	envDeployOptions = withAttempts(deployOptions, 2)
 	probeOptions     = withAttempts(deployOptions, 1)
-	verifyOptions    = workflow.ActivityOptions{
+	envVerifyOptions = workflow.ActivityOptions{
 		StartToCloseTimeout: 2 * time.Minute,
 		HeartbeatTimeout:    15 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
@@ -85,12 +88,71 @@ var (
 	}
 )
 
+// Pipeline step option sets. Steps heartbeat every few seconds, so a
+// worker that dies mid-step is noticed within HeartbeatTimeout and the step
+// runs again on another (steps are idempotent by run).
+var (
+	// cloneOptions: a network fetch; missing repos and refs fail at once.
+	cloneOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Minute,
+		HeartbeatTimeout:    20 * time.Second,
+		RetryPolicy:         pipelineRetry(5),
+	}
+	// quickOptions: package, image build, registry lookups, cleanup.
+	quickOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 5 * time.Minute,
+		RetryPolicy:         pipelineRetry(5),
+	}
+	// pushOptions: a registry that hiccups is retried for a while.
+	pushOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Minute,
+		HeartbeatTimeout:    20 * time.Second,
+		RetryPolicy:         pipelineRetry(10),
+	}
+	// targetVerifyOptions: the activity itself keeps asking until its deadline.
+	targetVerifyOptions = workflow.ActivityOptions{
+		HeartbeatTimeout: 20 * time.Second,
+		RetryPolicy:      pipelineRetry(2),
+	}
+	// rollbackOptions: putting a target back must eventually happen.
+	rollbackOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 5 * time.Minute,
+		HeartbeatTimeout:    30 * time.Second,
+		WaitForCancellation: true,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        time.Minute,
+			NonRetryableErrorTypes: nonRetryable,
+		},
+	}
+)
+
 func withAttempts(opts workflow.ActivityOptions, n int32) workflow.ActivityOptions {
 	p := *opts.RetryPolicy
 	p.MaximumAttempts = n
 	opts.RetryPolicy = &p
 	opts.HeartbeatTimeout = 15 * time.Second
 	return opts
+}
+
+// buildOptions: build and test commands, heartbeating; a failing command
+// is not retried (its error is non-retryable), a lost worker is.
+func buildOptions(timeout time.Duration) workflow.ActivityOptions {
+	if timeout == 0 {
+		timeout = 20 * time.Minute
+	}
+	return workflow.ActivityOptions{StartToCloseTimeout: timeout, HeartbeatTimeout: 20 * time.Second, RetryPolicy: pipelineRetry(3)}
+}
+
+func pipelineRetry(attempts int32) *temporal.RetryPolicy {
+	return &temporal.RetryPolicy{
+		InitialInterval:        time.Second,
+		BackoffCoefficient:     2,
+		MaximumInterval:        30 * time.Second,
+		MaximumAttempts:        attempts,
+		NonRetryableErrorTypes: nonRetryable,
+	}
 }
 
 // onCloud schedules activities of opts on cloud's queue with a UI summary.

@@ -23,6 +23,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflow(ComponentUpgrade)
 			r.RegisterWorkflow(InstallSoftware)
 			r.RegisterWorkflow(PortToArch)
+			r.RegisterWorkflow(Pipeline)
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatal(err)
 			}

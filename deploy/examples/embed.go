@@ -3,7 +3,10 @@
 // any file of the user's.
 package examples
 
-import _ "embed"
+import (
+	"embed"
+	_ "embed"
+)
 
 // Topology is topology.yaml: a Paris metro area with one center, two fog and
 // four edge clouds.
@@ -17,3 +20,14 @@ var Topology []byte
 //
 //go:embed releases.yaml
 var Releases []byte
+
+// Pipeline is pipeline.yaml: the hello app from git to two clouds.
+//
+//go:embed pipeline.yaml
+var Pipeline []byte
+
+// HelloSource is the example app's source (apps/hello/*.go), which the demo
+// commits into a git repository of its own for the pipeline to build.
+//
+//go:embed apps/hello/*.go
+var HelloSource embed.FS

@@ -65,7 +65,16 @@ type Proc struct {
 // Start runs bin in its own process group; the test's end kills the group.
 func Start(t testing.TB, bin string, args ...string) *Proc {
 	t.Helper()
+	return StartEnv(t, nil, bin, args...)
+}
+
+// StartEnv is Start with env (KEY=VALUE) added to the test's environment.
+func StartEnv(t testing.TB, env []string, bin string, args ...string) *Proc {
+	t.Helper()
 	p := &Proc{Cmd: exec.Command(bin, args...), lines: make(chan string, 1024), done: make(chan error, 1)}
+	if env != nil {
+		p.Cmd.Env = append(os.Environ(), env...)
+	}
 	p.Cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	r, w := io.Pipe()
 	p.Cmd.Stdout, p.Cmd.Stderr = w, w
@@ -156,4 +165,21 @@ func HTTPGet(t testing.TB, url string) (int, string, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, resp.Header.Get("Content-Type"), string(b)
+}
+
+// ProcessesUnder counts live processes whose executable lies under dir.
+func ProcessesUnder(t testing.TB, dir string) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range entries {
+		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		if err == nil && strings.HasPrefix(exe, dir+"/") {
+			n++
+		}
+	}
+	return n
 }

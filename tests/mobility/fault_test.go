@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -91,7 +90,7 @@ func TestWorkerKilledDuringHandover(t *testing.T) {
 	if in, err := bastille.List(ctx, nil); err != nil || len(in) != 1 {
 		t.Fatalf("edge-bastille holds %v (%v), want exactly one instance", in, err)
 	}
-	if n := processesUnder(t, filepath.Join(dataDir, "process", "edge-bastille")); n != 1 {
+	if n := harness.ProcessesUnder(t, filepath.Join(dataDir, "process", "edge-bastille")); n != 1 {
 		t.Fatalf("%d processes run for edge-bastille, want 1", n)
 	}
 
@@ -107,7 +106,7 @@ func TestWorkerKilledDuringHandover(t *testing.T) {
 			t.Errorf("%s still holds %v (%v)", cl.ID, in, err)
 		}
 	}
-	if n := processesUnder(t, dataDir); n != 0 {
+	if n := harness.ProcessesUnder(t, dataDir); n != 0 {
 		t.Errorf("%d instance processes still run", n)
 	}
 }
@@ -130,21 +129,4 @@ func processRuntime(t *testing.T, dataDir, cloud string) *process.Runtime {
 		t.Fatal(err)
 	}
 	return rt
-}
-
-// processesUnder counts live processes whose executable lies under dir.
-func processesUnder(t *testing.T, dir string) int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, e := range entries {
-		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
-		if err == nil && strings.HasPrefix(exe, dir+"/") {
-			n++
-		}
-	}
-	return n
 }

@@ -8,14 +8,10 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"go.temporal.io/api/enums/v1"
-	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
-	"google.golang.org/protobuf/encoding/protojson"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/edgedrift/drift/internal/app"
@@ -111,7 +107,7 @@ func TestSessionAcrossDockerKubernetesAndProcesses(t *testing.T) {
 		}
 	}
 	if path := os.Getenv("DRIFT_RECORD_HISTORY"); path != "" {
-		recordHistory(t, ctx, c, id, path)
+		harness.RecordHistory(t, ctx, c, id, path)
 	}
 }
 
@@ -227,25 +223,4 @@ func countOwned(t *testing.T, ctx context.Context, cluster *kube.Cluster, kind s
 		t.Fatal(err)
 	}
 	return n
-}
-
-// recordHistory writes the session's history for the replay test.
-func recordHistory(t *testing.T, ctx context.Context, c client.Client, id, path string) {
-	t.Helper()
-	var h historypb.History
-	it := c.GetWorkflowHistory(ctx, id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for it.HasNext() {
-		ev, err := it.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.Events = append(h.Events, ev)
-	}
-	b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(&h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Clean(path), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
 }

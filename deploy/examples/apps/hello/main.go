@@ -23,18 +23,26 @@ func main() {
 	if port == "" {
 		port = "8080"
 	}
-	started := time.Now()
-	host, _ := os.Hostname()
 	// READY_AFTER (a duration) delays readiness, to stand for a slow start.
 	readyAfter, _ := time.ParseDuration(os.Getenv("READY_AFTER"))
-	http.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+	addr := net.JoinHostPort(os.Getenv("HOST"), port)
+	log.Printf("hello %s listening on %s", version, addr)
+	log.Fatal(http.ListenAndServe(addr, newMux(time.Now(), readyAfter)))
+}
+
+// newMux serves /healthz (ready once readyAfter has passed) and / (who
+// serves).
+func newMux(started time.Time, readyAfter time.Duration) *http.ServeMux {
+	host, _ := os.Hostname()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		if time.Since(started) < readyAfter {
 			http.Error(w, "starting", http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("ok\n"))
 	})
-	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{
 			"app":     "hello",
@@ -45,7 +53,5 @@ func main() {
 			"uptime":  time.Since(started).Round(time.Millisecond).String(),
 		})
 	})
-	addr := net.JoinHostPort(os.Getenv("HOST"), port)
-	log.Printf("hello %s listening on %s", version, addr)
-	log.Fatal(http.ListenAndServe(addr, nil))
+	return mux
 }

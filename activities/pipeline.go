@@ -1,0 +1,246 @@
+package activities
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/edgedrift/drift/internal/pipelinespec"
+)
+
+// Pipeline runs a pipeline's central steps on a build worker: git, the
+// build and test commands, packaging and the image center. Each run works
+// in <DataDir>/pipeline/runs/<app>/<run>: src/ is the checkout (removed by
+// Cleanup), out/<os>-<arch>/ the built files (removed once packaged).
+// Packages are kept by content in <DataDir>/pipeline/artifacts, step logs in
+// <DataDir>/pipeline/logs/<app>/<run>/<step>.log.
+type Pipeline struct {
+	Center  string // center registry host:port
+	DataDir string
+}
+
+// Error types of pipeline steps; none is retried.
+const (
+	ErrTypeUnknownRepo = "UnknownRepo" // git cannot read the repository
+	ErrTypeUnknownRef  = "UnknownRef"  // the repository has no such branch, tag or commit
+	ErrTypeBuildFailed = "BuildFailed" // a build command failed
+	ErrTypeTestFailed  = "TestFailed"  // a test command failed
+	ErrTypeNoArtifact  = "NoArtifact"  // the build did not make an artifact
+	ErrTypeNotServing  = "NotServing"  // a deployed endpoint did not answer in time
+)
+
+// RunRef names a run's directories.
+type RunRef struct {
+	App string `json:"app"`
+	Run string `json:"run"`
+}
+
+// Checkout is the source a run builds.
+type Checkout struct {
+	Commit   string   `json:"commit"`   // exact commit the ref pointed at
+	Tree     string   `json:"tree"`     // git tree hash: the source content
+	BuildKey string   `json:"buildKey"` // tree + build spec (pipelinespec.Spec.BuildKey)
+	Log      StepLogs `json:"log"`
+}
+
+// StepLogs say where a step's log is and end with its last lines.
+type StepLogs struct {
+	File string   `json:"file"`
+	Tail []string `json:"tail,omitempty"`
+}
+
+// Package is the compressed artifact of a run.
+type Package struct {
+	Path   string `json:"path"`
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+}
+
+// StepRequest is what the build and test steps need.
+type StepRequest struct {
+	Ref      RunRef            `json:"ref"`
+	Spec     pipelinespec.Spec `json:"spec"`
+	Checkout Checkout          `json:"checkout"`
+}
+
+// ImageRequest makes or pushes the image of a package.
+type ImageRequest struct {
+	Spec     pipelinespec.Spec `json:"spec"`
+	Package  Package           `json:"package"`
+	Tree     string            `json:"tree"`
+	BuildKey string            `json:"buildKey"`
+	Tag      string            `json:"tag"`    // the run's tag
+	Digest   string            `json:"digest"` // expected digest (Push)
+}
+
+// logTailLines is how many lines of a step's log travel in its result.
+const logTailLines = 20
+
+func (p *Pipeline) runDir(r RunRef) string {
+	return filepath.Join(p.DataDir, "pipeline", "runs", r.App, r.Run)
+}
+
+func (p *Pipeline) logFile(r RunRef, step string) string {
+	return filepath.Join(p.DataDir, "pipeline", "logs", r.App, r.Run, step+".log")
+}
+
+// Build runs the build commands once per image platform (GOOS and GOARCH
+// set) and keeps each platform's artifacts in out/<os>-<arch>.
+func (p *Pipeline) Build(ctx context.Context, req StepRequest) (StepLogs, error) {
+	stop := heartbeat(ctx)
+	defer stop()
+	lg, err := openLog(p.logFile(req.Ref, "build"))
+	if err != nil {
+		return StepLogs{}, err
+	}
+	defer lg.Close()
+	p.reapLeftovers(req.Ref, lg)
+	src, err := p.ensureCheckout(ctx, lg, req.Ref, req.Spec.Repo, req.Checkout)
+	if err != nil {
+		return lg.logs(), err
+	}
+	for _, pl := range req.Spec.Platforms() {
+		env := mergeEnv(req.Spec.Build.Env, map[string]string{"GOOS": pl.OS, "GOARCH": pl.Arch, "DRIFT_COMMIT": req.Checkout.Commit})
+		for _, c := range req.Spec.Build.Commands {
+			fmt.Fprintf(lg, "[%s] $ %s\n", pl, c)
+			if err := lg.run(ctx, src, env, "sh", "-c", c); err != nil {
+				if ctx.Err() != nil {
+					return lg.logs(), ctx.Err()
+				}
+				return lg.logs(), lg.failed(ErrTypeBuildFailed, fmt.Sprintf("build for %s: %q failed", pl, c), err)
+			}
+		}
+		out := filepath.Join(p.runDir(req.Ref), "out", pl.OS+"-"+pl.Arch)
+		if err := os.MkdirAll(out, 0o755); err != nil {
+			return lg.logs(), err
+		}
+		for _, a := range req.Spec.Artifacts {
+			data, err := os.ReadFile(filepath.Join(src, filepath.FromSlash(a)))
+			if err != nil {
+				return lg.logs(), temporal.NewNonRetryableApplicationError(
+					fmt.Sprintf("build for %s made no artifact %s: %v", pl, a, err), ErrTypeNoArtifact, err)
+			}
+			if err := os.WriteFile(filepath.Join(out, path.Base(a)), data, 0o755); err != nil {
+				return lg.logs(), err
+			}
+		}
+	}
+	fmt.Fprintf(lg, "built %d artifact(s) for %s\n", len(req.Spec.Artifacts), strings.Join(req.Spec.Image.Platforms, ", "))
+	return lg.logs(), nil
+}
+
+// Test runs the test commands on the build host; a failure carries the
+// test output and is not retried.
+func (p *Pipeline) Test(ctx context.Context, req StepRequest) (StepLogs, error) {
+	stop := heartbeat(ctx)
+	defer stop()
+	lg, err := openLog(p.logFile(req.Ref, "test"))
+	if err != nil {
+		return StepLogs{}, err
+	}
+	defer lg.Close()
+	p.reapLeftovers(req.Ref, lg)
+	src, err := p.ensureCheckout(ctx, lg, req.Ref, req.Spec.Repo, req.Checkout)
+	if err != nil {
+		return lg.logs(), err
+	}
+	env := mergeEnv(req.Spec.Test.Env, map[string]string{"DRIFT_COMMIT": req.Checkout.Commit})
+	for _, c := range req.Spec.Test.Commands {
+		fmt.Fprintf(lg, "$ %s\n", c)
+		if err := lg.run(ctx, src, env, "sh", "-c", c); err != nil {
+			if ctx.Err() != nil {
+				return lg.logs(), ctx.Err()
+			}
+			return lg.logs(), lg.failed(ErrTypeTestFailed, fmt.Sprintf("test: %q failed", c), err)
+		}
+	}
+	return lg.logs(), nil
+}
+
+// Package writes every platform's artifacts into one reproducible tar.gz
+// (entries <os>-<arch>/<file>, fixed owners and times), kept by its sha256;
+// the built files are removed once packaged.
+func (p *Pipeline) Package(ctx context.Context, r RunRef, spec pipelinespec.Spec) (Package, error) {
+	out := filepath.Join(p.runDir(r), "out")
+	var buf bytes.Buffer
+	gz, _ := gzip.NewWriterLevel(&buf, gzip.DefaultCompression) // zero header: no name, no time
+	tw := tar.NewWriter(gz)
+	for _, pl := range spec.Platforms() {
+		dir := pl.OS + "-" + pl.Arch
+		for _, a := range spec.Artifacts {
+			data, err := os.ReadFile(filepath.Join(out, dir, path.Base(a)))
+			if err != nil {
+				return Package{}, temporal.NewNonRetryableApplicationError(
+					fmt.Sprintf("package: artifact %s for %s is missing (build again): %v", a, pl, err), ErrTypeNoArtifact, err)
+			}
+			hdr := &tar.Header{Typeflag: tar.TypeReg, Name: dir + "/" + path.Base(a), Mode: 0o755, Size: int64(len(data)), Format: tar.FormatPAX}
+			if err := tw.WriteHeader(hdr); err != nil {
+				return Package{}, err
+			}
+			if _, err := tw.Write(data); err != nil {
+				return Package{}, err
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return Package{}, err
+	}
+	if err := gz.Close(); err != nil {
+		return Package{}, err
+	}
+	sum := sha256.Sum256(buf.Bytes())
+	pkg := Package{SHA256: hex.EncodeToString(sum[:]), Size: int64(buf.Len())}
+	pkg.Path = filepath.Join(p.DataDir, "pipeline", "artifacts", pkg.SHA256+".tar.gz")
+	if err := writeAtomic(pkg.Path, buf.Bytes()); err != nil {
+		return Package{}, err
+	}
+	return pkg, os.RemoveAll(out)
+}
+
+// Cleanup removes the run's checkout; logs and packages stay.
+func (p *Pipeline) Cleanup(ctx context.Context, r RunRef) error {
+	return os.RemoveAll(filepath.Join(p.runDir(r), "src"))
+}
+
+// mergeEnv lists the step's variables then drift's (sorted, drift's last win).
+func mergeEnv(step, drift map[string]string) []string {
+	var out []string
+	for _, m := range []map[string]string{step, drift} {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			out = append(out, k+"="+m[k])
+		}
+	}
+	return out
+}
+
+func writeAtomic(file string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	tmp := file + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, file)
+}
+
+// ReadLog returns a step's whole log under dataDir (for the CLI).
+func ReadLog(dataDir string, r RunRef, step string) ([]byte, error) {
+	return os.ReadFile((&Pipeline{DataDir: dataDir}).logFile(r, step))
+}

@@ -1,0 +1,178 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/edgedrift/drift/internal/pipelinespec"
+)
+
+// scriptRepo makes a git repository whose "build" writes a script per
+// platform: real git and real shell, no compiler.
+func scriptRepo(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	git := func(args ...string) {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	git("init", "-q", "-b", "main")
+	os.WriteFile(filepath.Join(dir, "README"), []byte("tool\n"), 0o644)
+	git("add", "-A")
+	git("-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q", "-m", "one")
+	return dir
+}
+
+func scriptSpec(t *testing.T, repo string) pipelinespec.Spec {
+	t.Helper()
+	s, err := pipelinespec.Parse([]byte(`
+app: tool
+repo: `+repo+`
+ref: main
+build:
+  commands: ['mkdir -p out && printf "#!/bin/sh\necho $GOARCH\n" > out/tool']
+test:
+  commands: ['echo testing; test -e README']
+artifacts: [out/tool]
+image:
+  name: 127.0.0.1:1/tool
+  platforms: [linux/amd64, linux/loong64]
+deploy:
+  targets: [{cloud: fog-north}]
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestStepsAreReproducible(t *testing.T) {
+	ctx := context.Background()
+	p := &Pipeline{Center: "127.0.0.1:1", DataDir: t.TempDir()}
+	spec := scriptSpec(t, scriptRepo(t))
+	var pkgs []Package
+	var digests []string
+	for _, run := range []string{"r1", "r2"} {
+		ref := RunRef{App: "tool", Run: run}
+		co, err := p.Clone(ctx, ref, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(co.Commit) != 40 || len(co.Tree) != 40 || co.BuildKey != spec.BuildKey(co.Tree) {
+			t.Fatalf("checkout %+v", co)
+		}
+		req := StepRequest{Ref: ref, Spec: spec, Checkout: co}
+		if _, err := p.Build(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+		logs, err := p.Test(ctx, req)
+		if err != nil || !strings.Contains(strings.Join(logs.Tail, "\n"), "testing") {
+			t.Fatalf("test: %v, tail %v", err, logs.Tail)
+		}
+		pkg, err := p.Package(ctx, ref, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(p.runDir(ref), "out")); !os.IsNotExist(err) {
+			t.Error("built files kept after packaging")
+		}
+		digest, err := p.BuildImage(ctx, ImageRequest{Spec: spec, Package: pkg, Tree: co.Tree})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Cleanup(ctx, ref); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(p.runDir(ref), "src")); !os.IsNotExist(err) {
+			t.Error("checkout kept after Cleanup")
+		}
+		pkgs, digests = append(pkgs, pkg), append(digests, digest)
+	}
+	if pkgs[0].SHA256 != pkgs[1].SHA256 || digests[0] != digests[1] {
+		t.Fatalf("two runs of one source: packages %s %s, images %s %s", pkgs[0].SHA256, pkgs[1].SHA256, digests[0], digests[1])
+	}
+	files, err := readPackage(pkgs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(files["linux-loong64/tool"]); got != "#!/bin/sh\necho loong64\n" {
+		t.Errorf("loong64 artifact %q: the build did not see GOARCH", got)
+	}
+	os.WriteFile(pkgs[0].Path, []byte("tampered"), 0o644)
+	if _, err := readPackage(pkgs[0]); err == nil {
+		t.Error("a tampered package was read")
+	}
+}
+
+func TestStepFailuresAreTypedAndCarryTheOutput(t *testing.T) {
+	ctx := context.Background()
+	p := &Pipeline{Center: "127.0.0.1:1", DataDir: t.TempDir()}
+	repo := scriptRepo(t)
+	ref := RunRef{App: "tool", Run: "bad"}
+	typeOf := func(err error) string {
+		var ae *temporal.ApplicationError
+		if errors.As(err, &ae) && ae.NonRetryable() {
+			return ae.Type()
+		}
+		return "retryable: " + err.Error()
+	}
+
+	spec := scriptSpec(t, repo)
+	spec.Ref = "nope"
+	if _, err := p.Clone(ctx, ref, spec); typeOf(err) != ErrTypeUnknownRef {
+		t.Errorf("unknown ref: %v", err)
+	}
+	spec = scriptSpec(t, filepath.Join(t.TempDir(), "missing"))
+	if _, err := p.Clone(ctx, ref, spec); typeOf(err) != ErrTypeUnknownRepo {
+		t.Errorf("missing repo: %v", err)
+	}
+
+	spec = scriptSpec(t, repo)
+	co, err := p.Clone(ctx, ref, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Test.Commands = []string{"echo '--- FAIL: TestTool'; exit 1"}
+	_, err = p.Test(ctx, StepRequest{Ref: ref, Spec: spec, Checkout: co})
+	var ae *temporal.ApplicationError
+	var logs StepLogs
+	if typeOf(err) != ErrTypeTestFailed || !strings.Contains(err.Error(), "--- FAIL: TestTool") || !errors.As(err, &ae) || ae.Details(&logs) != nil || len(logs.Tail) == 0 {
+		t.Errorf("failing test: %v (logs %+v)", err, logs)
+	}
+	if b, err := ReadLog(p.DataDir, ref, "test"); err != nil || !strings.Contains(string(b), "--- FAIL: TestTool") {
+		t.Errorf("test log: %v\n%s", err, b)
+	}
+	spec.Artifacts = []string{"out/missing"}
+	if _, err := p.Build(ctx, StepRequest{Ref: ref, Spec: spec, Checkout: co}); typeOf(err) != ErrTypeNoArtifact {
+		t.Errorf("missing artifact: %v", err)
+	}
+	spec.Build.Commands = []string{"exit 3"}
+	if _, err := p.Build(ctx, StepRequest{Ref: ref, Spec: spec, Checkout: co}); typeOf(err) != ErrTypeBuildFailed {
+		t.Errorf("failing build: %v", err)
+	}
+}
+
+func TestRepositoryDefaultsToTheCenter(t *testing.T) {
+	p := &Pipeline{Center: "center:5000"}
+	for name, want := range map[string]string{
+		"hello":                    "center:5000/hello",
+		"team/hello":               "center:5000/team/hello",
+		"127.0.0.1:5000/hello":     "127.0.0.1:5000/hello",
+		"registry.example/x/hello": "registry.example/x/hello",
+		"localhost/hello":          "localhost/hello",
+	} {
+		if got := p.repository(name); got != want {
+			t.Errorf("%s → %s, want %s", name, got, want)
+		}
+	}
+}

@@ -1,0 +1,36 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+)
+
+func TestHealthzWaitsForReadyAfter(t *testing.T) {
+	mux := newMux(time.Now(), time.Hour)
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("healthz before ready: %d", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	newMux(time.Now(), 0).ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("healthz when ready: %d", rec.Code)
+	}
+}
+
+func TestRootSaysWhoServes(t *testing.T) {
+	t.Setenv("DRIFT_CLOUD", "edge-test")
+	rec := httptest.NewRecorder()
+	newMux(time.Now(), 0).ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	var got map[string]any
+	if err := json.NewDecoder(rec.Body).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got["app"] != "hello" || got["cloud"] != "edge-test" {
+		t.Fatalf("got %v", got)
+	}
+}

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+
+	"github.com/edgedrift/drift/activities"
+	"github.com/edgedrift/drift/internal/pipelinerun"
+	"github.com/edgedrift/drift/internal/pipelinespec"
+	"github.com/edgedrift/drift/workflows"
+)
+
+func newPipelineCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "pipeline",
+		Short: "Build, test, package, image and deploy an app from git",
+		Long: `A pipeline run clones a git ref, builds and tests it, packages the artifacts,
+makes a multi-platform OCI image, pushes it to the center registry and deploys
+it to every target cloud, verifying each and rolling a failed one back. Runs
+are durable workflows named pipeline/<app>/<run>.`,
+	}
+	cmd.AddCommand(newPipelineRunCommand(g), newPipelineResumeCommand(g), newPipelineStatusCommand(g),
+		newPipelineLogsCommand(g), newPipelineDecideCommand(g, true), newPipelineDecideCommand(g, false))
+	return cmd
+}
+
+func newPipelineRunCommand(g *globals) *cobra.Command {
+	var file, run, repo, ref, topologyFile string
+	var detach bool
+	cmd := &cobra.Command{
+		Use:   "run -f SPEC",
+		Short: "Start a run and follow it; exits non-zero when it fails",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if file == "" {
+				return fmt.Errorf("-f SPEC is required")
+			}
+			spec, err := pipelinespec.Load(file)
+			if err != nil {
+				return err
+			}
+			if repo != "" {
+				spec.Repo = repo
+			}
+			if ref != "" {
+				spec.Ref = ref
+			}
+			if spec.Repo, err = absRepo(spec.Repo); err != nil {
+				return err
+			}
+			topo, err := loadTopology(topologyFile)
+			if err != nil {
+				return err
+			}
+			if run == "" {
+				run = "r" + time.Now().UTC().Format("20060102-150405")
+			}
+			in := workflows.PipelineInput{Run: run, Spec: spec, Topology: topo}
+			return withClient(cmd, g, func(ctx context.Context, c client.Client) error {
+				wr, err := pipelinerun.Start(ctx, c, in)
+				if err != nil {
+					return err
+				}
+				return follow(ctx, cmd, g, c, wr, spec.App, run, detach)
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&file, "file", "f", "", "pipeline spec (YAML)")
+	f.StringVar(&run, "run", "", "name of the run (default r<UTC time>)")
+	f.StringVar(&repo, "repo", "", "git URL or path, instead of the spec's")
+	f.StringVar(&ref, "ref", "", "branch, tag or commit, instead of the spec's")
+	f.StringVarP(&topologyFile, "topology", "t", "", "topology the targets are clouds of (default: the embedded example)")
+	f.BoolVar(&detach, "detach", false, "start the run and return")
+	return cmd
+}
+
+func newPipelineResumeCommand(g *globals) *cobra.Command {
+	var detach bool
+	cmd := &cobra.Command{
+		Use:   "resume APP RUN",
+		Short: "Run a failed run again from its failed step",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withClient(cmd, g, func(ctx context.Context, c client.Client) error {
+				wr, err := pipelinerun.Resume(ctx, c, args[0], args[1])
+				if err != nil {
+					return err
+				}
+				return follow(ctx, cmd, g, c, wr, args[0], args[1], detach)
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&detach, "detach", false, "start the run and return")
+	return cmd
+}
+
+// follow prints a run's progress until it ends and fails when it fails.
+func follow(ctx context.Context, cmd *cobra.Command, g *globals, c client.Client, wr client.WorkflowRun, app, run string, detach bool) error {
+	out := cmd.OutOrStdout()
+	if detach {
+		return g.print(out, map[string]string{"id": wr.GetID(), "runId": wr.GetRunID()}, func(w io.Writer) {
+			fmt.Fprintf(w, "started %s\n", wr.GetID())
+		})
+	}
+	var live io.Writer
+	if !g.json {
+		live = out
+		fmt.Fprintf(out, "%s:\n", wr.GetID())
+	}
+	pr, err := pipelinerun.Watch(ctx, c, wr, app, run, live)
+	if perr := g.print(out, pr, func(w io.Writer) { summary(w, pr) }); perr != nil {
+		return perr
+	}
+	if err != nil {
+		return fmt.Errorf("%s failed at %s (resume with: drift pipeline resume %s %s)", wr.GetID(), pr.Step, app, run)
+	}
+	return nil
+}
+
+// summary is the end of a followed run.
+func summary(w io.Writer, pr workflows.PipelineProgress) {
+	if pr.Status != workflows.RunSucceeded {
+		fmt.Fprintf(w, "%s failed: %s\n", pr.ID, pr.Error)
+		return
+	}
+	fmt.Fprintf(w, "%s succeeded: %s\n", pr.ID, pr.Image)
+	for cloud, ep := range pr.Endpoints() {
+		fmt.Fprintf(w, "  %-18s %s\n", cloud, ep.URL)
+	}
+}
+
+func newPipelineStatusCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status APP RUN",
+		Short: "Show a run's steps, timings, targets and approval",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withClient(cmd, g, func(ctx context.Context, c client.Client) error {
+				pr, err := pipelinerun.Progress(ctx, c, args[0], args[1])
+				if err != nil {
+					return err
+				}
+				return g.print(cmd.OutOrStdout(), pr, func(w io.Writer) { pipelinerun.Print(w, pr) })
+			})
+		},
+	}
+}
+
+func newPipelineLogsCommand(g *globals) *cobra.Command {
+	var dataDir string
+	cmd := &cobra.Command{
+		Use:   "logs APP RUN [STEP]",
+		Short: "Print a run's step logs (clone, build, test)",
+		Long: `logs prints the step logs the build worker keeps under its data dir
+(<data-dir>/pipeline/logs/<app>/<run>/<step>.log). Where that dir is not
+readable from here, it prints the log tails the run keeps in its progress.`,
+		Args: cobra.RangeArgs(2, 3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			steps := []string{workflows.StepClone, workflows.StepBuild, workflows.StepTest}
+			if len(args) == 3 {
+				steps = args[2:]
+			}
+			ref := activities.RunRef{App: args[0], Run: args[1]}
+			out := cmd.OutOrStdout()
+			logs := map[string]string{}
+			var missing []string
+			for _, step := range steps {
+				b, err := activities.ReadLog(dataDir, ref, step)
+				if err != nil {
+					missing = append(missing, step)
+					continue
+				}
+				logs[step] = string(b)
+			}
+			if len(missing) > 0 {
+				err := withClient(cmd, g, func(ctx context.Context, c client.Client) error {
+					pr, err := pipelinerun.Progress(ctx, c, args[0], args[1])
+					if err != nil {
+						return err
+					}
+					for _, step := range missing {
+						if s, ok := pr.StepByName(step); ok && len(s.Log.Tail) > 0 {
+							logs[step] = "(last lines; the whole log is " + s.Log.File + " on the build worker)\n" + strings.Join(s.Log.Tail, "\n") + "\n"
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+			}
+			return g.print(out, logs, func(w io.Writer) {
+				for _, step := range steps {
+					if l, ok := logs[step]; ok {
+						fmt.Fprintf(w, "==> %s <==\n%s", step, l)
+					}
+				}
+			})
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", defaultDataDir(), "the build worker's data dir")
+	return cmd
+}
+
+func newPipelineDecideCommand(g *globals, approve bool) *cobra.Command {
+	var d workflows.ApprovalDecision
+	use, done, short := "reject", "rejected", "Refuse the deploy a run waits to do"
+	if approve {
+		use, done, short = "approve", "approved", "Let a run deploy to the targets that wait for approval"
+	}
+	cmd := &cobra.Command{
+		Use:   use + " APP RUN --who NAME [--why TEXT]",
+		Short: short,
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withClient(cmd, g, func(ctx context.Context, c client.Client) error {
+				if err := pipelinerun.Decide(ctx, c, args[0], args[1], approve, d); err != nil {
+					return err
+				}
+				return g.print(cmd.OutOrStdout(), map[string]any{"id": workflows.PipelineID(args[0], args[1]), "approved": approve, "who": d.Who}, func(w io.Writer) {
+					fmt.Fprintf(w, "%s %s as %s\n", done, workflows.PipelineID(args[0], args[1]), d.Who)
+				})
+			})
+		},
+	}
+	cmd.Flags().StringVar(&d.Who, "who", os.Getenv("USER"), "who decides")
+	cmd.Flags().StringVar(&d.Why, "why", "", "why")
+	return cmd
+}
+
+// absRepo makes a local repository path absolute, since the build worker
+// does not share the CLI's working directory.
+func absRepo(repo string) (string, error) {
+	if strings.Contains(repo, "://") || strings.Contains(strings.SplitN(repo, "/", 2)[0], ":") {
+		return repo, nil
+	}
+	return filepath.Abs(repo)
+}

@@ -1,0 +1,705 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/edgedrift/drift/activities"
+	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/pipelinespec"
+	"github.com/edgedrift/drift/internal/runtime"
+	"github.com/edgedrift/drift/internal/topology"
+)
+
+// Names of the pipeline's handlers.
+const (
+	ApproveSignal = "Approve"  // Signal with an ApprovalDecision
+	RejectSignal  = "Reject"   // Signal with an ApprovalDecision
+	ProgressQuery = "Progress" // Query → PipelineProgress (an upgrade's: UpgradeProgress)
+)
+
+// Error types of a pipeline's own failures.
+const (
+	ErrTypeInvalidPipeline = "InvalidPipeline"
+	ErrTypeUnknownTarget   = "UnknownTarget"
+	ErrTypeStepFailed      = "StepFailed"       // a step failed; the message names it
+	ErrTypeRolledBack      = "RolledBack"       // targets failed and were put back
+	ErrTypeRejected        = "ApprovalRejected" // someone said no
+	ErrTypeApprovalTimeout = "ApprovalTimeout"  // nobody answered in time
+)
+
+// Steps of a pipeline, in order.
+const (
+	StepClone    = "clone"
+	StepReuse    = "reuse"
+	StepBuild    = "build"
+	StepTest     = "test"
+	StepPackage  = "package"
+	StepImage    = "image"
+	StepPush     = "push"
+	StepApproval = "approval"
+	StepDeploy   = "deploy"
+	StepVerify   = "verify"
+)
+
+var pipelineSteps = []string{StepClone, StepReuse, StepBuild, StepTest, StepPackage, StepImage, StepPush, StepApproval, StepDeploy, StepVerify}
+
+// Statuses of steps, targets and runs.
+const (
+	StepPending    = "pending"
+	StepRunning    = "running"
+	StepDone       = "done"
+	StepSkipped    = "skipped"
+	StepWaiting    = "waiting"
+	StepRolledBack = "rolled-back"
+	StepRejected   = "rejected"
+	StepFailed     = "failed"
+	StepTimedOut   = "timed-out" // nobody decided before the approval deadline
+	// Targets on their way.
+	TargetDeploying   = "deploying"
+	TargetVerifying   = "verifying"
+	TargetRollingBack = "rolling-back"
+	RunSucceeded      = "succeeded"
+)
+
+// PipelineInput starts (or resumes) one run of a pipeline.
+type PipelineInput struct {
+	Run      string             `json:"run"` // names the run: pipeline/<app>/<run>
+	Spec     pipelinespec.Spec  `json:"spec"`
+	Topology *topology.Topology `json:"topology"` // the clouds targets name
+	// Resume is a failed run's progress: steps it finished are not run again.
+	Resume *PipelineProgress `json:"resume,omitempty"`
+}
+
+// PipelineID is the workflow ID of one run.
+func PipelineID(app, run string) string { return "pipeline/" + app + "/" + run }
+
+// PipelineInstance is the instance name of an app's pipeline deployments,
+// the same for every run so a run replaces the last one's.
+func PipelineInstance(app string) string { return runtime.InstanceName("pipeline", app) }
+
+// ApprovalDecision is the payload of Approve and Reject.
+type ApprovalDecision struct {
+	Who string `json:"who"`
+	Why string `json:"why,omitempty"`
+}
+
+// Approval is the state of a run's approval gate.
+type Approval struct {
+	Status   string    `json:"status"` // pending, waiting, done (approved), rejected, timed-out
+	Targets  []string  `json:"targets"`
+	Who      string    `json:"who,omitempty"`
+	Why      string    `json:"why,omitempty"`
+	Deadline time.Time `json:"deadline,omitzero"`
+	At       time.Time `json:"at,omitzero"`
+}
+
+// StepProgress is one step of a run.
+type StepProgress struct {
+	Name    string              `json:"name"`
+	Status  string              `json:"status"`
+	Started time.Time           `json:"started,omitzero"`
+	Ended   time.Time           `json:"ended,omitzero"`
+	Detail  string              `json:"detail,omitempty"`
+	Error   string              `json:"error,omitempty"`
+	Log     activities.StepLogs `json:"log,omitzero"`
+}
+
+// Duration is how long the step ran (so far).
+func (s StepProgress) Duration(now time.Time) time.Duration {
+	switch {
+	case s.Started.IsZero():
+		return 0
+	case s.Ended.IsZero():
+		return now.Sub(s.Started)
+	}
+	return s.Ended.Sub(s.Started)
+}
+
+// TargetProgress is one target of a run.
+type TargetProgress struct {
+	Cloud    string           `json:"cloud"`
+	Instance string           `json:"instance"`
+	Status   string           `json:"status"`
+	Previous string           `json:"previous,omitempty"` // image before this run ("" : none)
+	Endpoint runtime.Endpoint `json:"endpoint"`
+	Verified string           `json:"verified,omitempty"`
+	Error    string           `json:"error,omitempty"`
+}
+
+// PipelineProgress is what Query Progress returns and a run's result.
+type PipelineProgress struct {
+	ID       string             `json:"id"`
+	App      string             `json:"app"`
+	Run      string             `json:"run"`
+	Status   string             `json:"status"` // running, succeeded, failed
+	Step     string             `json:"step"`   // the step running or failed
+	Started  time.Time          `json:"started"`
+	Ended    time.Time          `json:"ended,omitzero"`
+	Commit   string             `json:"commit,omitempty"`
+	Tree     string             `json:"tree,omitempty"`
+	BuildKey string             `json:"buildKey,omitempty"`
+	Reused   bool               `json:"reused"`
+	Package  activities.Package `json:"package,omitzero"`
+	Digest   string             `json:"digest,omitempty"`
+	Image    string             `json:"image,omitempty"` // pinned by digest
+	Steps    []StepProgress     `json:"steps"`
+	Targets  []TargetProgress   `json:"targets"`
+	Approval *Approval          `json:"approval,omitempty"`
+	Error    string             `json:"error,omitempty"`
+	Resumed  int                `json:"resumed,omitempty"` // how many times resumed
+}
+
+// Endpoints lists the ready targets' endpoints by cloud.
+func (p PipelineProgress) Endpoints() map[string]runtime.Endpoint {
+	out := map[string]runtime.Endpoint{}
+	for _, t := range p.Targets {
+		if t.Status == StepDone {
+			out[t.Cloud] = t.Endpoint
+		}
+	}
+	return out
+}
+
+// StepByName returns the named step.
+func (p PipelineProgress) StepByName(name string) (StepProgress, bool) {
+	for _, s := range p.Steps {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return StepProgress{}, false
+}
+
+// Pipeline clones, builds, tests, packages, makes an OCI image, pushes it
+// to the center registry and deploys it to every target, verifying each and
+// putting a failed one back to its previous image.
+func Pipeline(ctx workflow.Context, in PipelineInput) (PipelineProgress, error) {
+	p, err := newPipeline(ctx, in)
+	if err != nil {
+		return PipelineProgress{}, err
+	}
+	return p.run(ctx)
+}
+
+type pipeline struct {
+	in      PipelineInput
+	ref     activities.RunRef
+	pr      PipelineProgress
+	idx     map[string]int  // step name → index in pr.Steps
+	cleanup workflow.Future // removal of the checkout, once no step needs it
+}
+
+// removeCheckout starts removing the run's checkout (also when the run is
+// being cancelled); run waits for it before it returns.
+func (p *pipeline) removeCheckout(ctx workflow.Context) {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	p.cleanup = workflow.ExecuteActivity(central(dctx, quickOptions, "remove the checkout of "+p.pr.ID), pipelineActs.Cleanup, p.ref)
+}
+
+func newPipeline(ctx workflow.Context, in PipelineInput) (*pipeline, error) {
+	if err := validatePipeline(in); err != nil {
+		return nil, err
+	}
+	p := &pipeline{in: in, ref: activities.RunRef{App: in.Spec.App, Run: in.Run}, idx: map[string]int{}}
+	now := workflow.Now(ctx)
+	if in.Resume != nil {
+		p.pr = *in.Resume
+		p.pr.Resumed++
+		p.pr.Error, p.pr.Ended = "", time.Time{}
+	} else {
+		p.pr = PipelineProgress{ID: PipelineID(in.Spec.App, in.Run), App: in.Spec.App, Run: in.Run}
+		for _, name := range pipelineSteps {
+			p.pr.Steps = append(p.pr.Steps, StepProgress{Name: name, Status: StepPending})
+		}
+		var gated []string
+		for _, t := range in.Spec.Deploy.Targets {
+			p.pr.Targets = append(p.pr.Targets, TargetProgress{Cloud: t.Cloud, Instance: PipelineInstance(in.Spec.App), Status: StepPending})
+			if t.Approval {
+				gated = append(gated, t.Cloud)
+			}
+		}
+		if len(gated) > 0 {
+			p.pr.Approval = &Approval{Status: StepPending, Targets: gated}
+		}
+	}
+	p.pr.Status, p.pr.Started = StepRunning, now
+	for i, s := range p.pr.Steps {
+		p.idx[s.Name] = i
+		if s.Status != StepDone && s.Status != StepSkipped {
+			p.pr.Steps[i] = StepProgress{Name: s.Name, Status: StepPending}
+		}
+	}
+	for i := range p.pr.Targets {
+		if p.pr.Targets[i].Status != StepDone {
+			p.pr.Targets[i].Status, p.pr.Targets[i].Error = StepPending, ""
+		}
+	}
+	if a := p.pr.Approval; a == nil {
+		p.pr.Steps[p.idx[StepApproval]].Status = StepSkipped
+	} else if a.Status != StepDone {
+		*a = Approval{Status: StepPending, Targets: a.Targets}
+	}
+	return p, nil
+}
+
+// validatePipeline rejects bad input before any side effect.
+func validatePipeline(in PipelineInput) error {
+	bad := func(typ, format string, args ...any) error {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), typ, nil)
+	}
+	if err := in.Spec.Validate(); err != nil {
+		return bad(ErrTypeInvalidPipeline, "%v", err)
+	}
+	if !runNameOK(in.Run) {
+		return bad(ErrTypeInvalidPipeline, "run %q must be 1-40 characters of a-z, 0-9, '-', '.'", in.Run)
+	}
+	if in.Topology == nil {
+		return bad(ErrTypeInvalidPipeline, "no topology given")
+	}
+	for _, t := range in.Spec.Deploy.Targets {
+		if _, ok := in.Topology.Cloud(t.Cloud); !ok {
+			return bad(ErrTypeUnknownTarget, "deploy: target %q is not a cloud of topology %q", t.Cloud, in.Topology.Name())
+		}
+	}
+	if r := in.Resume; r != nil && (r.App != in.Spec.App || len(r.Steps) != len(pipelineSteps) || len(r.Targets) != len(in.Spec.Deploy.Targets)) {
+		return bad(ErrTypeInvalidPipeline, "resume: the progress given (app %q, %d steps, %d targets) is not a run of this spec", r.App, len(r.Steps), len(r.Targets))
+	}
+	return nil
+}
+
+func runNameOK(run string) bool {
+	if run == "" || len(run) > 40 || strings.HasPrefix(run, ".") {
+		return false
+	}
+	for _, r := range run {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *pipeline) run(ctx workflow.Context) (PipelineProgress, error) {
+	if err := p.registerHandlers(ctx); err != nil {
+		return PipelineProgress{}, err
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx,
+		temporal.NewSearchAttributeKeyKeyword(config.AttrApp).ValueSet(p.in.Spec.App),
+		temporal.NewSearchAttributeKeyKeyword(config.AttrKind).ValueSet("pipeline"),
+	); err != nil {
+		return PipelineProgress{}, err
+	}
+	err := p.steps(ctx)
+	if p.cleanup == nil { // failed before the deploy
+		p.removeCheckout(ctx)
+	}
+	// The checkout goes whatever happened; logs and the package stay.
+	dctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	if cerr := p.cleanup.Get(dctx, nil); cerr != nil {
+		workflow.GetLogger(ctx).Warn("cleanup failed", "error", cerr)
+	}
+	p.pr.Ended = workflow.Now(ctx)
+	if err != nil {
+		// The run fails with its cause's type and message (UnknownRef,
+		// TestFailed, RolledBack, …), naming the step, with the progress
+		// as details.
+		typ, msg := ErrTypeStepFailed, err.Error()
+		var ae *temporal.ApplicationError
+		if errors.As(err, &ae) {
+			typ, msg = ae.Type(), ae.Message()
+		}
+		p.pr.Status, p.pr.Error = StepFailed, msg
+		p.publish(ctx)
+		return p.pr, temporal.NewNonRetryableApplicationError(fmt.Sprintf("pipeline %s failed at %s: %s", p.pr.ID, p.pr.Step, msg), typ, err, p.pr)
+	}
+	p.pr.Status = RunSucceeded
+	p.publish(ctx)
+	return p.pr, nil
+}
+
+func (p *pipeline) registerHandlers(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (PipelineProgress, error) {
+		return p.pr, nil
+	}); err != nil {
+		return err
+	}
+	approve := workflow.GetSignalChannel(ctx, ApproveSignal)
+	reject := workflow.GetSignalChannel(ctx, RejectSignal)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			var d ApprovalDecision
+			status := StepDone
+			sel := workflow.NewSelector(ctx)
+			sel.AddReceive(approve, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &d) })
+			sel.AddReceive(reject, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &d); status = StepRejected })
+			sel.Select(ctx)
+			a := p.pr.Approval
+			if a == nil || (a.Status != StepPending && a.Status != StepWaiting) {
+				workflow.GetLogger(ctx).Warn("approval signal ignored: nothing waits for it", "who", d.Who)
+				continue
+			}
+			a.Status, a.Who, a.Why, a.At = status, d.Who, d.Why, workflow.Now(ctx)
+		}
+	})
+	return nil
+}
+
+// steps runs the pipeline top to bottom; a step finished in the run being
+// resumed is not run again.
+func (p *pipeline) steps(ctx workflow.Context) error {
+	spec := p.in.Spec
+	err := p.step(ctx, StepClone, func() (string, error) {
+		var co activities.Checkout
+		actx := central(ctx, cloneOptions, fmt.Sprintf("clone %s at %s", spec.Repo, spec.Ref))
+		if err := workflow.ExecuteActivity(actx, pipelineActs.Clone, p.ref, spec).Get(ctx, &co); err != nil {
+			return "", err
+		}
+		p.pr.Commit, p.pr.Tree, p.pr.BuildKey = co.Commit, co.Tree, co.BuildKey
+		p.setLog(StepClone, co.Log)
+		return "commit " + co.Commit, nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := p.step(ctx, StepReuse, func() (string, error) {
+		var found string
+		actx := central(ctx, quickOptions, "look for an earlier build of tree "+short(p.pr.Tree))
+		if err := workflow.ExecuteActivity(actx, pipelineActs.FindBuild, spec.Image.Name, p.pr.BuildKey).Get(ctx, &found); err != nil {
+			return "", err
+		}
+		if found == "" {
+			return "no earlier build of this source and spec", nil
+		}
+		p.pr.Reused, p.pr.Image = true, found
+		p.pr.Digest = found[strings.LastIndex(found, "@")+1:]
+		for _, s := range []string{StepBuild, StepTest, StepPackage, StepImage, StepPush} {
+			p.pr.Steps[p.idx[s]].Status = StepSkipped
+			p.pr.Steps[p.idx[s]].Detail = "reused " + found
+		}
+		return "reusing " + found, nil
+	}); err != nil {
+		return err
+	}
+	req := activities.StepRequest{Ref: p.ref, Spec: spec, Checkout: activities.Checkout{Commit: p.pr.Commit, Tree: p.pr.Tree}}
+	if err := p.step(ctx, StepBuild, func() (string, error) {
+		actx := central(ctx, buildOptions(spec.Build.Timeout), "build "+spec.App+" for "+strings.Join(spec.Image.Platforms, ", "))
+		return "", p.runLogged(actx, StepBuild, pipelineActs.Build, req)
+	}); err != nil {
+		return err
+	}
+	if err := p.step(ctx, StepTest, func() (string, error) {
+		if len(spec.Test.Commands) == 0 {
+			return "no test commands", nil
+		}
+		actx := central(ctx, buildOptions(spec.Test.Timeout), "test "+spec.App)
+		return "", p.runLogged(actx, StepTest, pipelineActs.Test, req)
+	}); err != nil {
+		return err
+	}
+	if err := p.step(ctx, StepPackage, func() (string, error) {
+		actx := central(ctx, quickOptions, "package "+spec.App)
+		err := workflow.ExecuteActivity(actx, pipelineActs.Package, p.ref, spec).Get(ctx, &p.pr.Package)
+		var ae *temporal.ApplicationError
+		if errors.As(err, &ae) && ae.Type() == activities.ErrTypeNoArtifact {
+			// The built files are gone (another build worker, or a resume
+			// after they were lost): build again, then package.
+			bctx := central(ctx, buildOptions(spec.Build.Timeout), "build "+spec.App+" again: its built files are gone")
+			if err := p.runLogged(bctx, StepBuild, pipelineActs.Build, req); err != nil {
+				return "", err
+			}
+			err = workflow.ExecuteActivity(actx, pipelineActs.Package, p.ref, spec).Get(ctx, &p.pr.Package)
+		}
+		if err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%d bytes, sha256 %s", p.pr.Package.Size, p.pr.Package.SHA256), nil
+	}); err != nil {
+		return err
+	}
+	imgReq := activities.ImageRequest{Spec: spec, Package: p.pr.Package, Tree: p.pr.Tree, BuildKey: p.pr.BuildKey, Tag: p.in.Run}
+	if err := p.step(ctx, StepImage, func() (string, error) {
+		actx := central(ctx, quickOptions, "build the OCI image of "+spec.App)
+		if err := workflow.ExecuteActivity(actx, pipelineActs.BuildImage, imgReq).Get(ctx, &p.pr.Digest); err != nil {
+			return "", err
+		}
+		return p.pr.Digest, nil
+	}); err != nil {
+		return err
+	}
+	if err := p.step(ctx, StepPush, func() (string, error) {
+		imgReq.Digest = p.pr.Digest
+		actx := central(ctx, pushOptions, "push "+spec.Image.Name+":"+p.in.Run+" to the center registry")
+		if err := workflow.ExecuteActivity(actx, pipelineActs.Push, imgReq).Get(ctx, &p.pr.Image); err != nil {
+			return "", err
+		}
+		return p.pr.Image, nil
+	}); err != nil {
+		return err
+	}
+	p.removeCheckout(ctx) // while the targets deploy
+	return p.deploy(ctx)
+}
+
+// runLogged runs the build or test activity and keeps its logs, also from
+// a failure's details.
+func (p *pipeline) runLogged(actx workflow.Context, step string, act any, req activities.StepRequest) error {
+	var logs activities.StepLogs
+	err := workflow.ExecuteActivity(actx, act, req).Get(actx, &logs)
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) && ae.HasDetails() {
+		_ = ae.Details(&logs)
+	}
+	p.setLog(step, logs)
+	return err
+}
+
+// step runs one step unless it is already done, recording its timings.
+func (p *pipeline) step(ctx workflow.Context, name string, fn func() (string, error)) error {
+	s := &p.pr.Steps[p.idx[name]]
+	if s.Status == StepDone || s.Status == StepSkipped {
+		return nil
+	}
+	p.pr.Step = name
+	s.Status, s.Started, s.Ended, s.Error = StepRunning, workflow.Now(ctx), time.Time{}, ""
+	p.publish(ctx)
+	detail, err := fn()
+	s = &p.pr.Steps[p.idx[name]]
+	s.Ended = workflow.Now(ctx)
+	if err != nil {
+		s.Status, s.Error = StepFailed, err.Error()
+		var ae *temporal.ApplicationError
+		if errors.As(err, &ae) {
+			s.Error = ae.Message()
+		}
+		return err
+	}
+	s.Status = StepDone
+	if detail != "" {
+		s.Detail = detail
+	}
+	return nil
+}
+
+func (p *pipeline) setLog(step string, logs activities.StepLogs) {
+	p.pr.Steps[p.idx[step]].Log = logs
+}
+
+// deploy rolls the image out to every target in parallel, gated ones after
+// approval, verifies each and puts back the ones that fail.
+func (p *pipeline) deploy(ctx workflow.Context) error {
+	deploy, verify := &p.pr.Steps[p.idx[StepDeploy]], &p.pr.Steps[p.idx[StepVerify]]
+	p.pr.Step = StepDeploy
+	now := workflow.Now(ctx)
+	deploy.Status, deploy.Started, verify.Status, verify.Started = StepRunning, now, StepRunning, now
+	if p.pr.Approval != nil && p.pr.Steps[p.idx[StepApproval]].Status != StepDone {
+		p.gate(ctx)
+	}
+	wg := workflow.NewWaitGroup(ctx)
+	for i, t := range p.in.Spec.Deploy.Targets {
+		if p.pr.Targets[i].Status == StepDone {
+			continue
+		}
+		wg.Add(1)
+		workflow.Go(ctx, func(ctx workflow.Context) {
+			defer wg.Done()
+			p.target(ctx, i, t)
+		})
+	}
+	// Wait for every target, rollbacks included, also when cancelled.
+	wctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	wg.Wait(wctx)
+	now = workflow.Now(ctx)
+	deploy.Ended, verify.Ended = now, now
+	var failed, rolled, rejected []string
+	for _, t := range p.pr.Targets {
+		switch t.Status {
+		case StepDone:
+		case StepRolledBack:
+			rolled = append(rolled, t.Cloud)
+		case StepRejected:
+			rejected = append(rejected, t.Cloud)
+		default:
+			failed = append(failed, t.Cloud+": "+t.Error)
+		}
+	}
+	p.publish(ctx)
+	switch {
+	case len(failed) > 0 || len(rolled) > 0:
+		deploy.Status, verify.Status = StepFailed, StepFailed
+		msg := "targets rolled back to their previous image: " + strings.Join(rolled, ", ")
+		if len(failed) > 0 {
+			msg += "; failed: " + strings.Join(failed, "; ")
+		}
+		deploy.Error = msg
+		return temporal.NewNonRetryableApplicationError(msg, ErrTypeRolledBack, nil)
+	case len(rejected) > 0:
+		a := p.pr.Approval
+		deploy.Status, verify.Status = StepFailed, StepFailed
+		p.pr.Step = StepApproval
+		if a.Status == StepTimedOut {
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("nobody approved the deploy to %s in time", strings.Join(rejected, ", ")), ErrTypeApprovalTimeout, nil)
+		}
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("deploy to %s rejected by %s: %s", strings.Join(rejected, ", "), a.Who, a.Why), ErrTypeRejected, nil)
+	}
+	deploy.Status, verify.Status = StepDone, StepDone
+	deploy.Detail = fmt.Sprintf("%d target(s) run %s", len(p.pr.Targets), p.pr.Image)
+	return nil
+}
+
+// gate opens the approval gate and closes it on a decision or the timeout.
+func (p *pipeline) gate(ctx workflow.Context) {
+	a, s := p.pr.Approval, &p.pr.Steps[p.idx[StepApproval]]
+	timeout := p.in.Spec.Deploy.ApprovalTimeout
+	s.Status, s.Started = StepWaiting, workflow.Now(ctx)
+	if a.Status == StepPending { // else decided before the gate opened
+		a.Status, a.Deadline = StepWaiting, workflow.Now(ctx).Add(timeout)
+	}
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		decided, _ := workflow.AwaitWithTimeout(ctx, timeout, func() bool { return a.Status != StepWaiting })
+		if !decided {
+			a.Status, a.At = StepTimedOut, workflow.Now(ctx)
+		}
+		s.Ended = workflow.Now(ctx)
+		s.Status = a.Status
+		if a.Status == StepDone {
+			s.Detail = "approved by " + a.Who
+		} else {
+			s.Error = a.Status + " " + a.Who + " " + a.Why
+		}
+		p.publish(ctx)
+	})
+	p.publish(ctx)
+}
+
+// target deploys to one cloud, verifies, and rolls back on failure.
+func (p *pipeline) target(ctx workflow.Context, i int, t pipelinespec.Target) {
+	tp := &p.pr.Targets[i]
+	if t.Approval {
+		tp.Status = StepWaiting
+		a := p.pr.Approval
+		if err := workflow.Await(ctx, func() bool { return a.Status != StepWaiting && a.Status != StepPending }); err != nil {
+			return
+		}
+		if a.Status != StepDone {
+			tp.Status, tp.Error = StepRejected, "approval "+a.Status
+			return
+		}
+	}
+	name := tp.Instance
+	if tp.Previous == "" {
+		var st runtime.Status
+		actx := onCloud(ctx, lookupOptions, t.Cloud, "what runs "+name+" on "+t.Cloud+" now")
+		if err := workflow.ExecuteActivity(actx, cloudActs.InstanceStatus, name).Get(ctx, &st); err != nil {
+			tp.Status, tp.Error = StepFailed, "status: "+err.Error()
+			return
+		}
+		if st.Exists && st.Image != p.pr.Image {
+			tp.Previous = st.Image
+		}
+	}
+	tp.Status = TargetDeploying
+	p.publish(ctx)
+	app := p.in.Spec.Deploy.App.WithImage(p.pr.Image)
+	spec := app.RuntimeSpec(t.Cloud, map[string]string{runtime.LabelWorkflow: "pipeline/" + p.in.Spec.App})
+	opts := deployOptions
+	opts.StartToCloseTimeout = p.in.Spec.Deploy.RolloutTimeout
+	actx := onCloud(ctx, opts, t.Cloud, fmt.Sprintf("deploy %s to %s", p.in.Spec.App, t.Cloud))
+	err := workflow.ExecuteActivity(actx, cloudActs.DeployInstance, activities.DeployRequest{Name: name, Spec: spec}).Get(ctx, &tp.Endpoint)
+	if err == nil {
+		tp.Status = TargetVerifying
+		p.publish(ctx)
+		tp.Verified, err = p.verify(ctx, t, tp)
+	}
+	if err == nil {
+		tp.Status = StepDone
+		p.publish(ctx)
+		return
+	}
+	tp.Error = err.Error()
+	tp.Status = TargetRollingBack
+	p.publish(ctx)
+	p.rollback(ctx, t.Cloud, tp, spec)
+	p.publish(ctx)
+}
+
+// verify checks that the target serves the new image.
+func (p *pipeline) verify(ctx workflow.Context, t pipelinespec.Target, tp *TargetProgress) (string, error) {
+	within := p.in.Spec.Deploy.RolloutTimeout
+	if t.Verify == pipelinespec.VerifyReady {
+		var st runtime.Status
+		actx := onCloud(ctx, lookupOptions, t.Cloud, "check "+tp.Instance+" is ready on "+t.Cloud)
+		if err := workflow.ExecuteActivity(actx, cloudActs.InstanceStatus, tp.Instance).Get(ctx, &st); err != nil {
+			return "", err
+		}
+		if !st.Exists || !st.Ready || st.Image != p.pr.Image {
+			return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s on %s is not ready with %s (%+v)", tp.Instance, t.Cloud, p.pr.Image, st), activities.ErrTypeNotServing, nil)
+		}
+		return "ready on the runtime with " + p.pr.Digest, nil
+	}
+	health := p.in.Spec.Deploy.App.Health
+	if health == "" {
+		health = "/"
+	}
+	var said string
+	opts := targetVerifyOptions
+	opts.StartToCloseTimeout = within + 30*time.Second
+	actx := onCloud(ctx, opts, t.Cloud, "verify "+tp.Endpoint.URL+health+" answers")
+	err := workflow.ExecuteActivity(actx, cloudActs.Verify, activities.VerifyRequest{URL: tp.Endpoint.URL, Health: health, Within: within}).Get(ctx, &said)
+	return said, err
+}
+
+// rollback puts the target back to the image it ran before this run, or
+// removes the instance when there was none; also when the run is being
+// cancelled, so no target is left half-deployed.
+func (p *pipeline) rollback(ctx workflow.Context, cloud string, tp *TargetProgress, spec runtime.Spec) {
+	ctx, cancel := workflow.NewDisconnectedContext(ctx)
+	defer cancel()
+	if tp.Previous == "" {
+		actx := onCloud(ctx, destroyOptions, cloud, "roll back: remove "+tp.Instance+" from "+cloud)
+		if err := workflow.ExecuteActivity(actx, cloudActs.DestroyInstance, tp.Instance).Get(ctx, nil); err != nil {
+			tp.Error += "; rollback failed: " + err.Error()
+			return
+		}
+	} else {
+		spec.Image = tp.Previous
+		actx := onCloud(ctx, rollbackOptions, cloud, "roll back "+tp.Instance+" on "+cloud+" to "+tp.Previous)
+		if err := workflow.ExecuteActivity(actx, cloudActs.DeployInstance, activities.DeployRequest{Name: tp.Instance, Spec: spec}).Get(ctx, &tp.Endpoint); err != nil {
+			tp.Error += "; rollback failed: " + err.Error()
+			return
+		}
+	}
+	tp.Status = StepRolledBack
+}
+
+// publish tells the Web UI where the run is.
+func (p *pipeline) publish(ctx workflow.Context) {
+	details := fmt.Sprintf("**%s** %s", p.pr.ID, p.pr.Status)
+	if p.pr.Step != "" {
+		details += " at " + p.pr.Step
+	}
+	if p.pr.Image != "" {
+		details += "\n\nimage `" + p.pr.Image + "`"
+	}
+	for _, t := range p.pr.Targets {
+		details += fmt.Sprintf("\n- %s: %s %s", t.Cloud, t.Status, t.Endpoint.URL)
+	}
+	if a := p.pr.Approval; a != nil && a.Status == StepWaiting {
+		details += fmt.Sprintf("\n\nwaiting for approval of %s until %s", strings.Join(a.Targets, ", "), a.Deadline.Format(time.RFC3339))
+	}
+	workflow.SetCurrentDetails(ctx, details)
+}
+
+func short(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}

@@ -1,0 +1,540 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/edgedrift/drift/activities"
+	"github.com/edgedrift/drift/deploy/examples"
+	"github.com/edgedrift/drift/internal/pipelinespec"
+	"github.com/edgedrift/drift/internal/runtime"
+)
+
+// fakeFactory stands in for the build worker, the registry and the clouds.
+type fakeFactory struct {
+	mu             sync.Mutex
+	calls          []string            // activity names in order ("deploy fog-north", …)
+	images         map[string]string   // cloud → image its instance runs
+	built          map[string]string   // build key → pinned image (the registry's build tags)
+	failTest       bool                // test commands fail
+	builtFilesLost bool                // the first Package finds no built files
+	pushFails      int                 // pushes that fail before one works
+	failVerify     map[string]bool     // clouds whose endpoint never answers
+	failDeploy     map[string]bool     // clouds whose rollout fails
+	deployed       map[string][]string // cloud → images deployed in order
+}
+
+const (
+	fakeDigest = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+	fakeImage  = "center.test/hello@" + fakeDigest
+	oldImage   = "center.test/hello@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+)
+
+func newFakeFactory() *fakeFactory {
+	return &fakeFactory{images: map[string]string{}, built: map[string]string{}, failVerify: map[string]bool{},
+		failDeploy: map[string]bool{}, deployed: map[string][]string{}}
+}
+
+func (f *fakeFactory) called(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, name)
+}
+
+func (f *fakeFactory) count(name string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, c := range f.calls {
+		if c == name {
+			n++
+		}
+	}
+	return n
+}
+
+func (f *fakeFactory) install(env *testsuite.TestWorkflowEnvironment) {
+	env.RegisterActivity(&activities.Pipeline{})
+	env.RegisterActivity(&activities.Cloud{})
+	logs := activities.StepLogs{File: "/data/logs/step.log", Tail: []string{"ok"}}
+	env.OnActivity(pipelineActs.Clone, mock.Anything, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.RunRef, pipelinespec.Spec) (activities.Checkout, error) {
+			f.called("clone")
+			return activities.Checkout{Commit: "c0ffee", Tree: "7ree", BuildKey: "key-7ree", Log: logs}, nil
+		})
+	env.OnActivity(pipelineActs.FindBuild, mock.Anything, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, _, key string) (string, error) {
+			f.called("find")
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			return f.built[key], nil
+		})
+	env.OnActivity(pipelineActs.Build, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.StepRequest) (activities.StepLogs, error) {
+			f.called("build")
+			return logs, nil
+		}).After(30 * time.Second)
+	env.OnActivity(pipelineActs.Test, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.StepRequest) (activities.StepLogs, error) {
+			f.called("test")
+			if f.failTest {
+				failed := activities.StepLogs{File: "/data/logs/test.log", Tail: []string{"--- FAIL: TestHello", "FAIL"}}
+				return failed, temporal.NewNonRetryableApplicationError("test: \"go test ./...\" failed\n--- FAIL: TestHello", activities.ErrTypeTestFailed, nil, failed)
+			}
+			return logs, nil
+		})
+	env.OnActivity(pipelineActs.Package, mock.Anything, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.RunRef, pipelinespec.Spec) (activities.Package, error) {
+			f.called("package")
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.builtFilesLost {
+				f.builtFilesLost = false
+				return activities.Package{}, temporal.NewNonRetryableApplicationError("package: artifact out/hello is missing", activities.ErrTypeNoArtifact, nil)
+			}
+			return activities.Package{Path: "/data/artifacts/abc.tar.gz", SHA256: "abc", Size: 42}, nil
+		})
+	env.OnActivity(pipelineActs.BuildImage, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.ImageRequest) (string, error) {
+			f.called("image")
+			return fakeDigest, nil
+		})
+	env.OnActivity(pipelineActs.Push, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, req activities.ImageRequest) (string, error) {
+			f.called("push")
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.pushFails > 0 {
+				f.pushFails--
+				return "", errors.New("registry answered 503")
+			}
+			f.built[req.BuildKey] = fakeImage
+			return fakeImage, nil
+		})
+	env.OnActivity(pipelineActs.Cleanup, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.RunRef) error { f.called("cleanup"); return nil })
+	env.OnActivity(cloudActs.InstanceStatus, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, name string) (runtime.Status, error) {
+			cloud := cloudOf(ctx)
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			img, ok := f.images[cloud]
+			return runtime.Status{Exists: ok, Ready: ok, Image: img}, nil
+		})
+	env.OnActivity(cloudActs.DeployInstance, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, req activities.DeployRequest) (runtime.Endpoint, error) {
+			cloud := req.Spec.Labels[runtime.LabelCloud]
+			f.called("deploy " + cloud)
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.deployed[cloud] = append(f.deployed[cloud], req.Spec.Image)
+			if f.failDeploy[cloud] && req.Spec.Image == fakeImage {
+				return runtime.Endpoint{}, temporal.NewNonRetryableApplicationError("rollout timed out", "Test", nil)
+			}
+			f.images[cloud] = req.Spec.Image
+			return runtime.Endpoint{URL: "http://" + cloud + ".test", Host: cloud + ".test", Port: 80}, nil
+		}).After(5 * time.Second)
+	env.OnActivity(cloudActs.Verify, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, req activities.VerifyRequest) (string, error) {
+			cloud := strings.TrimSuffix(strings.TrimPrefix(req.URL, "http://"), ".test")
+			f.called("verify " + cloud)
+			if f.failVerify[cloud] {
+				return "", temporal.NewNonRetryableApplicationError("verify: 502", activities.ErrTypeNotServing, nil)
+			}
+			return req.URL + req.Health + " answered 200", nil
+		}).After(10 * time.Second)
+	env.OnActivity(cloudActs.DestroyInstance, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, name string) error {
+			cloud := cloudOf(ctx)
+			f.called("destroy " + cloud)
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			delete(f.images, cloud)
+			return nil
+		})
+}
+
+// cloudOf is the cloud whose queue an activity was scheduled on.
+func cloudOf(ctx context.Context) string {
+	return strings.TrimPrefix(activity.GetInfo(ctx).TaskQueue, "drift.cloud.")
+}
+
+func pipelineSpec(t *testing.T, edit func(*pipelinespec.Spec)) pipelinespec.Spec {
+	t.Helper()
+	s, err := pipelinespec.Parse(examples.Pipeline, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(&s)
+	}
+	return s
+}
+
+type pipelineTest struct {
+	testsuite.WorkflowTestSuite
+	env *testsuite.TestWorkflowEnvironment
+	f   *fakeFactory
+	t   *testing.T
+}
+
+func newPipelineTest(t *testing.T) *pipelineTest {
+	pt := &pipelineTest{t: t, f: newFakeFactory()}
+	pt.env = pt.NewTestWorkflowEnvironment()
+	pt.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: PipelineID("hello", "r1")})
+	pt.f.install(pt.env)
+	return pt
+}
+
+// run executes the pipeline and returns its progress and error.
+func (pt *pipelineTest) run(spec pipelinespec.Spec, resume *PipelineProgress) (PipelineProgress, error) {
+	pt.env.ExecuteWorkflow(Pipeline, PipelineInput{Run: "r1", Spec: spec, Topology: exampleTopology, Resume: resume})
+	if !pt.env.IsWorkflowCompleted() {
+		pt.t.Fatal("pipeline did not complete")
+	}
+	err := pt.env.GetWorkflowError()
+	var pr PipelineProgress
+	if err == nil {
+		if gerr := pt.env.GetWorkflowResult(&pr); gerr != nil {
+			pt.t.Fatal(gerr)
+		}
+		return pr, nil
+	}
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) && ae.HasDetails() {
+		if derr := ae.Details(&pr); derr != nil {
+			pt.t.Fatal(derr)
+		}
+	}
+	return pr, err
+}
+
+func (pt *pipelineTest) progress() PipelineProgress {
+	v, err := pt.env.QueryWorkflow(ProgressQuery)
+	if err != nil {
+		pt.t.Fatal(err)
+	}
+	var pr PipelineProgress
+	if err := v.Get(&pr); err != nil {
+		pt.t.Fatal(err)
+	}
+	return pr
+}
+
+func stepStatuses(pr PipelineProgress) map[string]string {
+	out := map[string]string{}
+	for _, s := range pr.Steps {
+		out[s.Name] = s.Status
+	}
+	return out
+}
+
+func errorType(err error) string {
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) {
+		return ae.Type()
+	}
+	return ""
+}
+
+func TestPipelineRunsEveryStepAndDeploysEveryTarget(t *testing.T) {
+	pt := newPipelineTest(t)
+	var during PipelineProgress
+	pt.env.RegisterDelayedCallback(func() { during = pt.progress() }, 10*time.Second)
+	pr, err := pt.run(pipelineSpec(t, nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if during.Step != StepBuild || stepStatuses(during)[StepBuild] != StepRunning || stepStatuses(during)[StepClone] != StepDone {
+		t.Errorf("progress during the build: step %s, %v", during.Step, stepStatuses(during))
+	}
+	want := []string{"clone", "find", "build", "test", "package", "image", "push"}
+	if got := pt.f.calls[:len(want)]; !slices.Equal(got, want) {
+		t.Fatalf("steps ran %v, want %v first", pt.f.calls, want)
+	}
+	if pr.Status != RunSucceeded || pr.Image != fakeImage || pr.Digest != fakeDigest || pr.Commit != "c0ffee" || pr.Reused {
+		t.Fatalf("result %+v", pr)
+	}
+	for name, st := range stepStatuses(pr) {
+		if want := StepDone; name == StepApproval {
+			want = StepSkipped
+			if st != want {
+				t.Errorf("step %s is %s, want %s", name, st, want)
+			}
+		} else if st != want {
+			t.Errorf("step %s is %s, want %s", name, st, want)
+		}
+	}
+	if s, _ := pr.StepByName(StepBuild); s.Duration(time.Time{}) != 30*time.Second || s.Log.File == "" {
+		t.Errorf("build step timing/logs %+v", s)
+	}
+	eps := pr.Endpoints()
+	if len(eps) != 2 || eps["fog-north"].URL != "http://fog-north.test" || eps["edge-latin"].URL != "http://edge-latin.test" {
+		t.Errorf("endpoints %v", eps)
+	}
+	if pt.f.images["fog-north"] != fakeImage || pt.f.images["edge-latin"] != fakeImage {
+		t.Errorf("clouds run %v", pt.f.images)
+	}
+	if pt.f.count("cleanup") != 1 {
+		t.Error("checkout not cleaned")
+	}
+}
+
+func TestPipelineDeploysTargetsInParallel(t *testing.T) {
+	pt := newPipelineTest(t)
+	start := pt.env.Now()
+	if _, err := pt.run(pipelineSpec(t, nil), nil); err != nil {
+		t.Fatal(err)
+	}
+	// 30 s build + one 5 s deploy + one 10 s verify: the two targets overlap.
+	if took := pt.env.Now().Sub(start); took >= 55*time.Second {
+		t.Errorf("pipeline took %v of workflow time: deploys ran one after another", took)
+	}
+}
+
+func TestPipelineTestFailureStopsWithTheOutput(t *testing.T) {
+	pt := newPipelineTest(t)
+	pt.f.failTest = true
+	pr, err := pt.run(pipelineSpec(t, nil), nil)
+	if err == nil || !strings.Contains(err.Error(), "failed at test") || !strings.Contains(err.Error(), "--- FAIL: TestHello") {
+		t.Fatalf("error %v, want the test step and its output", err)
+	}
+	if pt.f.count("test") != 1 {
+		t.Errorf("test ran %d times: a failing test is not retried", pt.f.count("test"))
+	}
+	if n := pt.f.count("package") + pt.f.count("push") + pt.f.count("deploy fog-north") + pt.f.count("deploy edge-latin"); n != 0 {
+		t.Errorf("%d steps after the failed test ran: %v", n, pt.f.calls)
+	}
+	s, _ := pr.StepByName(StepTest)
+	if s.Status != "failed" || !slices.Contains(s.Log.Tail, "--- FAIL: TestHello") || pr.Step != StepTest {
+		t.Errorf("test step %+v (run at %s)", s, pr.Step)
+	}
+	if pt.f.count("cleanup") != 1 {
+		t.Error("checkout not cleaned after a failure")
+	}
+}
+
+func TestPipelinePushFailureIsRetried(t *testing.T) {
+	pt := newPipelineTest(t)
+	pt.f.pushFails = 2
+	pr, err := pt.run(pipelineSpec(t, nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := pt.f.count("push"); n != 3 || pr.Image != fakeImage {
+		t.Fatalf("push ran %d times (want 3), image %s", n, pr.Image)
+	}
+}
+
+func TestPipelineRollsBackTheFailingTargetOnly(t *testing.T) {
+	pt := newPipelineTest(t)
+	pt.f.images["edge-latin"] = oldImage // an earlier release runs there
+	pt.f.failVerify["edge-latin"] = true
+	pr, err := pt.run(pipelineSpec(t, nil), nil)
+	if errorType(err) != ErrTypeRolledBack || !strings.Contains(err.Error(), "edge-latin") || strings.Contains(err.Error(), "fog-north") {
+		t.Fatalf("error %v, want RolledBack naming edge-latin only", err)
+	}
+	if got := pt.f.deployed["edge-latin"]; !slices.Equal(got, []string{fakeImage, oldImage}) {
+		t.Errorf("edge-latin got %v, want the new image then the old one back", got)
+	}
+	if pt.f.images["edge-latin"] != oldImage || pt.f.images["fog-north"] != fakeImage {
+		t.Errorf("clouds run %v", pt.f.images)
+	}
+	byCloud := map[string]TargetProgress{}
+	for _, tp := range pr.Targets {
+		byCloud[tp.Cloud] = tp
+	}
+	if byCloud["edge-latin"].Status != StepRolledBack || byCloud["edge-latin"].Previous != oldImage || byCloud["fog-north"].Status != StepDone {
+		t.Errorf("targets %+v", pr.Targets)
+	}
+}
+
+func TestPipelineRollbackRemovesANewInstance(t *testing.T) {
+	pt := newPipelineTest(t)
+	pt.f.failDeploy["fog-north"] = true
+	_, err := pt.run(pipelineSpec(t, nil), nil)
+	if errorType(err) != ErrTypeRolledBack {
+		t.Fatalf("error %v", err)
+	}
+	if _, ok := pt.f.images["fog-north"]; ok || pt.f.count("destroy fog-north") != 1 {
+		t.Errorf("fog-north had nothing before and still runs %q", pt.f.images["fog-north"])
+	}
+}
+
+func gatedSpec(t *testing.T) pipelinespec.Spec {
+	return pipelineSpec(t, func(s *pipelinespec.Spec) {
+		s.Deploy.Targets[1].Approval = true // edge-latin waits
+		s.Deploy.ApprovalTimeout = 10 * time.Minute
+	})
+}
+
+func TestPipelineApprovalApprove(t *testing.T) {
+	pt := newPipelineTest(t)
+	var waiting PipelineProgress
+	pt.env.RegisterDelayedCallback(func() {
+		waiting = pt.progress()
+		pt.env.SignalWorkflow(ApproveSignal, ApprovalDecision{Who: "bob", Why: "release 1"})
+	}, 2*time.Minute)
+	pr, err := pt.run(gatedSpec(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := waiting.Approval; a == nil || a.Status != StepWaiting || !slices.Equal(a.Targets, []string{"edge-latin"}) || a.Deadline.IsZero() {
+		t.Fatalf("approval while waiting %+v", waiting.Approval)
+	}
+	if waiting.Targets[0].Status != StepDone || waiting.Targets[1].Status != StepWaiting {
+		t.Errorf("while waiting: %+v (the ungated target deploys at once)", waiting.Targets)
+	}
+	if pr.Approval.Who != "bob" || pr.Approval.Status != StepDone || pt.f.images["edge-latin"] != fakeImage {
+		t.Errorf("approval %+v, edge-latin runs %q", pr.Approval, pt.f.images["edge-latin"])
+	}
+}
+
+func TestPipelineApprovalReject(t *testing.T) {
+	pt := newPipelineTest(t)
+	pt.env.RegisterDelayedCallback(func() {
+		pt.env.SignalWorkflow(RejectSignal, ApprovalDecision{Who: "carol", Why: "freeze"})
+	}, 2*time.Minute)
+	pr, err := pt.run(gatedSpec(t), nil)
+	if errorType(err) != ErrTypeRejected || !strings.Contains(err.Error(), "carol") || !strings.Contains(err.Error(), "freeze") {
+		t.Fatalf("error %v", err)
+	}
+	if pt.f.count("deploy edge-latin") != 0 || pr.Approval.Status != StepRejected {
+		t.Errorf("edge-latin deployed %d times, approval %+v", pt.f.count("deploy edge-latin"), pr.Approval)
+	}
+}
+
+func TestPipelineApprovalTimeout(t *testing.T) {
+	pt := newPipelineTest(t)
+	start := pt.env.Now()
+	_, err := pt.run(gatedSpec(t), nil)
+	if errorType(err) != ErrTypeApprovalTimeout {
+		t.Fatalf("error %v", err)
+	}
+	if took := pt.env.Now().Sub(start); took < 10*time.Minute {
+		t.Errorf("gave up after %v, before the timeout", took)
+	}
+	if pt.f.count("deploy edge-latin") != 0 {
+		t.Error("edge-latin deployed without approval")
+	}
+}
+
+func TestPipelineReusesAnEarlierBuild(t *testing.T) {
+	pt := newPipelineTest(t)
+	pt.f.built["key-7ree"] = fakeImage
+	pr, err := pt.run(pipelineSpec(t, nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []string{"build", "test", "package", "image", "push"} {
+		if pt.f.count(step) != 0 {
+			t.Errorf("%s ran on a reuse hit", step)
+		}
+	}
+	st := stepStatuses(pr)
+	if !pr.Reused || pr.Image != fakeImage || st[StepBuild] != StepSkipped || st[StepReuse] != StepDone || st[StepDeploy] != StepDone {
+		t.Fatalf("progress %+v", pr)
+	}
+}
+
+func TestPipelineResumesFromTheFailedStep(t *testing.T) {
+	first := newPipelineTest(t)
+	first.f.pushFails = 100
+	failed, err := first.run(pipelineSpec(t, nil), nil)
+	if err == nil || failed.Step != StepPush {
+		t.Fatalf("first run: %v at %s", err, failed.Step)
+	}
+	second := newPipelineTest(t)
+	pr, err := second.run(pipelineSpec(t, nil), &failed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []string{"clone", "build", "test", "package", "image"} {
+		if second.f.count(step) != 0 {
+			t.Errorf("resume ran %s again", step)
+		}
+	}
+	if second.f.count("push") != 1 || pr.Image != fakeImage || pr.Resumed != 1 || pr.Status != RunSucceeded {
+		t.Fatalf("resumed run %+v", pr)
+	}
+}
+
+func TestPipelineBadInputBeforeAnySideEffect(t *testing.T) {
+	cases := []struct {
+		name string
+		edit func(*PipelineInput)
+		typ  string
+	}{
+		{"unknown target", func(in *PipelineInput) { in.Spec.Deploy.Targets[0].Cloud = "mars" }, ErrTypeUnknownTarget},
+		{"invalid image name", func(in *PipelineInput) { in.Spec.Image.Name = "Bad Name" }, ErrTypeInvalidPipeline},
+		{"bad run name", func(in *PipelineInput) { in.Run = "a/b" }, ErrTypeInvalidPipeline},
+		{"missing repo", func(in *PipelineInput) { in.Spec.Repo = "" }, ErrTypeInvalidPipeline},
+		{"resume of nothing", func(in *PipelineInput) { in.Resume = &PipelineProgress{App: "hello"} }, ErrTypeInvalidPipeline},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			pt := newPipelineTest(t)
+			in := PipelineInput{Run: "r1", Spec: pipelineSpec(t, nil), Topology: exampleTopology}
+			c.edit(&in)
+			pt.env.ExecuteWorkflow(Pipeline, in)
+			err := pt.env.GetWorkflowError()
+			if errorType(err) != c.typ {
+				t.Fatalf("error %v, want type %s", err, c.typ)
+			}
+			if len(pt.f.calls) != 0 {
+				t.Errorf("activities ran: %v", pt.f.calls)
+			}
+		})
+	}
+}
+
+// Cancelled while the targets are being verified, the run puts every
+// target back: nothing stays half-deployed.
+func TestPipelineCancelledDuringDeployLeavesNothingHalfDeployed(t *testing.T) {
+	pt := newPipelineTest(t)
+	pt.f.images["edge-latin"] = oldImage
+	pt.env.RegisterDelayedCallback(func() {
+		if st := stepStatuses(pt.progress())[StepDeploy]; st != StepRunning {
+			t.Errorf("cancelling at deploy status %s", st)
+		}
+		pt.env.CancelWorkflow()
+	}, 38*time.Second) // build 30 s, 5 s deploys, then 10 s verifications
+	pr, err := pt.run(pipelineSpec(t, nil), nil)
+	if err == nil {
+		t.Fatal("a cancelled run succeeded")
+	}
+	for _, tp := range pr.Targets {
+		if tp.Status != StepRolledBack {
+			t.Errorf("target %s %s after the cancel", tp.Cloud, tp.Status)
+		}
+	}
+	if img, ok := pt.f.images["fog-north"]; ok {
+		t.Errorf("fog-north still runs %s after the cancelled run", img)
+	}
+	if pt.f.images["edge-latin"] != oldImage {
+		t.Errorf("edge-latin runs %s, want its previous image back", pt.f.images["edge-latin"])
+	}
+}
+
+func TestPipelineBuildsAgainWhenTheBuiltFilesAreGone(t *testing.T) {
+	pt := newPipelineTest(t)
+	pt.f.builtFilesLost = true
+	pr, err := pt.run(pipelineSpec(t, nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt.f.count("build") != 2 || pt.f.count("package") != 2 || pr.Package.SHA256 != "abc" {
+		t.Fatalf("build ran %d times, package %d times; package %+v", pt.f.count("build"), pt.f.count("package"), pr.Package)
+	}
+}
