@@ -95,31 +95,36 @@ func (p *Pipeline) logFile(r RunRef, step string) string {
 	return filepath.Join(p.DataDir, "pipeline", "logs", r.App, r.Run, step+".log")
 }
 
+// openStep opens step's log, stops what an attempt on a dead worker left
+// running and makes sure the checkout is there. A nil log means it could
+// not open; otherwise the caller closes it.
+func (p *Pipeline) openStep(ctx context.Context, req StepRequest, step string) (*stepLog, string, error) {
+	lg, err := openLog(p.logFile(req.Ref, step))
+	if err != nil {
+		return nil, "", err
+	}
+	p.reapLeftovers(req.Ref, lg)
+	src, err := p.ensureCheckout(ctx, lg, req.Ref, req.Spec.Repo, req.Checkout)
+	return lg, src, err
+}
+
 // Build runs the build commands once per image platform (GOOS and GOARCH
 // set) and keeps each platform's artifacts in out/<os>-<arch>.
 func (p *Pipeline) Build(ctx context.Context, req StepRequest) (StepLogs, error) {
 	stop := heartbeat(ctx)
 	defer stop()
-	lg, err := openLog(p.logFile(req.Ref, "build"))
-	if err != nil {
+	lg, src, err := p.openStep(ctx, req, "build")
+	if lg == nil {
 		return StepLogs{}, err
 	}
 	defer lg.Close()
-	p.reapLeftovers(req.Ref, lg)
-	src, err := p.ensureCheckout(ctx, lg, req.Ref, req.Spec.Repo, req.Checkout)
 	if err != nil {
 		return lg.logs(), err
 	}
 	for _, pl := range req.Spec.Platforms() {
 		env := mergeEnv(req.Spec.Build.Env, map[string]string{"GOOS": pl.OS, "GOARCH": pl.Arch, "DRIFT_COMMIT": req.Checkout.Commit})
-		for _, c := range req.Spec.Build.Commands {
-			fmt.Fprintf(lg, "[%s] $ %s\n", pl, c)
-			if err := lg.run(ctx, src, env, "sh", "-c", c); err != nil {
-				if ctx.Err() != nil {
-					return lg.logs(), ctx.Err()
-				}
-				return lg.logs(), lg.failed(ErrTypeBuildFailed, fmt.Sprintf("build for %s: %q failed", pl, c), err)
-			}
+		if err := lg.runAll(ctx, src, env, req.Spec.Build.Commands, pl.String(), "build for "+pl.String(), ErrTypeBuildFailed); err != nil {
+			return lg.logs(), err
 		}
 		out := filepath.Join(p.runDir(req.Ref), "out", pl.OS+"-"+pl.Arch)
 		if err := os.MkdirAll(out, 0o755); err != nil {
@@ -145,27 +150,17 @@ func (p *Pipeline) Build(ctx context.Context, req StepRequest) (StepLogs, error)
 func (p *Pipeline) Test(ctx context.Context, req StepRequest) (StepLogs, error) {
 	stop := heartbeat(ctx)
 	defer stop()
-	lg, err := openLog(p.logFile(req.Ref, "test"))
-	if err != nil {
+	lg, src, err := p.openStep(ctx, req, "test")
+	if lg == nil {
 		return StepLogs{}, err
 	}
 	defer lg.Close()
-	p.reapLeftovers(req.Ref, lg)
-	src, err := p.ensureCheckout(ctx, lg, req.Ref, req.Spec.Repo, req.Checkout)
 	if err != nil {
 		return lg.logs(), err
 	}
 	env := mergeEnv(req.Spec.Test.Env, map[string]string{"DRIFT_COMMIT": req.Checkout.Commit})
-	for _, c := range req.Spec.Test.Commands {
-		fmt.Fprintf(lg, "$ %s\n", c)
-		if err := lg.run(ctx, src, env, "sh", "-c", c); err != nil {
-			if ctx.Err() != nil {
-				return lg.logs(), ctx.Err()
-			}
-			return lg.logs(), lg.failed(ErrTypeTestFailed, fmt.Sprintf("test: %q failed", c), err)
-		}
-	}
-	return lg.logs(), nil
+	err = lg.runAll(ctx, src, env, req.Spec.Test.Commands, "test", "test", ErrTypeTestFailed)
+	return lg.logs(), err
 }
 
 // Package writes every platform's artifacts into one reproducible tar.gz

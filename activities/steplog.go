@@ -89,6 +89,22 @@ func (l *stepLog) run(ctx context.Context, dir string, env []string, name string
 	return cmd.Wait()
 }
 
+// runAll runs shell commands in dir one by one, each logged after
+// "[tag] $". The first that fails fails the step with errType, its message
+// naming what ran; a cancelled context is returned as it is.
+func (l *stepLog) runAll(ctx context.Context, dir string, env, commands []string, tag, what, errType string) error {
+	for _, c := range commands {
+		fmt.Fprintf(l, "[%s] $ %s\n", tag, c)
+		if err := l.run(ctx, dir, env, "sh", "-c", c); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return l.failed(errType, fmt.Sprintf("%s: %q failed", what, c), err)
+		}
+	}
+	return nil
+}
+
 // reapLeftovers kills what a step's commands left running when their worker
 // died: Pdeathsig ends the shell, not what the shell started. Before the
 // step runs again, every process still in the recorded process group and

@@ -183,3 +183,12 @@ func ProcessesUnder(t testing.TB, dir string) int {
 	}
 	return n
 }
+
+// StartWorker starts the drift-worker binary against the Temporal server at
+// address, without metrics and with text logs, and waits until it polls.
+func StartWorker(t testing.TB, driftWorker, address string, args ...string) *Proc {
+	t.Helper()
+	w := Start(t, driftWorker, append([]string{"--address", address, "--metrics-addr", "", "--log-format", "text"}, args...)...)
+	w.WaitFor(t, "worker polling", time.Minute)
+	return w
+}

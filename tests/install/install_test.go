@@ -12,11 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/api/enums/v1"
-	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/edgedrift/drift/activities"
 	"github.com/edgedrift/drift/internal/install"
@@ -104,7 +101,7 @@ func TestInstallThroughGateways(t *testing.T) {
 	resp.Body.Close()
 
 	if path := os.Getenv("DRIFT_RECORD_HISTORY"); path != "" {
-		recordHistory(t, ctx, c, run.GetID(), path)
+		harness.RecordHistory(t, ctx, c, run.GetID(), path)
 	}
 }
 
@@ -120,11 +117,9 @@ func TestWorkerKilledWhileWaiting(t *testing.T) {
 	data := t.TempDir()
 	mgmtAddr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	worker := func() *harness.Proc {
-		w := harness.Start(t, driftWorker, "--address", stack.Address(), "--network-node", nd.Node, "--repo", nd.RepoURL,
+		return harness.StartWorker(t, driftWorker, stack.Address(), "--network-node", nd.Node, "--repo", nd.RepoURL,
 			"--repo-token-file", nd.TokenFile, "--gateway-secret-file", nd.SecretFile, "--data-dir", data,
-			"--metrics-addr", "", "--gateway-listen", mgmtAddr, "--log-format", "text")
-		w.WaitFor(t, "worker polling", time.Minute)
-		return w
+			"--gateway-listen", mgmtAddr)
 	}
 	w := worker()
 	// The management gateway's own listener serves the admin, never a tenant.
@@ -209,25 +204,5 @@ func expectFailure(t *testing.T, ctx context.Context, run client.WorkflowRun, er
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || appErr.Type() != errType {
 		t.Fatalf("want a %s failure, got %v", errType, err)
-	}
-}
-
-func recordHistory(t *testing.T, ctx context.Context, c client.Client, id, path string) {
-	t.Helper()
-	var h historypb.History
-	it := c.GetWorkflowHistory(ctx, id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for it.HasNext() {
-		ev, err := it.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.Events = append(h.Events, ev)
-	}
-	b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(&h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Clean(path), b, 0o644); err != nil {
-		t.Fatal(err)
 	}
 }

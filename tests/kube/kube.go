@@ -666,3 +666,29 @@ func writeKubeconfig(path, server, token string) error {
 	cfg.CurrentContext = "drift-kube"
 	return clientcmd.WriteToFile(*cfg, path)
 }
+
+// CountLabelled counts the Deployments, Services or Pods (kind) in every
+// namespace that match the label selector.
+func (c *Cluster) CountLabelled(t testing.TB, ctx context.Context, kind, selector string) int {
+	t.Helper()
+	opts := metav1.ListOptions{LabelSelector: selector}
+	var n int
+	var err error
+	switch kind {
+	case "deployments":
+		l, e := c.Clientset.AppsV1().Deployments("").List(ctx, opts)
+		err, n = e, len(l.Items)
+	case "services":
+		l, e := c.Clientset.CoreV1().Services("").List(ctx, opts)
+		err, n = e, len(l.Items)
+	case "pods":
+		l, e := c.Clientset.CoreV1().Pods("").List(ctx, opts)
+		err, n = e, len(l.Items)
+	default:
+		t.Fatalf("CountLabelled: unknown kind %q", kind)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

@@ -37,10 +37,8 @@ func TestWorkerKilledDuringHandover(t *testing.T) {
 	dataDir := t.TempDir()
 	topoFile := filepath.Join(harness.RepoRoot(), "deploy", "examples", "topology.yaml")
 	worker := func() *harness.Proc {
-		w := harness.Start(t, driftWorker, "--address", stack.Address(), "--topology", topoFile, "--all-clouds",
-			"--data-dir", dataDir, "--registry", reg.Host(), "--metrics-addr", "", "--log-format", "text")
-		w.WaitFor(t, "worker polling", time.Minute)
-		return w
+		return harness.StartWorker(t, driftWorker, stack.Address(), "--topology", topoFile, "--all-clouds",
+			"--data-dir", dataDir, "--registry", reg.Host())
 	}
 	w := worker()
 

@@ -102,7 +102,7 @@ func TestSessionAcrossDockerKubernetesAndProcesses(t *testing.T) {
 		}
 	}
 	for _, kind := range []string{"deployments", "services", "pods"} {
-		if n := countOwned(t, ctx, cluster, kind); n > 0 {
+		if n := cluster.CountLabelled(t, ctx, kind, runtime.LabelOwned+"=true"); n > 0 {
 			t.Errorf("%d drift-owned %s left in the cluster", n, kind)
 		}
 	}
@@ -201,26 +201,4 @@ func expectDeploymentAvailable(t *testing.T, ctx context.Context, cluster *kube.
 			t.Fatalf("Deployment %s on %s not available", d.Name, cloud)
 		}
 	}
-}
-
-func countOwned(t *testing.T, ctx context.Context, cluster *kube.Cluster, kind string) int {
-	t.Helper()
-	opts := metav1.ListOptions{LabelSelector: runtime.LabelOwned + "=true"}
-	var n int
-	var err error
-	switch kind {
-	case "deployments":
-		l, e := cluster.Clientset.AppsV1().Deployments("").List(ctx, opts)
-		err, n = e, len(l.Items)
-	case "services":
-		l, e := cluster.Clientset.CoreV1().Services("").List(ctx, opts)
-		err, n = e, len(l.Items)
-	case "pods":
-		l, e := cluster.Clientset.CoreV1().Pods("").List(ctx, opts)
-		err, n = e, len(l.Items)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
 }

@@ -132,7 +132,7 @@ func TestPipelineFromGitToDockerAndKubernetes(t *testing.T) {
 
 	destroyPipelineInstances(t, ws, "hello")
 	for _, kind := range []string{"deployments", "services", "pods"} {
-		if n := countOwned(t, ctx, cluster, kind); n > 0 {
+		if n := cluster.CountLabelled(t, ctx, kind, runtime.LabelWorkflow+"="+runtime.LabelValue("pipeline/hello")); n > 0 {
 			t.Errorf("%d drift-owned %s left in the cluster", n, kind)
 		}
 	}
@@ -314,28 +314,6 @@ func destroyPipelineInstances(t *testing.T, ws *app.Workers, appName string) {
 			t.Errorf("destroy on %s: %v", cloud, err)
 		}
 	}
-}
-
-func countOwned(t *testing.T, ctx context.Context, cluster *kube.Cluster, kind string) int {
-	t.Helper()
-	opts := metav1.ListOptions{LabelSelector: runtime.LabelWorkflow + "=" + runtime.LabelValue("pipeline/hello")}
-	var n int
-	var err error
-	switch kind {
-	case "deployments":
-		l, e := cluster.Clientset.AppsV1().Deployments("").List(ctx, opts)
-		err, n = e, len(l.Items)
-	case "services":
-		l, e := cluster.Clientset.CoreV1().Services("").List(ctx, opts)
-		err, n = e, len(l.Items)
-	case "pods":
-		l, e := cluster.Clientset.CoreV1().Pods("").List(ctx, opts)
-		err, n = e, len(l.Items)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
 
 // imageFiles pulls the image for arch from an index and returns the files

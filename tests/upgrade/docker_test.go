@@ -80,7 +80,7 @@ func TestUpgradeOnDocker(t *testing.T) {
 			}
 		}
 		if path := os.Getenv("DRIFT_RECORD_HISTORY"); path != "" {
-			recordHistory(t, r.c, workflows.UpgradeID(r.cloud, "cinder"), path)
+			harness.RecordHistory(t, context.Background(), r.c, workflows.UpgradeID(r.cloud, "cinder"), path)
 		}
 	})
 

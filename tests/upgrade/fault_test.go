@@ -48,10 +48,8 @@ func TestWorkerKilledBeforeSwitch(t *testing.T) {
 	driverRef := r.driver(t, "3.0.0", ">= 25.0.0", "")
 
 	worker := func() *harness.Proc {
-		w := harness.Start(t, driftWorker, "--address", stack.Address(), "--topology", topoFile, "--all-clouds",
-			"--data-dir", dir, "--registry", reg.Host(), "--metrics-addr", "", "--log-format", "text")
-		w.WaitFor(t, "worker polling", time.Minute)
-		return w
+		return harness.StartWorker(t, driftWorker, stack.Address(), "--topology", topoFile, "--all-clouds",
+			"--data-dir", dir, "--registry", reg.Host())
 	}
 	w := worker()
 	cli := func(args ...string) string {
