@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -243,7 +244,8 @@ func expectKubeRuns(t *testing.T, ctx context.Context, cluster *kube.Cluster, re
 	}
 }
 
-func expectBothPlatforms(t *testing.T, ctx context.Context, ref string) {
+// pullIndex fetches the image index ref names, and its manifest.
+func pullIndex(t *testing.T, ctx context.Context, ref string) (v1.ImageIndex, *v1.IndexManifest) {
 	t.Helper()
 	r, err := image.ParseReference(ref)
 	if err != nil {
@@ -257,6 +259,12 @@ func expectBothPlatforms(t *testing.T, ctx context.Context, ref string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return idx, m
+}
+
+func expectBothPlatforms(t *testing.T, ctx context.Context, ref string) {
+	t.Helper()
+	_, m := pullIndex(t, ctx, ref)
 	var got []string
 	for _, d := range m.Manifests {
 		got = append(got, d.Platform.OS+"/"+d.Platform.Architecture)
@@ -320,18 +328,7 @@ func destroyPipelineInstances(t *testing.T, ws *app.Workers, appName string) {
 // of its one layer by path.
 func imageFiles(t *testing.T, ctx context.Context, ref, arch string) map[string][]byte {
 	t.Helper()
-	r, err := image.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx, err := remote.Index(r, remote.WithContext(ctx))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := idx.IndexManifest()
-	if err != nil {
-		t.Fatal(err)
-	}
+	idx, m := pullIndex(t, ctx, ref)
 	files := map[string][]byte{}
 	for _, d := range m.Manifests {
 		if d.Platform == nil || d.Platform.Architecture != arch {
