@@ -53,6 +53,10 @@ type Stack struct {
 	registry *registry.Server
 	address  string
 	uiURL    string
+	// held are the ports the caller chose, listened on from the start until
+	// their part binds them, so that picking free ports for Temporal's
+	// internal services cannot hand one of them out meanwhile.
+	held map[int]net.Listener
 }
 
 const clusterName = "active"
@@ -75,7 +79,13 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("devstack: data dir: %w", err)
 	}
-	s := &Stack{opts: opts}
+	s := &Stack{opts: opts, held: map[int]net.Listener{}}
+	defer s.releaseAll()
+	for _, port := range []int{opts.Port, opts.UIPort, opts.RegistryPort} {
+		if err := s.hold(port); err != nil {
+			return nil, err
+		}
+	}
 	var err error
 	if s.address, err = s.startTemporal(); err != nil {
 		return nil, err
@@ -92,6 +102,7 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	}
 	if opts.RegistryPort >= 0 {
 		addr := net.JoinHostPort(opts.Host, strconv.Itoa(opts.RegistryPort))
+		s.release(opts.RegistryPort)
 		if s.registry, err = registry.Start(ctx, filepath.Join(opts.DataDir, "registry"), addr); err != nil {
 			s.Stop()
 			return nil, err
@@ -139,8 +150,8 @@ func (s *Stack) startTemporal() (string, error) {
 	frontend := s.opts.Port
 	if frontend == 0 {
 		frontend = ports[4]
-	} else if err := portFree(host, frontend); err != nil {
-		return "", err
+	} else {
+		s.release(frontend)
 	}
 	httpPort := ports[3]
 	sqlCfg, err := s.sqlite()
@@ -270,9 +281,8 @@ func (s *Stack) startUI() error {
 			return err
 		}
 		port = p[0]
-	} else if err := portFree(s.opts.Host, port); err != nil {
-		// The UI server exits the process when it cannot listen; check first.
-		return err
+	} else {
+		s.release(port) // held since Start: the UI server exits the process when it cannot listen
 	}
 	s.ui = uiserver.NewServer(uioptions.WithConfigProvider(&uiconfig.Config{
 		Host:                s.opts.Host,
@@ -320,11 +330,30 @@ func freePorts(host string, n int) ([]int, error) {
 	return ports, nil
 }
 
-// portFree fails with a clear message when host:port is taken.
-func portFree(host string, port int) error {
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
-	if err != nil {
-		return fmt.Errorf("devstack: port %d on %s is not free (is another drift dev running?): %w", port, host, err)
+// hold listens on a port the caller chose (> 0), failing with a clear
+// message when it is taken.
+func (s *Stack) hold(port int) error {
+	if port <= 0 {
+		return nil
 	}
-	return ln.Close()
+	ln, err := net.Listen("tcp", net.JoinHostPort(s.opts.Host, strconv.Itoa(port)))
+	if err != nil {
+		return fmt.Errorf("devstack: port %d on %s is not free (is another drift dev running?): %w", port, s.opts.Host, err)
+	}
+	s.held[port] = ln
+	return nil
+}
+
+// release frees a held port for its part to bind.
+func (s *Stack) release(port int) {
+	if ln, ok := s.held[port]; ok {
+		ln.Close()
+		delete(s.held, port)
+	}
+}
+
+func (s *Stack) releaseAll() {
+	for port := range s.held {
+		s.release(port)
+	}
 }
