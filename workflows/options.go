@@ -109,6 +109,11 @@ var (
 		HeartbeatTimeout:    20 * time.Second,
 		RetryPolicy:         pipelineRetry(10),
 	}
+	// findBuildOptions: one registry lookup, run as a local activity.
+	findBuildOptions = workflow.LocalActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         pipelineRetry(5),
+	}
 	// targetVerifyOptions: the activity itself keeps asking until its deadline.
 	targetVerifyOptions = workflow.ActivityOptions{
 		HeartbeatTimeout: 20 * time.Second,
