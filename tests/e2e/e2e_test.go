@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,11 +17,7 @@ import (
 	"github.com/edgedrift/drift/tests/harness"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	harness.CleanBinaries()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { harness.Main(m) }
 
 // `drift dev` serves Temporal, the UI and the registry; after a SIGKILL and
 // a restart on the same data dir, a workflow started before the kill is

@@ -46,11 +46,14 @@ func Binaries(t testing.TB) (drift, driftWorker string) {
 	return filepath.Join(binDir, "drift"), filepath.Join(binDir, "drift-worker")
 }
 
-// CleanBinaries removes what Binaries built.
-func CleanBinaries() {
+// Main runs a package's tests, then removes the binaries Binaries built
+// for them; it is the TestMain of packages that start drift's binaries.
+func Main(m *testing.M) {
+	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}
+	os.Exit(code)
 }
 
 // Proc is a started binary whose output is watched.

@@ -30,11 +30,7 @@ import (
 	"github.com/edgedrift/drift/tests/harness"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	harness.CleanBinaries()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { harness.Main(m) }
 
 // network is one test's namespaces, all named drift-inst-<id>-…:
 //

@@ -2,7 +2,6 @@ package mobility
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"slices"
 	"syscall"
@@ -20,11 +19,7 @@ import (
 	"github.com/edgedrift/drift/workflows"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	harness.CleanBinaries()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { harness.Main(m) }
 
 // The worker dies (SIGKILL) while a handover's deploy is running; a new
 // worker finishes the move, and the target cloud ends up with exactly one

@@ -19,11 +19,7 @@ import (
 	"github.com/edgedrift/drift/workflows"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	harness.CleanBinaries()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { harness.Main(m) }
 
 // The drift-worker process is SIGKILLed twice during one run: while the
 // build runs and while the targets deploy. A new worker finishes the run,

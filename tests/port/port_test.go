@@ -44,11 +44,7 @@ func startPorting(t *testing.T) (client.Client, string) {
 	return c, stack.Address()
 }
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	harness.CleanBinaries()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { harness.Main(m) }
 
 func TestPortBoltAndGopsutilProgramToLoong64(t *testing.T) {
 	requireTool(t, "qemu-loongarch64-static")

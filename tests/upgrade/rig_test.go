@@ -6,7 +6,6 @@ package upgrade
 
 import (
 	"context"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -27,11 +26,7 @@ import (
 	"github.com/edgedrift/drift/workflows"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	harness.CleanBinaries()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { harness.Main(m) }
 
 // topologyYAML has one cloud per runtime kind, named for this package only.
 const topologyYAML = `name: upgrade-it
