@@ -23,7 +23,7 @@ var (
 )
 
 // Binaries builds drift and drift-worker once per test binary, into a temp
-// dir that CleanBinaries removes (call it from TestMain).
+// dir that Main removes (make it the package's TestMain).
 func Binaries(t testing.TB) (drift, driftWorker string) {
 	t.Helper()
 	buildOnce.Do(func() {
