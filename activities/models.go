@@ -8,20 +8,12 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
-	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/predict"
 )
 
-// The per-app mobility model lives in a long-running workflow, one per app:
-// durable, replayable, and fed by every session of the app.
-const (
-	AppModelWorkflow = "AppModel" // workflow type
-	ObserveSignal    = "Observe"  // signal: a RegionMove
-	ModelQuery       = "Model"    // query: the predict.Model
-)
-
-// AppModelID is the model workflow's ID for app.
-func AppModelID(app string) string { return "model/" + app }
+// The per-app mobility model lives in a long-running workflow, one per app
+// (names.ModelID): durable, replayable, and fed by every session of the app.
 
 // RegionMove is one handover a session saw, by region.
 type RegionMove struct {
@@ -43,12 +35,12 @@ type Models struct {
 // RecordMove adds a handover to the app's model, starting its workflow on
 // first use.
 func (m *Models) RecordMove(ctx context.Context, app string, mv RegionMove) error {
-	_, err := m.Client.SignalWithStartWorkflow(ctx, AppModelID(app), ObserveSignal, mv,
+	_, err := m.Client.SignalWithStartWorkflow(ctx, names.ModelID(app), names.ObserveSignal, mv,
 		client.StartWorkflowOptions{
-			ID:            AppModelID(app),
-			TaskQueue:     config.TaskQueue,
+			ID:            names.ModelID(app),
+			TaskQueue:     names.TaskQueue,
 			StaticSummary: fmt.Sprintf("where users of %s go next: the model behind predicted pre-deploys", app),
-		}, AppModelWorkflow, AppModelInput{App: app})
+		}, names.AppModelWorkflow, AppModelInput{App: app})
 	return err
 }
 
@@ -56,7 +48,7 @@ func (m *Models) RecordMove(ctx context.Context, app string, mv RegionMove) erro
 // has an empty one.
 func (m *Models) ModelSnapshot(ctx context.Context, app string) (predict.Model, error) {
 	var model predict.Model
-	v, err := m.Client.QueryWorkflow(ctx, AppModelID(app), "", ModelQuery)
+	v, err := m.Client.QueryWorkflow(ctx, names.ModelID(app), "", names.ModelQuery)
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		return model, nil

@@ -2,20 +2,18 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/edgedrift/drift/internal/mecapi"
 	"github.com/edgedrift/drift/internal/topology"
+	"github.com/edgedrift/drift/internal/workerhost"
 	"github.com/edgedrift/drift/workflows"
 )
 
@@ -78,7 +76,7 @@ or behind an authenticating proxy.`,
 			}); err != nil {
 				return err
 			}
-			return serveHTTP(ctx, ln, api)
+			return workerhost.ServeHTTP(ctx, ln, api)
 		},
 	}
 	f := cmd.Flags()
@@ -87,31 +85,4 @@ or behind an authenticating proxy.`,
 	f.StringVar(&policy, "policy", "adjacency", "neighbour policy of registrations that name none: adjacency, distance<=D, nearest:N")
 	f.StringVar(&preDeploy, "pre-deploy", workflows.PreDeployNeighbours, "pre-deploy policy of registrations that name none: neighbours, predicted or none")
 	return cmd
-}
-
-// serveHTTP serves h on ln until ctx ends, then shuts down gracefully.
-func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		// No write timeout: registering, exiting and ?wait=true answer once
-		// the session has acted, which can take minutes.
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	select {
-	case err := <-served:
-		return err
-	case <-ctx.Done():
-	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdown); err != nil {
-		srv.Close()
-	}
-	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
 )
 
 // run executes the CLI in-process and returns stdout and the error main would print.
@@ -93,5 +95,56 @@ func TestVersionJSON(t *testing.T) {
 	var v versionInfo
 	if err := json.Unmarshal([]byte(out), &v); err != nil || v.Go == "" || v.Platform == "" {
 		t.Fatalf("version --json = %q (%v)", out, err)
+	}
+}
+
+// Every command appears once in help: no two siblings share a name or an
+// alias, at any level.
+func TestCommandNamesAreUnique(t *testing.T) {
+	var walk func(cmd *cobra.Command)
+	walk = func(cmd *cobra.Command) {
+		seen := map[string]string{}
+		for _, sub := range cmd.Commands() {
+			for _, name := range append([]string{sub.Name()}, sub.Aliases...) {
+				if other, dup := seen[name]; dup {
+					t.Errorf("%q: %q is both %s and %s", cmd.CommandPath(), name, other, sub.Use)
+				}
+				seen[name] = sub.Use
+			}
+			walk(sub)
+		}
+	}
+	walk(newRootCommand())
+}
+
+func TestHelpListsEveryCommandOnce(t *testing.T) {
+	out, err := run(t, "--help")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"dev", "pipeline", "session", "api", "upgrade", "port", "install", "repo", "agent", "topology", "version"} {
+		if n := strings.Count(out, "\n  "+name+" "); n != 1 {
+			t.Errorf("drift --help lists %q %d times:\n%s", name, n, out)
+		}
+	}
+}
+
+func TestPortRefusesBadArchBeforeConnecting(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"port", "run", ".", "--arch", ""}, "--arch is empty"},
+		{[]string{"port", "run", ".", "--arch", "z80"}, `"z80" is not a GOARCH`},
+		{[]string{"port", "report", ".", "--arch", "z80"}, `"z80" is not a GOARCH`},
+	} {
+		// An unreachable address: refusing must not need a connection.
+		out, err := run(t, append(c.args, "--address", "127.0.0.1:1")...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("drift %v: %v, want %q", c.args, err, c.want)
+		}
+		if strings.Contains(out, "for linux/") {
+			t.Errorf("drift %v printed a report header for a port that never started:\n%s", c.args, out)
+		}
 	}
 }

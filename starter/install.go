@@ -7,10 +7,10 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"go.temporal.io/sdk/client"
 
+	"github.com/edgedrift/drift/internal/client"
 	"github.com/edgedrift/drift/internal/config"
-	"github.com/edgedrift/drift/internal/install"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/repo"
 	"github.com/edgedrift/drift/workflows"
 )
@@ -24,10 +24,15 @@ network's gateway pair runs on the network node, posts an instruction for the
 VM, and waits for the report of the VM's agent (drift agent), retrying
 transient failures.`,
 	}
+	cmd.AddCommand(newInstallRunCommand(g), newInstallStatusCommand(g))
+	return cmd
+}
+
+func newInstallRunCommand(g *globals) *cobra.Command {
 	var in workflows.InstallInput
 	var pkg string
 	var wait bool
-	run := &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "run --tenant T --vm V --address IP --package NAME@VERSION [--platform linux/amd64]",
 		Short: "Start an install (or find the running one) and wait for its result",
 		Args:  cobra.NoArgs,
@@ -40,8 +45,8 @@ transient failures.`,
 			if err := workflows.CheckInstall(in); err != nil {
 				return err
 			}
-			return withClient(cmd, g, func(ctx context.Context, c client.Client) error {
-				wr, err := install.Start(ctx, c, in)
+			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
+				wr, err := c.StartInstall(ctx, in)
 				if err != nil {
 					return err
 				}
@@ -58,7 +63,7 @@ transient failures.`,
 			})
 		},
 	}
-	fl := run.Flags()
+	fl := cmd.Flags()
 	fl.StringVar(&in.Tenant, "tenant", "", "tenant network id")
 	fl.StringVar(&in.VM, "vm", "", "the VM's name")
 	fl.StringVar(&in.Address, "address", "", "the VM's address in the tenant network")
@@ -70,14 +75,17 @@ transient failures.`,
 	fl.DurationVar(&in.Timeout, "timeout", workflows.DefaultInstallTimeout, "how long to wait for the agent's report, per attempt")
 	fl.IntVar(&in.Attempts, "attempts", workflows.DefaultInstallAttempts, "attempts when the agent fails transiently")
 	fl.BoolVar(&wait, "wait", true, "wait for the result")
+	return cmd
+}
 
-	status := &cobra.Command{
+func newInstallStatusCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
 		Use:   "status TENANT VM PACKAGE",
 		Short: "Show an install's phase, attempts and reports",
 		Args:  cobra.ExactArgs(3),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withClient(cmd, g, func(ctx context.Context, c client.Client) error {
-				st, err := install.Status(ctx, c, workflows.InstallID(args[0], args[1], args[2]))
+			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
+				st, err := c.InstallStatus(ctx, names.InstallID(args[0], args[1], args[2]))
 				if err != nil {
 					return err
 				}
@@ -85,8 +93,6 @@ transient failures.`,
 			})
 		},
 	}
-	cmd.AddCommand(run, status)
-	return cmd
 }
 
 func printInstall(w io.Writer, st workflows.InstallState) {

@@ -10,10 +10,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.temporal.io/sdk/client"
 
 	"github.com/edgedrift/drift/activities"
-	"github.com/edgedrift/drift/internal/pipelinerun"
+	"github.com/edgedrift/drift/internal/client"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/pipelinespec"
 	"github.com/edgedrift/drift/workflows"
 )
@@ -64,8 +64,8 @@ func newPipelineRunCommand(g *globals) *cobra.Command {
 				run = "r" + time.Now().UTC().Format("20060102-150405")
 			}
 			in := workflows.PipelineInput{Run: run, Spec: spec, Topology: topo}
-			return withClient(cmd, g, func(ctx context.Context, c client.Client) error {
-				wr, err := pipelinerun.Start(ctx, c, in)
+			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
+				wr, err := c.StartPipeline(ctx, in)
 				if err != nil {
 					return err
 				}
@@ -90,8 +90,8 @@ func newPipelineResumeCommand(g *globals) *cobra.Command {
 		Short: "Run a failed run again from its failed step",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withClient(cmd, g, func(ctx context.Context, c client.Client) error {
-				wr, err := pipelinerun.Resume(ctx, c, args[0], args[1])
+			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
+				wr, err := c.ResumePipeline(ctx, args[0], args[1])
 				if err != nil {
 					return err
 				}
@@ -104,7 +104,7 @@ func newPipelineResumeCommand(g *globals) *cobra.Command {
 }
 
 // follow prints a run's progress until it ends and fails when it fails.
-func follow(ctx context.Context, cmd *cobra.Command, g *globals, c client.Client, wr client.WorkflowRun, app, run string, detach bool) error {
+func follow(ctx context.Context, cmd *cobra.Command, g *globals, c *client.Client, wr client.Run, app, run string, detach bool) error {
 	out := cmd.OutOrStdout()
 	if detach {
 		return g.print(out, map[string]string{"id": wr.GetID(), "runId": wr.GetRunID()}, func(w io.Writer) {
@@ -116,7 +116,7 @@ func follow(ctx context.Context, cmd *cobra.Command, g *globals, c client.Client
 		live = out
 		fmt.Fprintf(out, "%s:\n", wr.GetID())
 	}
-	pr, err := pipelinerun.Watch(ctx, c, wr, app, run, live)
+	pr, err := followPipeline(ctx, c, wr, live)
 	if perr := g.print(out, pr, func(w io.Writer) { summary(w, pr) }); perr != nil {
 		return perr
 	}
@@ -124,6 +124,21 @@ func follow(ctx context.Context, cmd *cobra.Command, g *globals, c client.Client
 		return fmt.Errorf("%s failed at %s (resume with: drift pipeline resume %s %s)", wr.GetID(), pr.Step, app, run)
 	}
 	return nil
+}
+
+// followPipeline follows a run until it ends, writing each change of a
+// step or a target to out (nil: silent).
+func followPipeline(ctx context.Context, c *client.Client, wr client.Run, out io.Writer) (workflows.PipelineProgress, error) {
+	seen := map[string]string{}
+	var each func(workflows.PipelineProgress)
+	if out != nil {
+		each = func(pr workflows.PipelineProgress) { printChanges(out, pr, seen) }
+	}
+	pr, err := client.Follow(ctx, c, wr, 300*time.Millisecond, each)
+	if each != nil {
+		each(pr)
+	}
+	return pr, err
 }
 
 // summary is the end of a followed run.
@@ -144,12 +159,12 @@ func newPipelineStatusCommand(g *globals) *cobra.Command {
 		Short: "Show a run's steps, timings, targets and approval",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withClient(cmd, g, func(ctx context.Context, c client.Client) error {
-				pr, err := pipelinerun.Progress(ctx, c, args[0], args[1])
+			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
+				pr, err := c.PipelineProgress(ctx, args[0], args[1])
 				if err != nil {
 					return err
 				}
-				return g.print(cmd.OutOrStdout(), pr, func(w io.Writer) { pipelinerun.Print(w, pr) })
+				return g.print(cmd.OutOrStdout(), pr, func(w io.Writer) { printPipeline(w, pr) })
 			})
 		},
 	}
@@ -182,8 +197,8 @@ readable from here, it prints the log tails the run keeps in its progress.`,
 				logs[step] = string(b)
 			}
 			if len(missing) > 0 {
-				err := withClient(cmd, g, func(ctx context.Context, c client.Client) error {
-					pr, err := pipelinerun.Progress(ctx, c, args[0], args[1])
+				err := withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
+					pr, err := c.PipelineProgress(ctx, args[0], args[1])
 					if err != nil {
 						return err
 					}
@@ -222,12 +237,12 @@ func newPipelineDecideCommand(g *globals, approve bool) *cobra.Command {
 		Short: short,
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withClient(cmd, g, func(ctx context.Context, c client.Client) error {
-				if err := pipelinerun.Decide(ctx, c, args[0], args[1], approve, d); err != nil {
+			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
+				if err := c.Decide(ctx, args[0], args[1], approve, d); err != nil {
 					return err
 				}
-				return g.print(cmd.OutOrStdout(), map[string]any{"id": workflows.PipelineID(args[0], args[1]), "approved": approve, "who": d.Who}, func(w io.Writer) {
-					fmt.Fprintf(w, "%s %s as %s\n", done, workflows.PipelineID(args[0], args[1]), d.Who)
+				return g.print(cmd.OutOrStdout(), map[string]any{"id": names.PipelineID(args[0], args[1]), "approved": approve, "who": d.Who}, func(w io.Writer) {
+					fmt.Fprintf(w, "%s %s as %s\n", done, names.PipelineID(args[0], args[1]), d.Who)
 				})
 			})
 		},

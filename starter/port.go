@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.temporal.io/sdk/client"
 
+	"github.com/edgedrift/drift/internal/client"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/port"
-	"github.com/edgedrift/drift/internal/portrun"
 	"github.com/edgedrift/drift/workflows"
 )
 
@@ -26,13 +26,32 @@ func newPortCommand(g *globals) *cobra.Command {
 failing dependency (upgrade, else a patched local copy + replace, else it asks
 a human), cross-builds, runs the tests under qemu and pushes an arch image.`,
 	}
+	cmd.AddCommand(newPortRunCommand(g), newPortReportCommand(g))
+	return cmd
+}
+
+// checkArch refuses an empty or unknown GOARCH before anything starts.
+func checkArch(arch string) error {
+	if arch == "" {
+		return fmt.Errorf("--arch is empty: give a GOARCH such as %s", names.DefaultPortArch)
+	}
+	if !port.KnownArch(arch) {
+		return fmt.Errorf("--arch %q is not a GOARCH the Go toolchain knows (e.g. loong64, riscv64, arm64)", arch)
+	}
+	return nil
+}
+
+func newPortRunCommand(g *globals) *cobra.Command {
 	var in workflows.PortInput
 	var detach bool
-	run := &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "run <git-url|path> [--arch loong64]",
 		Short: "Port a module and follow it until it ends",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkArch(in.Arch); err != nil {
+				return err
+			}
 			in.Repo = args[0]
 			if st, err := os.Stat(in.Repo); err == nil && st.IsDir() {
 				abs, err := filepath.Abs(in.Repo)
@@ -41,8 +60,8 @@ a human), cross-builds, runs the tests under qemu and pushes an arch image.`,
 				}
 				in.Repo = abs
 			}
-			return withClient(cmd, g, func(ctx context.Context, c client.Client) error {
-				r, err := portrun.Start(ctx, c, in)
+			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
+				r, err := c.StartPort(ctx, in)
 				if err != nil {
 					return err
 				}
@@ -52,12 +71,17 @@ a human), cross-builds, runs the tests under qemu and pushes an arch image.`,
 						fmt.Fprintf(w, "started %s; follow it with: drift port report %s\n", r.GetID(), r.GetID())
 					})
 				}
+				last := ""
 				progress := func(rep workflows.PortReport) {
-					if !g.json {
+					if !g.json && rep.Step != last {
+						last = rep.Step
 						fmt.Fprintf(cmd.ErrOrStderr(), "%s  %s\n", time.Now().Format("15:04:05"), rep.Step)
 					}
 				}
-				rep, err := portrun.Wait(ctx, c, r, progress)
+				rep, err := client.Follow(ctx, c, r, 500*time.Millisecond, progress)
+				if rep.ID == "" { // failed before it had a report: the error says why
+					return err
+				}
 				if perr := g.print(out, rep, func(w io.Writer) { printPortReport(w, rep) }); perr != nil {
 					return perr
 				}
@@ -65,8 +89,8 @@ a human), cross-builds, runs the tests under qemu and pushes an arch image.`,
 			})
 		},
 	}
-	f := run.Flags()
-	f.StringVar(&in.Arch, "arch", workflows.DefaultPortArch, "target GOARCH (any the Go toolchain supports)")
+	f := cmd.Flags()
+	f.StringVar(&in.Arch, "arch", names.DefaultPortArch, "target GOARCH (any the Go toolchain supports)")
 	f.StringVar(&in.Ref, "ref", "", "git branch, tag or commit")
 	f.StringSliceVar(&in.Packages, "pkg", nil, "packages to build (default ./...)")
 	f.StringSliceVar(&in.TestModules, "test-module", nil, "dependency modules whose tests also run under qemu")
@@ -74,20 +98,26 @@ a human), cross-builds, runs the tests under qemu and pushes an arch image.`,
 	f.BoolVar(&in.SkipImage, "skip-image", false, "do not build and push an image")
 	f.StringVar(&in.Image, "image", "", "image repository in the center registry (default port/<name>)")
 	f.BoolVar(&detach, "detach", false, "start the port and return")
+	return cmd
+}
 
+func newPortReportCommand(g *globals) *cobra.Command {
 	var arch string
-	report := &cobra.Command{
+	cmd := &cobra.Command{
 		Use:     "report <git-url|path|workflow-id>",
 		Aliases: []string{"status"},
 		Short:   "Show a port's report (live while it runs)",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkArch(arch); err != nil {
+				return err
+			}
 			id := args[0]
 			if !strings.HasPrefix(id, "port/") {
-				id = workflows.PortID(args[0], arch)
+				id = names.PortID(args[0], arch)
 			}
-			return withClient(cmd, g, func(ctx context.Context, c client.Client) error {
-				rep, err := portrun.Report(ctx, c, id)
+			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
+				rep, err := c.PortReport(ctx, id)
 				if rep.ID == "" && err != nil {
 					return err
 				}
@@ -95,8 +125,7 @@ a human), cross-builds, runs the tests under qemu and pushes an arch image.`,
 			})
 		},
 	}
-	report.Flags().StringVar(&arch, "arch", workflows.DefaultPortArch, "target GOARCH of the port")
-	cmd.AddCommand(run, report)
+	cmd.Flags().StringVar(&arch, "arch", names.DefaultPortArch, "target GOARCH of the port")
 	return cmd
 }
 

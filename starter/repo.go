@@ -1,27 +1,22 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-	"go.temporal.io/sdk/client"
+	temporalclient "go.temporal.io/sdk/client"
 
-	"github.com/edgedrift/drift/internal/app"
+	"github.com/edgedrift/drift/internal/client"
 	"github.com/edgedrift/drift/internal/config"
-	"github.com/edgedrift/drift/internal/install"
-	"github.com/edgedrift/drift/internal/netns"
 	"github.com/edgedrift/drift/internal/repo"
+	"github.com/edgedrift/drift/internal/workerhost"
 )
 
 // repoFlags reach a repository as its admin.
@@ -30,23 +25,16 @@ type repoFlags struct {
 }
 
 func (f *repoFlags) bind(cmd *cobra.Command) {
-	cmd.PersistentFlags().StringVar(&f.url, "repo", envOr("DRIFT_REPO", "http://127.0.0.1:8700"), "software repository URL (env DRIFT_REPO)")
-	cmd.PersistentFlags().StringVar(&f.tokenFile, "token-file", envOr("DRIFT_REPO_TOKEN_FILE", filepath.Join(defaultDataDir(), "repo-token")), "file holding the admin token (env DRIFT_REPO_TOKEN_FILE; drift dev writes it)")
+	cmd.PersistentFlags().StringVar(&f.url, "repo", config.EnvOr("DRIFT_REPO", "http://127.0.0.1:8700"), "software repository URL (env DRIFT_REPO)")
+	cmd.PersistentFlags().StringVar(&f.tokenFile, "token-file", config.EnvOr("DRIFT_REPO_TOKEN_FILE", filepath.Join(defaultDataDir(), "repo-token")), "file holding the admin token (env DRIFT_REPO_TOKEN_FILE; drift dev writes it)")
 }
 
 func (f *repoFlags) client() (*repo.Client, error) {
-	token, err := app.ReadSecret(f.tokenFile)
+	token, err := workerhost.ReadSecret(f.tokenFile)
 	if err != nil {
 		return nil, fmt.Errorf("admin token: %w", err)
 	}
 	return &repo.Client{URL: f.url, Token: token}, nil
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
 }
 
 func newRepoCommand(g *globals) *cobra.Command {
@@ -60,13 +48,17 @@ the admin uses its token. Packages are .tar.gz files, named by name, version
 and platform, checked against their sha256 on upload and on install.`,
 	}
 	rf.bind(cmd)
+	cmd.AddCommand(newRepoServeCommand(g), newRepoPushCommand(g, &rf), newRepoListCommand(g, &rf), newRepoRemoveCommand(g, &rf))
+	return cmd
+}
 
+func newRepoPushCommand(g *globals, rf *repoFlags) *cobra.Command {
 	var push struct {
 		name, version, platform, hook string
 		public                        bool
 		tenants                       []string
 	}
-	pushCmd := &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "push FILE --name N --version V [--platform linux/amd64] (--public | --tenants a,b) [--hook install.sh]",
 		Short: "Upload a package (.tar.gz)",
 		Args:  cobra.ExactArgs(1),
@@ -88,15 +80,18 @@ and platform, checked against their sha256 on upload and on install.`,
 			})
 		},
 	}
-	fl := pushCmd.Flags()
+	fl := cmd.Flags()
 	fl.StringVar(&push.name, "name", "", "package name")
 	fl.StringVar(&push.version, "version", "", "package version")
 	fl.StringVar(&push.platform, "platform", "linux/amd64", "os/arch")
 	fl.StringVar(&push.hook, "hook", "", "install hook inside the package, run with sh after unpacking")
 	fl.BoolVar(&push.public, "public", false, "every tenant may install it")
 	fl.StringSliceVar(&push.tenants, "tenants", nil, "only these tenant networks may install it")
+	return cmd
+}
 
-	ls := &cobra.Command{
+func newRepoListCommand(g *globals, rf *repoFlags) *cobra.Command {
+	return &cobra.Command{
 		Use:   "ls",
 		Short: "List packages",
 		Args:  cobra.NoArgs,
@@ -119,8 +114,10 @@ and platform, checked against their sha256 on upload and on install.`,
 			})
 		},
 	}
+}
 
-	rm := &cobra.Command{
+func newRepoRemoveCommand(g *globals, rf *repoFlags) *cobra.Command {
+	return &cobra.Command{
 		Use:   "rm NAME VERSION [PLATFORM]",
 		Short: "Remove a package",
 		Args:  cobra.RangeArgs(2, 3),
@@ -142,8 +139,6 @@ and platform, checked against their sha256 on upload and on install.`,
 			return g.print(cmd.OutOrStdout(), map[string]any{"removed": ref}, func(w io.Writer) { fmt.Fprintf(w, "removed %s\n", ref) })
 		},
 	}
-	cmd.AddCommand(newRepoServeCommand(g), pushCmd, ls, rm)
-	return cmd
 }
 
 func visibility(p repo.Package) string {
@@ -154,10 +149,7 @@ func visibility(p repo.Package) string {
 }
 
 func newRepoServeCommand(g *globals) *cobra.Command {
-	var o struct {
-		dir, listen, ns, tokenFile, secretFile string
-		maxBlob                                int64
-	}
+	cfg := workerhost.RepoConfig{MaxBlob: repo.DefaultMaxBlob}
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the software repository on the management network",
@@ -178,69 +170,28 @@ missing; give the secret file to the network node's worker
 			if err != nil {
 				return err
 			}
-			c, err := client.NewLazyClient(opts)
+			c, err := temporalclient.NewLazyClient(opts)
 			if err != nil {
 				return err
 			}
 			defer c.Close()
-			srv, ln, err := startRepo(o.dir, o.ns, o.listen, o.tokenFile, o.secretFile, o.maxBlob, c)
+			srv, ln, err := workerhost.StartRepo(cfg, client.New(c))
 			if err != nil {
 				return err
 			}
 			defer srv.Close()
-			g.print(cmd.OutOrStdout(), map[string]string{"url": "http://" + ln.Addr().String(), "dir": o.dir}, func(w io.Writer) {
-				fmt.Fprintf(w, "repository serving http://%s (store %s)\n", ln.Addr(), o.dir)
+			g.print(cmd.OutOrStdout(), map[string]string{"url": "http://" + ln.Addr().String(), "dir": cfg.Dir}, func(w io.Writer) {
+				fmt.Fprintf(w, "repository serving http://%s (store %s)\n", ln.Addr(), cfg.Dir)
 			})
-			return serveHTTP(ctx, ln, srv)
+			return workerhost.ServeHTTP(ctx, ln, srv)
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&o.dir, "dir", filepath.Join(defaultDataDir(), "repo"), "store directory (blobs and the bbolt index)")
-	fl.StringVar(&o.listen, "listen", "127.0.0.1:8700", "address to serve on")
-	fl.StringVar(&o.ns, "netns", "", "serve inside this network namespace (the management network's)")
-	fl.StringVar(&o.tokenFile, "token-file", filepath.Join(defaultDataDir(), "repo-token"), "admin token file")
-	fl.StringVar(&o.secretFile, "secret-file", filepath.Join(defaultDataDir(), "gateway-secret"), "secret shared with the management gateway")
-	fl.Int64Var(&o.maxBlob, "max-blob", repo.DefaultMaxBlob, "largest package in bytes")
+	fl.StringVar(&cfg.Dir, "dir", filepath.Join(defaultDataDir(), "repo"), "store directory (blobs and the bbolt index)")
+	fl.StringVar(&cfg.Listen, "listen", "127.0.0.1:8700", "address to serve on")
+	fl.StringVar(&cfg.Netns, "netns", "", "serve inside this network namespace (the management network's)")
+	fl.StringVar(&cfg.TokenFile, "token-file", filepath.Join(defaultDataDir(), "repo-token"), "admin token file")
+	fl.StringVar(&cfg.SecretFile, "secret-file", filepath.Join(defaultDataDir(), "gateway-secret"), "secret shared with the management gateway")
+	fl.Int64Var(&cfg.MaxBlob, "max-blob", repo.DefaultMaxBlob, "largest package in bytes")
 	return cmd
-}
-
-// startRepo opens the repository and its listener (inside ns when given).
-func startRepo(dir, ns, listen, tokenFile, secretFile string, maxBlob int64, c client.Client) (*repo.Server, net.Listener, error) {
-	token, err := app.EnsureSecret(tokenFile)
-	if err != nil {
-		return nil, nil, err
-	}
-	secret, err := app.EnsureSecret(secretFile)
-	if err != nil {
-		return nil, nil, err
-	}
-	srv, err := repo.New(repo.Options{Dir: dir, AdminToken: token, Secret: []byte(secret), MaxBlob: maxBlob, Report: install.Signaler(c)})
-	if err != nil {
-		return nil, nil, err
-	}
-	ln, err := netns.Listen(ns, listen)
-	if err != nil {
-		srv.Close()
-		return nil, nil, err
-	}
-	return srv, ln, nil
-}
-
-// startDevRepo serves the software repository on loopback for drift dev and
-// returns the network node's install config that goes with it.
-func startDevRepo(ctx context.Context, f devFlags, c client.Client, logger *slog.Logger) (string, *app.InstallConfig, func(), error) {
-	tokenFile, secretFile := filepath.Join(f.dataDir, "repo-token"), filepath.Join(f.dataDir, "gateway-secret")
-	srv, ln, err := startRepo(filepath.Join(f.dataDir, "repo"), "", net.JoinHostPort("127.0.0.1", strconv.Itoa(f.repoPort)), tokenFile, secretFile, repo.DefaultMaxBlob, c)
-	if err != nil {
-		return "", nil, nil, fmt.Errorf("repository: %w", err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- serveHTTP(sctx, ln, srv) }()
-	stop := func() { cancel(); <-done; srv.Close() }
-	token, _ := app.ReadSecret(tokenFile)
-	secret, _ := app.ReadSecret(secretFile)
-	url := "http://" + ln.Addr().String()
-	return url, &app.InstallConfig{Node: config.DefaultNetworkNode, Repo: url, Token: token, Secret: []byte(secret),
-		SocketDir: filepath.Join(f.dataDir, "gateways"), Logger: logger}, stop, nil
 }

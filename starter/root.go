@@ -36,9 +36,21 @@ worker in one process.`,
 	g.temporal.BindFlags(root.PersistentFlags())
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print machine-readable JSON")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	root.AddCommand(newDevCommand(g), newTopologyCommand(g), newSessionCommand(g), newUpgradeCommand(g), newAPICommand(g), newRepoCommand(g), newInstallCommand(g), newAgentCommand(g), newPortCommand(g), newVersionCommand(g))
-	root.AddCommand(newDevCommand(g), newTopologyCommand(g), newSessionCommand(g), newAPICommand(g), newVersionCommand(g))
-	root.AddCommand(newPipelineCommand(g))
+	// In the order a newcomer meets them: the stack, the five jobs, the
+	// services around them, then inspection.
+	root.AddCommand(
+		newDevCommand(g),
+		newPipelineCommand(g),
+		newSessionCommand(g),
+		newAPICommand(g),
+		newUpgradeCommand(g),
+		newPortCommand(g),
+		newInstallCommand(g),
+		newRepoCommand(g),
+		newAgentCommand(g),
+		newTopologyCommand(g),
+		newVersionCommand(g),
+	)
 	return root
 }
 

@@ -9,16 +9,19 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-	"go.temporal.io/sdk/client"
 
 	"github.com/edgedrift/drift/internal/appspec"
-	"github.com/edgedrift/drift/internal/session"
+	"github.com/edgedrift/drift/internal/client"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/topology"
 	"github.com/edgedrift/drift/workflows"
 )
 
+// sessionFlags name the session a subcommand acts on.
+type sessionFlags struct{ user, app string }
+
 func newSessionCommand(g *globals) *cobra.Command {
-	var user, app string
+	var sf sessionFlags
 	cmd := &cobra.Command{
 		Use:   "session",
 		Short: "Open, move, exit and inspect mobility sessions",
@@ -26,22 +29,27 @@ func newSessionCommand(g *globals) *cobra.Command {
 are in, with the app pre-deployed on that cloud's neighbours, and follows them
 when they move.`,
 	}
-	cmd.PersistentFlags().StringVar(&user, "user", "", "the session's user")
-	cmd.PersistentFlags().StringVar(&app, "app", "", "the app's name (with --compose: the service; default its only one)")
+	cmd.PersistentFlags().StringVar(&sf.user, "user", "", "the session's user")
+	cmd.PersistentFlags().StringVar(&sf.app, "app", "", "the app's name (with --compose: the service; default its only one)")
+	cmd.AddCommand(newSessionStartCommand(g, &sf), newSessionMoveCommand(g, &sf), newSessionExitCommand(g, &sf),
+		newSessionStateCommand(g, &sf), newSessionListCommand(g))
+	return cmd
+}
 
+func newSessionStartCommand(g *globals, sf *sessionFlags) *cobra.Command {
 	var o struct {
 		region, image, compose, policy, preDeploy, topologyFile, health string
 		port                                                            int
 	}
-	start := &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "start --user U (--image REF --port P | --compose FILE) --region R",
 		Short: "Open a session (or find the open one) and serve the user in a region",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if user == "" || o.region == "" {
+			if sf.user == "" || o.region == "" {
 				return fmt.Errorf("--user and --region are required")
 			}
-			spec, err := appSpec(app, o.image, o.compose, o.port, o.health)
+			spec, err := appSpec(sf.app, o.image, o.compose, o.port, o.health)
 			if err != nil {
 				return err
 			}
@@ -56,18 +64,18 @@ when they move.`,
 			if err != nil {
 				return err
 			}
-			return withClient(cmd, g, func(ctx context.Context, c client.Client) error {
-				res, err := session.Start(ctx, c, session.Open{User: user, App: spec, Region: o.region, Topology: topo, Neighbours: policy, PreDeploy: o.preDeploy})
+			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
+				res, err := c.OpenSession(ctx, client.Open{User: sf.user, App: spec, Region: o.region, Topology: topo, Neighbours: policy, PreDeploy: o.preDeploy})
 				if err != nil {
 					return err
 				}
 				return g.print(cmd.OutOrStdout(), res, func(w io.Writer) {
-					fmt.Fprintf(w, "session %s serves %s in %s from %s at %s\n", workflows.SessionID(user, spec.Name), user, res.Region, res.Cloud, res.Endpoint.URL)
+					fmt.Fprintf(w, "session %s serves %s in %s from %s at %s\n", names.SessionID(sf.user, spec.Name), sf.user, res.Region, res.Cloud, res.Endpoint.URL)
 				})
 			})
 		},
 	}
-	f := start.Flags()
+	f := cmd.Flags()
 	f.StringVar(&o.region, "region", "", "the region the user is in")
 	f.StringVar(&o.image, "image", "", "image reference of the app (with --port)")
 	f.IntVar(&o.port, "port", 8080, "HTTP port the app listens on (with --image)")
@@ -76,17 +84,20 @@ when they move.`,
 	f.StringVar(&o.policy, "policy", "adjacency", "neighbour policy: adjacency, distance<=D, nearest:N")
 	f.StringVar(&o.preDeploy, "pre-deploy", workflows.PreDeployNeighbours, "what to pre-deploy: neighbours, predicted (the app's mobility model) or none")
 	f.StringVarP(&o.topologyFile, "topology", "t", "", "topology file (default: the embedded example)")
+	return cmd
+}
 
-	move := &cobra.Command{
+func newSessionMoveCommand(g *globals, sf *sessionFlags) *cobra.Command {
+	return &cobra.Command{
 		Use:   "move REGION --user U --app A",
 		Short: "Move the user to a region; prints the endpoint once it serves there",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := need(user, app); err != nil {
+			if err := need(sf.user, sf.app); err != nil {
 				return err
 			}
-			return withClient(cmd, g, func(ctx context.Context, c client.Client) error {
-				res, err := session.Move(ctx, c, user, app, args[0])
+			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
+				res, err := c.Move(ctx, sf.user, sf.app, args[0])
 				if err != nil {
 					return err
 				}
@@ -94,16 +105,19 @@ when they move.`,
 			})
 		},
 	}
-	exit := &cobra.Command{
+}
+
+func newSessionExitCommand(g *globals, sf *sessionFlags) *cobra.Command {
+	return &cobra.Command{
 		Use:   "exit --user U --app A",
 		Short: "End the session: destroy every instance and print the report",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := need(user, app); err != nil {
+			if err := need(sf.user, sf.app); err != nil {
 				return err
 			}
-			return withClient(cmd, g, func(ctx context.Context, c client.Client) error {
-				rep, err := session.Exit(ctx, c, user, app)
+			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
+				rep, err := c.Exit(ctx, sf.user, sf.app)
 				if err != nil {
 					return err
 				}
@@ -111,16 +125,19 @@ when they move.`,
 			})
 		},
 	}
-	state := &cobra.Command{
+}
+
+func newSessionStateCommand(g *globals, sf *sessionFlags) *cobra.Command {
+	return &cobra.Command{
 		Use:   "state --user U --app A",
 		Short: "Show where a session serves, what is warm and what is in flight",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := need(user, app); err != nil {
+			if err := need(sf.user, sf.app); err != nil {
 				return err
 			}
-			return withClient(cmd, g, func(ctx context.Context, c client.Client) error {
-				st, err := session.State(ctx, c, user, app)
+			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
+				st, err := c.Session(ctx, sf.user, sf.app)
 				if err != nil {
 					return err
 				}
@@ -128,14 +145,17 @@ when they move.`,
 			})
 		},
 	}
+}
+
+func newSessionListCommand(g *globals) *cobra.Command {
 	var all bool
-	list := &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List sessions",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withClient(cmd, g, func(ctx context.Context, c client.Client) error {
-				ss, err := session.List(ctx, c, all)
+			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
+				ss, err := c.Sessions(ctx, all)
 				if err != nil {
 					return err
 				}
@@ -150,8 +170,7 @@ when they move.`,
 			})
 		},
 	}
-	list.Flags().BoolVar(&all, "all", false, "include ended sessions")
-	cmd.AddCommand(start, move, exit, state, list)
+	cmd.Flags().BoolVar(&all, "all", false, "include ended sessions")
 	return cmd
 }
 
@@ -184,27 +203,6 @@ func appSpec(app, image, compose string, port int, health string) (appspec.AppSp
 		err = spec.Validate()
 	}
 	return spec, err
-}
-
-func need(user, app string) error {
-	if user == "" || app == "" {
-		return fmt.Errorf("--user and --app are required")
-	}
-	return nil
-}
-
-// withClient connects to Temporal for the length of one command.
-func withClient(cmd *cobra.Command, g *globals, fn func(context.Context, client.Client) error) error {
-	ctx := cmd.Context()
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	c, err := g.temporal.Dial(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	return fn(ctx, c)
 }
 
 func printMove(w io.Writer, r workflows.MoveResult) {

@@ -4,11 +4,9 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/edgedrift/drift/deploy/examples"
 	"github.com/edgedrift/drift/internal/topology"
 )
 
@@ -101,14 +99,6 @@ func newTopologyCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-// loadTopology reads file, or the embedded example when file is "".
-func loadTopology(file string) (*topology.Topology, error) {
-	if file == "" {
-		return topology.Parse(examples.Topology)
-	}
-	return topology.Load(file)
-}
-
 func printTopology(w io.Writer, topo *topology.Topology) {
 	fmt.Fprintf(w, "topology %q\n\n", topo.Name())
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -133,18 +123,4 @@ func printTopology(w io.Writer, topo *topology.Topology) {
 		fmt.Fprintf(tw, "%s\t%s\n", r, c.ID)
 	}
 	tw.Flush()
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-func durationText(d time.Duration) string {
-	if d == 0 {
-		return ""
-	}
-	return d.String()
 }

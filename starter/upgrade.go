@@ -10,19 +10,28 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/edgedrift/drift/internal/client"
+
 	"github.com/spf13/cobra"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/edgedrift/drift/activities"
 	"github.com/edgedrift/drift/deploy/examples"
-	"github.com/edgedrift/drift/internal/config"
 	"github.com/edgedrift/drift/internal/upgrade"
 	"github.com/edgedrift/drift/workflows"
 )
 
+// upgradeFlags name the component an upgrade subcommand acts on.
+type upgradeFlags struct{ cloud, component string }
+
+func (u *upgradeFlags) need() error {
+	if u.cloud == "" || u.component == "" {
+		return errors.New("--cloud and --component are required")
+	}
+	return nil
+}
+
 func newUpgradeCommand(g *globals) *cobra.Command {
-	var cloud, component string
+	var uf upgradeFlags
 	cmd := &cobra.Command{
 		Use:   "upgrade",
 		Short: "Upgrade a platform component in an isolated env, verified, with redo or roll back",
@@ -32,21 +41,25 @@ driver loaded) beside the running one, verifies it, and switches to it or drops
 it. The running env keeps serving until a new one passed, and after the last
 failed attempt.`,
 	}
-	cmd.PersistentFlags().StringVar(&cloud, "cloud", "", "the cloud hosting the component")
-	cmd.PersistentFlags().StringVar(&component, "component", "", "the component, e.g. cinder")
+	cmd.PersistentFlags().StringVar(&uf.cloud, "cloud", "", "the cloud hosting the component")
+	cmd.PersistentFlags().StringVar(&uf.component, "component", "", "the component, e.g. cinder")
+	cmd.AddCommand(newUpgradeRunCommand(g, &uf), newUpgradeStatusCommand(g, &uf))
+	return cmd
+}
 
+func newUpgradeRunCommand(g *globals, uf *upgradeFlags) *cobra.Command {
 	var in workflows.UpgradeInput
 	var indexFile string
 	var detach bool
-	run := &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "run --cloud C --component NAME --repository REPO --version V --related NAME [flags]",
 		Short: "Start an upgrade and wait for its report",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cloud == "" || component == "" || in.Component.Repository == "" || in.Component.Version == "" || in.Related.Name == "" {
+			if uf.need() != nil || in.Component.Repository == "" || in.Component.Version == "" || in.Related.Name == "" {
 				return errors.New("--cloud, --component, --repository, --version and --related are required")
 			}
-			in.Cloud, in.Component.Name = cloud, component
+			in.Cloud, in.Component.Name = uf.cloud, uf.component
 			index := examples.Releases
 			if indexFile != "" {
 				b, err := os.ReadFile(indexFile)
@@ -59,25 +72,17 @@ failed attempt.`,
 				return fmt.Errorf("--index: %w", err)
 			}
 			in.Index = string(index)
-			return withClient(cmd, g, func(ctx context.Context, c client.Client) error {
-				wr, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-					ID: workflows.UpgradeID(cloud, component), TaskQueue: config.TaskQueue,
-					StaticSummary: fmt.Sprintf("upgrade %s on %s from %s (%s policy)", component, cloud, in.Component.Version, in.Policy),
-				}, workflows.ComponentUpgrade, in)
+			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
+				wr, err := c.StartUpgrade(ctx, in)
 				if err != nil {
 					return err
 				}
 				if detach {
-					fmt.Fprintf(cmd.ErrOrStderr(), "started %s; follow it with: drift upgrade status --cloud %s --component %s\n", wr.GetID(), cloud, component)
+					fmt.Fprintf(cmd.ErrOrStderr(), "started %s; follow it with: drift upgrade status --cloud %s --component %s\n", wr.GetID(), uf.cloud, uf.component)
 					return nil
 				}
-				var res workflows.UpgradeProgress
-				runErr := wr.Get(ctx, &res)
-				var appErr *temporal.ApplicationError
-				if errors.As(runErr, &appErr) && appErr.HasDetails() {
-					_ = appErr.Details(&res) // the report of every attempt
-				}
-				if res.ID != "" {
+				res, runErr := client.Follow[workflows.UpgradeProgress](ctx, c, wr, 0, nil)
+				if res.ID != "" { // also a failed upgrade's report of every attempt
 					if err := g.print(cmd.OutOrStdout(), res, func(w io.Writer) { printUpgrade(w, res) }); err != nil {
 						return err
 					}
@@ -86,7 +91,7 @@ failed attempt.`,
 			})
 		},
 	}
-	f := run.Flags()
+	f := cmd.Flags()
 	f.StringVar(&in.Component.Repository, "repository", "", "image repository of the component; its tags are release strings")
 	f.StringVar(&in.Component.Version, "version", "", "the version running now")
 	f.IntVar(&in.Component.Port, "port", 8080, "port the component's services listen on")
@@ -109,30 +114,27 @@ failed attempt.`,
 	f.BoolVar(&in.NextCandidate, "next-candidate", false, "redo with the next candidate version")
 	f.StringVar(&in.Verify, "verify", activities.VerifyHTTP, "verification: http (health + driver call) or rollout (instances ready, for clusters the worker cannot reach)")
 	f.BoolVar(&detach, "detach", false, "start and return without waiting")
+	return cmd
+}
 
-	status := &cobra.Command{
+func newUpgradeStatusCommand(g *globals, uf *upgradeFlags) *cobra.Command {
+	return &cobra.Command{
 		Use:   "status --cloud C --component NAME",
 		Short: "Show an upgrade's progress or report",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cloud == "" || component == "" {
-				return errors.New("--cloud and --component are required")
+			if err := uf.need(); err != nil {
+				return err
 			}
-			return withClient(cmd, g, func(ctx context.Context, c client.Client) error {
-				v, err := c.QueryWorkflow(ctx, workflows.UpgradeID(cloud, component), "", workflows.ProgressQuery)
-				if err != nil {
-					return err
-				}
-				var p workflows.UpgradeProgress
-				if err := v.Get(&p); err != nil {
+			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
+				p, err := c.UpgradeProgress(ctx, uf.cloud, uf.component)
+				if p.ID == "" && err != nil {
 					return err
 				}
 				return g.print(cmd.OutOrStdout(), p, func(w io.Writer) { printUpgrade(w, p) })
 			})
 		},
 	}
-	cmd.AddCommand(run, status)
-	return cmd
 }
 
 func printUpgrade(w io.Writer, p workflows.UpgradeProgress) {

@@ -13,11 +13,12 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/edgedrift/drift/internal/app"
+	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/workerhost"
 )
 
 func main() {
-	var cfg app.WorkerConfig
+	var cfg workerhost.WorkerConfig
 	var logLevel, logFormat string
 	fs := pflag.NewFlagSet("drift-worker", pflag.ContinueOnError)
 	cfg.Temporal.BindFlags(fs)
@@ -25,10 +26,10 @@ func main() {
 	fs.StringSliceVar(&cfg.Clouds, "clouds", nil, "clouds whose queues to poll, e.g. fog-1,edge-2")
 	fs.BoolVar(&cfg.AllClouds, "all-clouds", false, "poll the queue of every cloud in the topology")
 	fs.BoolVar(&cfg.NoCentral, "no-central", false, "do not poll the central drift queue (a site worker)")
-	fs.StringVar(&cfg.DataDir, "data-dir", envOr("DRIFT_DATA_DIR", "/var/lib/drift"), "state of process-runtime instances (env DRIFT_DATA_DIR)")
-	fs.StringVar(&cfg.Registry, "registry", envOr("DRIFT_REGISTRY", "127.0.0.1:5000"), "center cloud's image registry host:port (env DRIFT_REGISTRY)")
+	fs.StringVar(&cfg.DataDir, "data-dir", config.EnvOr("DRIFT_DATA_DIR", "/var/lib/drift"), "state of process-runtime instances (env DRIFT_DATA_DIR)")
+	fs.StringVar(&cfg.Registry, "registry", config.EnvOr("DRIFT_REGISTRY", "127.0.0.1:5000"), "center cloud's image registry host:port (env DRIFT_REGISTRY)")
 	fs.StringVar(&cfg.NetworkNode, "network-node", os.Getenv("DRIFT_NETWORK_NODE"), "be this network node: run tenant gateway pairs, poll drift.node.<id> (env DRIFT_NETWORK_NODE)")
-	fs.StringVar(&cfg.Repo, "repo", envOr("DRIFT_REPO", "http://127.0.0.1:8700"), "software repository URL on the management network (env DRIFT_REPO)")
+	fs.StringVar(&cfg.Repo, "repo", config.EnvOr("DRIFT_REPO", "http://127.0.0.1:8700"), "software repository URL on the management network (env DRIFT_REPO)")
 	fs.StringVar(&cfg.RepoTokenFile, "repo-token-file", os.Getenv("DRIFT_REPO_TOKEN_FILE"), "file holding the repository's admin token (env DRIFT_REPO_TOKEN_FILE)")
 	fs.StringVar(&cfg.GatewaySecretFile, "gateway-secret-file", os.Getenv("DRIFT_GATEWAY_SECRET_FILE"), "file holding the secret shared by the management gateway and the repository (env DRIFT_GATEWAY_SECRET_FILE)")
 	fs.StringVar(&cfg.GatewayListen, "gateway-listen", "127.0.0.1:8081", "with --network-node: the management gateway's address for management use; empty disables")
@@ -48,7 +49,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := app.RunWorker(ctx, cfg, logger); err != nil {
+	if err := workerhost.RunWorker(ctx, cfg, logger); err != nil {
 		logger.Error("worker failed", "err", err)
 		os.Exit(1)
 	}
@@ -67,11 +68,4 @@ func newLogger(level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want json or text", format)
-}
-
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
 }

@@ -3,11 +3,10 @@ package workflows
 import (
 	"fmt"
 
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/edgedrift/drift/activities"
-	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/predict"
 )
 
@@ -17,18 +16,18 @@ import (
 // continuing as new when its history grows.
 func AppModel(ctx workflow.Context, in activities.AppModelInput) error {
 	model := in.Model
-	if err := workflow.SetQueryHandler(ctx, activities.ModelQuery, func() (predict.Model, error) {
+	if err := workflow.SetQueryHandler(ctx, names.ModelQuery, func() (predict.Model, error) {
 		return model.Clone(), nil
 	}); err != nil {
 		return err
 	}
 	if err := workflow.UpsertTypedSearchAttributes(ctx,
-		temporal.NewSearchAttributeKeyKeyword(config.AttrApp).ValueSet(in.App),
-		temporal.NewSearchAttributeKeyKeyword(config.AttrKind).ValueSet("model"),
+		names.AppKey.ValueSet(in.App),
+		names.KindKey.ValueSet("model"),
 	); err != nil {
 		return err
 	}
-	moves := workflow.GetSignalChannel(ctx, activities.ObserveSignal)
+	moves := workflow.GetSignalChannel(ctx, names.ObserveSignal)
 	for {
 		var mv activities.RegionMove
 		moves.Receive(ctx, &mv)

@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/edgedrift/drift/activities"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/predict"
 )
 
@@ -16,10 +17,10 @@ func TestAppModelLearnsAndContinuesAsNew(t *testing.T) {
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestWorkflowEnvironment()
 	for i, mv := range []activities.RegionMove{{From: "a", To: "b"}, {From: "a", To: "b"}, {From: "a", To: "c"}} {
-		env.RegisterDelayedCallback(func() { env.SignalWorkflow(activities.ObserveSignal, mv) }, time.Duration(i+1)*time.Second)
+		env.RegisterDelayedCallback(func() { env.SignalWorkflow(names.ObserveSignal, mv) }, time.Duration(i+1)*time.Second)
 	}
 	env.RegisterDelayedCallback(func() {
-		v, err := env.QueryWorkflow(activities.ModelQuery)
+		v, err := env.QueryWorkflow(names.ModelQuery)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -32,7 +33,7 @@ func TestAppModelLearnsAndContinuesAsNew(t *testing.T) {
 			t.Errorf("model after 3 moves: %+v", tr)
 		}
 		env.SetContinueAsNewSuggested(true)
-		env.SignalWorkflow(activities.ObserveSignal, activities.RegionMove{From: "b", To: "a"})
+		env.SignalWorkflow(names.ObserveSignal, activities.RegionMove{From: "b", To: "a"})
 	}, 10*time.Second)
 	env.ExecuteWorkflow(AppModel, activities.AppModelInput{App: "hello"})
 

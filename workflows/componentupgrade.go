@@ -10,12 +10,12 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/edgedrift/drift/activities"
-	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/upgrade"
 )
 
-// An upgrade answers ProgressQuery with its UpgradeProgress, also once it
+// An upgrade answers names.ProgressQuery with its UpgradeProgress, also once it
 // ended.
 
 // Version policies.
@@ -42,9 +42,6 @@ const (
 	maxBackoff        = 5 * time.Minute
 	defaultVerifyMode = activities.VerifyHTTP
 )
-
-// UpgradeID is the workflow ID of the upgrade of component on cloud.
-func UpgradeID(cloud, component string) string { return "upgrade/" + cloud + "/" + component }
 
 // ComponentSpec is the platform component being upgraded. Its releases are
 // images in Repository tagged with the release strings of the index.
@@ -155,7 +152,7 @@ type UpgradeProgress struct {
 func ComponentUpgrade(ctx workflow.Context, in UpgradeInput) (UpgradeProgress, error) {
 	u := newUpgradeRun(ctx, in)
 	// Progress answers from the start, so even a rejected upgrade says why.
-	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (UpgradeProgress, error) { return u.snapshot(), nil }); err != nil {
+	if err := setProgressQuery(ctx, func() (UpgradeProgress, error) { return u.snapshot(), nil }); err != nil {
 		return UpgradeProgress{}, err
 	}
 	if err := u.validate(); err != nil {
@@ -275,9 +272,9 @@ func (u *upgradeRun) setCandidates(rels ...upgrade.Release) {
 
 func (u *upgradeRun) run(ctx workflow.Context) (UpgradeProgress, error) {
 	if err := workflow.UpsertTypedSearchAttributes(ctx,
-		temporal.NewSearchAttributeKeyKeyword(config.AttrApp).ValueSet(u.in.Component.Name),
-		temporal.NewSearchAttributeKeyKeyword(config.AttrCloud).ValueSet(u.in.Cloud),
-		temporal.NewSearchAttributeKeyKeyword(config.AttrKind).ValueSet("upgrade"),
+		names.AppKey.ValueSet(u.in.Component.Name),
+		names.CloudKey.ValueSet(u.in.Cloud),
+		names.KindKey.ValueSet("upgrade"),
 	); err != nil {
 		return UpgradeProgress{}, err
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/edgedrift/drift/activities"
 	"github.com/edgedrift/drift/deploy/examples"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/runtime"
 )
 
@@ -142,7 +143,7 @@ func runUpgrade(t *testing.T, f *fakeCloud, in UpgradeInput) (UpgradeProgress, U
 	}
 	var res UpgradeProgress
 	err := env.GetWorkflowResult(&res)
-	v, qerr := env.QueryWorkflow(ProgressQuery)
+	v, qerr := env.QueryWorkflow(names.ProgressQuery)
 	if qerr != nil {
 		t.Fatal(qerr)
 	}

@@ -12,13 +12,8 @@ import (
 	"github.com/edgedrift/drift/activities"
 	"github.com/edgedrift/drift/internal/config"
 	"github.com/edgedrift/drift/internal/gateway"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/repo"
-)
-
-// Names of the install workflow's handlers.
-const (
-	ReportSignal = "Report" // the VM agent's report, delivered by the repository
-	StatusQuery  = "Status"
 )
 
 // Error types of an install's own failures.
@@ -53,9 +48,6 @@ type InstallInput struct {
 	Timeout  time.Duration `json:"timeout,omitempty"`
 	Attempts int           `json:"attempts,omitempty"`
 }
-
-// InstallID is the workflow ID of an install.
-func InstallID(tenant, vm, pkg string) string { return "install/" + tenant + "/" + vm + "/" + pkg }
 
 // InstallState is what Status returns and the workflow's result.
 type InstallState struct {
@@ -135,9 +127,9 @@ func newInstall(ctx workflow.Context, in InstallInput) (*install, error) {
 	if in.Attempts == 0 {
 		in.Attempts = DefaultInstallAttempts
 	}
-	s := &install{in: in, reports: workflow.GetSignalChannel(ctx, ReportSignal)}
+	s := &install{in: in, reports: workflow.GetSignalChannel(ctx, names.ReportSignal)}
 	s.state.ID = workflow.GetInfo(ctx).WorkflowExecution.ID
-	if err := workflow.SetQueryHandler(ctx, StatusQuery, func() (InstallState, error) { return s.state, nil }); err != nil {
+	if err := setProgressQuery(ctx, func() (InstallState, error) { return s.state, nil }, names.LegacyInstallQuery); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -189,7 +181,7 @@ func (s *install) run(ctx workflow.Context) (InstallState, error) {
 
 func (s *install) onNode(ctx workflow.Context, summary string) workflow.Context {
 	opts := installOptions
-	opts.TaskQueue = config.NodeQueue(s.in.Node)
+	opts.TaskQueue = names.NodeQueue(s.in.Node)
 	opts.Summary = summary
 	return workflow.WithActivityOptions(ctx, opts)
 }

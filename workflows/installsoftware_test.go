@@ -14,6 +14,7 @@ import (
 
 	"github.com/edgedrift/drift/activities"
 	"github.com/edgedrift/drift/internal/gateway"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/repo"
 )
 
@@ -68,7 +69,7 @@ func (f *fakeNode) install(env *testsuite.TestWorkflowEnvironment) {
 func newInstallEnv(t *testing.T) (*testsuite.TestWorkflowEnvironment, *fakeNode) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: InstallID("acme", "vm-1", "hello")})
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: names.InstallID("acme", "vm-1", "hello")})
 	f := &fakeNode{}
 	f.install(env)
 	return env, f
@@ -77,8 +78,8 @@ func newInstallEnv(t *testing.T) (*testsuite.TestWorkflowEnvironment, *fakeNode)
 // report signals the agent's report for attempt at d (workflow time).
 func report(env *testsuite.TestWorkflowEnvironment, d time.Duration, attempt int, rep repo.Report) {
 	env.RegisterDelayedCallback(func() {
-		rep.InstructionID = InstallID("acme", "vm-1", "hello") + "#" + string(rune('0'+attempt))
-		env.SignalWorkflow(ReportSignal, rep)
+		rep.InstructionID = names.InstallID("acme", "vm-1", "hello") + "#" + string(rune('0'+attempt))
+		env.SignalWorkflow(names.ReportSignal, rep)
 	}, d)
 }
 

@@ -13,17 +13,10 @@ import (
 
 	"github.com/edgedrift/drift/activities"
 	"github.com/edgedrift/drift/internal/appspec"
-	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/predict"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/topology"
-)
-
-// Names of the session's handlers.
-const (
-	MoveName   = "Move"  // Update (returns the Endpoint) and Signal (fire and forget)
-	ExitName   = "Exit"  // Signal
-	StateQuery = "State" // Query
 )
 
 // Error types of a session's own failures.
@@ -80,9 +73,6 @@ type SessionInput struct {
 	// Resume carries the state across continue-as-new; nil on a new session.
 	Resume *SessionState `json:"resume,omitempty"`
 }
-
-// SessionID is the workflow ID of a user's session of an app.
-func SessionID(user, app string) string { return "session/" + user + "/" + app }
 
 // Role is what a session wants of an instance.
 type Role string
@@ -292,9 +282,9 @@ func (s *session) run(ctx workflow.Context) (SessionState, error) {
 	}
 	s.throttleIndex = workflow.GetVersion(ctx, throttleCloudIndexChange, workflow.DefaultVersion, 1) == 1
 	if err := workflow.UpsertTypedSearchAttributes(ctx,
-		temporal.NewSearchAttributeKeyKeyword(config.AttrUser).ValueSet(s.in.User),
-		temporal.NewSearchAttributeKeyKeyword(config.AttrApp).ValueSet(s.in.App.Name),
-		temporal.NewSearchAttributeKeyKeyword(config.AttrKind).ValueSet("session"),
+		names.UserKey.ValueSet(s.in.User),
+		names.AppKey.ValueSet(s.in.App.Name),
+		names.KindKey.ValueSet("session"),
 	); err != nil {
 		return SessionState{}, err
 	}
@@ -337,12 +327,12 @@ func (s *session) run(ctx workflow.Context) (SessionState, error) {
 }
 
 func (s *session) registerHandlers(ctx workflow.Context) error {
-	if err := workflow.SetQueryHandler(ctx, StateQuery, func() (SessionState, error) {
+	if err := setProgressQuery(ctx, func() (SessionState, error) {
 		return s.snapshot(), nil
-	}); err != nil {
+	}, names.LegacySessionQuery); err != nil {
 		return err
 	}
-	err := workflow.SetUpdateHandlerWithOptions(ctx, MoveName,
+	err := workflow.SetUpdateHandlerWithOptions(ctx, names.MoveUpdate,
 		func(ctx workflow.Context, region string) (MoveResult, error) {
 			m := s.enqueueMove(ctx, region, false)
 			if err := workflow.Await(ctx, func() bool { return m.done }); err != nil {
@@ -363,8 +353,8 @@ func (s *session) registerHandlers(ctx workflow.Context) error {
 	if err != nil {
 		return err
 	}
-	moves := workflow.GetSignalChannel(ctx, MoveName)
-	exits := workflow.GetSignalChannel(ctx, ExitName)
+	moves := workflow.GetSignalChannel(ctx, names.MoveUpdate)
+	exits := workflow.GetSignalChannel(ctx, names.ExitSignal)
 	s.signals = []workflow.ReceiveChannel{moves, exits}
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
@@ -480,7 +470,7 @@ func (s *session) switchTo(ctx workflow.Context, m *moveRequest, inst *Instance)
 	s.finishMove(m, MoveResult{Region: m.region, Cloud: m.cloud, Endpoint: inst.Endpoint, Warm: warm, SwitchTime: h.SwitchTime}, nil)
 	s.plan()
 	if !s.throttleIndex {
-		_ = workflow.UpsertTypedSearchAttributes(ctx, temporal.NewSearchAttributeKeyKeyword(config.AttrCloud).ValueSet(m.cloud))
+		_ = workflow.UpsertTypedSearchAttributes(ctx, names.CloudKey.ValueSet(m.cloud))
 	}
 	s.logger.Info("handover", "from", h.FromCloud, "to", h.ToCloud, "warm", warm, "switch", h.SwitchTime)
 }
@@ -500,7 +490,7 @@ func (s *session) indexServing(ctx workflow.Context) {
 		})
 		return
 	}
-	_ = workflow.UpsertTypedSearchAttributes(ctx, temporal.NewSearchAttributeKeyKeyword(config.AttrCloud).ValueSet(s.st.Serving))
+	_ = workflow.UpsertTypedSearchAttributes(ctx, names.CloudKey.ValueSet(s.st.Serving))
 	s.indexed, s.indexedAt = s.st.Serving, workflow.Now(ctx)
 }
 
@@ -746,42 +736,6 @@ func (s *session) teardown(ctx workflow.Context, cause error) (SessionState, err
 		return s.snapshot(), cause
 	}
 	return s.snapshot(), nil
-}
-
-func isType(err error, typ string) bool {
-	var appErr *temporal.ApplicationError
-	return errors.As(err, &appErr) && appErr.Type() == typ
-}
-
-// RootMessage is the innermost error's text, without Temporal's wrapping.
-func RootMessage(err error) string {
-	for {
-		next := errors.Unwrap(err)
-		if next == nil {
-			return err.Error()
-		}
-		err = next
-	}
-}
-
-// sortedKeys is how workflow code ranges over a map: in key order, so replay
-// sees the same order. The map range inside does not leak its order.
-//
-//workflowcheck:ignore
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
-
-func dashIfEmpty(s string) string {
-	if s == "" {
-		return "–"
-	}
-	return s
 }
 
 // learn feeds a handover to the app's model: at once into the session's

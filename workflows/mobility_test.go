@@ -20,7 +20,7 @@ import (
 	"github.com/edgedrift/drift/activities"
 	"github.com/edgedrift/drift/deploy/examples"
 	"github.com/edgedrift/drift/internal/appspec"
-	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/predict"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/topology"
@@ -170,7 +170,7 @@ type sessionTest struct {
 func newSessionTest(t *testing.T) *sessionTest {
 	st := &sessionTest{t: t, clouds: newFakeClouds()}
 	st.env = st.NewTestWorkflowEnvironment()
-	st.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: SessionID("alice", "hello")})
+	st.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: names.SessionID("alice", "hello")})
 	st.clouds.install(st.env)
 	return st
 }
@@ -181,7 +181,7 @@ func (st *sessionTest) at(d time.Duration, fn func()) { st.env.RegisterDelayedCa
 // move sends a Move update and checks the answer with check.
 func (st *sessionTest) move(region string, check func(MoveResult, error)) {
 	st.updates++
-	st.env.UpdateWorkflow(MoveName, fmt.Sprint("move-", st.updates), &testsuite.TestUpdateCallback{
+	st.env.UpdateWorkflow(names.MoveUpdate, fmt.Sprint("move-", st.updates), &testsuite.TestUpdateCallback{
 		OnReject: func(err error) { check(MoveResult{}, err) },
 		OnAccept: func() {},
 		OnComplete: func(res any, err error) {
@@ -192,7 +192,7 @@ func (st *sessionTest) move(region string, check func(MoveResult, error)) {
 }
 
 func (st *sessionTest) state() SessionState {
-	v, err := st.env.QueryWorkflow(StateQuery)
+	v, err := st.env.QueryWorkflow(names.ProgressQuery)
 	if err != nil {
 		st.t.Fatal(err)
 	}
@@ -231,7 +231,7 @@ func TestSessionStartsServesAndPreDeploys(t *testing.T) {
 		if s.Image != "center.test/hello@sha256:0123" {
 			t.Errorf("image %q not pinned in the center registry", s.Image)
 		}
-		st.env.SignalWorkflow(ExitName, nil)
+		st.env.SignalWorkflow(names.ExitSignal, nil)
 	})
 	st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
 	rep := st.report()
@@ -282,7 +282,7 @@ func TestWarmAndColdMoves(t *testing.T) {
 		if s.Totals.Handovers != 3 || s.Totals.Warm != 2 || s.Totals.Cold != 1 || len(s.Handovers) != 3 {
 			t.Errorf("totals %+v", s.Totals)
 		}
-		st.env.SignalWorkflow(ExitName, nil)
+		st.env.SignalWorkflow(names.ExitSignal, nil)
 	})
 	st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
 	rep := st.report()
@@ -308,7 +308,7 @@ func TestServingCloudIndexIsThrottled(t *testing.T) {
 	}
 	var writes []write
 	start := st.env.Now()
-	key := temporal.NewSearchAttributeKeyKeyword(config.AttrCloud)
+	key := names.CloudKey
 	st.env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
 		if cloud, ok := args.Get(0).(temporal.SearchAttributes).GetKeyword(key); ok {
 			writes = append(writes, write{cloud, st.env.Now().Sub(start).Round(time.Millisecond)})
@@ -324,7 +324,7 @@ func TestServingCloudIndexIsThrottled(t *testing.T) {
 			})
 		})
 	}
-	st.at(2*time.Minute, func() { st.env.SignalWorkflow(ExitName, nil) })
+	st.at(2*time.Minute, func() { st.env.SignalWorkflow(names.ExitSignal, nil) })
 	st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
 	st.report()
 	want := []write{{"edge-latin", time.Second}, {"edge-bastille", time.Minute}, {"edge-latin", time.Minute + CloudIndexInterval}}
@@ -367,7 +367,7 @@ func TestMovesDuringPreDeploy(t *testing.T) {
 		if len(s.InFlight) != 0 || s.Serving != "edge-bastille" {
 			t.Errorf("state %+v", s)
 		}
-		st.env.SignalWorkflow(ExitName, nil)
+		st.env.SignalWorkflow(names.ExitSignal, nil)
 	})
 	st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
 	st.report()
@@ -396,16 +396,16 @@ func TestCapacityRefusesPreDeployButNotServing(t *testing.T) {
 			}
 		})
 	})
-	st.at(2*time.Minute, func() { st.env.SignalWorkflow(ExitName, nil) })
+	st.at(2*time.Minute, func() { st.env.SignalWorkflow(names.ExitSignal, nil) })
 	st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
 	st.report()
 }
 
 func TestExitReportAndSignalMove(t *testing.T) {
 	st := newSessionTest(t)
-	st.at(time.Minute, func() { st.env.SignalWorkflow(MoveName, "montparnasse") })
-	st.at(2*time.Minute, func() { st.env.SignalWorkflow(MoveName, "atlantis") }) // ignored, logged
-	st.at(3*time.Minute, func() { st.env.SignalWorkflow(ExitName, nil) })
+	st.at(time.Minute, func() { st.env.SignalWorkflow(names.MoveUpdate, "montparnasse") })
+	st.at(2*time.Minute, func() { st.env.SignalWorkflow(names.MoveUpdate, "atlantis") }) // ignored, logged
+	st.at(3*time.Minute, func() { st.env.SignalWorkflow(names.ExitSignal, nil) })
 	st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
 	rep := st.report()
 	if rep.Totals.Handovers != 1 || rep.Totals.Warm != 1 || rep.Handovers[0].ToCloud != "edge-montparnasse" || rep.Handovers[0].FromRegion != "quartier-latin" {
@@ -425,7 +425,7 @@ func TestMoveUpdateRejectsUnknownRegion(t *testing.T) {
 			}
 		})
 	})
-	st.at(2*time.Minute, func() { st.env.SignalWorkflow(ExitName, nil) })
+	st.at(2*time.Minute, func() { st.env.SignalWorkflow(names.ExitSignal, nil) })
 	st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
 	if rep := st.report(); rep.Totals.Handovers != 0 {
 		t.Fatalf("rejected move changed state: %+v", rep.Totals)
@@ -461,7 +461,7 @@ func TestContinueAsNewCarriesState(t *testing.T) {
 		if s := st2.state(); s.Serving != "edge-bastille" || s.Totals.Handovers != 1 {
 			t.Errorf("resumed state %+v", s)
 		}
-		st2.env.SignalWorkflow(ExitName, nil)
+		st2.env.SignalWorkflow(names.ExitSignal, nil)
 	})
 	st2.env.ExecuteWorkflow(MobilitySession, next)
 	st2.report()
@@ -547,7 +547,7 @@ func TestPredictedPreDeploy(t *testing.T) {
 		if got := st.clouds.liveClouds(); !slices.Equal(got, expectedLive("edge-montparnasse")) {
 			t.Errorf("live %v, want %v", got, expectedLive("edge-montparnasse"))
 		}
-		st.env.SignalWorkflow(ExitName, nil)
+		st.env.SignalWorkflow(names.ExitSignal, nil)
 	})
 	st.env.ExecuteWorkflow(MobilitySession, in)
 	st.report()

@@ -9,7 +9,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/edgedrift/drift/activities"
-	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/names"
 )
 
 // Activities are referenced through nil struct pointers: only their method
@@ -162,14 +162,14 @@ func pipelineRetry(attempts int32) *temporal.RetryPolicy {
 
 // onCloud schedules activities of opts on cloud's queue with a UI summary.
 func onCloud(ctx workflow.Context, opts workflow.ActivityOptions, cloud, summary string) workflow.Context {
-	opts.TaskQueue = config.CloudQueue(cloud)
+	opts.TaskQueue = names.CloudQueue(cloud)
 	opts.Summary = summary
 	return workflow.WithActivityOptions(ctx, opts)
 }
 
 // central schedules activities of opts on the central queue with a UI summary.
 func central(ctx workflow.Context, opts workflow.ActivityOptions, summary string) workflow.Context {
-	opts.TaskQueue = config.TaskQueue
+	opts.TaskQueue = names.TaskQueue
 	opts.Summary = summary
 	return workflow.WithActivityOptions(ctx, opts)
 }

@@ -10,17 +10,10 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/edgedrift/drift/activities"
-	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/pipelinespec"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/topology"
-)
-
-// Names of the pipeline's handlers.
-const (
-	ApproveSignal = "Approve"  // Signal with an ApprovalDecision
-	RejectSignal  = "Reject"   // Signal with an ApprovalDecision
-	ProgressQuery = "Progress" // Query → PipelineProgress (an upgrade's: UpgradeProgress)
 )
 
 // Error types of a pipeline's own failures.
@@ -75,9 +68,6 @@ type PipelineInput struct {
 	// Resume is a failed run's progress: steps it finished are not run again.
 	Resume *PipelineProgress `json:"resume,omitempty"`
 }
-
-// PipelineID is the workflow ID of one run.
-func PipelineID(app, run string) string { return "pipeline/" + app + "/" + run }
 
 // PipelineInstance is the instance name of an app's pipeline deployments,
 // the same for every run so a run replaces the last one's.
@@ -222,7 +212,7 @@ func newPipeline(ctx workflow.Context, in PipelineInput) (*pipeline, error) {
 		p.pr.Resumed++
 		p.pr.Error, p.pr.Ended = "", time.Time{}
 	} else {
-		p.pr = PipelineProgress{ID: PipelineID(in.Spec.App, in.Run), App: in.Spec.App, Run: in.Run}
+		p.pr = PipelineProgress{ID: names.PipelineID(in.Spec.App, in.Run), App: in.Spec.App, Run: in.Run}
 		for _, name := range pipelineSteps {
 			p.pr.Steps = append(p.pr.Steps, StepProgress{Name: name, Status: StepPending})
 		}
@@ -299,8 +289,8 @@ func (p *pipeline) run(ctx workflow.Context) (PipelineProgress, error) {
 		return PipelineProgress{}, err
 	}
 	if err := workflow.UpsertTypedSearchAttributes(ctx,
-		temporal.NewSearchAttributeKeyKeyword(config.AttrApp).ValueSet(p.in.Spec.App),
-		temporal.NewSearchAttributeKeyKeyword(config.AttrKind).ValueSet("pipeline"),
+		names.AppKey.ValueSet(p.in.Spec.App),
+		names.KindKey.ValueSet("pipeline"),
 	); err != nil {
 		return PipelineProgress{}, err
 	}
@@ -334,13 +324,13 @@ func (p *pipeline) run(ctx workflow.Context) (PipelineProgress, error) {
 }
 
 func (p *pipeline) registerHandlers(ctx workflow.Context) error {
-	if err := workflow.SetQueryHandler(ctx, ProgressQuery, func() (PipelineProgress, error) {
+	if err := setProgressQuery(ctx, func() (PipelineProgress, error) {
 		return p.pr, nil
 	}); err != nil {
 		return err
 	}
-	approve := workflow.GetSignalChannel(ctx, ApproveSignal)
-	reject := workflow.GetSignalChannel(ctx, RejectSignal)
+	approve := workflow.GetSignalChannel(ctx, names.ApproveSignal)
+	reject := workflow.GetSignalChannel(ctx, names.RejectSignal)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
 			var d ApprovalDecision

@@ -17,6 +17,7 @@ import (
 
 	"github.com/edgedrift/drift/activities"
 	"github.com/edgedrift/drift/deploy/examples"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/pipelinespec"
 	"github.com/edgedrift/drift/internal/runtime"
 )
@@ -192,7 +193,7 @@ type pipelineTest struct {
 func newPipelineTest(t *testing.T) *pipelineTest {
 	pt := &pipelineTest{t: t, f: newFakeFactory()}
 	pt.env = pt.NewTestWorkflowEnvironment()
-	pt.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: PipelineID("hello", "r1")})
+	pt.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: names.PipelineID("hello", "r1")})
 	pt.f.install(pt.env)
 	return pt
 }
@@ -221,7 +222,7 @@ func (pt *pipelineTest) run(spec pipelinespec.Spec, resume *PipelineProgress) (P
 }
 
 func (pt *pipelineTest) progress() PipelineProgress {
-	v, err := pt.env.QueryWorkflow(ProgressQuery)
+	v, err := pt.env.QueryWorkflow(names.ProgressQuery)
 	if err != nil {
 		pt.t.Fatal(err)
 	}
@@ -384,7 +385,7 @@ func TestPipelineApprovalApprove(t *testing.T) {
 	var waiting PipelineProgress
 	pt.env.RegisterDelayedCallback(func() {
 		waiting = pt.progress()
-		pt.env.SignalWorkflow(ApproveSignal, ApprovalDecision{Who: "bob", Why: "release 1"})
+		pt.env.SignalWorkflow(names.ApproveSignal, ApprovalDecision{Who: "bob", Why: "release 1"})
 	}, 2*time.Minute)
 	pr, err := pt.run(gatedSpec(t), nil)
 	if err != nil {
@@ -404,7 +405,7 @@ func TestPipelineApprovalApprove(t *testing.T) {
 func TestPipelineApprovalReject(t *testing.T) {
 	pt := newPipelineTest(t)
 	pt.env.RegisterDelayedCallback(func() {
-		pt.env.SignalWorkflow(RejectSignal, ApprovalDecision{Who: "carol", Why: "freeze"})
+		pt.env.SignalWorkflow(names.RejectSignal, ApprovalDecision{Who: "carol", Why: "freeze"})
 	}, 2*time.Minute)
 	pr, err := pt.run(gatedSpec(t), nil)
 	if errorType(err) != ErrTypeRejected || !strings.Contains(err.Error(), "carol") || !strings.Contains(err.Error(), "freeze") {

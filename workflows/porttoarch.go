@@ -2,7 +2,6 @@ package workflows
 
 import (
 	"fmt"
-	"path"
 	"slices"
 	"strings"
 	"time"
@@ -11,16 +10,12 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/edgedrift/drift/activities"
-	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/port"
 )
 
-// Port handlers, defaults and error types.
+// Error types of a port.
 const (
-	ReportQuery = "Report" // Query: the PortReport so far
-
-	DefaultPortArch = "loong64"
-
 	ErrTypeInvalidPort = "InvalidPort" // bad input to PortToArch
 	ErrTypePortFailed  = "PortFailed"  // the port ended needing a human; details hold the report
 )
@@ -41,23 +36,6 @@ type PortInput struct {
 	SkipTests   bool     `json:"skipTests,omitempty"`
 	SkipImage   bool     `json:"skipImage,omitempty"`
 	Image       string   `json:"image,omitempty"` // repository in the center registry; default port/<name>
-}
-
-// PortID is the workflow ID of porting repo to arch.
-func PortID(repo, arch string) string {
-	if arch == "" {
-		arch = DefaultPortArch
-	}
-	return "port/" + repoName(repo) + "/" + arch
-}
-
-// repoName is the last element of a repo URL or path, without .git.
-func repoName(repo string) string {
-	name := path.Base(strings.TrimSuffix(strings.TrimRight(strings.ReplaceAll(repo, "\\", "/"), "/"), ".git"))
-	if name == "." || name == "/" || name == "" {
-		return "module"
-	}
-	return name
 }
 
 // Fixes applied to a module.
@@ -151,7 +129,7 @@ type porting struct {
 
 func newPorting(ctx workflow.Context, in PortInput) (*porting, error) {
 	if in.Arch == "" {
-		in.Arch = DefaultPortArch
+		in.Arch = names.DefaultPortArch
 	}
 	if len(in.Packages) == 0 {
 		in.Packages = []string{"./..."}
@@ -160,7 +138,7 @@ func newPorting(ctx workflow.Context, in PortInput) (*porting, error) {
 		return nil, err
 	}
 	if in.Image == "" {
-		in.Image = "port/" + strings.ToLower(repoName(in.Repo))
+		in.Image = "port/" + strings.ToLower(names.RepoName(in.Repo))
 	}
 	return &porting{in: in, report: PortReport{
 		ID: workflow.GetInfo(ctx).WorkflowExecution.ID, Repo: in.Repo, Arch: in.Arch, Status: PortRunning, Step: "starting",
@@ -186,12 +164,12 @@ func validatePort(in PortInput) error {
 }
 
 func (p *porting) run(ctx workflow.Context) (PortReport, error) {
-	if err := workflow.SetQueryHandler(ctx, ReportQuery, func() (PortReport, error) { return p.report, nil }); err != nil {
+	if err := setProgressQuery(ctx, func() (PortReport, error) { return p.report, nil }, names.LegacyPortQuery); err != nil {
 		return PortReport{}, err
 	}
 	if err := workflow.UpsertTypedSearchAttributes(ctx,
-		temporal.NewSearchAttributeKeyKeyword(config.AttrApp).ValueSet(repoName(p.in.Repo)),
-		temporal.NewSearchAttributeKeyKeyword(config.AttrKind).ValueSet("port"),
+		names.AppKey.ValueSet(names.RepoName(p.in.Repo)),
+		names.KindKey.ValueSet("port"),
 	); err != nil {
 		return PortReport{}, err
 	}

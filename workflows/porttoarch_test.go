@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/edgedrift/drift/activities"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/port"
 )
 
@@ -260,7 +261,7 @@ func TestPortReportIsQueryableWhileRunning(t *testing.T) {
 	f.install(env)
 	var during PortReport
 	env.RegisterDelayedCallback(func() {
-		v, err := env.QueryWorkflow(ReportQuery)
+		v, err := env.QueryWorkflow(names.ProgressQuery)
 		if err != nil {
 			t.Error(err)
 			return
@@ -284,8 +285,8 @@ func TestPortID(t *testing.T) {
 		"/tmp/x/sysfacts/":                     "port/sysfacts/loong64",
 		"":                                     "port/module/loong64",
 	} {
-		if got := PortID(repo, ""); got != want {
-			t.Errorf("PortID(%q) = %q, want %q", repo, got, want)
+		if got := names.PortID(repo, ""); got != want {
+			t.Errorf("names.PortID(%q) = %q, want %q", repo, got, want)
 		}
 	}
 }

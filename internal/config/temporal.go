@@ -1,6 +1,6 @@
-// Package config holds what every drift process agrees on: how to reach
-// Temporal (flags and TEMPORAL_* environment variables), the task queue
-// names and the search attributes drift's workflows set.
+// Package config is how every drift process reaches Temporal: flags and
+// TEMPORAL_* environment variables, TLS, API keys, and the namespace set-up
+// drift's workflows need.
 package config
 
 import (
@@ -16,30 +16,9 @@ import (
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
+
+	"github.com/edgedrift/drift/internal/names"
 )
-
-// TaskQueue is the queue of every workflow and of central activities.
-const TaskQueue = "drift"
-
-// CloudQueue is the queue of activities that act on one cloud; the worker
-// next to that cloud's Docker Engine or cluster polls it.
-func CloudQueue(cloud string) string { return TaskQueue + ".cloud." + cloud }
-
-// Search attributes drift's workflows set, so the Web UI can filter by them.
-const (
-	AttrUser  = "DriftUser"
-	AttrApp   = "DriftApp"
-	AttrCloud = "DriftCloud"
-	AttrKind  = "DriftKind"
-)
-
-// SearchAttributes are registered on the namespace before workflows run.
-var SearchAttributes = map[string]enums.IndexedValueType{
-	AttrUser:  enums.INDEXED_VALUE_TYPE_KEYWORD,
-	AttrApp:   enums.INDEXED_VALUE_TYPE_KEYWORD,
-	AttrCloud: enums.INDEXED_VALUE_TYPE_KEYWORD,
-	AttrKind:  enums.INDEXED_VALUE_TYPE_KEYWORD,
-}
 
 // Temporal is how to reach a Temporal cluster.
 type Temporal struct {
@@ -53,9 +32,10 @@ type Temporal struct {
 	APIKey        string
 }
 
-// envOr returns the environment variable's value, or def when unset.
-func envOr(key, def string) string {
-	if v, ok := os.LookupEnv(key); ok {
+// EnvOr returns the environment variable's value, or def when it is unset
+// or empty.
+func EnvOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
 		return v
 	}
 	return def
@@ -63,8 +43,8 @@ func envOr(key, def string) string {
 
 // BindFlags registers the connection flags, defaulting to TEMPORAL_* env vars.
 func (t *Temporal) BindFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&t.Address, "address", envOr("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port (env TEMPORAL_ADDRESS)")
-	fs.StringVar(&t.Namespace, "namespace", envOr("TEMPORAL_NAMESPACE", "default"), "Temporal namespace (env TEMPORAL_NAMESPACE)")
+	fs.StringVar(&t.Address, "address", EnvOr("TEMPORAL_ADDRESS", "127.0.0.1:7233"), "Temporal frontend host:port (env TEMPORAL_ADDRESS)")
+	fs.StringVar(&t.Namespace, "namespace", EnvOr("TEMPORAL_NAMESPACE", "default"), "Temporal namespace (env TEMPORAL_NAMESPACE)")
 	fs.StringVar(&t.TLSCert, "tls-cert", os.Getenv("TEMPORAL_TLS_CERT"), "client certificate for mTLS (env TEMPORAL_TLS_CERT)")
 	fs.StringVar(&t.TLSKey, "tls-key", os.Getenv("TEMPORAL_TLS_KEY"), "client key for mTLS (env TEMPORAL_TLS_KEY)")
 	fs.StringVar(&t.TLSCA, "tls-ca", os.Getenv("TEMPORAL_TLS_CA"), "CA bundle that signs the server certificate (env TEMPORAL_TLS_CA)")
@@ -149,7 +129,7 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 		return fmt.Errorf("list search attributes: %w", err)
 	}
 	missing := map[string]enums.IndexedValueType{}
-	for name, typ := range SearchAttributes {
+	for name, typ := range names.SearchAttributes {
 		if _, ok := have.GetCustomAttributes()[name]; !ok {
 			missing[name] = typ
 		}

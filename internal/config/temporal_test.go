@@ -73,12 +73,6 @@ func TestTLSFiles(t *testing.T) {
 	}
 }
 
-func TestCloudQueue(t *testing.T) {
-	if CloudQueue("edge-1") != "drift.cloud.edge-1" {
-		t.Fatal(CloudQueue("edge-1"))
-	}
-}
-
 func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)

@@ -6,21 +6,13 @@ package demo
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"go.temporal.io/sdk/client"
 
-	"github.com/edgedrift/drift/internal/appspec"
 	"github.com/edgedrift/drift/internal/image"
-	"github.com/edgedrift/drift/internal/session"
-	"github.com/edgedrift/drift/internal/topology"
-	"github.com/edgedrift/drift/workflows"
 )
 
 // HelloPackage is the example app's Go package.
@@ -70,78 +62,4 @@ func HelloImage(ctx context.Context, registry, version string, binary func(arch 
 		return "", err
 	}
 	return image.Push(ctx, registry+"/hello:"+version, idx)
-}
-
-// Walk opens a session for user in the first region, moves it through the
-// others and exits, printing each step and the report.
-func Walk(ctx context.Context, c client.Client, topo *topology.Topology, ref, user string, regions []string, out io.Writer) (workflows.SessionState, error) {
-	spec, err := appspec.FromImage("hello", ref, 8080)
-	if err != nil {
-		return workflows.SessionState{}, err
-	}
-	spec.Health = "/healthz"
-	fmt.Fprintf(out, "\nmobility session %s over %q (pre-deploy to adjacent clouds):\n", workflows.SessionID(user, spec.Name), topo.Name())
-	res, err := session.Start(ctx, c, session.Open{
-		User: user, App: spec, Region: regions[0], Topology: topo,
-		Neighbours: topology.Policy{Kind: topology.Adjacency}, PreDeploy: workflows.PreDeployNeighbours,
-	})
-	if err != nil {
-		return workflows.SessionState{}, err
-	}
-	fmt.Fprintf(out, "  %-15s served from %-18s %s\n", regions[0], res.Cloud, res.Endpoint.URL)
-	for _, region := range regions[1:] {
-		if err := settle(ctx, c, user, spec.Name); err != nil {
-			return workflows.SessionState{}, err
-		}
-		res, err := session.Move(ctx, c, user, spec.Name, region)
-		if err != nil {
-			return workflows.SessionState{}, err
-		}
-		kind := "cold"
-		if res.Warm {
-			kind = "warm"
-		}
-		fmt.Fprintf(out, "  %-15s served from %-18s %s  (%s handover, switch %s)\n", region, res.Cloud, res.Endpoint.URL, kind, res.SwitchTime)
-	}
-	if err := settle(ctx, c, user, spec.Name); err != nil {
-		return workflows.SessionState{}, err
-	}
-	st, err := session.State(ctx, c, user, spec.Name)
-	if err != nil {
-		return workflows.SessionState{}, err
-	}
-	var warm []string
-	for _, in := range st.Instances {
-		if in.Role == workflows.RoleWarm && in.Status == workflows.StatusReady {
-			warm = append(warm, in.Cloud)
-		}
-	}
-	fmt.Fprintf(out, "  warm now on: %s\n", strings.Join(warm, ", "))
-	rep, err := session.Exit(ctx, c, user, spec.Name)
-	if err != nil {
-		return workflows.SessionState{}, err
-	}
-	t := rep.Totals
-	fmt.Fprintf(out, "  exit: %d handovers (%d warm, %d cold), %.1f instance-seconds spent on pre-deploys, every instance destroyed\n",
-		t.Handovers, t.Warm, t.Cold, t.PreDeploySeconds)
-	return rep, nil
-}
-
-// settle waits until no deploy or destroy of the session is in flight, so
-// the walk shows what pre-deploys buy.
-func settle(ctx context.Context, c client.Client, user, app string) error {
-	for {
-		st, err := session.State(ctx, c, user, app)
-		if err != nil {
-			return err
-		}
-		if len(st.InFlight) == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }

@@ -30,6 +30,7 @@ import (
 	"go.temporal.io/server/temporal"
 
 	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/registry"
 )
 
@@ -252,7 +253,7 @@ func (s *Stack) sqlite() (*tconfig.SQL, error) {
 			return nil, fmt.Errorf("devstack: sqlite schema: %w", err)
 		}
 	}
-	ns, err := sqliteschema.NewNamespaceConfig(clusterName, s.opts.Namespace, false, config.SearchAttributes)
+	ns, err := sqliteschema.NewNamespaceConfig(clusterName, s.opts.Namespace, false, names.SearchAttributes)
 	if err != nil {
 		return nil, err
 	}

@@ -15,7 +15,7 @@
 //	DELETE /amsi/v1/subscriptions/{id}                             204
 //
 // A session is the MobilitySession workflow session/<user>/<app>; the
-// handler calls Temporal through internal/session and keeps no session
+// handler calls Temporal through internal/client and keeps no session
 // state of its own. A move is the workflow's Move update, sent with the
 // move's id as the update id: the request returns once the workflow has
 // accepted it (so a move the workflow's validator rejects is answered 409 or
@@ -52,6 +52,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+
+	drift "github.com/edgedrift/drift/internal/client"
 
 	"github.com/edgedrift/drift/internal/topology"
 	"github.com/edgedrift/drift/workflows"
@@ -108,6 +110,7 @@ type Options struct {
 // API is the HTTP handler. Close it to stop its background work.
 type API struct {
 	c     client.Client
+	drift *drift.Client
 	opts  Options
 	log   *slog.Logger
 	mux   *http.ServeMux
@@ -151,7 +154,8 @@ func New(c client.Client, opts Options) *API {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &API{
-		c: c, opts: opts, log: logger,
+		c:     c,
+		drift: drift.New(c), opts: opts, log: logger,
 		moves:  newMoveStore(opts.MaxMoves),
 		subs:   newSubStore(opts.MaxSubscriptions),
 		ctx:    ctx,

@@ -23,6 +23,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/edgedrift/drift/deploy/examples"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/topology"
 	"github.com/edgedrift/drift/workflows"
@@ -295,7 +296,7 @@ func TestPathsMethodsAndQueries(t *testing.T) {
 func TestRejectedMovesAnswerAtOnce(t *testing.T) {
 	var reject string
 	fc := &fakeClient{update: func(o client.UpdateWorkflowOptions) (client.WorkflowUpdateHandle, error) {
-		if o.WaitForStage != client.WorkflowUpdateStageAccepted || o.UpdateName != workflows.MoveName || o.UpdateID == "" {
+		if o.WaitForStage != client.WorkflowUpdateStageAccepted || o.UpdateName != names.MoveUpdate || o.UpdateID == "" {
 			return nil, fmt.Errorf("unexpected update options %+v", o)
 		}
 		h := &fakeHandle{id: o.UpdateID, immediate: true, outcome: make(chan outcome, 1)}

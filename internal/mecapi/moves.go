@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/topology"
 	"github.com/edgedrift/drift/workflows"
@@ -167,12 +168,12 @@ func (a *API) postMove(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, invalid([]InvalidParam{{Param: "region", Reason: "required"}}))
 		return
 	}
-	sid := workflows.SessionID(user, app)
+	sid := names.SessionID(user, app)
 	id := newID("move-")
 	ctx, cancel := a.withTimeout(r)
 	defer cancel()
 	h, err := a.c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: sid, UpdateID: id, UpdateName: workflows.MoveName,
+		WorkflowID: sid, UpdateID: id, UpdateName: names.MoveUpdate,
 		Args: []any{req.Region}, WaitForStage: client.WorkflowUpdateStageAccepted,
 	})
 	if err != nil {
@@ -301,7 +302,7 @@ func (a *API) getMove(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		writeProblem(w, r, problem(http.StatusNotFound, typeNotFound, fmt.Sprintf(
 			"no move %q of %s in this API process (it keeps the latest %d; the session's history in Temporal keeps them all)",
-			id, workflows.SessionID(user, app), a.opts.MaxMoves)))
+			id, names.SessionID(user, app), a.opts.MaxMoves)))
 		return
 	}
 	writeJSON(w, http.StatusOK, m)

@@ -13,8 +13,9 @@ import (
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/edgedrift/drift/internal/appspec"
+	drift "github.com/edgedrift/drift/internal/client"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/runtime"
-	"github.com/edgedrift/drift/internal/session"
 	"github.com/edgedrift/drift/internal/topology"
 	"github.com/edgedrift/drift/workflows"
 )
@@ -76,7 +77,7 @@ func sessionLinks(user, app string) Links {
 
 func fromState(user, app string, st workflows.SessionState) Session {
 	s := Session{
-		ID: workflows.SessionID(user, app), User: user, App: app, Image: st.Image, Phase: st.Phase,
+		ID: names.SessionID(user, app), User: user, App: app, Image: st.Image, Phase: st.Phase,
 		Region: st.Region, Cloud: st.Serving, State: &st, Links: sessionLinks(user, app),
 	}
 	if st.Endpoint.URL != "" {
@@ -98,11 +99,11 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, invalid(bad))
 		return
 	}
-	id := workflows.SessionID(open.User, open.App.Name)
+	id := names.SessionID(open.User, open.App.Name)
 	what := id
 	ctx, cancel := a.withTimeout(r)
 	defer cancel()
-	// session.Start moves an open session instead of failing: registering
+	// OpenSession moves an open session instead of failing: registering
 	// twice is a conflict, not a silent move.
 	desc, err := a.c.DescribeWorkflowExecution(ctx, id, "")
 	var notFound *serviceerror.NotFound
@@ -115,7 +116,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, r, fromError(err, what))
 		return
 	}
-	res, err := session.Start(ctx, a.c, open)
+	res, err := a.drift.OpenSession(ctx, open)
 	if err != nil {
 		writeProblem(w, r, a.startProblem(r, id, err))
 		return
@@ -150,7 +151,7 @@ func (a *API) startProblem(r *http.Request, id string, err error) Problem {
 
 // parseRegistration checks everything a registration says before anything
 // starts, and reports every bad field.
-func (a *API) parseRegistration(reg Registration) (session.Open, []InvalidParam) {
+func (a *API) parseRegistration(reg Registration) (drift.Open, []InvalidParam) {
 	var bad []InvalidParam
 	add := func(param, format string, args ...any) {
 		bad = append(bad, InvalidParam{Param: param, Reason: fmt.Sprintf(format, args...)})
@@ -180,7 +181,7 @@ func (a *API) parseRegistration(reg Registration) (session.Open, []InvalidParam)
 		}
 		preDeploy = reg.PreDeploy
 	}
-	return session.Open{
+	return drift.Open{
 		User: reg.User, App: spec, Region: reg.Region, Topology: a.opts.Topology,
 		Neighbours: policy, PreDeploy: preDeploy,
 	}, bad
@@ -310,14 +311,14 @@ func (a *API) getSession(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	id := workflows.SessionID(user, app)
+	id := names.SessionID(user, app)
 	ctx, cancel := a.withTimeout(r)
 	defer cancel()
 	if p := a.requireOpen(ctx, id); p != nil {
 		writeProblem(w, r, *p)
 		return
 	}
-	st, err := session.State(ctx, a.c, user, app)
+	st, err := a.drift.Session(ctx, user, app)
 	if err != nil {
 		writeProblem(w, r, fromError(err, id))
 		return
@@ -332,10 +333,10 @@ func (a *API) exitSession(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	id := workflows.SessionID(user, app)
+	id := names.SessionID(user, app)
 	ctx, cancel := a.withTimeout(r)
 	defer cancel()
-	rep, err := session.Exit(ctx, a.c, user, app)
+	rep, err := a.drift.Exit(ctx, user, app)
 	if err != nil {
 		writeProblem(w, r, fromError(err, id))
 		return
@@ -357,7 +358,7 @@ func (a *API) listSessions(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := a.withTimeout(r)
 	defer cancel()
-	sums, err := session.List(ctx, a.c, all)
+	sums, err := a.drift.Sessions(ctx, all)
 	if err != nil {
 		writeProblem(w, r, fromError(err, "list of sessions"))
 		return

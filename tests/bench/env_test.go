@@ -14,12 +14,13 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/edgedrift/drift/internal/app"
 	"github.com/edgedrift/drift/internal/appspec"
+	drift "github.com/edgedrift/drift/internal/client"
 	"github.com/edgedrift/drift/internal/image"
 	"github.com/edgedrift/drift/internal/runtime"
-	"github.com/edgedrift/drift/internal/session"
+	"github.com/edgedrift/drift/internal/runtime/open"
 	"github.com/edgedrift/drift/internal/topology"
+	"github.com/edgedrift/drift/internal/workerhost"
 	"github.com/edgedrift/drift/workflows"
 )
 
@@ -105,7 +106,7 @@ func parseTopology(t testing.TB, doc string) *topology.Topology {
 type env struct {
 	c        client.Client
 	topo     *topology.Topology
-	ws       *app.Workers
+	ws       *workerhost.Workers
 	instants map[string]*Instant
 	timed    map[string]*timed // the real runtimes, by cloud
 	spec     appspec.AppSpec
@@ -168,7 +169,7 @@ func startEnv(t testing.TB, c client.Client, topo *topology.Topology, instant []
 		}
 		// Real runtimes are opened the way the worker opens them, and
 		// wrapped to time their Deploy calls.
-		rt, err := app.OpenRuntime(cl.ID, cl.Runtime, dataDir)
+		rt, err := open.Runtime(cl.ID, cl.Runtime, dataDir)
 		if err != nil {
 			t.Fatalf("cloud %s: %v", cl.ID, err)
 		}
@@ -178,7 +179,7 @@ func startEnv(t testing.TB, c client.Client, topo *topology.Topology, instant []
 		e.timed[cl.ID] = &timed{Runtime: rt}
 		rts[cl.ID] = e.timed[cl.ID]
 	}
-	ws, err := app.StartWorkers(c, app.WorkerOptions{
+	ws, err := workerhost.StartWorkers(c, workerhost.WorkerOptions{
 		Topology: topo, Clouds: clouds, Central: true, DataDir: dataDir,
 		Registry: registry, Runtimes: rts,
 	})
@@ -205,7 +206,7 @@ func startEnv(t testing.TB, c client.Client, topo *topology.Topology, instant []
 
 // open starts a session for user in region and returns once it serves.
 func (e *env) open(ctx context.Context, user, region, preDeploy string) (workflows.MoveResult, error) {
-	return session.Start(ctx, e.c, session.Open{
+	return drift.New(e.c).OpenSession(ctx, drift.Open{
 		User: user, App: e.spec, Region: region, Topology: e.topo,
 		Neighbours: nearestOne, PreDeploy: preDeploy,
 	})
@@ -216,7 +217,7 @@ func (e *env) open(ctx context.Context, user, region, preDeploy string) (workflo
 // move start from a clean slate.
 func (e *env) quiet(ctx context.Context, user string) (workflows.SessionState, error) {
 	for {
-		st, err := session.State(ctx, e.c, user, e.spec.Name)
+		st, err := drift.New(e.c).Session(ctx, user, e.spec.Name)
 		if err != nil {
 			return st, err
 		}
@@ -245,7 +246,7 @@ type sample struct {
 // move moves the session and times the Move update from the client.
 func (e *env) move(ctx context.Context, user, region string) (sample, workflows.MoveResult, error) {
 	start := time.Now()
-	res, err := session.Move(ctx, e.c, user, e.spec.Name, region)
+	res, err := drift.New(e.c).Move(ctx, user, e.spec.Name, region)
 	elapsed := time.Since(start)
 	if err != nil {
 		return sample{}, res, err
@@ -259,7 +260,7 @@ func (e *env) move(ctx context.Context, user, region string) (sample, workflows.
 
 // exit ends the session and returns its report.
 func (e *env) exit(ctx context.Context, user string) (workflows.SessionState, error) {
-	return session.Exit(ctx, e.c, user, e.spec.Name)
+	return drift.New(e.c).Exit(ctx, user, e.spec.Name)
 }
 
 // series is one (runtime, mode) column of the handover table.

@@ -6,11 +6,10 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/workflows"
 )
 
@@ -32,7 +31,7 @@ func benchNoop(ctx workflow.Context, upsert bool) (int, error) {
 	if err := workflow.SetUpdateHandler(ctx, noopUpdate, func(ctx workflow.Context, region string) (string, error) {
 		n++
 		if upsert {
-			if err := workflow.UpsertTypedSearchAttributes(ctx, temporal.NewSearchAttributeKeyKeyword(config.AttrCloud).ValueSet(region)); err != nil {
+			if err := workflow.UpsertTypedSearchAttributes(ctx, names.CloudKey.ValueSet(region)); err != nil {
 				return "", err
 			}
 		}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/edgedrift/drift/internal/devstack"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/workflows"
 )
@@ -212,7 +213,7 @@ func measureHeld(t *testing.T, levels []int, fallback int, budget time.Duration)
 		const n = 2000
 		for i := range n {
 			name := runtime.InstanceName("hello", fmt.Sprintf("u%05d", i), "inst-a")
-			spec := e.spec.RuntimeSpec("inst-a", map[string]string{runtime.LabelWorkflow: workflows.SessionID(fmt.Sprintf("u%05d", i), "hello"), runtime.LabelCloud: "inst-a"})
+			spec := e.spec.RuntimeSpec("inst-a", map[string]string{runtime.LabelWorkflow: names.SessionID(fmt.Sprintf("u%05d", i), "hello"), runtime.LabelCloud: "inst-a"})
 			spec.Image = ref
 			if _, err := scratch.Deploy(ctx, name, spec); err != nil {
 				t.Fatal(err)

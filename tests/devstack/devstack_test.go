@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgedrift/drift/internal/config"
 	"github.com/edgedrift/drift/internal/devstack"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/tests/harness"
 )
 
@@ -38,7 +39,7 @@ func TestStackServesUIRegistryAndSearchAttributes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name := range config.SearchAttributes {
+	for name := range names.SearchAttributes {
 		if _, ok := attrs.GetCustomAttributes()[name]; !ok {
 			t.Errorf("search attribute %s not registered (have %v)", name, attrs.GetCustomAttributes())
 		}

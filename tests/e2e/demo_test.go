@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/runtime/process"
 	"github.com/edgedrift/drift/tests/harness"
@@ -66,7 +67,7 @@ func TestDevDemoReleasesThroughThePipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	v, err := c.QueryWorkflow(ctx, workflows.SessionID("alice", "hello"), "", workflows.StateQuery)
+	v, err := c.QueryWorkflow(ctx, names.SessionID("alice", "hello"), "", names.ProgressQuery)
 	if err != nil {
 		t.Fatal(err)
 	}

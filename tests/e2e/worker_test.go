@@ -18,7 +18,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/edgedrift/drift/activities"
-	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/tests/harness"
 )
@@ -27,7 +27,7 @@ import (
 // it and lists again, all through the cloud's worker.
 func cloudRoundTrip(ctx workflow.Context, cloud string, req activities.DeployRequest) ([]int, error) {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		TaskQueue:           config.CloudQueue(cloud),
+		TaskQueue:           names.CloudQueue(cloud),
 		StartToCloseTimeout: 2 * time.Minute,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
 	})

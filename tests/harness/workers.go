@@ -8,9 +8,9 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/edgedrift/drift/deploy/examples"
-	"github.com/edgedrift/drift/internal/app"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/topology"
+	"github.com/edgedrift/drift/internal/workerhost"
 )
 
 // ExampleTopology is deploy/examples/topology.yaml.
@@ -27,7 +27,7 @@ func ExampleTopology(t testing.TB) *topology.Topology {
 // cloud of topo, with runtimeFor choosing each cloud's runtime (nil: local
 // processes everywhere). When the test ends, anything drift-owned still on
 // any cloud fails the test and is destroyed, then the worker stops.
-func Workers(t testing.TB, c client.Client, topo *topology.Topology, registry string, runtimeFor func(topology.Cloud) runtime.Config) *app.Workers {
+func Workers(t testing.TB, c client.Client, topo *topology.Topology, registry string, runtimeFor func(topology.Cloud) runtime.Config) *workerhost.Workers {
 	t.Helper()
 	if runtimeFor == nil {
 		runtimeFor = func(topology.Cloud) runtime.Config { return runtime.Config{Kind: runtime.KindProcess} }
@@ -36,7 +36,7 @@ func Workers(t testing.TB, c client.Client, topo *topology.Topology, registry st
 	for _, cl := range topo.Clouds() {
 		clouds = append(clouds, cl.ID)
 	}
-	ws, err := app.StartWorkers(c, app.WorkerOptions{
+	ws, err := workerhost.StartWorkers(c, workerhost.WorkerOptions{
 		Topology: topo, Clouds: clouds, Central: true, DataDir: t.TempDir(), Registry: registry, RuntimeFor: runtimeFor,
 	})
 	if err != nil {
@@ -49,7 +49,7 @@ func Workers(t testing.TB, c client.Client, topo *topology.Topology, registry st
 
 // expectNothingLeft fails the test for, and destroys, every drift-owned
 // instance still on any cloud.
-func expectNothingLeft(t testing.TB, ws *app.Workers) {
+func expectNothingLeft(t testing.TB, ws *workerhost.Workers) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for cloud, rt := range ws.Runtimes {

@@ -23,10 +23,10 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/edgedrift/drift/internal/app"
-	"github.com/edgedrift/drift/internal/install"
+	drift "github.com/edgedrift/drift/internal/client"
 	"github.com/edgedrift/drift/internal/netns"
 	"github.com/edgedrift/drift/internal/repo"
+	"github.com/edgedrift/drift/internal/workerhost"
 	"github.com/edgedrift/drift/tests/harness"
 )
 
@@ -187,7 +187,7 @@ func startRepo(t *testing.T, n *network, c client.Client, maxBlob int64) *node {
 	os.WriteFile(nd.TokenFile, []byte("admin-"+n.id), 0o600)
 	os.WriteFile(nd.SecretFile, nd.Secret, 0o600)
 	srv, err := repo.New(repo.Options{Dir: filepath.Join(dir, "store"), AdminToken: "admin-" + n.id, Secret: nd.Secret,
-		MaxBlob: maxBlob, Report: install.Signaler(c), Logger: slog.Default()})
+		MaxBlob: maxBlob, Report: drift.New(c).Signaler(), Logger: slog.Default()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,15 +204,15 @@ func startRepo(t *testing.T, n *network, c client.Client, maxBlob int64) *node {
 }
 
 // installConfig makes a worker the test's network node.
-func (nd *node) installConfig(t *testing.T) *app.InstallConfig {
-	return &app.InstallConfig{Node: nd.Node, Repo: nd.RepoURL, Token: nd.Token,
+func (nd *node) installConfig(t *testing.T) *workerhost.InstallConfig {
+	return &workerhost.InstallConfig{Node: nd.Node, Repo: nd.RepoURL, Token: nd.Token,
 		Secret: nd.Secret, SocketDir: t.TempDir(), RPS: 1000}
 }
 
 // startWorker runs an in-process worker: central queue and network node.
-func startWorker(t *testing.T, c client.Client, nd *node) *app.Workers {
+func startWorker(t *testing.T, c client.Client, nd *node) *workerhost.Workers {
 	t.Helper()
-	ws, err := app.StartWorkers(c, app.WorkerOptions{Central: true, Registry: "unused.invalid:5000", Install: nd.installConfig(t)})
+	ws, err := workerhost.StartWorkers(c, workerhost.WorkerOptions{Central: true, Registry: "unused.invalid:5000", Install: nd.installConfig(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,10 +255,10 @@ func (nd *node) push(t *testing.T, ref repo.Ref, o repo.PushOptions, entries ...
 // runAgent runs `drift agent --once` inside the VM namespace.
 func runAgent(t *testing.T, n *network, prefix string) string {
 	t.Helper()
-	drift, _ := harness.Binaries(t)
+	driftBin, _ := harness.Binaries(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", n.VM, drift, "agent", "--gateway", "http://169.254.169.254:8080", "--prefix", prefix, "--once").CombinedOutput()
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", n.VM, driftBin, "agent", "--gateway", "http://169.254.169.254:8080", "--prefix", prefix, "--once").CombinedOutput()
 	if err != nil {
 		t.Fatalf("agent: %v\n%s", err, out)
 	}
@@ -271,7 +271,7 @@ func waitPhase(t *testing.T, c client.Client, id, phase string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for ctx.Err() == nil {
-		if st, err := install.Status(ctx, c, id); err == nil && st.Phase == phase {
+		if st, err := drift.New(c).InstallStatus(ctx, id); err == nil && st.Phase == phase {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -16,7 +16,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/edgedrift/drift/activities"
-	"github.com/edgedrift/drift/internal/install"
+	drift "github.com/edgedrift/drift/internal/client"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/netns"
 	"github.com/edgedrift/drift/internal/repo"
 	"github.com/edgedrift/drift/tests/harness"
@@ -45,7 +46,7 @@ func TestInstallThroughGateways(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	in := workflows.InstallInput{Tenant: "acme", VM: "vm-1", Address: n.VMAddr, Package: helloRef, Node: nd.Node, Netns: n.Tenant, Timeout: 2 * time.Minute}
-	run, err := install.Start(ctx, c, in)
+	run, err := drift.New(c).StartInstall(ctx, in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func TestWorkerKilledWhileWaiting(t *testing.T) {
 	stack, c := harness.Temporal(t, "")
 	nd := startRepo(t, n, c, 1<<20)
 	nd.push(t, helloRef, repo.PushOptions{Public: true, Hook: "install.sh"}, helloFiles...)
-	drift, driftWorker := harness.Binaries(t)
+	driftBin, driftWorker := harness.Binaries(t)
 	data := t.TempDir()
 	mgmtAddr := fmt.Sprintf("127.0.0.1:%d", harness.FreePort(t))
 	worker := func() *harness.Proc {
@@ -133,7 +134,7 @@ func TestWorkerKilledWhileWaiting(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	run, err := install.Start(ctx, c, workflows.InstallInput{Tenant: "acme", VM: "vm-2", Address: n.VMAddr, Package: helloRef,
+	run, err := drift.New(c).StartInstall(ctx, workflows.InstallInput{Tenant: "acme", VM: "vm-2", Address: n.VMAddr, Package: helloRef,
 		Node: nd.Node, Netns: n.Tenant, Timeout: 3 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +147,7 @@ func TestWorkerKilledWhileWaiting(t *testing.T) {
 
 	// The agent starts while no gateway answers, and keeps asking.
 	prefix := filepath.Join(t.TempDir(), "prefix")
-	agent := harness.Start(t, "ip", "netns", "exec", n.VM, drift, "agent", "--gateway", "http://169.254.169.254:8080", "--prefix", prefix, "--every", "500ms")
+	agent := harness.Start(t, "ip", "netns", "exec", n.VM, driftBin, "agent", "--gateway", "http://169.254.169.254:8080", "--prefix", prefix, "--every", "500ms")
 	time.Sleep(2 * time.Second)
 	if len(processesIn(n.VM)) == 0 { // the leak check at the end sees what runs in the VM
 		t.Fatalf("no process found in %s while the agent runs:\n%s", n.VM, agent.Output())
@@ -178,7 +179,7 @@ func TestInstallBadInput(t *testing.T) {
 	defer cancel()
 
 	bad := workflows.InstallInput{Tenant: "acme", VM: "vm-1", Address: "not-an-ip", Package: helloRef, Node: nd.Node}
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.InstallID("acme", "vm-1", "bad"), TaskQueue: "drift"}, workflows.InstallSoftware, bad)
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: names.InstallID("acme", "vm-1", "bad"), TaskQueue: "drift"}, workflows.InstallSoftware, bad)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +189,7 @@ func TestInstallBadInput(t *testing.T) {
 	}
 
 	hidden := workflows.InstallInput{Tenant: "acme", VM: "vm-1", Address: n.VMAddr, Package: helloRef, Node: nd.Node, Netns: n.Tenant}
-	run, err = install.Start(ctx, c, hidden)
+	run, err = drift.New(c).StartInstall(ctx, hidden)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,8 +18,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	drift "github.com/edgedrift/drift/internal/client"
 	"github.com/edgedrift/drift/internal/gateway"
-	"github.com/edgedrift/drift/internal/install"
 	"github.com/edgedrift/drift/internal/repo"
 	"github.com/edgedrift/drift/tests/harness"
 	"github.com/edgedrift/drift/workflows"
@@ -104,7 +104,7 @@ func TestSecurity(t *testing.T) {
 			t.Fatalf("own package: %d", code)
 		}
 		// The workflow refuses it before any instruction exists.
-		run, err := install.Start(context.Background(), c, workflows.InstallInput{Tenant: "acme", VM: "vm-x", Address: n.VMAddr, Package: theirs, Node: nd.Node, Netns: n.Tenant})
+		run, err := drift.New(c).StartInstall(context.Background(), workflows.InstallInput{Tenant: "acme", VM: "vm-x", Address: n.VMAddr, Package: theirs, Node: nd.Node, Netns: n.Tenant})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -219,7 +219,7 @@ func installOnce(t *testing.T, tc client.Client, n *network, nd *node, ref repo.
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	run, err := install.Start(ctx, tc, workflows.InstallInput{Tenant: "acme", VM: "vm-" + ref.Name, Address: n.VMAddr, Package: ref,
+	run, err := drift.New(tc).StartInstall(ctx, workflows.InstallInput{Tenant: "acme", VM: "vm-" + ref.Name, Address: n.VMAddr, Package: ref,
 		Node: nd.Node, Netns: n.Tenant, Attempts: 1, Timeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -230,7 +230,7 @@ func installOnce(t *testing.T, tc client.Client, n *network, nd *node, ref repo.
 	if err := run.Get(ctx, nil); !errors.As(err, &appErr) || appErr.Type() != workflows.ErrTypeInstallFailed {
 		t.Fatalf("want InstallFailed, got %v", err)
 	}
-	st, err := install.Status(ctx, tc, run.GetID())
+	st, err := drift.New(tc).InstallStatus(ctx, run.GetID())
 	if err != nil {
 		t.Fatal(err)
 	}

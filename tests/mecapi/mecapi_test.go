@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/edgedrift/drift/internal/mecapi"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/tests/harness"
 	"github.com/edgedrift/drift/workflows"
 )
@@ -32,7 +33,7 @@ func TestSessionThroughTheAPI(t *testing.T) {
 	image := harness.HelloImage(t, reg, "v1")
 	topo := harness.ExampleTopology(t)
 	ws := harness.Workers(t, c, topo, reg.Host(), nil)
-	id := workflows.SessionID("alice", "hello")
+	id := names.SessionID("alice", "hello")
 
 	api := mecapi.New(c, mecapi.Options{Topology: topo})
 	srv := httptest.NewServer(api)

@@ -10,7 +10,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/edgedrift/drift/internal/appspec"
-	"github.com/edgedrift/drift/internal/session"
+	drift "github.com/edgedrift/drift/internal/client"
 	"github.com/edgedrift/drift/internal/topology"
 	"github.com/edgedrift/drift/tests/harness"
 	"github.com/edgedrift/drift/workflows"
@@ -45,7 +45,7 @@ func TestBadInputDeploysNothing(t *testing.T) {
 		{"malformed image", "bad-ref", "bastille", malformed, "InvalidSpec", "Not An Image"},
 	} {
 		t.Run(c2.name, func(t *testing.T) {
-			_, err := session.Start(ctx, c, session.Open{User: c2.user, App: c2.app, Region: c2.region, Topology: topo,
+			_, err := drift.New(c).OpenSession(ctx, drift.Open{User: c2.user, App: c2.app, Region: c2.region, Topology: topo,
 				Neighbours: topology.Policy{Kind: topology.Adjacency}, PreDeploy: workflows.PreDeployNeighbours})
 			var appErr *temporal.ApplicationError
 			if !errors.As(err, &appErr) || appErr.Type() != c2.errType || !appErr.NonRetryable() || !strings.Contains(err.Error(), c2.says) {

@@ -11,9 +11,9 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/edgedrift/drift/internal/appspec"
+	drift "github.com/edgedrift/drift/internal/client"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/runtime/process"
-	"github.com/edgedrift/drift/internal/session"
 	"github.com/edgedrift/drift/internal/topology"
 	"github.com/edgedrift/drift/tests/harness"
 	"github.com/edgedrift/drift/workflows"
@@ -52,7 +52,7 @@ func TestWorkerKilledDuringHandover(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	const user = "fault-it"
-	if _, err := session.Start(ctx, c, session.Open{User: user, App: spec, Region: "quartier-latin", Topology: topo,
+	if _, err := drift.New(c).OpenSession(ctx, drift.Open{User: user, App: spec, Region: "quartier-latin", Topology: topo,
 		Neighbours: topology.Policy{Kind: topology.Adjacency}, PreDeploy: workflows.PreDeployNone}); err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestWorkerKilledDuringHandover(t *testing.T) {
 	moved := make(chan workflows.MoveResult, 1)
 	moveErr := make(chan error, 1)
 	go func() {
-		res, err := session.Move(ctx, c, user, "hello", "bastille")
+		res, err := drift.New(c).Move(ctx, user, "hello", "bastille")
 		moved <- res
 		moveErr <- err
 	}()
@@ -87,7 +87,7 @@ func TestWorkerKilledDuringHandover(t *testing.T) {
 		t.Fatalf("%d processes run for edge-bastille, want 1", n)
 	}
 
-	rep, err := session.Exit(ctx, c, user, "hello")
+	rep, err := drift.New(c).Exit(ctx, user, "hello")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestWorkerKilledDuringHandover(t *testing.T) {
 func waitInFlight(t *testing.T, ctx context.Context, c client.Client, user, op string) {
 	t.Helper()
 	for ctx.Err() == nil {
-		if st, err := session.State(ctx, c, user, "hello"); err == nil && slices.Contains(st.InFlight, op) {
+		if st, err := drift.New(c).Session(ctx, user, "hello"); err == nil && slices.Contains(st.InFlight, op) {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -14,11 +14,11 @@ import (
 	"go.temporal.io/sdk/client"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/edgedrift/drift/internal/app"
 	"github.com/edgedrift/drift/internal/appspec"
-	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/topology"
+	"github.com/edgedrift/drift/internal/workerhost"
 	"github.com/edgedrift/drift/tests/harness"
 	"github.com/edgedrift/drift/tests/kube"
 	"github.com/edgedrift/drift/workflows"
@@ -52,10 +52,10 @@ func TestSessionAcrossDockerKubernetesAndProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec.Health = "/healthz"
-	id := workflows.SessionID("mobility-it", "hello")
+	id := names.SessionID("mobility-it", "hello")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: config.TaskQueue, StaticSummary: "alice's hello follows her across Paris"},
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: names.TaskQueue, StaticSummary: "alice's hello follows her across Paris"},
 		workflows.MobilitySession, workflows.SessionInput{
 			User: "mobility-it", App: spec, Region: "quartier-latin", Topology: topo,
 			Neighbours: topology.Policy{Kind: topology.Adjacency}, PreDeploy: workflows.PreDeployNeighbours,
@@ -86,7 +86,7 @@ func TestSessionAcrossDockerKubernetesAndProcesses(t *testing.T) {
 		t.Error("no move was warm")
 	}
 
-	if err := c.SignalWorkflow(ctx, id, "", workflows.ExitName, nil); err != nil {
+	if err := c.SignalWorkflow(ctx, id, "", names.ExitSignal, nil); err != nil {
 		t.Fatal(err)
 	}
 	var report workflows.SessionState
@@ -124,7 +124,7 @@ func waitServing(t *testing.T, ctx context.Context, c client.Client, id string) 
 
 func state(ctx context.Context, c client.Client, id string) (workflows.SessionState, error) {
 	var st workflows.SessionState
-	v, err := c.QueryWorkflow(ctx, id, "", workflows.StateQuery)
+	v, err := c.QueryWorkflow(ctx, id, "", names.ProgressQuery)
 	if err == nil {
 		err = v.Get(&st)
 	}
@@ -133,7 +133,7 @@ func state(ctx context.Context, c client.Client, id string) (workflows.SessionSt
 
 func move(t *testing.T, ctx context.Context, c client.Client, id, region string) workflows.MoveResult {
 	t.Helper()
-	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: id, UpdateName: workflows.MoveName, Args: []any{region}, WaitForStage: client.WorkflowUpdateStageCompleted})
+	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: id, UpdateName: names.MoveUpdate, Args: []any{region}, WaitForStage: client.WorkflowUpdateStageCompleted})
 	if err != nil {
 		t.Fatalf("move to %s: %v", region, err)
 	}
@@ -147,7 +147,7 @@ func move(t *testing.T, ctx context.Context, c client.Client, id, region string)
 
 // expectLiveSet waits for the session to be quiet, then checks that the
 // clouds holding its label are exactly the serving cloud and the warm ones.
-func expectLiveSet(t *testing.T, ctx context.Context, c client.Client, ws *app.Workers, topo *topology.Topology, id string) {
+func expectLiveSet(t *testing.T, ctx context.Context, c client.Client, ws *workerhost.Workers, topo *topology.Topology, id string) {
 	t.Helper()
 	waitServing(t, ctx, c, id)
 	st, err := state(ctx, c, id)

@@ -11,8 +11,8 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	drift "github.com/edgedrift/drift/internal/client"
 	"github.com/edgedrift/drift/internal/demo"
-	"github.com/edgedrift/drift/internal/pipelinerun"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/runtime/process"
 	"github.com/edgedrift/drift/tests/harness"
@@ -67,7 +67,7 @@ func TestWorkerKilledDuringBuildAndDeploy(t *testing.T) {
 	}
 
 	w := worker()
-	wr, err := pipelinerun.Start(ctx, c, workflows.PipelineInput{Run: "fault", Spec: spec, Topology: harness.ExampleTopology(t)})
+	wr, err := drift.New(c).StartPipeline(ctx, workflows.PipelineInput{Run: "fault", Spec: spec, Topology: harness.ExampleTopology(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +85,7 @@ func TestWorkerKilledDuringBuildAndDeploy(t *testing.T) {
 	kill(w)
 	worker()
 
-	pr, err := pipelinerun.Watch(ctx, c, wr, spec.App, "fault", nil)
+	pr, err := drift.Follow[workflows.PipelineProgress](ctx, drift.New(c), wr, 0, nil)
 	if err != nil {
 		t.Fatalf("run after two crashes: %v", err)
 	}
@@ -122,7 +122,7 @@ func TestWorkerKilledDuringBuildAndDeploy(t *testing.T) {
 func waitFor(t *testing.T, ctx context.Context, c client.Client, what string, ok func(workflows.PipelineProgress) bool) {
 	t.Helper()
 	for ctx.Err() == nil {
-		if pr, err := pipelinerun.Progress(ctx, c, "hello", "fault"); err == nil && ok(pr) {
+		if pr, err := drift.New(c).PipelineProgress(ctx, "hello", "fault"); err == nil && ok(pr) {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)

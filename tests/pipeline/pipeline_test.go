@@ -27,13 +27,13 @@ import (
 
 	"github.com/edgedrift/drift/activities"
 	"github.com/edgedrift/drift/deploy/examples"
-	"github.com/edgedrift/drift/internal/app"
+	drift "github.com/edgedrift/drift/internal/client"
 	"github.com/edgedrift/drift/internal/demo"
 	"github.com/edgedrift/drift/internal/image"
-	"github.com/edgedrift/drift/internal/pipelinerun"
 	"github.com/edgedrift/drift/internal/pipelinespec"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/topology"
+	"github.com/edgedrift/drift/internal/workerhost"
 	"github.com/edgedrift/drift/tests/harness"
 	"github.com/edgedrift/drift/tests/kube"
 	"github.com/edgedrift/drift/workflows"
@@ -141,7 +141,7 @@ func TestPipelineFromGitToDockerAndKubernetes(t *testing.T) {
 
 // badInput: each mistake fails with an error naming the step, and nothing
 // is deployed.
-func badInput(t *testing.T, ctx context.Context, c client.Client, topo *topology.Topology, ws *app.Workers, good pipelinespec.Spec) {
+func badInput(t *testing.T, ctx context.Context, c client.Client, topo *topology.Topology, ws *workerhost.Workers, good pipelinespec.Spec) {
 	cases := []struct {
 		name      string
 		edit      func(*pipelinespec.Spec)
@@ -164,11 +164,11 @@ func badInput(t *testing.T, ctx context.Context, c client.Client, topo *topology
 			spec.App = "hello-bad"
 			spec.Deploy.Targets = append([]pipelinespec.Target(nil), good.Deploy.Targets...)
 			tc.edit(&spec)
-			wr, err := pipelinerun.Start(ctx, c, workflows.PipelineInput{Run: fmt.Sprint("bad", i), Spec: spec, Topology: topo})
+			wr, err := drift.New(c).StartPipeline(ctx, workflows.PipelineInput{Run: fmt.Sprint("bad", i), Spec: spec, Topology: topo})
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = pipelinerun.Watch(ctx, c, wr, spec.App, fmt.Sprint("bad", i), nil)
+			_, err = drift.Follow[workflows.PipelineProgress](ctx, drift.New(c), wr, 0, nil)
 			var ae *temporal.ApplicationError
 			if !errors.As(err, &ae) || !ae.NonRetryable() || ae.Type() != tc.typ || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v, want a non-retryable %s with %q", err, tc.typ, tc.want)
@@ -206,13 +206,15 @@ func exampleSpec(t *testing.T, repo string) pipelinespec.Spec {
 func run(t *testing.T, ctx context.Context, c client.Client, topo *topology.Topology, spec pipelinespec.Spec, name string) workflows.PipelineProgress {
 	t.Helper()
 	start := time.Now()
-	wr, err := pipelinerun.Start(ctx, c, workflows.PipelineInput{Run: name, Spec: spec, Topology: topo})
+	wr, err := drift.New(c).StartPipeline(ctx, workflows.PipelineInput{Run: name, Spec: spec, Topology: topo})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out strings.Builder
-	pr, err := pipelinerun.Watch(ctx, c, wr, spec.App, name, &out)
-	t.Logf("%s in %s:\n%s", wr.GetID(), time.Since(start).Round(time.Millisecond), out.String())
+	pr, err := drift.Follow[workflows.PipelineProgress](ctx, drift.New(c), wr, 0, nil)
+	t.Logf("%s in %s:", wr.GetID(), time.Since(start).Round(time.Millisecond))
+	for _, s := range pr.Steps {
+		t.Logf("  %-9s %-10s %s", s.Name, s.Status, s.Duration(s.Ended))
+	}
 	if err != nil {
 		t.Fatalf("%s: %v", wr.GetID(), err)
 	}
@@ -314,7 +316,7 @@ func expectLoong64RunsUnderQemu(t *testing.T, ctx context.Context, ref string) {
 
 // destroyPipelineInstances removes an app's pipeline deployments from every
 // cloud (what a release leaves running is the test's to remove).
-func destroyPipelineInstances(t *testing.T, ws *app.Workers, appName string) {
+func destroyPipelineInstances(t *testing.T, ws *workerhost.Workers, appName string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for cloud, rt := range ws.Runtimes {

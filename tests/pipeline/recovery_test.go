@@ -13,19 +13,20 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/edgedrift/drift/internal/app"
+	drift "github.com/edgedrift/drift/internal/client"
 	"github.com/edgedrift/drift/internal/demo"
-	"github.com/edgedrift/drift/internal/pipelinerun"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/pipelinespec"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/topology"
+	"github.com/edgedrift/drift/internal/workerhost"
 	"github.com/edgedrift/drift/tests/harness"
 	"github.com/edgedrift/drift/workflows"
 )
 
 // recoveryEnv: fog-north on Docker, every other cloud runs processes; both
 // targets are verified over HTTP.
-func recoveryEnv(t *testing.T) (client.Client, *topology.Topology, *app.Workers, pipelinespec.Spec, string) {
+func recoveryEnv(t *testing.T) (client.Client, *topology.Topology, *workerhost.Workers, pipelinespec.Spec, string) {
 	harness.Docker(t)
 	_, c := harness.Temporal(t, "")
 	reg := harness.Registry(t)
@@ -78,11 +79,11 @@ func TestFailedVerificationRollsBackToThePreviousImage(t *testing.T) {
 	bad := spec
 	bad.Test.Commands = nil // the app's own test would catch it; this release skips tests
 	bad.Deploy.RolloutTimeout = 5 * time.Second
-	wr, err := pipelinerun.Start(ctx, c, workflows.PipelineInput{Run: "v2", Spec: bad, Topology: topo})
+	wr, err := drift.New(c).StartPipeline(ctx, workflows.PipelineInput{Run: "v2", Spec: bad, Topology: topo})
 	if err != nil {
 		t.Fatal(err)
 	}
-	pr, err := pipelinerun.Watch(ctx, c, wr, bad.App, "v2", nil)
+	pr, err := drift.Follow[workflows.PipelineProgress](ctx, drift.New(c), wr, 0, nil)
 	var ae *temporal.ApplicationError
 	if !errors.As(err, &ae) || ae.Type() != workflows.ErrTypeRolledBack {
 		t.Fatalf("v2: %v, want RolledBack", err)
@@ -122,24 +123,24 @@ func TestResumeFromTheFailedStep(t *testing.T) {
 	defer cancel()
 	fixture := filepath.Join(t.TempDir(), "fixture")
 	spec.Test.Commands = append(spec.Test.Commands, "test -e "+fixture)
-	wr, err := pipelinerun.Start(ctx, c, workflows.PipelineInput{Run: "r1", Spec: spec, Topology: topo})
+	wr, err := drift.New(c).StartPipeline(ctx, workflows.PipelineInput{Run: "r1", Spec: spec, Topology: topo})
 	if err != nil {
 		t.Fatal(err)
 	}
-	failed, err := pipelinerun.Watch(ctx, c, wr, spec.App, "r1", nil)
+	failed, err := drift.Follow[workflows.PipelineProgress](ctx, drift.New(c), wr, 0, nil)
 	if err == nil || failed.Step != workflows.StepTest {
 		t.Fatalf("first run: %v at %s", err, failed.Step)
 	}
-	if _, err := pipelinerun.Start(ctx, c, workflows.PipelineInput{Run: "r1", Spec: spec, Topology: topo}); err == nil {
+	if _, err := drift.New(c).StartPipeline(ctx, workflows.PipelineInput{Run: "r1", Spec: spec, Topology: topo}); err == nil {
 		t.Fatal("a failed run's ID was taken by a new run, not a resume")
 	}
 
 	os.WriteFile(fixture, nil, 0o644)
-	resumed, err := pipelinerun.Resume(ctx, c, spec.App, "r1")
+	resumed, err := drift.New(c).ResumePipeline(ctx, spec.App, "r1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	pr, err := pipelinerun.Watch(ctx, c, resumed, spec.App, "r1", nil)
+	pr, err := drift.Follow[workflows.PipelineProgress](ctx, drift.New(c), resumed, 0, nil)
 	if err != nil {
 		t.Fatalf("resumed run: %v", err)
 	}
@@ -155,14 +156,14 @@ func TestResumeFromTheFailedStep(t *testing.T) {
 	if n := strings.Count(string(log), "[linux/amd64] $ go build"); n != 1 {
 		t.Errorf("the build log shows %d amd64 builds, want 1", n)
 	}
-	if _, err := pipelinerun.Resume(ctx, c, spec.App, "r1"); err == nil || !strings.Contains(err.Error(), "only a failed run") {
+	if _, err := drift.New(c).ResumePipeline(ctx, spec.App, "r1"); err == nil || !strings.Contains(err.Error(), "only a failed run") {
 		t.Errorf("resuming a succeeded run: %v", err)
 	}
 	// Both executions are kept under the run's ID.
 	for runID, want := range map[string]enums.WorkflowExecutionStatus{
 		wr.GetRunID(): enums.WORKFLOW_EXECUTION_STATUS_FAILED, resumed.GetRunID(): enums.WORKFLOW_EXECUTION_STATUS_COMPLETED,
 	} {
-		desc, err := c.DescribeWorkflowExecution(ctx, workflows.PipelineID(spec.App, "r1"), runID)
+		desc, err := c.DescribeWorkflowExecution(ctx, names.PipelineID(spec.App, "r1"), runID)
 		if err != nil || desc.GetWorkflowExecutionInfo().GetStatus() != want {
 			t.Errorf("execution %s: %v (%v), want %v", runID, desc.GetWorkflowExecutionInfo().GetStatus(), err, want)
 		}

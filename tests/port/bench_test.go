@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgedrift/drift/internal/portrun"
+	drift "github.com/edgedrift/drift/internal/client"
 	"github.com/edgedrift/drift/workflows"
 )
 
@@ -40,11 +40,11 @@ func TestPortBench(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 		defer cancel()
 		start := time.Now()
-		wr, err := portrun.Start(ctx, c, workflows.PortInput{Repo: dir})
+		wr, err := drift.New(c).StartPort(ctx, workflows.PortInput{Repo: dir})
 		if err != nil {
 			t.Fatal(err)
 		}
-		r, err := portrun.Wait(ctx, c, wr, nil)
+		r, err := drift.Follow[workflows.PortReport](ctx, drift.New(c), wr, 0, nil)
 		if err != nil || r.Status != workflows.PortDone {
 			t.Fatalf("%s port: %v (%s)", name, err, r.Status)
 		}

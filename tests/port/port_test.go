@@ -21,10 +21,10 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/edgedrift/drift/activities"
-	"github.com/edgedrift/drift/internal/app"
+	drift "github.com/edgedrift/drift/internal/client"
 	"github.com/edgedrift/drift/internal/image"
 	"github.com/edgedrift/drift/internal/port"
-	"github.com/edgedrift/drift/internal/portrun"
+	"github.com/edgedrift/drift/internal/workerhost"
 	"github.com/edgedrift/drift/tests/harness"
 	"github.com/edgedrift/drift/workflows"
 )
@@ -36,7 +36,7 @@ func startPorting(t *testing.T) (client.Client, string) {
 	t.Helper()
 	stack, c := harness.Temporal(t, "")
 	reg := harness.Registry(t)
-	ws, err := app.StartWorkers(c, app.WorkerOptions{Central: true, DataDir: t.TempDir(), Registry: reg.Host()})
+	ws, err := workerhost.StartWorkers(c, workerhost.WorkerOptions{Central: true, DataDir: t.TempDir(), Registry: reg.Host()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestPortBoltAndGopsutilProgramToLoong64(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	wr, err := portrun.Start(ctx, c, workflows.PortInput{Repo: dir, TestModules: []string{"github.com/boltdb/bolt"}})
+	wr, err := drift.New(c).StartPort(ctx, workflows.PortInput{Repo: dir, TestModules: []string{"github.com/boltdb/bolt"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func TestPortBoltAndGopsutilProgramToLoong64(t *testing.T) {
 		t.Errorf("workflow id %s", wr.GetID())
 	}
 	var live []workflows.PortReport
-	r, err := portrun.Wait(ctx, c, wr, func(r workflows.PortReport) { live = append(live, r) })
+	r, err := drift.Follow(ctx, drift.New(c), wr, 500*time.Millisecond, func(r workflows.PortReport) { live = append(live, r) })
 	if err != nil {
 		t.Fatalf("port failed: %v\nreport: %+v", err, r)
 	}
@@ -171,11 +171,11 @@ func TestPortToRiscv64RunsItsTestsUnderQemu(t *testing.T) {
 	dir := makeProgram(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
-	wr, err := portrun.Start(ctx, c, workflows.PortInput{Repo: dir, Arch: "riscv64", SkipImage: true})
+	wr, err := drift.New(c).StartPort(ctx, workflows.PortInput{Repo: dir, Arch: "riscv64", SkipImage: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := portrun.Wait(ctx, c, wr, nil)
+	r, err := drift.Follow[workflows.PortReport](ctx, drift.New(c), wr, 0, nil)
 	if err != nil {
 		t.Fatalf("port failed: %v\nreport: %+v", err, r.Tests)
 	}
@@ -230,12 +230,12 @@ func TestPortRejectsBadInput(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			wr, err := portrun.Start(ctx, c, tc.in)
+			wr, err := drift.New(c).StartPort(ctx, tc.in)
 			if err != nil {
 				t.Fatal(err)
 			}
 			start := time.Now()
-			_, err = portrun.Wait(ctx, c, wr, nil)
+			_, err = drift.Follow[workflows.PortReport](ctx, drift.New(c), wr, 0, nil)
 			var appErr *temporal.ApplicationError
 			if !errors.As(err, &appErr) || appErr.Type() != tc.typ {
 				t.Fatalf("want %s, got %v", tc.typ, err)
@@ -254,11 +254,11 @@ func TestPortEndsInAReportWhenItCannotFix(t *testing.T) {
 	dir := makeAsmOnly(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	wr, err := portrun.Start(ctx, c, workflows.PortInput{Repo: dir})
+	wr, err := drift.New(c).StartPort(ctx, workflows.PortInput{Repo: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := portrun.Wait(ctx, c, wr, nil)
+	r, err := drift.Follow[workflows.PortReport](ctx, drift.New(c), wr, 0, nil)
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || appErr.Type() != workflows.ErrTypePortFailed {
 		t.Fatalf("want %s, got %v", workflows.ErrTypePortFailed, err)
@@ -267,7 +267,7 @@ func TestPortEndsInAReportWhenItCannotFix(t *testing.T) {
 		!slices.Contains(r.Modules[0].Causes, port.CauseAssembly) || !strings.Contains(strings.Join(r.Modules[0].Errors, "\n"), "missing function body") {
 		t.Fatalf("report %+v", r)
 	}
-	if again, err := portrun.Report(ctx, c, wr.GetID()); err == nil || again.Status != workflows.PortNeedsHuman {
+	if again, err := drift.New(c).PortReport(ctx, wr.GetID()); err == nil || again.Status != workflows.PortNeedsHuman {
 		t.Errorf("drift port report after the end: %+v (%v)", again.Status, err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	dockerclient "github.com/docker/docker/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/tests/harness"
 	"github.com/edgedrift/drift/tests/upgrade/fixture"
@@ -80,7 +81,7 @@ func TestUpgradeOnDocker(t *testing.T) {
 			}
 		}
 		if path := os.Getenv("DRIFT_RECORD_HISTORY"); path != "" {
-			harness.RecordHistory(t, context.Background(), r.c, workflows.UpgradeID(r.cloud, "cinder"), path)
+			harness.RecordHistory(t, context.Background(), r.c, names.UpgradeID(r.cloud, "cinder"), path)
 		}
 	})
 

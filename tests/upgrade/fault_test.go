@@ -12,6 +12,7 @@ import (
 
 	"go.temporal.io/api/enums/v1"
 
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/runtime/docker"
 	"github.com/edgedrift/drift/tests/harness"
@@ -90,7 +91,7 @@ func TestWorkerKilledBeforeSwitch(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var res workflows.UpgradeProgress
-	if err := c.GetWorkflow(ctx, workflows.UpgradeID("upgrade-fog", "cinder"), "").Get(ctx, &res); err != nil {
+	if err := c.GetWorkflow(ctx, names.UpgradeID("upgrade-fog", "cinder"), "").Get(ctx, &res); err != nil {
 		t.Fatal(err)
 	}
 	if res.Phase != "done" || len(res.Attempts) != 1 || res.Serving.Version != "28.0.0" {

@@ -14,13 +14,13 @@ import (
 
 	"github.com/edgedrift/drift/activities"
 	"github.com/edgedrift/drift/deploy/examples"
-	"github.com/edgedrift/drift/internal/app"
-	"github.com/edgedrift/drift/internal/config"
 	"github.com/edgedrift/drift/internal/image"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/registry"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/topology"
 	"github.com/edgedrift/drift/internal/upgrade"
+	"github.com/edgedrift/drift/internal/workerhost"
 	"github.com/edgedrift/drift/tests/harness"
 	"github.com/edgedrift/drift/tests/upgrade/fixture"
 	"github.com/edgedrift/drift/workflows"
@@ -49,7 +49,7 @@ var (
 type rig struct {
 	c     client.Client
 	reg   *registry.Server
-	ws    *app.Workers
+	ws    *workerhost.Workers
 	cloud string
 	rt    runtime.Runtime
 	repo  string // the fixture cinder's repository
@@ -170,7 +170,7 @@ func (r *rig) run(t *testing.T, in workflows.UpgradeInput) (workflows.UpgradePro
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	run, err := r.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: workflows.UpgradeID(in.Cloud, in.Component.Name), TaskQueue: config.TaskQueue,
+		ID: names.UpgradeID(in.Cloud, in.Component.Name), TaskQueue: names.TaskQueue,
 		StaticSummary: "upgrade " + in.Component.Name + " on " + in.Cloud + " (" + in.Policy + " policy)",
 	}, workflows.ComponentUpgrade, in)
 	if err != nil {
@@ -179,7 +179,7 @@ func (r *rig) run(t *testing.T, in workflows.UpgradeInput) (workflows.UpgradePro
 	var res workflows.UpgradeProgress
 	err = run.Get(ctx, &res)
 	if err != nil {
-		v, qerr := r.c.QueryWorkflow(ctx, run.GetID(), run.GetRunID(), workflows.ProgressQuery)
+		v, qerr := r.c.QueryWorkflow(ctx, run.GetID(), run.GetRunID(), names.ProgressQuery)
 		if qerr == nil {
 			qerr = v.Get(&res)
 		}

@@ -1,7 +1,8 @@
-// Package app wires drift's processes: which queues a worker polls, which
-// runtime acts for each cloud, metrics and shutdown. The worker and the
-// `drift dev` command are thin layers over it.
-package app
+// Package workerhost hosts drift's workers: which queues a process polls,
+// which runtime acts for each cloud, metrics, shutdown, and the whole
+// development stack of `drift dev`. The drift-worker binary and the drift
+// CLI are thin layers over it.
+package workerhost
 
 import (
 	"context"
@@ -23,11 +24,9 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/edgedrift/drift/activities"
-	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/runtime"
-	"github.com/edgedrift/drift/internal/runtime/docker"
-	"github.com/edgedrift/drift/internal/runtime/kubernetes"
-	"github.com/edgedrift/drift/internal/runtime/process"
+	"github.com/edgedrift/drift/internal/runtime/open"
 	"github.com/edgedrift/drift/internal/topology"
 	"github.com/edgedrift/drift/workflows"
 )
@@ -78,7 +77,7 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 		if opts.RuntimeFor != nil {
 			cfg = opts.RuntimeFor(cloud)
 		}
-		rt, err := OpenRuntime(id, cfg, opts.DataDir)
+		rt, err := open.Runtime(id, cfg, opts.DataDir)
 		if err != nil {
 			return nil, fmt.Errorf("cloud %s: %w", id, err)
 		}
@@ -88,7 +87,7 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 		if opts.Registry == "" {
 			return nil, errors.New("the central queue needs the center registry's address")
 		}
-		w := worker.New(c, config.TaskQueue, worker.Options{})
+		w := worker.New(c, names.TaskQueue, worker.Options{})
 		w.RegisterWorkflow(workflows.MobilitySession)
 		w.RegisterWorkflow(workflows.AppModel)
 		w.RegisterWorkflow(workflows.ComponentUpgrade)
@@ -103,7 +102,7 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 	}
 	for _, id := range opts.Clouds {
 		cloud, _ := opts.Topology.Cloud(id)
-		w := worker.New(c, config.CloudQueue(id), worker.Options{})
+		w := worker.New(c, names.CloudQueue(id), worker.Options{})
 		w.RegisterActivity(&activities.Cloud{ID: id, Runtime: ws.Runtimes[id], Capacity: cloud.Capacity})
 		w.RegisterActivity(&activities.Upgrade{Runtime: ws.Runtimes[id], HTTP: &http.Client{Timeout: time.Minute}})
 		ws.workers = append(ws.workers, w)
@@ -114,7 +113,7 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 			return nil, err
 		}
 		ws.Install = acts
-		w := worker.New(c, config.NodeQueue(opts.Install.Node), worker.Options{})
+		w := worker.New(c, names.NodeQueue(opts.Install.Node), worker.Options{})
 		w.RegisterActivity(acts)
 		ws.workers = append(ws.workers, w)
 	}
@@ -142,25 +141,6 @@ func (ws *Workers) Stop() {
 func (ws *Workers) closeNode() {
 	if ws.Install != nil {
 		ws.Install.Node.Close()
-	}
-}
-
-// OpenRuntime connects to a cloud's runtime; an empty kind is the process
-// runtime with its state under dataDir.
-func OpenRuntime(cloud string, cfg runtime.Config, dataDir string) (runtime.Runtime, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	switch cfg.Kind {
-	case runtime.KindDocker:
-		return docker.New(cfg, cloud)
-	case runtime.KindKubernetes:
-		return kubernetes.New(cfg, cloud)
-	default:
-		if cfg.Dir == "" {
-			cfg.Dir = filepath.Join(dataDir, "process", cloud)
-		}
-		return process.New(cfg, cloud)
 	}
 }
 

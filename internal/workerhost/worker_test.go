@@ -1,7 +1,6 @@
-package app
+package workerhost
 
 import (
-	"errors"
 	"strings"
 	"testing"
 
@@ -30,18 +29,5 @@ func TestStartWorkersRejectsBadOptionsBeforePolling(t *testing.T) {
 		if _, err := StartWorkers(nil, c.opts); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: error %v, want %q", c.opts, err, c.want)
 		}
-	}
-}
-
-func TestOpenRuntimeByKind(t *testing.T) {
-	dir := t.TempDir()
-	for kind, want := range map[string]string{"": runtime.KindProcess, runtime.KindProcess: runtime.KindProcess, runtime.KindDocker: runtime.KindDocker} {
-		rt, err := OpenRuntime("edge-1", runtime.Config{Kind: kind}, dir)
-		if err != nil || rt.Kind() != want {
-			t.Errorf("kind %q: %v %v", kind, rt, err)
-		}
-	}
-	if _, err := OpenRuntime("edge-1", runtime.Config{Kind: "vm"}, dir); !errors.Is(err, runtime.ErrInvalid) {
-		t.Errorf("unknown kind: %v", err)
 	}
 }

@@ -1,6 +1,4 @@
-// Package session is the client side of mobility sessions: what the CLI and
-// the HTTP API call to open, move, exit, inspect and list sessions.
-package session
+package client
 
 import (
 	"context"
@@ -8,11 +6,11 @@ import (
 
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
-	"go.temporal.io/sdk/client"
+	temporalclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
 	"github.com/edgedrift/drift/internal/appspec"
-	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/topology"
 	"github.com/edgedrift/drift/workflows"
 )
@@ -27,14 +25,14 @@ type Open struct {
 	PreDeploy  string
 }
 
-// Start opens the session, or finds the one already open, and moves it to
-// Region in one call (update-with-start); it returns once the app serves
-// there.
-func Start(ctx context.Context, c client.Client, o Open) (workflows.MoveResult, error) {
-	id := workflows.SessionID(o.User, o.App.Name)
-	start := c.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
+// OpenSession opens the session, or finds the one already open, and moves
+// it to Region in one call (update-with-start); it returns once the app
+// serves there.
+func (c *Client) OpenSession(ctx context.Context, o Open) (workflows.MoveResult, error) {
+	id := names.SessionID(o.User, o.App.Name)
+	start := c.Temporal.NewWithStartWorkflowOperation(temporalclient.StartWorkflowOptions{
 		ID:                       id,
-		TaskQueue:                config.TaskQueue,
+		TaskQueue:                names.TaskQueue,
 		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		StaticSummary:            fmt.Sprintf("%s's %s follows them across %s", o.User, o.App.Name, o.Topology.Name()),
 		StaticDetails: fmt.Sprintf("app **%s** (%s)\n\nneighbours: %s · pre-deploy: %s",
@@ -43,10 +41,10 @@ func Start(ctx context.Context, c client.Client, o Open) (workflows.MoveResult, 
 		User: o.User, App: o.App, Region: o.Region, Topology: o.Topology,
 		Neighbours: o.Neighbours, PreDeploy: o.PreDeploy,
 	})
-	h, err := c.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
+	h, err := c.Temporal.UpdateWithStartWorkflow(ctx, temporalclient.UpdateWithStartWorkflowOptions{
 		StartWorkflowOperation: start,
-		UpdateOptions: client.UpdateWorkflowOptions{
-			UpdateName: workflows.MoveName, Args: []any{o.Region}, WaitForStage: client.WorkflowUpdateStageCompleted,
+		UpdateOptions: temporalclient.UpdateWorkflowOptions{
+			UpdateName: names.MoveUpdate, Args: []any{o.Region}, WaitForStage: temporalclient.WorkflowUpdateStageCompleted,
 		},
 	})
 	var res workflows.MoveResult
@@ -54,7 +52,7 @@ func Start(ctx context.Context, c client.Client, o Open) (workflows.MoveResult, 
 		err = h.Get(ctx, &res)
 	}
 	if err != nil {
-		return workflows.MoveResult{}, fmt.Errorf("open session %s: %w", id, sessionFailure(ctx, c, id, err))
+		return workflows.MoveResult{}, fmt.Errorf("open session %s: %w", id, c.sessionFailure(ctx, id, err))
 	}
 	return res, nil
 }
@@ -62,12 +60,12 @@ func Start(ctx context.Context, c client.Client, o Open) (workflows.MoveResult, 
 // sessionFailure explains a failed open: when the session itself has ended
 // (bad input fails it before its handlers exist), its own error says why
 // better than the update's.
-func sessionFailure(ctx context.Context, c client.Client, id string, updateErr error) error {
-	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
+func (c *Client) sessionFailure(ctx context.Context, id string, updateErr error) error {
+	desc, err := c.Temporal.DescribeWorkflowExecution(ctx, id, "")
 	if err != nil || desc.GetWorkflowExecutionInfo().GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		return updateErr
 	}
-	if err := c.GetWorkflow(ctx, id, "").Get(ctx, nil); err != nil {
+	if err := c.Temporal.GetWorkflow(ctx, id, "").Get(ctx, nil); err != nil {
 		return err
 	}
 	return updateErr
@@ -75,10 +73,10 @@ func sessionFailure(ctx context.Context, c client.Client, id string, updateErr e
 
 // Move moves the session's user to region and returns the serving endpoint
 // once it is ready there.
-func Move(ctx context.Context, c client.Client, user, app, region string) (workflows.MoveResult, error) {
-	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: workflows.SessionID(user, app), UpdateName: workflows.MoveName,
-		Args: []any{region}, WaitForStage: client.WorkflowUpdateStageCompleted,
+func (c *Client) Move(ctx context.Context, user, app, region string) (workflows.MoveResult, error) {
+	h, err := c.Temporal.UpdateWorkflow(ctx, temporalclient.UpdateWorkflowOptions{
+		WorkflowID: names.SessionID(user, app), UpdateName: names.MoveUpdate,
+		Args: []any{region}, WaitForStage: temporalclient.WorkflowUpdateStageCompleted,
 	})
 	if err != nil {
 		return workflows.MoveResult{}, fmt.Errorf("move %s/%s to %s: %w", user, app, region, err)
@@ -91,31 +89,30 @@ func Move(ctx context.Context, c client.Client, user, app, region string) (workf
 }
 
 // Exit ends the session and returns its report once everything is destroyed.
-func Exit(ctx context.Context, c client.Client, user, app string) (workflows.SessionState, error) {
-	id := workflows.SessionID(user, app)
-	if err := c.SignalWorkflow(ctx, id, "", workflows.ExitName, nil); err != nil {
+func (c *Client) Exit(ctx context.Context, user, app string) (workflows.SessionState, error) {
+	id := names.SessionID(user, app)
+	if err := c.Temporal.SignalWorkflow(ctx, id, "", names.ExitSignal, nil); err != nil {
 		return workflows.SessionState{}, fmt.Errorf("exit %s: %w", id, err)
 	}
 	var report workflows.SessionState
-	if err := c.GetWorkflow(ctx, id, "").Get(ctx, &report); err != nil {
+	if err := c.Temporal.GetWorkflow(ctx, id, "").Get(ctx, &report); err != nil {
 		return workflows.SessionState{}, fmt.Errorf("exit %s: %w", id, err)
 	}
 	return report, nil
 }
 
-// State queries a running session.
-func State(ctx context.Context, c client.Client, user, app string) (workflows.SessionState, error) {
-	id := workflows.SessionID(user, app)
-	v, err := c.QueryWorkflow(ctx, id, "", workflows.StateQuery)
+// Session queries a running session's state.
+func (c *Client) Session(ctx context.Context, user, app string) (workflows.SessionState, error) {
+	id := names.SessionID(user, app)
+	st, err := query[workflows.SessionState](ctx, c, id)
 	if err != nil {
-		return workflows.SessionState{}, fmt.Errorf("state of %s: %w", id, err)
+		return st, fmt.Errorf("state of %s: %w", id, err)
 	}
-	var st workflows.SessionState
-	return st, v.Get(&st)
+	return st, nil
 }
 
-// Summary is one line of the session list.
-type Summary struct {
+// SessionSummary is one line of the session list.
+type SessionSummary struct {
 	ID     string `json:"id"`
 	User   string `json:"user"`
 	App    string `json:"app"`
@@ -123,24 +120,24 @@ type Summary struct {
 	Status string `json:"status"`
 }
 
-// List returns sessions from visibility, newest first; all=false keeps the
-// running ones.
-func List(ctx context.Context, c client.Client, all bool) ([]Summary, error) {
-	query := config.AttrKind + " = 'session'"
+// Sessions returns sessions from visibility, newest first; all=false keeps
+// the running ones.
+func (c *Client) Sessions(ctx context.Context, all bool) ([]SessionSummary, error) {
+	query := fmt.Sprintf("%s = '%s'", names.KindKey.GetName(), names.KindSession)
 	if !all {
 		query += " AND ExecutionStatus = 'Running'"
 	}
-	var out []Summary
+	var out []SessionSummary
 	var token []byte
 	for {
-		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token})
+		resp, err := c.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token})
 		if err != nil {
 			return nil, fmt.Errorf("list sessions: %w", err)
 		}
 		for _, e := range resp.GetExecutions() {
-			s := Summary{ID: e.GetExecution().GetWorkflowId(), Status: e.GetStatus().String()}
+			s := SessionSummary{ID: e.GetExecution().GetWorkflowId(), Status: e.GetStatus().String()}
 			fields := e.GetSearchAttributes().GetIndexedFields()
-			for key, dst := range map[string]*string{config.AttrUser: &s.User, config.AttrApp: &s.App, config.AttrCloud: &s.Cloud} {
+			for key, dst := range map[string]*string{names.UserKey.GetName(): &s.User, names.AppKey.GetName(): &s.App, names.CloudKey.GetName(): &s.Cloud} {
 				if p := fields[key]; p != nil {
 					_ = converter.GetDefaultDataConverter().FromPayload(p, dst)
 				}

@@ -1,0 +1,103 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"go.temporal.io/api/enums/v1"
+	temporalclient "go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/edgedrift/drift/internal/names"
+	"github.com/edgedrift/drift/workflows"
+)
+
+// StartPipeline starts a run. A run's ID names that run only: a new run may
+// not take it, while a resume continues a failed run under it.
+func (c *Client) StartPipeline(ctx context.Context, in workflows.PipelineInput) (Run, error) {
+	verb, reuse := "builds", enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE
+	if in.Resume != nil {
+		verb, reuse = "resumes", enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY
+	}
+	var targets []string
+	for _, t := range in.Spec.Deploy.Targets {
+		targets = append(targets, t.Cloud)
+	}
+	return c.Temporal.ExecuteWorkflow(ctx, temporalclient.StartWorkflowOptions{
+		ID:                                       names.PipelineID(in.Spec.App, in.Run),
+		TaskQueue:                                names.TaskQueue,
+		WorkflowIDReusePolicy:                    reuse,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		StaticSummary:                            fmt.Sprintf("%s %s %s@%s and deploys it to %s", in.Run, verb, in.Spec.App, in.Spec.Ref, strings.Join(targets, ", ")),
+		StaticDetails:                            fmt.Sprintf("repo `%s` ref `%s`\n\nimage `%s` for %s", in.Spec.Repo, in.Spec.Ref, in.Spec.Image.Name, strings.Join(in.Spec.Image.Platforms, ", ")),
+	}, workflows.Pipeline, in)
+}
+
+// PipelineProgress reads a run's progress, live or final.
+func (c *Client) PipelineProgress(ctx context.Context, app, run string) (workflows.PipelineProgress, error) {
+	pr, err := Read[workflows.PipelineProgress](ctx, c, names.PipelineID(app, run))
+	if pr.ID != "" {
+		return pr, nil // a failed run's progress is what was asked for
+	}
+	return pr, err
+}
+
+// PipelineInput reads the input a run was started with from its history.
+func (c *Client) PipelineInput(ctx context.Context, app, run string) (workflows.PipelineInput, error) {
+	id := names.PipelineID(app, run)
+	it := c.Temporal.GetWorkflowHistory(ctx, id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	if !it.HasNext() {
+		return workflows.PipelineInput{}, fmt.Errorf("no history for %s", id)
+	}
+	ev, err := it.Next()
+	if err != nil {
+		return workflows.PipelineInput{}, err
+	}
+	var in workflows.PipelineInput
+	err = converter.GetDefaultDataConverter().FromPayloads(ev.GetWorkflowExecutionStartedEventAttributes().GetInput(), &in)
+	return in, err
+}
+
+// ResumePipeline starts a failed run again from its failed step, with the
+// input it was started with.
+func (c *Client) ResumePipeline(ctx context.Context, app, run string) (Run, error) {
+	id := names.PipelineID(app, run)
+	desc, err := c.Temporal.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		return nil, err
+	}
+	if st := desc.GetWorkflowExecutionInfo().GetStatus(); st != enums.WORKFLOW_EXECUTION_STATUS_FAILED {
+		return nil, fmt.Errorf("%s is %s: only a failed run can be resumed", id, strings.ToLower(strings.TrimPrefix(st.String(), "WORKFLOW_EXECUTION_STATUS_")))
+	}
+	in, err := c.PipelineInput(ctx, app, run)
+	if err != nil {
+		return nil, err
+	}
+	pr, err := c.PipelineProgress(ctx, app, run)
+	if err != nil {
+		return nil, err
+	}
+	in.Resume = &pr
+	return c.StartPipeline(ctx, in)
+}
+
+// Decide sends Approve (approve=true) or Reject to a waiting run.
+func (c *Client) Decide(ctx context.Context, app, run string, approve bool, d workflows.ApprovalDecision) error {
+	if d.Who == "" {
+		return errors.New("say who decides (--who)")
+	}
+	pr, err := c.PipelineProgress(ctx, app, run)
+	if err != nil {
+		return err
+	}
+	if pr.Approval == nil || (pr.Approval.Status != workflows.StepWaiting && pr.Approval.Status != workflows.StepPending) {
+		return fmt.Errorf("%s waits for no approval", pr.ID)
+	}
+	name := names.RejectSignal
+	if approve {
+		name = names.ApproveSignal
+	}
+	return c.Temporal.SignalWorkflow(ctx, pr.ID, "", name, d)
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/edgedrift/drift/workflows"
+)
+
+// printChanges writes the steps and targets whose status changed since seen.
+func printChanges(w io.Writer, pr workflows.PipelineProgress, seen map[string]string) {
+	for _, s := range pr.Steps {
+		key := s.Status + s.Detail
+		if seen["step/"+s.Name] == key || s.Status == workflows.StepPending || (s.Status == workflows.StepSkipped && s.Detail == "") {
+			continue
+		}
+		seen["step/"+s.Name] = key
+		fmt.Fprintf(w, "  %-9s %-10s %8s  %s\n", s.Name, s.Status, duration(s), oneLine(firstOf(s.Error, s.Detail)))
+		if s.Name == workflows.StepApproval && s.Status == workflows.StepWaiting && pr.Approval != nil {
+			fmt.Fprintf(w, "            %s waits until %s: drift pipeline approve|reject %s %s --who NAME\n",
+				strings.Join(pr.Approval.Targets, ", "), pr.Approval.Deadline.Format(time.RFC3339), pr.App, pr.Run)
+		}
+	}
+	for _, t := range pr.Targets {
+		key := t.Status + t.Endpoint.URL
+		if seen["target/"+t.Cloud] == key || t.Status == workflows.StepPending {
+			continue
+		}
+		seen["target/"+t.Cloud] = key
+		fmt.Fprintf(w, "  → %-18s %-12s %s\n", t.Cloud, t.Status, oneLine(firstOf(t.Error, t.Endpoint.URL)))
+	}
+}
+
+// printPipeline writes a run's summary.
+func printPipeline(w io.Writer, pr workflows.PipelineProgress) {
+	fmt.Fprintf(w, "%s: %s", pr.ID, pr.Status)
+	if pr.Status != workflows.RunSucceeded && pr.Step != "" {
+		fmt.Fprintf(w, " at %s", pr.Step)
+	}
+	fmt.Fprintln(w)
+	if pr.Commit != "" {
+		fmt.Fprintf(w, "  commit   %s (tree %s)\n", pr.Commit, pr.Tree)
+	}
+	if pr.Image != "" {
+		reused := ""
+		if pr.Reused {
+			reused = " (reused: same source and build spec as an earlier run)"
+		}
+		fmt.Fprintf(w, "  image    %s%s\n", pr.Image, reused)
+	}
+	for _, s := range pr.Steps {
+		fmt.Fprintf(w, "  %-9s %-10s %8s  %s\n", s.Name, s.Status, duration(s), oneLine(firstOf(s.Error, s.Detail)))
+	}
+	for _, t := range pr.Targets {
+		fmt.Fprintf(w, "  → %-18s %-12s %s\n", t.Cloud, t.Status, oneLine(firstOf(t.Error, t.Endpoint.URL)))
+	}
+	if pr.Error != "" {
+		fmt.Fprintf(w, "  error: %s\n", pr.Error)
+	}
+}
+
+func duration(s workflows.StepProgress) string {
+	if s.Started.IsZero() || s.Ended.IsZero() {
+		return ""
+	}
+	return s.Ended.Sub(s.Started).Round(time.Millisecond).String()
+}
