@@ -180,7 +180,7 @@ func newPipelineLogsCommand(g *globals) *cobra.Command {
 readable from here, it prints the log tails the run keeps in its progress.`,
 		Args: cobra.RangeArgs(2, 3),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			steps := []string{workflows.StepClone, workflows.StepBuild, workflows.StepTest}
+			steps := []string{string(workflows.StepClone), string(workflows.StepBuild), string(workflows.StepTest)}
 			if len(args) == 3 {
 				steps = args[2:]
 			}
@@ -203,7 +203,7 @@ readable from here, it prints the log tails the run keeps in its progress.`,
 						return err
 					}
 					for _, step := range missing {
-						if s, ok := pr.StepByName(step); ok && len(s.Log.Tail) > 0 {
+						if s, ok := pr.StepByName(workflows.StepName(step)); ok && len(s.Log.Tail) > 0 {
 							logs[step] = "(last lines; the whole log is " + s.Log.File + " on the build worker)\n" + strings.Join(s.Log.Tail, "\n") + "\n"
 						}
 					}

@@ -12,11 +12,11 @@ import (
 // printChanges writes the steps and targets whose status changed since seen.
 func printChanges(w io.Writer, pr workflows.PipelineProgress, seen map[string]string) {
 	for _, s := range pr.Steps {
-		key := s.Status + s.Detail
-		if seen["step/"+s.Name] == key || s.Status == workflows.StepPending || (s.Status == workflows.StepSkipped && s.Detail == "") {
+		key := string(s.Status) + s.Detail
+		if seen["step/"+string(s.Name)] == key || s.Status == workflows.StepPending || (s.Status == workflows.StepSkipped && s.Detail == "") {
 			continue
 		}
-		seen["step/"+s.Name] = key
+		seen["step/"+string(s.Name)] = key
 		fmt.Fprintf(w, "  %-9s %-10s %8s  %s\n", s.Name, s.Status, duration(s), oneLine(firstOf(s.Error, s.Detail)))
 		if s.Name == workflows.StepApproval && s.Status == workflows.StepWaiting && pr.Approval != nil {
 			fmt.Fprintf(w, "            %s waits until %s: drift pipeline approve|reject %s %s --who NAME\n",
@@ -24,8 +24,8 @@ func printChanges(w io.Writer, pr workflows.PipelineProgress, seen map[string]st
 		}
 	}
 	for _, t := range pr.Targets {
-		key := t.Status + t.Endpoint.URL
-		if seen["target/"+t.Cloud] == key || t.Status == workflows.StepPending {
+		key := string(t.Status) + t.Endpoint.URL
+		if seen["target/"+t.Cloud] == key || t.Status == workflows.TargetPending {
 			continue
 		}
 		seen["target/"+t.Cloud] = key

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 
 	"go.temporal.io/sdk/temporal"
@@ -55,4 +56,9 @@ func dashIfEmpty(s string) string {
 		return "–"
 	}
 	return s
+}
+
+// invalid is the error of bad input: typed, never retried.
+func invalid(typ, format string, args ...any) error {
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), typ, nil)
 }

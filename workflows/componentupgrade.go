@@ -189,10 +189,6 @@ func newUpgradeRun(ctx workflow.Context, in UpgradeInput) *upgradeRun {
 	return u
 }
 
-func bad(typ, format string, args ...any) error {
-	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), typ, nil)
-}
-
 // validate rejects bad input before any side effect, and chooses the
 // platform policy's candidates, which need nothing but the index.
 func (u *upgradeRun) validate() error {
@@ -200,49 +196,49 @@ func (u *upgradeRun) validate() error {
 	c := in.Component
 	switch {
 	case in.Cloud == "" || strings.ContainsAny(in.Cloud, "/ "):
-		return bad(ErrTypeInvalidUpgrade, "cloud %q must be non-empty without '/' or spaces", in.Cloud)
+		return invalid(ErrTypeInvalidUpgrade, "cloud %q must be non-empty without '/' or spaces", in.Cloud)
 	case runtime.ValidateName(c.Name) != nil || runtime.ValidateName(in.Related.Name) != nil:
-		return bad(ErrTypeInvalidUpgrade, "component %q and related service %q must be DNS labels", c.Name, in.Related.Name)
+		return invalid(ErrTypeInvalidUpgrade, "component %q and related service %q must be DNS labels", c.Name, in.Related.Name)
 	case c.Repository == "" || c.Port < 1 || c.Port > 65535:
-		return bad(ErrTypeInvalidUpgrade, "component %s needs an image repository and a port in 1..65535", c.Name)
+		return invalid(ErrTypeInvalidUpgrade, "component %s needs an image repository and a port in 1..65535", c.Name)
 	case in.Policy != PolicyPlatform && in.Policy != PolicyDriver:
-		return bad(ErrTypeInvalidUpgrade, "version policy %q: want %s or %s", in.Policy, PolicyPlatform, PolicyDriver)
+		return invalid(ErrTypeInvalidUpgrade, "version policy %q: want %s or %s", in.Policy, PolicyPlatform, PolicyDriver)
 	case in.Policy == PolicyDriver && in.Target != "":
-		return bad(ErrTypeInvalidUpgrade, "a target version pins the platform policy; the driver policy derives its own")
+		return invalid(ErrTypeInvalidUpgrade, "a target version pins the platform policy; the driver policy derives its own")
 	case in.Attempts < 1 || in.Attempts > maxAttempts || in.Backoff < 0:
-		return bad(ErrTypeInvalidUpgrade, "attempts %d must be in 1..%d and backoff ≥ 0", in.Attempts, maxAttempts)
+		return invalid(ErrTypeInvalidUpgrade, "attempts %d must be in 1..%d and backoff ≥ 0", in.Attempts, maxAttempts)
 	case in.Verify != activities.VerifyHTTP && in.Verify != activities.VerifyRollout:
-		return bad(ErrTypeInvalidUpgrade, "verify mode %q: want %s or %s", in.Verify, activities.VerifyHTTP, activities.VerifyRollout)
+		return invalid(ErrTypeInvalidUpgrade, "verify mode %q: want %s or %s", in.Verify, activities.VerifyHTTP, activities.VerifyRollout)
 	case in.Driver.Image == "" && (in.Policy == PolicyDriver || in.Driver.Name != ""):
-		return bad(ErrTypeInvalidUpgrade, "driver %q needs the image of its upgraded build", in.Driver.Name)
+		return invalid(ErrTypeInvalidUpgrade, "driver %q needs the image of its upgraded build", in.Driver.Name)
 	}
 	if _, err := upgrade.CompileErrorFormat(c.ErrorFormat); err != nil {
-		return bad(ErrTypeInvalidUpgrade, "%v", err)
+		return invalid(ErrTypeInvalidUpgrade, "%v", err)
 	}
 	var err error
 	if u.current, err = upgrade.ParseRelease(c.Version); err != nil {
-		return bad(ErrTypeInvalidUpgrade, "current version of %s: %v", c.Name, err)
+		return invalid(ErrTypeInvalidUpgrade, "current version of %s: %v", c.Name, err)
 	}
 	// Deterministic: same bytes, same index or error (yaml's reflection is
 	// all workflowcheck objects to).
 	ix, err := upgrade.ParseIndex([]byte(in.Index)) //workflowcheck:ignore
 	if err != nil {
-		return bad(ErrTypeInvalidIndex, "%v", err)
+		return invalid(ErrTypeInvalidIndex, "%v", err)
 	}
 	if u.published, u.st.Skipped, err = ix.Published(c.Name); err != nil {
-		return bad(ErrTypeUnknownComponent, "%v", err)
+		return invalid(ErrTypeUnknownComponent, "%v", err)
 	}
 	switch {
 	case in.Target != "":
 		t, err := upgrade.Pinned(u.published, u.current, in.Target)
 		if err != nil {
-			return bad(choiceErrType(err), "target %s of %s: %v", in.Target, c.Name, err)
+			return invalid(choiceErrType(err), "target %s of %s: %v", in.Target, c.Name, err)
 		}
 		u.setCandidates(t)
 	case in.Policy == PolicyPlatform:
 		series, cands, err := upgrade.PlatformCandidates(ix, c.Name, u.current, in.Prerelease)
 		if err != nil {
-			return bad(choiceErrType(err), "%v", err)
+			return invalid(choiceErrType(err), "%v", err)
 		}
 		u.st.Series = series
 		u.setCandidates(cands...)
@@ -312,19 +308,19 @@ func (u *upgradeRun) findServing(ctx workflow.Context) error {
 		return err
 	}
 	if len(found) == 0 {
-		return bad(ErrTypeUnknownComponent, "no env of %s runs on %s", c.Name, u.in.Cloud)
+		return invalid(ErrTypeUnknownComponent, "no env of %s runs on %s", c.Name, u.in.Cloud)
 	}
 	env := EnvState{Name: found[0].Labels[activities.LabelEnv], Version: found[0].Labels[activities.LabelVersion], Image: found[0].Image}
 	for _, in := range found {
 		if in.Labels[activities.LabelEnv] != env.Name {
-			return bad(ErrTypeInvalidUpgrade, "%s runs in more than one env on %s (%s, %s): finish or clean up the other first",
+			return invalid(ErrTypeInvalidUpgrade, "%s runs in more than one env on %s (%s, %s): finish or clean up the other first",
 				c.Name, u.in.Cloud, env.Name, in.Labels[activities.LabelEnv])
 		}
 		env.Instances = append(env.Instances, in.Name)
 		env.Endpoints = append(env.Endpoints, in.Endpoint)
 	}
 	if env.Version != runtime.LabelValue(c.Version) {
-		return bad(ErrTypeInvalidUpgrade, "%s on %s runs %s, not %s", c.Name, u.in.Cloud, env.Version, c.Version)
+		return invalid(ErrTypeInvalidUpgrade, "%s on %s runs %s, not %s", c.Name, u.in.Cloud, env.Version, c.Version)
 	}
 	env.Version = c.Version
 	u.st.Serving = env
@@ -355,20 +351,20 @@ func (u *upgradeRun) probeDriver(ctx workflow.Context) error {
 	}
 	u.st.Probe = out
 	if out == "" {
-		return bad(ErrTypeNotNewer, "driver %s %s starts with %s %s: no upgrade needed", u.in.Driver.Name, u.in.Driver.Version, u.in.Component.Name, u.current.Tag)
+		return invalid(ErrTypeNotNewer, "driver %s %s starts with %s %s: no upgrade needed", u.in.Driver.Name, u.in.Driver.Version, u.in.Component.Name, u.current.Tag)
 	}
 	de, constraint, found, err := upgrade.ParseDriverError(u.in.Component.ErrorFormat, out)
 	switch {
 	case err != nil:
-		return bad(ErrTypeNoCandidate, "%v", err)
+		return invalid(ErrTypeNoCandidate, "%v", err)
 	case !found:
-		return bad(ErrTypeNoCandidate, "%s %s failed to start with driver %s, but not with an error in the format %q: %s",
+		return invalid(ErrTypeNoCandidate, "%s %s failed to start with driver %s, but not with an error in the format %q: %s",
 			u.in.Related.Name, u.current.Tag, u.in.Driver.Name, u.in.Component.ErrorFormat, out)
 	}
 	u.st.DriverError = &de
 	cands := upgrade.Satisfying(u.published, u.current, constraint, u.in.Prerelease)
 	if len(cands) == 0 {
-		return bad(ErrTypeNoCandidate, "no published %s release above %s satisfies %q (driver %s %s)", u.in.Component.Name, u.current.Tag, de.Constraint, de.Driver, de.DriverVersion)
+		return invalid(ErrTypeNoCandidate, "no published %s release above %s satisfies %q (driver %s %s)", u.in.Component.Name, u.current.Tag, de.Constraint, de.Driver, de.DriverVersion)
 	}
 	u.setCandidates(cands...)
 	return nil

@@ -61,21 +61,6 @@ type InstallState struct {
 	Error       string        `json:"error,omitempty"`
 }
 
-var installActs *activities.Install
-
-// installOptions: the node and the repository are reached over the network;
-// bad input and unknown packages are final.
-var installOptions = workflow.ActivityOptions{
-	StartToCloseTimeout: time.Minute,
-	RetryPolicy: &temporal.RetryPolicy{
-		InitialInterval:        time.Second,
-		BackoffCoefficient:     2,
-		MaximumInterval:        30 * time.Second,
-		MaximumAttempts:        10,
-		NonRetryableErrorTypes: []string{activities.ErrTypeInvalidInstall, activities.ErrTypeUnknownPackage},
-	},
-}
-
 // InstallSoftware makes sure the tenant network's gateway pair runs, posts
 // the instruction for the VM, and waits for the VM agent's report; a
 // transient failure is retried with a new instruction.

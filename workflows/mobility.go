@@ -243,30 +243,26 @@ func newSession(ctx workflow.Context, in SessionInput) (*session, error) {
 
 // validateSession rejects bad input before any side effect.
 func validateSession(in SessionInput) error {
-	bad := func(typ, format string, args ...any) error {
-		msg := fmt.Sprintf(format, args...)
-		return temporal.NewNonRetryableApplicationError(msg, typ, nil)
-	}
 	switch {
 	case in.User == "" || strings.ContainsAny(in.User, "/ "):
-		return bad(ErrTypeInvalidSession, "user %q must be non-empty without '/' or spaces", in.User)
+		return invalid(ErrTypeInvalidSession, "user %q must be non-empty without '/' or spaces", in.User)
 	case in.Topology == nil:
-		return bad(ErrTypeInvalidSession, "no topology given")
+		return invalid(ErrTypeInvalidSession, "no topology given")
 	}
 	if err := in.App.Validate(); err != nil {
-		return bad(activities.ErrTypeInvalidSpec, "app: %v", err)
+		return invalid(activities.ErrTypeInvalidSpec, "app: %v", err)
 	}
 	if err := in.Neighbours.Validate(); err != nil {
-		return bad(ErrTypeInvalidSession, "neighbour policy: %v", err)
+		return invalid(ErrTypeInvalidSession, "neighbour policy: %v", err)
 	}
 	if err := CheckPreDeploy(in.PreDeploy); err != nil {
-		return bad(ErrTypeInvalidSession, "%v", err)
+		return invalid(ErrTypeInvalidSession, "%v", err)
 	}
 	if err := in.Predict.Validate(); err != nil {
-		return bad(ErrTypeInvalidSession, "prediction: %v", err)
+		return invalid(ErrTypeInvalidSession, "prediction: %v", err)
 	}
 	if _, err := in.Topology.FirstCloud(in.Region); err != nil {
-		return bad(ErrTypeUnknownRegion, "%v", err)
+		return invalid(ErrTypeUnknownRegion, "%v", err)
 	}
 	return nil
 }

@@ -20,6 +20,8 @@ var (
 	modelActs    *activities.Models
 	upgradeActs  *activities.Upgrade
 	pipelineActs *activities.Pipeline
+	portActs     *activities.Port
+	installActs  *activities.Install
 )
 
 // nonRetryable lists the error types no retry can fix.
@@ -30,7 +32,20 @@ var nonRetryable = []string{
 	activities.ErrTypeTestFailed, activities.ErrTypeNoArtifact, activities.ErrTypeNotServing,
 }
 
-// Activity option sets.
+// retry is every retry policy drift uses: from a second, doubling up to
+// maxInterval, at most attempts tries (0: until it works), never retrying
+// the final error types.
+func retry(attempts int32, maxInterval time.Duration, final ...string) *temporal.RetryPolicy {
+	return &temporal.RetryPolicy{
+		InitialInterval:        time.Second,
+		BackoffCoefficient:     2,
+		MaximumInterval:        maxInterval,
+		MaximumAttempts:        attempts,
+		NonRetryableErrorTypes: final,
+	}
+}
+
+// Option sets of cloud activities.
 var (
 	// deployOptions: deploys heartbeat; a cancelled deploy is waited for so a
 	// destroy of the same instance never overlaps it.
@@ -38,35 +53,19 @@ var (
 		StartToCloseTimeout: 5 * time.Minute,
 		HeartbeatTimeout:    30 * time.Second,
 		WaitForCancellation: true,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        time.Second,
-			BackoffCoefficient:     2,
-			MaximumInterval:        30 * time.Second,
-			MaximumAttempts:        5,
-			NonRetryableErrorTypes: nonRetryable,
-		},
+		RetryPolicy:         retry(5, 30*time.Second, nonRetryable...),
 	}
 	// destroyOptions: a destroy must eventually happen, so it retries
 	// without limit (a cloud that is down is waited for).
 	destroyOptions = workflow.ActivityOptions{
 		StartToCloseTimeout: 5 * time.Minute,
 		HeartbeatTimeout:    30 * time.Second,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:    time.Second,
-			BackoffCoefficient: 2,
-			MaximumInterval:    time.Minute,
-		},
+		RetryPolicy:         retry(0, time.Minute),
 	}
 	// lookupOptions: short reads (list instances, resolve an image).
 	lookupOptions = workflow.ActivityOptions{
 		StartToCloseTimeout: 2 * time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        time.Second,
-			BackoffCoefficient:     2,
-			MaximumInterval:        30 * time.Second,
-			MaximumAttempts:        10,
-			NonRetryableErrorTypes: nonRetryable,
-		},
+		RetryPolicy:         retry(10, 30*time.Second, nonRetryable...),
 	}
 )
 
@@ -79,12 +78,7 @@ var (
 	envVerifyOptions = workflow.ActivityOptions{
 		StartToCloseTimeout: 2 * time.Minute,
 		HeartbeatTimeout:    15 * time.Second,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        time.Second,
-			BackoffCoefficient:     2,
-			MaximumAttempts:        3,
-			NonRetryableErrorTypes: nonRetryable,
-		},
+		RetryPolicy:         retry(3, 0, nonRetryable...),
 	}
 )
 
@@ -124,14 +118,26 @@ var (
 		StartToCloseTimeout: 5 * time.Minute,
 		HeartbeatTimeout:    30 * time.Second,
 		WaitForCancellation: true,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        time.Second,
-			BackoffCoefficient:     2,
-			MaximumInterval:        time.Minute,
-			NonRetryableErrorTypes: nonRetryable,
-		},
+		RetryPolicy:         retry(0, time.Minute, nonRetryable...),
 	}
 )
+
+// portOptions: builds and test runs take minutes and heartbeat; a bad
+// input or a failed build is not retried.
+var portOptions = workflow.ActivityOptions{
+	StartToCloseTimeout: 30 * time.Minute,
+	HeartbeatTimeout:    time.Minute,
+	RetryPolicy: retry(3, 30*time.Second,
+		activities.ErrTypeNotGoModule, activities.ErrTypeUnknownArch,
+		activities.ErrTypeUnreachableRepo, activities.ErrTypeBuildFailed),
+}
+
+// installOptions: the node and the repository are reached over the network;
+// bad input and unknown packages are final.
+var installOptions = workflow.ActivityOptions{
+	StartToCloseTimeout: time.Minute,
+	RetryPolicy:         retry(10, 30*time.Second, activities.ErrTypeInvalidInstall, activities.ErrTypeUnknownPackage),
+}
 
 func withAttempts(opts workflow.ActivityOptions, n int32) workflow.ActivityOptions {
 	p := *opts.RetryPolicy
@@ -151,13 +157,7 @@ func buildOptions(timeout time.Duration) workflow.ActivityOptions {
 }
 
 func pipelineRetry(attempts int32) *temporal.RetryPolicy {
-	return &temporal.RetryPolicy{
-		InitialInterval:        time.Second,
-		BackoffCoefficient:     2,
-		MaximumInterval:        30 * time.Second,
-		MaximumAttempts:        attempts,
-		NonRetryableErrorTypes: nonRetryable,
-	}
+	return retry(attempts, 30*time.Second, nonRetryable...)
 }
 
 // onCloud schedules activities of opts on cloud's queue with a UI summary.

@@ -26,38 +26,80 @@ const (
 	ErrTypeApprovalTimeout = "ApprovalTimeout"  // nobody answered in time
 )
 
+// StepName names a step of a pipeline.
+type StepName string
+
 // Steps of a pipeline, in order.
 const (
-	StepClone    = "clone"
-	StepReuse    = "reuse"
-	StepBuild    = "build"
-	StepTest     = "test"
-	StepPackage  = "package"
-	StepImage    = "image"
-	StepPush     = "push"
-	StepApproval = "approval"
-	StepDeploy   = "deploy"
-	StepVerify   = "verify"
+	StepClone    StepName = "clone"
+	StepReuse    StepName = "reuse"
+	StepBuild    StepName = "build"
+	StepTest     StepName = "test"
+	StepPackage  StepName = "package"
+	StepImage    StepName = "image"
+	StepPush     StepName = "push"
+	StepApproval StepName = "approval"
+	StepDeploy   StepName = "deploy"
+	StepVerify   StepName = "verify"
 )
 
-var pipelineSteps = []string{StepClone, StepReuse, StepBuild, StepTest, StepPackage, StepImage, StepPush, StepApproval, StepDeploy, StepVerify}
+var pipelineSteps = []StepName{StepClone, StepReuse, StepBuild, StepTest, StepPackage, StepImage, StepPush, StepApproval, StepDeploy, StepVerify}
 
-// Statuses of steps, targets and runs.
+// StepStatus is where a step is.
+type StepStatus string
+
+// Step statuses. The approval step ends as its gate does (done, rejected
+// or timed-out).
 const (
-	StepPending    = "pending"
-	StepRunning    = "running"
-	StepDone       = "done"
-	StepSkipped    = "skipped"
-	StepWaiting    = "waiting"
-	StepRolledBack = "rolled-back"
-	StepRejected   = "rejected"
-	StepFailed     = "failed"
-	StepTimedOut   = "timed-out" // nobody decided before the approval deadline
-	// Targets on their way.
-	TargetDeploying   = "deploying"
-	TargetVerifying   = "verifying"
-	TargetRollingBack = "rolling-back"
-	RunSucceeded      = "succeeded"
+	StepPending  StepStatus = "pending"
+	StepRunning  StepStatus = "running"
+	StepDone     StepStatus = "done"
+	StepSkipped  StepStatus = "skipped"
+	StepWaiting  StepStatus = "waiting"
+	StepFailed   StepStatus = "failed"
+	StepRejected StepStatus = StepStatus(ApprovalRejected)
+	StepTimedOut StepStatus = StepStatus(ApprovalTimedOut)
+)
+
+// TargetStatus is where a deploy target is.
+type TargetStatus string
+
+// Target statuses.
+const (
+	TargetPending     TargetStatus = "pending"
+	TargetWaiting     TargetStatus = "waiting" // for approval
+	TargetDeploying   TargetStatus = "deploying"
+	TargetVerifying   TargetStatus = "verifying"
+	TargetDone        TargetStatus = "done"
+	TargetRollingBack TargetStatus = "rolling-back"
+	TargetRolledBack  TargetStatus = "rolled-back"
+	TargetRejected    TargetStatus = "rejected" // approval refused or timed out
+	TargetFailed      TargetStatus = "failed"
+)
+
+// ApprovalStatus is where an approval gate is.
+type ApprovalStatus string
+
+// Approval statuses.
+const (
+	ApprovalPending  ApprovalStatus = "pending" // the gate has not opened yet
+	ApprovalWaiting  ApprovalStatus = "waiting"
+	ApprovalGranted  ApprovalStatus = "done"
+	ApprovalRejected ApprovalStatus = "rejected"
+	ApprovalTimedOut ApprovalStatus = "timed-out" // nobody decided before the deadline
+)
+
+// Decided reports whether the gate has its answer.
+func (s ApprovalStatus) Decided() bool { return s != ApprovalPending && s != ApprovalWaiting }
+
+// RunStatus is where a run is.
+type RunStatus string
+
+// Run statuses.
+const (
+	RunRunning   RunStatus = "running"
+	RunSucceeded RunStatus = "succeeded"
+	RunFailed    RunStatus = "failed"
 )
 
 // PipelineInput starts (or resumes) one run of a pipeline.
@@ -81,18 +123,18 @@ type ApprovalDecision struct {
 
 // Approval is the state of a run's approval gate.
 type Approval struct {
-	Status   string    `json:"status"` // pending, waiting, done (approved), rejected, timed-out
-	Targets  []string  `json:"targets"`
-	Who      string    `json:"who,omitempty"`
-	Why      string    `json:"why,omitempty"`
-	Deadline time.Time `json:"deadline,omitzero"`
-	At       time.Time `json:"at,omitzero"`
+	Status   ApprovalStatus `json:"status"`
+	Targets  []string       `json:"targets"`
+	Who      string         `json:"who,omitempty"`
+	Why      string         `json:"why,omitempty"`
+	Deadline time.Time      `json:"deadline,omitzero"`
+	At       time.Time      `json:"at,omitzero"`
 }
 
 // StepProgress is one step of a run.
 type StepProgress struct {
-	Name    string              `json:"name"`
-	Status  string              `json:"status"`
+	Name    StepName            `json:"name"`
+	Status  StepStatus          `json:"status"`
 	Started time.Time           `json:"started,omitzero"`
 	Ended   time.Time           `json:"ended,omitzero"`
 	Detail  string              `json:"detail,omitempty"`
@@ -115,7 +157,7 @@ func (s StepProgress) Duration(now time.Time) time.Duration {
 type TargetProgress struct {
 	Cloud    string           `json:"cloud"`
 	Instance string           `json:"instance"`
-	Status   string           `json:"status"`
+	Status   TargetStatus     `json:"status"`
 	Previous string           `json:"previous,omitempty"` // image before this run ("" : none)
 	Endpoint runtime.Endpoint `json:"endpoint"`
 	Verified string           `json:"verified,omitempty"`
@@ -127,8 +169,8 @@ type PipelineProgress struct {
 	ID       string             `json:"id"`
 	App      string             `json:"app"`
 	Run      string             `json:"run"`
-	Status   string             `json:"status"` // running, succeeded, failed
-	Step     string             `json:"step"`   // the step running or failed
+	Status   RunStatus          `json:"status"`
+	Step     StepName           `json:"step"` // the step running or failed
 	Started  time.Time          `json:"started"`
 	Ended    time.Time          `json:"ended,omitzero"`
 	Commit   string             `json:"commit,omitempty"`
@@ -149,7 +191,7 @@ type PipelineProgress struct {
 func (p PipelineProgress) Endpoints() map[string]runtime.Endpoint {
 	out := map[string]runtime.Endpoint{}
 	for _, t := range p.Targets {
-		if t.Status == StepDone {
+		if t.Status == TargetDone {
 			out[t.Cloud] = t.Endpoint
 		}
 	}
@@ -157,7 +199,7 @@ func (p PipelineProgress) Endpoints() map[string]runtime.Endpoint {
 }
 
 // StepByName returns the named step.
-func (p PipelineProgress) StepByName(name string) (StepProgress, bool) {
+func (p PipelineProgress) StepByName(name StepName) (StepProgress, bool) {
 	for _, s := range p.Steps {
 		if s.Name == name {
 			return s, true
@@ -181,10 +223,13 @@ type pipeline struct {
 	in      PipelineInput
 	ref     activities.RunRef
 	pr      PipelineProgress
-	idx     map[string]int  // step name → index in pr.Steps
-	cleanup workflow.Future // removal of the checkout, once no step needs it
+	idx     map[StepName]int // step name → index in pr.Steps
+	cleanup workflow.Future  // removal of the checkout, once no step needs it
+	// early: this run reads its targets while it clones and looks for an
+	// earlier build as a local activity (see earlyTargetReads).
+	early bool
 	// before holds, by target index, the read of what each target ran
-	// before this run, started with the clone (see earlyTargetReads).
+	// before this run, started with the clone.
 	before map[int]workflow.Future
 }
 
@@ -194,18 +239,11 @@ type pipeline struct {
 // trips fewer on the path of every run. Older histories do neither.
 const earlyTargetReads = "early-target-reads"
 
-// removeCheckout starts removing the run's checkout (also when the run is
-// being cancelled); run waits for it before it returns.
-func (p *pipeline) removeCheckout(ctx workflow.Context) {
-	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	p.cleanup = workflow.ExecuteActivity(central(dctx, quickOptions, "remove the checkout of "+p.pr.ID), pipelineActs.Cleanup, p.ref)
-}
-
 func newPipeline(ctx workflow.Context, in PipelineInput) (*pipeline, error) {
 	if err := validatePipeline(in); err != nil {
 		return nil, err
 	}
-	p := &pipeline{in: in, ref: activities.RunRef{App: in.Spec.App, Run: in.Run}, idx: map[string]int{}}
+	p := &pipeline{in: in, ref: activities.RunRef{App: in.Spec.App, Run: in.Run}, idx: map[StepName]int{}}
 	now := workflow.Now(ctx)
 	if in.Resume != nil {
 		p.pr = *in.Resume
@@ -218,16 +256,16 @@ func newPipeline(ctx workflow.Context, in PipelineInput) (*pipeline, error) {
 		}
 		var gated []string
 		for _, t := range in.Spec.Deploy.Targets {
-			p.pr.Targets = append(p.pr.Targets, TargetProgress{Cloud: t.Cloud, Instance: PipelineInstance(in.Spec.App), Status: StepPending})
+			p.pr.Targets = append(p.pr.Targets, TargetProgress{Cloud: t.Cloud, Instance: PipelineInstance(in.Spec.App), Status: TargetPending})
 			if t.Approval {
 				gated = append(gated, t.Cloud)
 			}
 		}
 		if len(gated) > 0 {
-			p.pr.Approval = &Approval{Status: StepPending, Targets: gated}
+			p.pr.Approval = &Approval{Status: ApprovalPending, Targets: gated}
 		}
 	}
-	p.pr.Status, p.pr.Started = StepRunning, now
+	p.pr.Status, p.pr.Started = RunRunning, now
 	for i, s := range p.pr.Steps {
 		p.idx[s.Name] = i
 		if s.Status != StepDone && s.Status != StepSkipped {
@@ -235,39 +273,36 @@ func newPipeline(ctx workflow.Context, in PipelineInput) (*pipeline, error) {
 		}
 	}
 	for i := range p.pr.Targets {
-		if p.pr.Targets[i].Status != StepDone {
-			p.pr.Targets[i].Status, p.pr.Targets[i].Error = StepPending, ""
+		if p.pr.Targets[i].Status != TargetDone {
+			p.pr.Targets[i].Status, p.pr.Targets[i].Error = TargetPending, ""
 		}
 	}
 	if a := p.pr.Approval; a == nil {
 		p.pr.Steps[p.idx[StepApproval]].Status = StepSkipped
-	} else if a.Status != StepDone {
-		*a = Approval{Status: StepPending, Targets: a.Targets}
+	} else if a.Status != ApprovalGranted {
+		*a = Approval{Status: ApprovalPending, Targets: a.Targets}
 	}
 	return p, nil
 }
 
 // validatePipeline rejects bad input before any side effect.
 func validatePipeline(in PipelineInput) error {
-	bad := func(typ, format string, args ...any) error {
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), typ, nil)
-	}
 	if err := in.Spec.Validate(); err != nil {
-		return bad(ErrTypeInvalidPipeline, "%v", err)
+		return invalid(ErrTypeInvalidPipeline, "%v", err)
 	}
 	if !runNameOK(in.Run) {
-		return bad(ErrTypeInvalidPipeline, "run %q must be 1-40 characters of a-z, 0-9, '-', '.'", in.Run)
+		return invalid(ErrTypeInvalidPipeline, "run %q must be 1-40 characters of a-z, 0-9, '-', '.'", in.Run)
 	}
 	if in.Topology == nil {
-		return bad(ErrTypeInvalidPipeline, "no topology given")
+		return invalid(ErrTypeInvalidPipeline, "no topology given")
 	}
 	for _, t := range in.Spec.Deploy.Targets {
 		if _, ok := in.Topology.Cloud(t.Cloud); !ok {
-			return bad(ErrTypeUnknownTarget, "deploy: target %q is not a cloud of topology %q", t.Cloud, in.Topology.Name())
+			return invalid(ErrTypeUnknownTarget, "deploy: target %q is not a cloud of topology %q", t.Cloud, in.Topology.Name())
 		}
 	}
 	if r := in.Resume; r != nil && (r.App != in.Spec.App || len(r.Steps) != len(pipelineSteps) || len(r.Targets) != len(in.Spec.Deploy.Targets)) {
-		return bad(ErrTypeInvalidPipeline, "resume: the progress given (app %q, %d steps, %d targets) is not a run of this spec", r.App, len(r.Steps), len(r.Targets))
+		return invalid(ErrTypeInvalidPipeline, "resume: the progress given (app %q, %d steps, %d targets) is not a run of this spec", r.App, len(r.Steps), len(r.Targets))
 	}
 	return nil
 }
@@ -290,7 +325,7 @@ func (p *pipeline) run(ctx workflow.Context) (PipelineProgress, error) {
 	}
 	if err := workflow.UpsertTypedSearchAttributes(ctx,
 		names.AppKey.ValueSet(p.in.Spec.App),
-		names.KindKey.ValueSet("pipeline"),
+		names.KindKey.ValueSet(names.KindPipeline),
 	); err != nil {
 		return PipelineProgress{}, err
 	}
@@ -314,7 +349,7 @@ func (p *pipeline) run(ctx workflow.Context) (PipelineProgress, error) {
 		if errors.As(err, &ae) {
 			typ, msg = ae.Type(), ae.Message()
 		}
-		p.pr.Status, p.pr.Error = StepFailed, msg
+		p.pr.Status, p.pr.Error = RunFailed, msg
 		p.publish(ctx)
 		return p.pr, temporal.NewNonRetryableApplicationError(fmt.Sprintf("pipeline %s failed at %s: %s", p.pr.ID, p.pr.Step, msg), typ, err, p.pr)
 	}
@@ -334,13 +369,13 @@ func (p *pipeline) registerHandlers(ctx workflow.Context) error {
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
 			var d ApprovalDecision
-			status := StepDone
+			status := ApprovalGranted
 			sel := workflow.NewSelector(ctx)
 			sel.AddReceive(approve, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &d) })
-			sel.AddReceive(reject, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &d); status = StepRejected })
+			sel.AddReceive(reject, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &d); status = ApprovalRejected })
 			sel.Select(ctx)
 			a := p.pr.Approval
-			if a == nil || (a.Status != StepPending && a.Status != StepWaiting) {
+			if a == nil || a.Status.Decided() {
 				workflow.GetLogger(ctx).Warn("approval signal ignored: nothing waits for it", "who", d.Who)
 				continue
 			}
@@ -353,116 +388,146 @@ func (p *pipeline) registerHandlers(ctx workflow.Context) error {
 // steps runs the pipeline top to bottom; a step finished in the run being
 // resumed is not run again.
 func (p *pipeline) steps(ctx workflow.Context) error {
-	spec := p.in.Spec
-	early := workflow.GetVersion(ctx, earlyTargetReads, workflow.DefaultVersion, 1) == 1
-	if early {
+	p.early = workflow.GetVersion(ctx, earlyTargetReads, workflow.DefaultVersion, 1) == 1
+	if p.early {
 		p.readTargets(ctx)
 	}
-	err := p.step(ctx, StepClone, func() (string, error) {
-		var co activities.Checkout
-		actx := central(ctx, cloneOptions, fmt.Sprintf("clone %s at %s", spec.Repo, spec.Ref))
-		if err := workflow.ExecuteActivity(actx, pipelineActs.Clone, p.ref, spec).Get(ctx, &co); err != nil {
-			return "", err
+	for _, s := range []struct {
+		name StepName
+		run  func(workflow.Context) (string, error)
+	}{
+		{StepClone, p.clone},
+		{StepReuse, p.reuse},
+		{StepBuild, p.build},
+		{StepTest, p.test},
+		{StepPackage, p.pack},
+		{StepImage, p.image},
+		{StepPush, p.push},
+	} {
+		if err := p.step(ctx, s.name, s.run); err != nil {
+			return err
 		}
-		p.pr.Commit, p.pr.Tree, p.pr.BuildKey = co.Commit, co.Tree, co.BuildKey
-		p.setLog(StepClone, co.Log)
-		return "commit " + co.Commit, nil
-	})
-	if err != nil {
-		return err
-	}
-	if err := p.step(ctx, StepReuse, func() (string, error) {
-		var found string
-		summary := "look for an earlier build of tree " + short(p.pr.Tree)
-		var f workflow.Future
-		if early {
-			opts := findBuildOptions
-			opts.Summary = summary
-			f = workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, opts), pipelineActs.FindBuild, spec.Image.Name, p.pr.BuildKey)
-		} else {
-			f = workflow.ExecuteActivity(central(ctx, quickOptions, summary), pipelineActs.FindBuild, spec.Image.Name, p.pr.BuildKey)
-		}
-		if err := f.Get(ctx, &found); err != nil {
-			return "", err
-		}
-		if found == "" {
-			return "no earlier build of this source and spec", nil
-		}
-		p.pr.Reused, p.pr.Image = true, found
-		p.pr.Digest = found[strings.LastIndex(found, "@")+1:]
-		for _, s := range []string{StepBuild, StepTest, StepPackage, StepImage, StepPush} {
-			p.pr.Steps[p.idx[s]].Status = StepSkipped
-			p.pr.Steps[p.idx[s]].Detail = "reused " + found
-		}
-		return "reusing " + found, nil
-	}); err != nil {
-		return err
-	}
-	req := activities.StepRequest{Ref: p.ref, Spec: spec, Checkout: activities.Checkout{Commit: p.pr.Commit, Tree: p.pr.Tree}}
-	if err := p.step(ctx, StepBuild, func() (string, error) {
-		actx := central(ctx, buildOptions(spec.Build.Timeout), "build "+spec.App+" for "+strings.Join(spec.Image.Platforms, ", "))
-		return "", p.runLogged(actx, StepBuild, pipelineActs.Build, req)
-	}); err != nil {
-		return err
-	}
-	if err := p.step(ctx, StepTest, func() (string, error) {
-		if len(spec.Test.Commands) == 0 {
-			return "no test commands", nil
-		}
-		actx := central(ctx, buildOptions(spec.Test.Timeout), "test "+spec.App)
-		return "", p.runLogged(actx, StepTest, pipelineActs.Test, req)
-	}); err != nil {
-		return err
-	}
-	if err := p.step(ctx, StepPackage, func() (string, error) {
-		actx := central(ctx, quickOptions, "package "+spec.App)
-		err := workflow.ExecuteActivity(actx, pipelineActs.Package, p.ref, spec).Get(ctx, &p.pr.Package)
-		var ae *temporal.ApplicationError
-		if errors.As(err, &ae) && ae.Type() == activities.ErrTypeNoArtifact {
-			// The built files are gone (another build worker, or a resume
-			// after they were lost): build again, then package.
-			bctx := central(ctx, buildOptions(spec.Build.Timeout), "build "+spec.App+" again: its built files are gone")
-			if err := p.runLogged(bctx, StepBuild, pipelineActs.Build, req); err != nil {
-				return "", err
-			}
-			err = workflow.ExecuteActivity(actx, pipelineActs.Package, p.ref, spec).Get(ctx, &p.pr.Package)
-		}
-		if err != nil {
-			return "", err
-		}
-		return fmt.Sprintf("%d bytes, sha256 %s", p.pr.Package.Size, p.pr.Package.SHA256), nil
-	}); err != nil {
-		return err
-	}
-	imgReq := activities.ImageRequest{Spec: spec, Package: p.pr.Package, Tree: p.pr.Tree, BuildKey: p.pr.BuildKey, Tag: p.in.Run}
-	if err := p.step(ctx, StepImage, func() (string, error) {
-		actx := central(ctx, quickOptions, "build the OCI image of "+spec.App)
-		if err := workflow.ExecuteActivity(actx, pipelineActs.BuildImage, imgReq).Get(ctx, &p.pr.Digest); err != nil {
-			return "", err
-		}
-		return p.pr.Digest, nil
-	}); err != nil {
-		return err
-	}
-	if err := p.step(ctx, StepPush, func() (string, error) {
-		imgReq.Digest = p.pr.Digest
-		actx := central(ctx, pushOptions, "push "+spec.Image.Name+":"+p.in.Run+" to the center registry")
-		if err := workflow.ExecuteActivity(actx, pipelineActs.Push, imgReq).Get(ctx, &p.pr.Image); err != nil {
-			return "", err
-		}
-		return p.pr.Image, nil
-	}); err != nil {
-		return err
 	}
 	p.removeCheckout(ctx) // while the targets deploy
 	return p.deploy(ctx)
 }
 
+// clone fetches the spec's ref and records its commit and source tree.
+func (p *pipeline) clone(ctx workflow.Context) (string, error) {
+	spec := p.in.Spec
+	var co activities.Checkout
+	actx := central(ctx, cloneOptions, fmt.Sprintf("clone %s at %s", spec.Repo, spec.Ref))
+	if err := workflow.ExecuteActivity(actx, pipelineActs.Clone, p.ref, spec).Get(ctx, &co); err != nil {
+		return "", err
+	}
+	p.pr.Commit, p.pr.Tree, p.pr.BuildKey = co.Commit, co.Tree, co.BuildKey
+	p.setLog(StepClone, co.Log)
+	return "commit " + co.Commit, nil
+}
+
+// reuse looks for an image built earlier from the same tree and build
+// spec; when there is one, the steps up to push are skipped.
+func (p *pipeline) reuse(ctx workflow.Context) (string, error) {
+	var found string
+	summary := "look for an earlier build of tree " + short(p.pr.Tree)
+	var f workflow.Future
+	if p.early {
+		opts := findBuildOptions
+		opts.Summary = summary
+		f = workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, opts), pipelineActs.FindBuild, p.in.Spec.Image.Name, p.pr.BuildKey)
+	} else {
+		f = workflow.ExecuteActivity(central(ctx, quickOptions, summary), pipelineActs.FindBuild, p.in.Spec.Image.Name, p.pr.BuildKey)
+	}
+	if err := f.Get(ctx, &found); err != nil {
+		return "", err
+	}
+	if found == "" {
+		return "no earlier build of this source and spec", nil
+	}
+	p.pr.Reused, p.pr.Image = true, found
+	p.pr.Digest = found[strings.LastIndex(found, "@")+1:]
+	for _, s := range []StepName{StepBuild, StepTest, StepPackage, StepImage, StepPush} {
+		p.pr.Steps[p.idx[s]].Status = StepSkipped
+		p.pr.Steps[p.idx[s]].Detail = "reused " + found
+	}
+	return "reusing " + found, nil
+}
+
+// build runs the build commands once per image platform.
+func (p *pipeline) build(ctx workflow.Context) (string, error) {
+	spec := p.in.Spec
+	actx := central(ctx, buildOptions(spec.Build.Timeout), "build "+spec.App+" for "+strings.Join(spec.Image.Platforms, ", "))
+	return "", p.runLogged(actx, StepBuild, pipelineActs.Build)
+}
+
+// test runs the test commands; a failure stops the run.
+func (p *pipeline) test(ctx workflow.Context) (string, error) {
+	spec := p.in.Spec
+	if len(spec.Test.Commands) == 0 {
+		return "no test commands", nil
+	}
+	actx := central(ctx, buildOptions(spec.Test.Timeout), "test "+spec.App)
+	return "", p.runLogged(actx, StepTest, pipelineActs.Test)
+}
+
+// pack packages the artifacts of every platform; when the built files are
+// gone (another build worker, or a resume after they were lost) it builds
+// again first.
+func (p *pipeline) pack(ctx workflow.Context) (string, error) {
+	spec := p.in.Spec
+	actx := central(ctx, quickOptions, "package "+spec.App)
+	err := workflow.ExecuteActivity(actx, pipelineActs.Package, p.ref, spec).Get(ctx, &p.pr.Package)
+	if isType(err, activities.ErrTypeNoArtifact) {
+		bctx := central(ctx, buildOptions(spec.Build.Timeout), "build "+spec.App+" again: its built files are gone")
+		if err := p.runLogged(bctx, StepBuild, pipelineActs.Build); err != nil {
+			return "", err
+		}
+		err = workflow.ExecuteActivity(actx, pipelineActs.Package, p.ref, spec).Get(ctx, &p.pr.Package)
+	}
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%d bytes, sha256 %s", p.pr.Package.Size, p.pr.Package.SHA256), nil
+}
+
+// image builds the OCI index of the package.
+func (p *pipeline) image(ctx workflow.Context) (string, error) {
+	actx := central(ctx, quickOptions, "build the OCI image of "+p.in.Spec.App)
+	if err := workflow.ExecuteActivity(actx, pipelineActs.BuildImage, p.imageRequest()).Get(ctx, &p.pr.Digest); err != nil {
+		return "", err
+	}
+	return p.pr.Digest, nil
+}
+
+// push pushes the image to the center registry, pinned by digest.
+func (p *pipeline) push(ctx workflow.Context) (string, error) {
+	actx := central(ctx, pushOptions, "push "+p.in.Spec.Image.Name+":"+p.in.Run+" to the center registry")
+	if err := workflow.ExecuteActivity(actx, pipelineActs.Push, p.imageRequest()).Get(ctx, &p.pr.Image); err != nil {
+		return "", err
+	}
+	return p.pr.Image, nil
+}
+
+func (p *pipeline) stepRequest() activities.StepRequest {
+	return activities.StepRequest{Ref: p.ref, Spec: p.in.Spec, Checkout: activities.Checkout{Commit: p.pr.Commit, Tree: p.pr.Tree}}
+}
+
+func (p *pipeline) imageRequest() activities.ImageRequest {
+	return activities.ImageRequest{Spec: p.in.Spec, Package: p.pr.Package, Tree: p.pr.Tree, BuildKey: p.pr.BuildKey, Tag: p.in.Run, Digest: p.pr.Digest}
+}
+
+// removeCheckout starts removing the run's checkout (also when the run is
+// being cancelled); run waits for it before it returns.
+func (p *pipeline) removeCheckout(ctx workflow.Context) {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	p.cleanup = workflow.ExecuteActivity(central(dctx, quickOptions, "remove the checkout of "+p.pr.ID), pipelineActs.Cleanup, p.ref)
+}
+
 // runLogged runs the build or test activity and keeps its logs, also from
 // a failure's details.
-func (p *pipeline) runLogged(actx workflow.Context, step string, act any, req activities.StepRequest) error {
+func (p *pipeline) runLogged(actx workflow.Context, step StepName, act any) error {
 	var logs activities.StepLogs
-	err := workflow.ExecuteActivity(actx, act, req).Get(actx, &logs)
+	err := workflow.ExecuteActivity(actx, act, p.stepRequest()).Get(actx, &logs)
 	var ae *temporal.ApplicationError
 	if errors.As(err, &ae) && ae.HasDetails() {
 		_ = ae.Details(&logs)
@@ -472,7 +537,7 @@ func (p *pipeline) runLogged(actx workflow.Context, step string, act any, req ac
 }
 
 // step runs one step unless it is already done, recording its timings.
-func (p *pipeline) step(ctx workflow.Context, name string, fn func() (string, error)) error {
+func (p *pipeline) step(ctx workflow.Context, name StepName, fn func(workflow.Context) (string, error)) error {
 	s := &p.pr.Steps[p.idx[name]]
 	if s.Status == StepDone || s.Status == StepSkipped {
 		return nil
@@ -480,7 +545,7 @@ func (p *pipeline) step(ctx workflow.Context, name string, fn func() (string, er
 	p.pr.Step = name
 	s.Status, s.Started, s.Ended, s.Error = StepRunning, workflow.Now(ctx), time.Time{}, ""
 	p.publish(ctx)
-	detail, err := fn()
+	detail, err := fn(ctx)
 	s = &p.pr.Steps[p.idx[name]]
 	s.Ended = workflow.Now(ctx)
 	if err != nil {
@@ -498,7 +563,7 @@ func (p *pipeline) step(ctx workflow.Context, name string, fn func() (string, er
 	return nil
 }
 
-func (p *pipeline) setLog(step string, logs activities.StepLogs) {
+func (p *pipeline) setLog(step StepName, logs activities.StepLogs) {
 	p.pr.Steps[p.idx[step]].Log = logs
 }
 
@@ -514,7 +579,7 @@ func (p *pipeline) deploy(ctx workflow.Context) error {
 	}
 	wg := workflow.NewWaitGroup(ctx)
 	for i, t := range p.in.Spec.Deploy.Targets {
-		if p.pr.Targets[i].Status == StepDone {
+		if p.pr.Targets[i].Status == TargetDone {
 			continue
 		}
 		wg.Add(1)
@@ -532,10 +597,10 @@ func (p *pipeline) deploy(ctx workflow.Context) error {
 	var failed, rolled, rejected []string
 	for _, t := range p.pr.Targets {
 		switch t.Status {
-		case StepDone:
-		case StepRolledBack:
+		case TargetDone:
+		case TargetRolledBack:
 			rolled = append(rolled, t.Cloud)
-		case StepRejected:
+		case TargetRejected:
 			rejected = append(rejected, t.Cloud)
 		default:
 			failed = append(failed, t.Cloud+": "+t.Error)
@@ -555,7 +620,7 @@ func (p *pipeline) deploy(ctx workflow.Context) error {
 		a := p.pr.Approval
 		deploy.Status, verify.Status = StepFailed, StepFailed
 		p.pr.Step = StepApproval
-		if a.Status == StepTimedOut {
+		if a.Status == ApprovalTimedOut {
 			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("nobody approved the deploy to %s in time", strings.Join(rejected, ", ")), ErrTypeApprovalTimeout, nil)
 		}
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("deploy to %s rejected by %s: %s", strings.Join(rejected, ", "), a.Who, a.Why), ErrTypeRejected, nil)
@@ -570,20 +635,20 @@ func (p *pipeline) gate(ctx workflow.Context) {
 	a, s := p.pr.Approval, &p.pr.Steps[p.idx[StepApproval]]
 	timeout := p.in.Spec.Deploy.ApprovalTimeout
 	s.Status, s.Started = StepWaiting, workflow.Now(ctx)
-	if a.Status == StepPending { // else decided before the gate opened
-		a.Status, a.Deadline = StepWaiting, workflow.Now(ctx).Add(timeout)
+	if a.Status == ApprovalPending { // else decided before the gate opened
+		a.Status, a.Deadline = ApprovalWaiting, workflow.Now(ctx).Add(timeout)
 	}
 	workflow.Go(ctx, func(ctx workflow.Context) {
-		decided, _ := workflow.AwaitWithTimeout(ctx, timeout, func() bool { return a.Status != StepWaiting })
+		decided, _ := workflow.AwaitWithTimeout(ctx, timeout, func() bool { return a.Status != ApprovalWaiting })
 		if !decided {
-			a.Status, a.At = StepTimedOut, workflow.Now(ctx)
+			a.Status, a.At = ApprovalTimedOut, workflow.Now(ctx)
 		}
 		s.Ended = workflow.Now(ctx)
-		s.Status = a.Status
-		if a.Status == StepDone {
+		s.Status = StepStatus(a.Status)
+		if a.Status == ApprovalGranted {
 			s.Detail = "approved by " + a.Who
 		} else {
-			s.Error = a.Status + " " + a.Who + " " + a.Why
+			s.Error = string(a.Status) + " " + a.Who + " " + a.Why
 		}
 		p.publish(ctx)
 	})
@@ -594,13 +659,13 @@ func (p *pipeline) gate(ctx workflow.Context) {
 func (p *pipeline) target(ctx workflow.Context, i int, t pipelinespec.Target) {
 	tp := &p.pr.Targets[i]
 	if t.Approval {
-		tp.Status = StepWaiting
+		tp.Status = TargetWaiting
 		a := p.pr.Approval
-		if err := workflow.Await(ctx, func() bool { return a.Status != StepWaiting && a.Status != StepPending }); err != nil {
+		if err := workflow.Await(ctx, func() bool { return a.Status.Decided() }); err != nil {
 			return
 		}
-		if a.Status != StepDone {
-			tp.Status, tp.Error = StepRejected, "approval "+a.Status
+		if a.Status != ApprovalGranted {
+			tp.Status, tp.Error = TargetRejected, "approval "+string(a.Status)
 			return
 		}
 	}
@@ -612,7 +677,7 @@ func (p *pipeline) target(ctx workflow.Context, i int, t pipelinespec.Target) {
 		}
 		var st runtime.Status
 		if err := f.Get(ctx, &st); err != nil {
-			tp.Status, tp.Error = StepFailed, "status: "+err.Error()
+			tp.Status, tp.Error = TargetFailed, "status: "+err.Error()
 			return
 		}
 		if st.Exists && st.Image != p.pr.Image {
@@ -633,7 +698,7 @@ func (p *pipeline) target(ctx workflow.Context, i int, t pipelinespec.Target) {
 		tp.Verified, err = p.verify(ctx, t, tp)
 	}
 	if err == nil {
-		tp.Status = StepDone
+		tp.Status = TargetDone
 		p.publish(ctx)
 		return
 	}
@@ -649,7 +714,7 @@ func (p *pipeline) target(ctx workflow.Context, i int, t pipelinespec.Target) {
 func (p *pipeline) readTargets(ctx workflow.Context) {
 	p.before = map[int]workflow.Future{}
 	for i, t := range p.in.Spec.Deploy.Targets {
-		if tp := p.pr.Targets[i]; tp.Status != StepDone && tp.Previous == "" {
+		if tp := p.pr.Targets[i]; tp.Status != TargetDone && tp.Previous == "" {
 			p.before[i] = p.readTarget(ctx, t.Cloud, tp.Instance)
 		}
 	}
@@ -706,14 +771,14 @@ func (p *pipeline) rollback(ctx workflow.Context, cloud string, tp *TargetProgre
 			return
 		}
 	}
-	tp.Status = StepRolledBack
+	tp.Status = TargetRolledBack
 }
 
 // publish tells the Web UI where the run is.
 func (p *pipeline) publish(ctx workflow.Context) {
 	details := fmt.Sprintf("**%s** %s", p.pr.ID, p.pr.Status)
 	if p.pr.Step != "" {
-		details += " at " + p.pr.Step
+		details += " at " + string(p.pr.Step)
 	}
 	if p.pr.Image != "" {
 		details += "\n\nimage `" + p.pr.Image + "`"
@@ -721,7 +786,7 @@ func (p *pipeline) publish(ctx workflow.Context) {
 	for _, t := range p.pr.Targets {
 		details += fmt.Sprintf("\n- %s: %s %s", t.Cloud, t.Status, t.Endpoint.URL)
 	}
-	if a := p.pr.Approval; a != nil && a.Status == StepWaiting {
+	if a := p.pr.Approval; a != nil && a.Status == ApprovalWaiting {
 		details += fmt.Sprintf("\n\nwaiting for approval of %s until %s", strings.Join(a.Targets, ", "), a.Deadline.Format(time.RFC3339))
 	}
 	workflow.SetCurrentDetails(ctx, details)

@@ -233,8 +233,8 @@ func (pt *pipelineTest) progress() PipelineProgress {
 	return pr
 }
 
-func stepStatuses(pr PipelineProgress) map[string]string {
-	out := map[string]string{}
+func stepStatuses(pr PipelineProgress) map[StepName]StepStatus {
+	out := map[StepName]StepStatus{}
 	for _, s := range pr.Steps {
 		out[s.Name] = s.Status
 	}
@@ -356,7 +356,7 @@ func TestPipelineRollsBackTheFailingTargetOnly(t *testing.T) {
 	for _, tp := range pr.Targets {
 		byCloud[tp.Cloud] = tp
 	}
-	if byCloud["edge-latin"].Status != StepRolledBack || byCloud["edge-latin"].Previous != oldImage || byCloud["fog-north"].Status != StepDone {
+	if byCloud["edge-latin"].Status != TargetRolledBack || byCloud["edge-latin"].Previous != oldImage || byCloud["fog-north"].Status != TargetDone {
 		t.Errorf("targets %+v", pr.Targets)
 	}
 }
@@ -391,13 +391,13 @@ func TestPipelineApprovalApprove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a := waiting.Approval; a == nil || a.Status != StepWaiting || !slices.Equal(a.Targets, []string{"edge-latin"}) || a.Deadline.IsZero() {
+	if a := waiting.Approval; a == nil || a.Status != ApprovalWaiting || !slices.Equal(a.Targets, []string{"edge-latin"}) || a.Deadline.IsZero() {
 		t.Fatalf("approval while waiting %+v", waiting.Approval)
 	}
-	if waiting.Targets[0].Status != StepDone || waiting.Targets[1].Status != StepWaiting {
+	if waiting.Targets[0].Status != TargetDone || waiting.Targets[1].Status != TargetWaiting {
 		t.Errorf("while waiting: %+v (the ungated target deploys at once)", waiting.Targets)
 	}
-	if pr.Approval.Who != "bob" || pr.Approval.Status != StepDone || pt.f.images["edge-latin"] != fakeImage {
+	if pr.Approval.Who != "bob" || pr.Approval.Status != ApprovalGranted || pt.f.images["edge-latin"] != fakeImage {
 		t.Errorf("approval %+v, edge-latin runs %q", pr.Approval, pt.f.images["edge-latin"])
 	}
 }
@@ -411,7 +411,7 @@ func TestPipelineApprovalReject(t *testing.T) {
 	if errorType(err) != ErrTypeRejected || !strings.Contains(err.Error(), "carol") || !strings.Contains(err.Error(), "freeze") {
 		t.Fatalf("error %v", err)
 	}
-	if pt.f.count("deploy edge-latin") != 0 || pr.Approval.Status != StepRejected {
+	if pt.f.count("deploy edge-latin") != 0 || pr.Approval.Status != ApprovalRejected {
 		t.Errorf("edge-latin deployed %d times, approval %+v", pt.f.count("deploy edge-latin"), pr.Approval)
 	}
 }
@@ -516,7 +516,7 @@ func TestPipelineCancelledDuringDeployLeavesNothingHalfDeployed(t *testing.T) {
 		t.Fatal("a cancelled run succeeded")
 	}
 	for _, tp := range pr.Targets {
-		if tp.Status != StepRolledBack {
+		if tp.Status != TargetRolledBack {
 			t.Errorf("target %s %s after the cancel", tp.Cloud, tp.Status)
 		}
 	}

@@ -91,25 +91,6 @@ type PortReport struct {
 	Source   *activities.PortSource   `json:"source,omitempty"`
 }
 
-var portActs *activities.Port
-
-// portOptions: builds and test runs take minutes and heartbeat; a bad
-// input or a failed build is not retried.
-var portOptions = workflow.ActivityOptions{
-	StartToCloseTimeout: 30 * time.Minute,
-	HeartbeatTimeout:    time.Minute,
-	RetryPolicy: &temporal.RetryPolicy{
-		InitialInterval:    time.Second,
-		BackoffCoefficient: 2,
-		MaximumInterval:    30 * time.Second,
-		MaximumAttempts:    3,
-		NonRetryableErrorTypes: []string{
-			activities.ErrTypeNotGoModule, activities.ErrTypeUnknownArch,
-			activities.ErrTypeUnreachableRepo, activities.ErrTypeBuildFailed,
-		},
-	},
-}
-
 // PortToArch ports a Go module to linux/<arch>: diagnose what fails, fix
 // each failing dependency (upgrade, else patched copy + replace, else
 // report it for a human), cross-build, test under qemu and push an image.
@@ -147,18 +128,15 @@ func newPorting(ctx workflow.Context, in PortInput) (*porting, error) {
 
 // validatePort rejects bad input before any side effect.
 func validatePort(in PortInput) error {
-	bad := func(format string, args ...any) error {
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), ErrTypeInvalidPort, nil)
-	}
 	switch {
 	case strings.TrimSpace(in.Repo) == "":
-		return bad("no repo given: a git URL or a local path")
+		return invalid(ErrTypeInvalidPort, "no repo given: a git URL or a local path")
 	case !port.KnownArch(in.Arch):
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("unknown GOARCH %q", in.Arch), activities.ErrTypeUnknownArch, nil)
+		return invalid(activities.ErrTypeUnknownArch, "unknown GOARCH %q", in.Arch)
 	case slices.Contains(in.Packages, ""):
-		return bad("empty package pattern")
+		return invalid(ErrTypeInvalidPort, "empty package pattern")
 	case slices.Contains(in.TestModules, ""):
-		return bad("empty test module path")
+		return invalid(ErrTypeInvalidPort, "empty test module path")
 	}
 	return nil
 }

@@ -92,7 +92,7 @@ func (c *Client) Decide(ctx context.Context, app, run string, approve bool, d wo
 	if err != nil {
 		return err
 	}
-	if pr.Approval == nil || (pr.Approval.Status != workflows.StepWaiting && pr.Approval.Status != workflows.StepPending) {
+	if pr.Approval == nil || pr.Approval.Status.Decided() {
 		return fmt.Errorf("%s waits for no approval", pr.ID)
 	}
 	name := names.RejectSignal

@@ -180,7 +180,7 @@ func TestPipelineBench(t *testing.T) {
 	fmt.Fprintf(&b, "## 1. First run vs unchanged rerun\n\nEach pair: a new commit (a new `build_id.go`, so a new source tree the build has never seen), its first run, then a rerun of the same commit, which finds the build key's `build-<key>` tag in the registry and skips build, test, package, image and push; its deploys find the instances already running that image. The first runs use the worker's warm Go build cache (only the changed package recompiles); one extra first run used an empty Go cache, as a new build worker would.\n\n")
 	fmt.Fprintf(&b, "| run | end to end | build step | test step | deploy + verify | reused |\n|---|---|---|---|---|---|\n")
 	row := func(name string, d time.Duration, pr workflows.PipelineProgress) {
-		st := func(n string) string {
+		st := func(n workflows.StepName) string {
 			s, _ := pr.StepByName(n)
 			if s.Status == workflows.StepSkipped {
 				return "skipped"

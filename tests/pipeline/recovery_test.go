@@ -95,7 +95,7 @@ func TestFailedVerificationRollsBackToThePreviousImage(t *testing.T) {
 		harness.RecordHistory(t, ctx, c, pr.ID, path)
 	}
 	for _, tp := range pr.Targets {
-		if tp.Status != workflows.StepRolledBack || tp.Previous != v1.Image {
+		if tp.Status != workflows.TargetRolledBack || tp.Previous != v1.Image {
 			t.Errorf("target %+v, want rolled back to %s", tp, v1.Image)
 		}
 		if !strings.Contains(err.Error(), tp.Cloud) {
