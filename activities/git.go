@@ -2,16 +2,35 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/edgedrift/drift/internal/git"
 	"github.com/edgedrift/drift/internal/pipelinespec"
 )
+
+// Error types of fetching source, for pipelines and ports alike.
+const (
+	ErrTypeUnreachableRepo = "UnreachableRepo" // git cannot read the repository (final when it does not exist)
+	ErrTypeUnknownRef      = "UnknownRef"      // the repository has no such branch, tag or commit
+)
+
+// fetchError turns a failed fetch by step into drift's error classes: a
+// missing repository or ref is final, anything else (a refused connection,
+// a timeout) may be retried, typed the same.
+func fetchError(step, repo, ref string, err error) error {
+	switch {
+	case errors.Is(err, git.ErrNoRef):
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %s has no ref %q", step, repo, ref), ErrTypeUnknownRef, err)
+	case errors.Is(err, git.ErrNoRepo):
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: no git repository at %s", step, repo), ErrTypeUnreachableRepo, err)
+	}
+	return temporal.NewApplicationError(fmt.Sprintf("%s: cannot fetch %s at %q: %v", step, repo, ref, err), ErrTypeUnreachableRepo, err)
+}
 
 // Clone fetches the spec's ref shallowly with the real git and records the
 // exact commit and tree it found, and the build key of that tree.
@@ -27,88 +46,34 @@ func (p *Pipeline) Clone(ctx context.Context, r RunRef, spec pipelinespec.Spec) 
 		return Checkout{}, err
 	}
 	defer lg.Close()
-	if err := fetch(ctx, lg, src, spec.Repo, spec.Ref); err != nil {
-		return Checkout{}, err
+	commit, err := git.Fetch(ctx, lg, src, spec.Repo, spec.Ref)
+	if err != nil {
+		return Checkout{}, fetchError("clone", spec.Repo, spec.Ref, err)
 	}
-	ids, err := gitOut(ctx, src, "rev-parse", "FETCH_HEAD^{commit}", "FETCH_HEAD^{tree}")
+	tree, err := git.Run(ctx, src, "rev-parse", "FETCH_HEAD^{tree}")
 	if err != nil {
 		return Checkout{}, err
 	}
-	commit, tree, _ := strings.Cut(ids, "\n")
 	fmt.Fprintf(lg, "fetched %s (tree %s)\n", commit, tree)
 	return Checkout{Commit: commit, Tree: tree, BuildKey: spec.BuildKey(tree), Log: lg.logs()}, nil
-}
-
-// fetch makes dir a git repository holding the one commit ref (a branch, tag
-// or commit) names in repo, without its history; nothing is checked out
-// until a step needs the files (a reused build never does).
-func fetch(ctx context.Context, lg *stepLog, dir, repo, ref string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	if isLocalPath(repo) {
-		abs, err := filepath.Abs(repo)
-		if err != nil {
-			return err
-		}
-		repo = "file://" + abs // local paths ignore --depth; file:// honours it
-	}
-	for _, args := range [][]string{
-		{"init", "-q"},
-		{"fetch", "-q", "--depth", "1", "--no-tags", "--", repo, ref},
-	} {
-		if err := lg.run(ctx, dir, nil, "git", args...); err != nil {
-			return classifyGit(repo, ref, lg.tailText(), err)
-		}
-	}
-	return nil
-}
-
-func isLocalPath(repo string) bool {
-	return !strings.Contains(repo, "://") && !strings.Contains(strings.SplitN(repo, "/", 2)[0], ":")
-}
-
-// classifyGit tells a missing repository or ref (no retry helps) from a
-// failure worth retrying, from what git said.
-func classifyGit(repo, ref, out string, err error) error {
-	low := strings.ToLower(out)
-	switch {
-	case strings.Contains(low, "couldn't find remote ref"), strings.Contains(low, "not our ref"),
-		strings.Contains(low, "unadvertised object"), strings.Contains(low, "no such ref"):
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("clone: %s has no ref %q", repo, ref), ErrTypeUnknownRef, err)
-	case strings.Contains(low, "does not appear to be a git repository"), strings.Contains(low, "repository not found"),
-		strings.Contains(low, "does not exist"), strings.Contains(low, "not found"):
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("clone: no git repository at %s", repo), ErrTypeUnknownRepo, err)
-	}
-	return fmt.Errorf("clone %s %s: %w: %s", repo, ref, err, out)
 }
 
 // ensureCheckout checks the run's commit out, fetching it again when the
 // repository is gone (another build worker, or a resumed run after Cleanup).
 func (p *Pipeline) ensureCheckout(ctx context.Context, lg *stepLog, r RunRef, repo string, co Checkout) (string, error) {
 	src := filepath.Join(p.runDir(r), "src")
-	if head, err := gitOut(ctx, src, "rev-parse", "HEAD"); err == nil && head == co.Commit {
+	if head, err := git.Run(ctx, src, "rev-parse", "HEAD"); err == nil && head == co.Commit {
 		return src, nil
 	}
-	if _, err := gitOut(ctx, src, "cat-file", "-e", co.Commit+"^{commit}"); err != nil {
+	if _, err := git.Run(ctx, src, "cat-file", "-e", co.Commit+"^{commit}"); err != nil {
 		os.RemoveAll(src)
 		fmt.Fprintf(lg, "fetching %s again at %s\n", repo, co.Commit)
-		if err := fetch(ctx, lg, src, repo, co.Commit); err != nil {
-			return "", err
+		if _, err := git.Fetch(ctx, lg, src, repo, co.Commit); err != nil {
+			return "", fetchError("checkout", repo, co.Commit, err)
 		}
 	}
-	if err := lg.run(ctx, src, nil, "git", "checkout", "-q", "--detach", co.Commit); err != nil {
-		return "", fmt.Errorf("checkout %s: %w: %s", co.Commit, err, lg.tailText())
+	if _, err := git.Run(ctx, src, "checkout", "-q", "--detach", co.Commit); err != nil {
+		return "", err
 	}
 	return src, nil
-}
-
-func gitOut(ctx context.Context, dir string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "git", args...)
-	cmd.Dir = dir
-	b, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("git %s: %w", strings.Join(args, " "), err)
-	}
-	return strings.TrimSpace(string(b)), nil
 }

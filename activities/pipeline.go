@@ -32,8 +32,6 @@ type Pipeline struct {
 
 // Error types of pipeline steps; none is retried.
 const (
-	ErrTypeUnknownRepo = "UnknownRepo" // git cannot read the repository
-	ErrTypeUnknownRef  = "UnknownRef"  // the repository has no such branch, tag or commit
 	ErrTypeBuildFailed = "BuildFailed" // a build command failed
 	ErrTypeTestFailed  = "TestFailed"  // a test command failed
 	ErrTypeNoArtifact  = "NoArtifact"  // the build did not make an artifact

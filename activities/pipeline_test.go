@@ -133,7 +133,7 @@ func TestStepFailuresAreTypedAndCarryTheOutput(t *testing.T) {
 		t.Errorf("unknown ref: %v", err)
 	}
 	spec = scriptSpec(t, filepath.Join(t.TempDir(), "missing"))
-	if _, err := p.Clone(ctx, ref, spec); typeOf(err) != ErrTypeUnknownRepo {
+	if _, err := p.Clone(ctx, ref, spec); typeOf(err) != ErrTypeUnreachableRepo {
 		t.Errorf("missing repo: %v", err)
 	}
 

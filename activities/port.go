@@ -16,15 +16,15 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/edgedrift/drift/internal/git"
 	"github.com/edgedrift/drift/internal/image"
 	"github.com/edgedrift/drift/internal/port"
 )
 
 // Error types of porting; none is retried.
 const (
-	ErrTypeNotGoModule     = "NotGoModule"     // the source has no go.mod
-	ErrTypeUnknownArch     = "UnknownArch"     // the toolchain cannot target linux/<arch>
-	ErrTypeUnreachableRepo = "UnreachableRepo" // git cannot fetch the repo or ref
+	ErrTypeNotGoModule = "NotGoModule" // the source has no go.mod
+	ErrTypeUnknownArch = "UnknownArch" // the toolchain cannot target linux/<arch>
 )
 
 // A port's cross-build that fails after diagnosis said it would pass is
@@ -94,41 +94,37 @@ func (a *Port) PortFetch(ctx context.Context, in PortFetchInput) (PortSource, er
 	if err := json.Unmarshal([]byte(modJSON), &mod); err != nil {
 		return PortSource{}, err
 	}
-	if _, err := git(ctx, dir, "checkout", "-q", "-B", PortBranch(in.Arch)); err != nil {
+	if _, err := git.Run(ctx, dir, "checkout", "-q", "-B", PortBranch(in.Arch)); err != nil {
 		return PortSource{}, err
 	}
-	base, err := git(ctx, dir, "rev-parse", "HEAD")
+	base, err := git.Run(ctx, dir, "rev-parse", "HEAD")
 	if err != nil {
 		return PortSource{}, err
 	}
-	return PortSource{Dir: dir, Module: mod.Module.Path, Base: strings.TrimSpace(base), Arch: in.Arch}, nil
+	return PortSource{Dir: dir, Module: mod.Module.Path, Base: base, Arch: in.Arch}, nil
 }
 
-// fetchSource clones repo at ref into dir; a local directory that is not a
-// git repository is copied and committed so the port can branch from it.
+// fetchSource fetches repo at ref into dir; a local directory that is not
+// a git repository is copied and committed so the port can branch from it.
 func fetchSource(ctx context.Context, repo, ref, dir string) error {
 	if st, err := os.Stat(repo); err == nil && st.IsDir() {
 		if _, err := os.Stat(filepath.Join(repo, ".git")); err != nil {
 			if err := os.CopyFS(dir, os.DirFS(repo)); err != nil {
 				return err
 			}
-			for _, args := range [][]string{{"init", "-q"}, {"add", "-A"}, {"commit", "-q", "--allow-empty", "-m", "drift port: snapshot of " + repo}} {
-				if _, err := git(ctx, dir, args...); err != nil {
-					return err
-				}
+			if _, err := git.Run(ctx, dir, "init", "-q"); err != nil {
+				return err
 			}
-			return nil
+			_, err := git.Commit(ctx, dir, "drift port: snapshot of "+repo, true)
+			return err
 		}
 	}
-	if _, err := git(ctx, "", "clone", "-q", repo, dir); err != nil {
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("cannot clone %s: %v", repo, err), ErrTypeUnreachableRepo, nil)
+	commit, err := git.Fetch(ctx, nil, dir, repo, ref)
+	if err != nil {
+		return fetchError("fetch", repo, ref, err)
 	}
-	if ref != "" {
-		if _, err := git(ctx, dir, "checkout", "-q", ref); err != nil {
-			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s has no ref %s: %v", repo, ref, err), ErrTypeUnreachableRepo, nil)
-		}
-	}
-	return nil
+	_, err = git.Run(ctx, dir, "checkout", "-q", commit)
+	return err
 }
 
 // PortDiagnoseInput names the packages to build.
@@ -414,29 +410,19 @@ func (a *Port) PortCommit(ctx context.Context, in PortCommitInput) (PortCommit, 
 	stop := heartbeat(ctx)
 	defer stop()
 	dir := in.Source.Dir
-	if _, err := git(ctx, dir, "add", "-A"); err != nil {
-		return PortCommit{}, err
-	}
-	if _, err := git(ctx, dir, "-c", "user.name=drift", "-c", "user.email=drift@localhost", "commit", "-q", "--allow-empty", "-m", in.Message); err != nil {
-		return PortCommit{}, err
-	}
-	head, err := git(ctx, dir, "rev-parse", "HEAD")
-	if err != nil {
-		return PortCommit{}, err
-	}
-	diff, err := git(ctx, dir, "diff", "--binary", in.Source.Base, "HEAD")
+	head, err := git.Commit(ctx, dir, in.Message, true)
 	if err != nil {
 		return PortCommit{}, err
 	}
 	patch := filepath.Join(filepath.Dir(dir), "port-"+in.Source.Arch+".patch")
-	if err := os.WriteFile(patch, []byte(diff), 0o644); err != nil {
+	if _, err := git.Run(ctx, dir, "diff", "--binary", "--output="+patch, in.Source.Base, "HEAD"); err != nil {
 		return PortCommit{}, err
 	}
-	stat, err := git(ctx, dir, "diff", "--shortstat", in.Source.Base, "HEAD")
+	stat, err := git.Run(ctx, dir, "diff", "--shortstat", in.Source.Base, "HEAD")
 	if err != nil {
 		return PortCommit{}, err
 	}
-	return PortCommit{Branch: PortBranch(in.Source.Arch), Commit: strings.TrimSpace(head), Patch: patch, Stat: strings.TrimSpace(stat)}, nil
+	return PortCommit{Branch: PortBranch(in.Source.Arch), Commit: head, Patch: patch, Stat: stat}, nil
 }
 
 // PortBinary is one cross-built command.
@@ -610,17 +596,6 @@ func runGo(ctx context.Context, dir string, env []string, combined bool, args ..
 		return all, fmt.Errorf("go %s: %w: %s", strings.Join(args, " "), err, lastLines(all, 10))
 	}
 	return stdout.String(), nil
-}
-
-func git(ctx context.Context, dir string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return string(out), nil
 }
 
 // modFiles is a saved go.mod/go.sum pair, kept on disk too until done so

@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgedrift/drift/activities"
 	"github.com/edgedrift/drift/internal/client"
+	"github.com/edgedrift/drift/internal/git"
 	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/pipelinespec"
 	"github.com/edgedrift/drift/workflows"
@@ -255,7 +256,7 @@ func newPipelineDecideCommand(g *globals, approve bool) *cobra.Command {
 // absRepo makes a local repository path absolute, since the build worker
 // does not share the CLI's working directory.
 func absRepo(repo string) (string, error) {
-	if strings.Contains(repo, "://") || strings.Contains(strings.SplitN(repo, "/", 2)[0], ":") {
+	if !git.IsLocalPath(repo) {
 		return repo, nil
 	}
 	return filepath.Abs(repo)

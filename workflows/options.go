@@ -24,11 +24,13 @@ var (
 	installActs  *activities.Install
 )
 
-// nonRetryable lists the error types no retry can fix.
+// nonRetryable lists the error types no retry can fix. (A repository that
+// does not exist fails as non-retryable UnreachableRepo; one that does not
+// answer is retried under the same type, so that type is not listed.)
 var nonRetryable = []string{
 	activities.ErrTypeInvalidSpec, activities.ErrTypeAtCapacity,
 	activities.ErrTypeInvalidImage, activities.ErrTypeUnknownImage,
-	activities.ErrTypeUnknownRepo, activities.ErrTypeUnknownRef, activities.ErrTypeBuildFailed,
+	activities.ErrTypeUnknownRef, activities.ErrTypeBuildFailed,
 	activities.ErrTypeTestFailed, activities.ErrTypeNoArtifact, activities.ErrTypeNotServing,
 }
 
@@ -128,8 +130,7 @@ var portOptions = workflow.ActivityOptions{
 	StartToCloseTimeout: 30 * time.Minute,
 	HeartbeatTimeout:    time.Minute,
 	RetryPolicy: retry(3, 30*time.Second,
-		activities.ErrTypeNotGoModule, activities.ErrTypeUnknownArch,
-		activities.ErrTypeUnreachableRepo, activities.ErrTypeBuildFailed),
+		activities.ErrTypeNotGoModule, activities.ErrTypeUnknownArch, activities.ErrTypeBuildFailed),
 }
 
 // installOptions: the node and the repository are reached over the network;

@@ -2,14 +2,13 @@ package demo
 
 import (
 	"context"
-	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 
 	"github.com/edgedrift/drift/deploy/examples"
+	"github.com/edgedrift/drift/internal/git"
 )
 
 // HelloGoMod makes the example app a module of its own in its repository
@@ -51,14 +50,14 @@ func GitRepo(ctx context.Context, dir, name string, files map[string][]byte) (st
 			return "", err
 		}
 	}
-	if err := Git(ctx, dir, "init", "-q", "--bare", bare); err != nil {
+	if _, err := git.Run(ctx, dir, "init", "-q", "--bare", bare); err != nil {
 		return "", err
 	}
 	for _, args := range [][]string{
 		{"init", "-q", "-b", "main"},
 		{"remote", "add", "origin", bare},
 	} {
-		if err := Git(ctx, work, args...); err != nil {
+		if _, err := git.Run(ctx, work, args...); err != nil {
 			return "", err
 		}
 	}
@@ -67,24 +66,9 @@ func GitRepo(ctx context.Context, dir, name string, files map[string][]byte) (st
 
 // CommitAndPush commits everything in the work tree and pushes main.
 func CommitAndPush(ctx context.Context, work, message string) error {
-	for _, args := range [][]string{
-		{"add", "-A"},
-		{"-c", "user.name=drift", "-c", "user.email=drift@example.invalid", "commit", "-q", "-m", message},
-		{"push", "-q", "origin", "main"},
-	} {
-		if err := Git(ctx, work, args...); err != nil {
-			return err
-		}
+	if _, err := git.Commit(ctx, work, message, false); err != nil {
+		return err
 	}
-	return nil
-}
-
-// Git runs git in dir.
-func Git(ctx context.Context, dir string, args ...string) error {
-	cmd := exec.CommandContext(ctx, "git", args...)
-	cmd.Dir = dir
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("git %v: %v\n%s", args, err, b)
-	}
-	return nil
+	_, err := git.Run(ctx, work, "push", "-q", "origin", "main")
+	return err
 }

@@ -148,7 +148,7 @@ func badInput(t *testing.T, ctx context.Context, c client.Client, topo *topology
 		typ, want string
 	}{
 		{"missing repo", func(s *pipelinespec.Spec) { s.Repo = "file:///nonexistent/drift-pipeline.git" },
-			activities.ErrTypeUnknownRepo, "failed at clone: clone: no git repository at file:///nonexistent/drift-pipeline.git"},
+			activities.ErrTypeUnreachableRepo, "failed at clone: clone: no git repository at file:///nonexistent/drift-pipeline.git"},
 		{"unknown ref", func(s *pipelinespec.Spec) { s.Ref = "no-such-branch" },
 			activities.ErrTypeUnknownRef, `failed at clone: clone: file://`},
 		{"build command fails", func(s *pipelinespec.Spec) { s.Build.Commands = []string{"go build ./does-not-exist"} },
