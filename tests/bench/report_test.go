@@ -255,7 +255,7 @@ func (r *report) Markdown() string {
 	// 2. Overhead.
 	if o := r.Overhead; o != nil {
 		w("## 2. Orchestration overhead\n\n")
-		w("One worker process on the embedded server; the clouds `inst-a`/`inst-b` run the bench-only `Instant` runtime (tests/bench/instant.go: Deploy and Destroy return at once, passed through `app.WorkerOptions.Runtimes`). ")
+		w("One worker process on the embedded server; the clouds `inst-a`/`inst-b` run the in-memory `Instant` runtime (internal/runtime/runtimetest: Deploy and Destroy return at once, passed through `workerhost.WorkerOptions.Runtimes`). ")
 		w("%d sessions, each with its pair pre-deployed, make warm moves back and forth (no activity runs). ", o.Clients)
 		w("The baseline is %d workflows whose Update handler returns at once (`benchNoop`, on a worker of its own queue in the same process). ", o.Clients)
 		w("All are driven the same way: %d concurrent clients, one per workflow, each sending %d updates in a row and waiting for each result (`WaitForStage: Completed`). ", o.Clients, o.PerClient)
