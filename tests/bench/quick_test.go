@@ -16,21 +16,6 @@ import (
 // These tests run under plain `go test`: quick checks that the bench's own
 // parts measure what they claim.
 
-func TestPercentile(t *testing.T) {
-	var ds []time.Duration
-	for i := 100; i >= 1; i-- {
-		ds = append(ds, time.Duration(i)*time.Millisecond)
-	}
-	for p, want := range map[float64]time.Duration{0.5: 50 * time.Millisecond, 0.99: 99 * time.Millisecond, 1: 100 * time.Millisecond, 0.001: time.Millisecond} {
-		if got := percentile(ds, p); got != want {
-			t.Errorf("p%v = %s, want %s", p, got, want)
-		}
-	}
-	if percentile(nil, 0.5) != 0 {
-		t.Error("empty")
-	}
-}
-
 // TestMeasurementsSmoke runs the handover and overhead measurements in
 // miniature on the instant runtime against a real embedded server: warm
 // moves are warm, cold ones deploy, the sessions' own reports agree, rates
