@@ -24,9 +24,9 @@ import (
 // cloud of a topology, each on its own in-memory runtimetest.Instant and
 // with the capacity the topology gives it. The testsuite runs every
 // activity in one environment, whatever queue the workflow scheduled it on,
-// so each method finds its cloud by that queue, as the worker polling
-// drift.cloud.<id> would be found. Its exported methods are the activities;
-// the unexported ones are for the tests.
+// so each method picks its cloud by that queue (drift.cloud.<id>), where a
+// real deployment has one worker per cloud. Its exported methods are the
+// activities; the unexported ones are for the tests.
 type testClouds struct {
 	t          *testing.T
 	clouds     map[string]*activities.Cloud
