@@ -37,7 +37,7 @@ import (
 func TestRealNodeServesHTTP(t *testing.T) {
 	reg := harness.Registry(t)
 	pulled := harness.HelloImage(t, reg, "pulled")
-	c := Start(t, WithRealNode(), WithInsecureRegistry(reg.Host()))
+	c := Start(t, WithRealNode(), WithNodes(1), WithInsecureRegistry(reg.Host()))
 	n := c.Real
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -98,6 +98,35 @@ func TestRealNodeServesHTTP(t *testing.T) {
 		})
 	}
 
+	// Pods with no scheduling hints go to the real node; pods that tolerate
+	// the fake nodes' taint and select them go there.
+	t.Run("choosing-nodes", func(t *testing.T) {
+		plain := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: "plain", Namespace: ns},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: PauseImage, ImagePullPolicy: corev1.PullNever}}},
+		}
+		fake := plain.DeepCopy()
+		fake.Name = "fake"
+		fake.Spec.NodeSelector = map[string]string{"type": "kwok"}
+		fake.Spec.Tolerations = []corev1.Toleration{{Key: FakeNodeTaint, Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoSchedule}}
+		for pod, node := range map[*corev1.Pod]string{plain: n.Name, fake: c.Nodes[0]} {
+			if _, err := c.Clientset.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			var got string
+			if err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+				p, err := c.Clientset.CoreV1().Pods(ns).Get(ctx, pod.Name, metav1.GetOptions{})
+				got = p.Spec.NodeName
+				return err == nil && got != "", err
+			}); err != nil || got != node {
+				t.Errorf("pod %s on %q (%v), want %s", pod.Name, got, err, node)
+			}
+			if err := c.Clientset.CoreV1().Pods(ns).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+
 	// drift's own Kubernetes runtime deploys here unchanged, and the
 	// endpoint it returns (the Service's ClusterIP) serves from this host.
 	t.Run("drift-runtime", func(t *testing.T) {
@@ -143,6 +172,30 @@ func TestRealNodeServesHTTP(t *testing.T) {
 	}
 	if _, err := os.Stat("/sys/fs/cgroup/memory" + n.cgroupRoot); err == nil {
 		t.Errorf("cgroup %s left", n.cgroupRoot)
+	}
+}
+
+// A real node whose start fails half-way (here: a registry it must not
+// trust) takes its bridge and the rest of the cluster down with it.
+func TestRealNodeFailedStartLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	c, err := New(context.Background(), WithDir(dir), WithRealNode(), WithInsecureRegistry("registry.invalid:5000"))
+	if err == nil {
+		c.Stop()
+		t.Fatal("a real node trusted a registry off this host")
+	}
+	t.Logf("error, as wanted: %.300s", err)
+	if !strings.Contains(err.Error(), "want a loopback host:port") {
+		t.Errorf("the error does not say why: %v", err)
+	}
+	if ps, perr := proc.In(dir); perr != nil || len(ps) > 0 {
+		t.Errorf("processes left in %s: %v (%v)", dir, ps, perr)
+	}
+	ifaces, _ := net.Interfaces()
+	for _, i := range ifaces {
+		if strings.HasPrefix(i.Name, "dk-") {
+			t.Errorf("bridge %s left", i.Name)
+		}
 	}
 }
 
