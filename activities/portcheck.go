@@ -78,7 +78,7 @@ func (a *Port) PortVerify(ctx context.Context, in PortVerifyInput) (PortVerifica
 	if err := os.RemoveAll(hostDir); err != nil {
 		return res, err
 	}
-	if out, err := goCmd(ctx, src.Dir, nil, append([]string{"build", "-trimpath", "-o", hostDir + "/"}, in.Packages...)...); err != nil {
+	if out, err := goCmd(ctx, src.Dir, nil, append([]string{"build", "-o", hostDir + "/"}, in.Packages...)...); err != nil {
 		res.HostBuild = "the host build fails: " + lastLines(out, 10)
 	}
 	timeout := in.Timeout
