@@ -259,14 +259,7 @@ func TestPortUpgradesWhatCanBeUpgradedAndPatchesTheRest(t *testing.T) {
 func TestPortEndsNeedingAHumanWithTheExactErrors(t *testing.T) {
 	f := &fakeBuild{failing: []string{"github.com/needs/cgo"}}
 	_, _, err := runPort(t, f, PortInput{Repo: "https://git.example/app.git", Arch: "riscv64"})
-	var appErr *temporal.ApplicationError
-	if !errors.As(err, &appErr) || appErr.Type() != ErrTypePortFailed {
-		t.Fatalf("want %s, got %v", ErrTypePortFailed, err)
-	}
-	var r PortReport
-	if err := appErr.Details(&r); err != nil {
-		t.Fatal(err)
-	}
+	r := portFailure(t, err)
 	if r.Status != PortNeedsHuman || len(r.Modules) != 1 || r.Modules[0].Fix != FixHuman ||
 		r.Modules[0].Errors[0] != "github.com/needs/cgo/x.go:1:1: undefined: maxMapSize" ||
 		r.Modules[0].Verification != "upgrade: no version up to v1.9.0 builds; patch: no donor arch (arm64) declares what is missing: maxMapSize" {

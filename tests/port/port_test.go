@@ -364,11 +364,18 @@ func extractFromImage(t *testing.T, ref, path, dst string) string {
 	}
 	rc := mutate.Extract(img)
 	defer rc.Close()
-	tr := tar.NewReader(rc)
+	return extractFile(t, rc, path, dst)
+}
+
+// extractFile writes the file named path in the tar stream r to dst
+// (executable) and returns dst.
+func extractFile(t *testing.T, r io.Reader, path, dst string) string {
+	t.Helper()
+	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
 		if err != nil {
-			t.Fatalf("%s not in %s: %v", path, ref, err)
+			t.Fatalf("%s not in the archive: %v", path, err)
 		}
 		if hdr.Name != path {
 			continue

@@ -1,17 +1,13 @@
 package port
 
 import (
-	"archive/tar"
 	"context"
 	"debug/elf"
-	"io"
-	"os"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"errors"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -185,17 +181,5 @@ func copyFromContainer(t *testing.T, docker *dockerclient.Client, id, path, dst 
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	tr := tar.NewReader(rc)
-	if _, err := tr.Next(); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := io.Copy(f, tr); err != nil {
-		t.Fatal(err)
-	}
-	return dst
+	return extractFile(t, rc, filepath.Base(path), dst)
 }
