@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -653,4 +655,164 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// PortSuccessorInput asks whether moving a module to the module that
+// continues it makes the port build and keeps the host green.
+type PortSuccessorInput struct {
+	Source   PortSource `json:"source"`
+	Packages []string   `json:"packages"`
+	Module   string     `json:"module"`
+	// Apply keeps a rewrite that works in the work tree; otherwise it is
+	// tried in a scratch copy and only reported.
+	Apply bool `json:"apply,omitempty"`
+}
+
+// PortSuccessor is the outcome of moving a module to its successor.
+type PortSuccessor struct {
+	Successor string   `json:"successor"`
+	Version   string   `json:"version,omitempty"` // "" when no version works
+	Tried     []string `json:"tried,omitempty"`
+	Files     []string `json:"files,omitempty"` // rewritten, relative to the module root
+	Applied   bool     `json:"applied,omitempty"`
+	Reason    string   `json:"reason,omitempty"`
+}
+
+// PortSuccessor rewrites the main module's imports of an archived module
+// to the module that continues it (keeping the package name), drops the
+// old module's patched copy, and looks for the lowest version of the
+// successor with which the port cross-builds and the host build and tests
+// stay green, as an upgrade does.
+func (a *Port) PortSuccessor(ctx context.Context, in PortSuccessorInput) (PortSuccessor, error) {
+	stop := heartbeat(ctx)
+	defer stop()
+	succ, ok := port.Successor(in.Module)
+	res := PortSuccessor{Successor: succ}
+	if !ok {
+		res.Reason = "drift knows no module that continues " + in.Module
+		return res, nil
+	}
+	dir := in.Source.Dir
+	if !in.Apply {
+		dir = filepath.Join(filepath.Dir(in.Source.Dir), "successor")
+		if err := os.RemoveAll(dir); err != nil {
+			return res, err
+		}
+		if err := os.CopyFS(dir, os.DirFS(in.Source.Dir)); err != nil {
+			return res, err
+		}
+		defer os.RemoveAll(dir)
+	}
+	saved, err := saveModFiles(dir, dir+".gomod.json")
+	if err != nil {
+		return res, err
+	}
+	defer saved.done()
+	name, _ := goOutput(ctx, dir, targetEnv(in.Source.Arch), "list", "-e", "-f", "{{.Name}}", in.Module)
+	if name = strings.TrimSpace(name); name == "" {
+		name = path.Base(in.Module)
+	}
+	originals, err := rewriteImports(dir, in.Module, succ, name)
+	if err != nil {
+		return res, err
+	}
+	for f := range originals {
+		res.Files = append(res.Files, f)
+	}
+	slices.Sort(res.Files)
+	if len(originals) == 0 {
+		res.Reason = "the module's own code does not import " + in.Module + ": its importers would need the rewrite"
+		return res, nil
+	}
+	undo := func() error {
+		for f, b := range originals {
+			if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+				return err
+			}
+		}
+		return saved.restore()
+	}
+	out, err := goOutput(ctx, dir, nil, "list", "-m", "-versions", "-json", succ)
+	var listed struct{ Versions []string }
+	if err == nil {
+		err = json.Unmarshal([]byte(out), &listed)
+	}
+	candidates := port.Candidates("v0.0.0", listed.Versions)
+	if err != nil || len(candidates) == 0 {
+		res.Reason = fmt.Sprintf("no published version of %s (%v)", succ, err)
+		return res, undo()
+	}
+	buildsFor := func(v string) (bool, error) {
+		if !slices.Contains(res.Tried, v) {
+			res.Tried = append(res.Tried, v)
+		}
+		if err := saved.restore(); err != nil {
+			return false, err
+		}
+		for _, args := range [][]string{{"mod", "edit", "-dropreplace", in.Module}, {"get", succ + "@" + v}, {"mod", "tidy", "-e"}} {
+			if _, err := goCmd(ctx, dir, nil, args...); err != nil {
+				return false, ctx.Err()
+			}
+		}
+		_, err := goCmd(ctx, dir, targetEnv(in.Source.Arch), append([]string{"build", "-o", os.DevNull}, in.Packages...)...)
+		return err == nil, ctx.Err()
+	}
+	lowest, ok, err := port.LowestBuilding(candidates, buildsFor)
+	if err != nil || !ok {
+		res.Reason = fmt.Sprintf("no version of %s up to %s builds for %s", succ, candidates[len(candidates)-1], in.Source.Arch)
+		return res, errors.Join(err, undo())
+	}
+	start := slices.Index(candidates, lowest)
+	for _, v := range candidates[start:min(len(candidates), start+hostTries)] {
+		if ok, err := buildsFor(v); err != nil || !ok {
+			continue
+		}
+		if err := hostGreen(ctx, dir, in.Packages); err != nil {
+			res.Reason += fmt.Sprintf("%s breaks the host: %v; ", v, err)
+			continue
+		}
+		res.Version, res.Reason, res.Applied = v, "", in.Apply
+		if in.Apply {
+			return res, os.RemoveAll(filepath.Join(dir, "third_party", filepath.FromSlash(in.Module)))
+		}
+		return res, nil
+	}
+	return res, undo()
+}
+
+// rewriteImports rewrites the imports of from to to in the module's own
+// Go files (not third_party, vendor or testdata) and returns the original
+// content of each file it changed, by path relative to dir.
+func rewriteImports(dir, from, to, name string) (map[string][]byte, error) {
+	originals := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			switch d.Name() {
+			case "third_party", "vendor", "testdata", ".git":
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(p, ".go") {
+			return nil
+		}
+		src, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		out, changed, err := port.RewriteImports(src, from, to, name)
+		if err != nil || !changed {
+			return nil // a file that does not parse is not the port's to fix
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		originals[filepath.ToSlash(rel)] = src
+		return os.WriteFile(p, out, 0o644)
+	})
+	return originals, err
 }

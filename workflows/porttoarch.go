@@ -68,10 +68,10 @@ type PortService struct {
 
 // Fixes applied to a module.
 const (
-	FixUpgrade = "upgrade"
-	FixPatch   = "patch"
-	FixHuman   = "needs-human"
-	FixNone    = "none" // a stub whose runs show no difference
+	FixUpgrade   = "upgrade"
+	FixPatch     = "patch"
+	FixHuman     = "needs-human"
+	FixSuccessor = "successor" // imports moved to the module that continues it
 )
 
 // ModuleReport says what was wrong with a module, what was done about it
@@ -90,6 +90,9 @@ type ModuleReport struct {
 	// (minimal version selection may raise it above the one chosen).
 	Final  string `json:"final,omitempty"`
 	Advice string `json:"advice,omitempty"` // what a person can do
+	// Successor is the move to the module that continues an archived one:
+	// the fix when nothing else worked, else verified and offered.
+	Successor *activities.PortSuccessor `json:"successor,omitempty"`
 }
 
 // PortCheck is one check the port ran and what it showed.
@@ -300,7 +303,8 @@ func (p *porting) afterFetch(ctx workflow.Context) error {
 // been given up on; the changes are then committed on the port branch.
 func (p *porting) fixAll(ctx workflow.Context) error {
 	tried := map[string]bool{}
-	var stuck []string // modules still failing after every fix
+	moved := map[string]bool{} // modules whose successor was tried
+	var stuck []string         // modules still failing after every fix
 	for round := 0; round < maxFixRounds; round++ {
 		var d port.Diagnosis
 		if err := p.step(ctx, "diagnose", "diagnose the build for linux/"+p.in.Arch, func(actx workflow.Context) error {
@@ -317,10 +321,25 @@ func (p *porting) fixAll(ctx workflow.Context) error {
 		i := slices.IndexFunc(d.Modules, func(m port.ModuleFailure) bool { return !tried[m.Path] })
 		if i < 0 {
 			stuck = p.needsHuman(d)
+			if p.v2 {
+				applied, err := p.moveToSuccessors(ctx, stuck, moved)
+				if err != nil {
+					return err
+				}
+				if applied {
+					stuck = nil
+					continue
+				}
+			}
 			break
 		}
 		tried[d.Modules[i].Path] = true
 		if err := p.fix(ctx, d.Modules[i]); err != nil {
+			return err
+		}
+	}
+	if p.v2 && len(stuck) == 0 {
+		if err := p.offerSuccessors(ctx); err != nil {
 			return err
 		}
 	}
@@ -383,10 +402,70 @@ func (p *porting) fix(ctx workflow.Context, m port.ModuleFailure) error {
 		mr.Fix = FixHuman
 		mr.Verification = "upgrade: " + up.Reason + "; patch: " + patch.Reason
 	}
-	if s, ok := port.Successor(m.Path); ok && p.v2 {
-		mr.Advice = fmt.Sprintf("%s is archived; %s continues it: moving to it fixes this upstream", m.Path, s)
-	}
 	p.report.Modules = append(p.report.Modules, mr)
+	return nil
+}
+
+// successor tries moving module to the module that continues it, in the
+// work tree (apply) or in a scratch copy.
+func (p *porting) successor(ctx workflow.Context, module string, apply bool) (activities.PortSuccessor, error) {
+	var res activities.PortSuccessor
+	err := p.step(ctx, "successor", "move "+module+" to the module that continues it", func(actx workflow.Context) error {
+		in := activities.PortSuccessorInput{Source: p.src, Packages: p.in.Packages, Module: module, Apply: apply}
+		return workflow.ExecuteActivity(actx, portActs.PortSuccessor, in).Get(ctx, &res)
+	})
+	return res, err
+}
+
+// moveToSuccessors moves each stuck module that has a known successor to
+// it, once; it reports whether any move worked (the build is then
+// diagnosed again).
+func (p *porting) moveToSuccessors(ctx workflow.Context, stuck []string, moved map[string]bool) (bool, error) {
+	applied := false
+	for _, path := range stuck {
+		if _, ok := port.Successor(path); !ok || moved[path] {
+			continue
+		}
+		moved[path] = true
+		res, err := p.successor(ctx, path, true)
+		if err != nil {
+			return false, err
+		}
+		i := slices.IndexFunc(p.report.Modules, func(m ModuleReport) bool { return m.Path == path })
+		mr := &p.report.Modules[i]
+		mr.Successor = &res
+		if res.Version == "" {
+			mr.Verification += "; successor " + res.Successor + ": " + res.Reason
+			continue
+		}
+		applied = true
+		mr.Fix = FixSuccessor
+		mr.Verification = fmt.Sprintf("imports moved to %s@%s in %s; cross-builds for linux/%s, host build and tests green", res.Successor, res.Version, strings.Join(res.Files, ", "), p.in.Arch)
+	}
+	return applied, nil
+}
+
+// offerSuccessors verifies, in a scratch copy, the move of each patched
+// module that has a known successor, and offers it in the advice: the
+// patch keeps the port going, the move fixes it upstream.
+func (p *porting) offerSuccessors(ctx workflow.Context) error {
+	for i := range p.report.Modules {
+		mr := &p.report.Modules[i]
+		if _, ok := port.Successor(mr.Path); !ok || mr.Fix != FixPatch {
+			continue
+		}
+		res, err := p.successor(ctx, mr.Path, false)
+		if err != nil {
+			return err
+		}
+		mr.Successor = &res
+		if res.Version == "" {
+			mr.Advice = fmt.Sprintf("%s is archived; %s continues it, but moving to it did not verify: %s", mr.Path, res.Successor, res.Reason)
+			continue
+		}
+		mr.Advice = fmt.Sprintf("%s is archived; %s@%s continues it: moving to it (imports in %s) was verified in a scratch copy (cross-builds for linux/%s, host build and tests green) and fixes this without a patched copy",
+			mr.Path, res.Successor, res.Version, strings.Join(res.Files, ", "), p.in.Arch)
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -37,10 +38,11 @@ type fakeBuild struct {
 	runDiffers bool            // the program runs differently under emulation
 	stubs      []port.Stub
 	noBinaries bool
-	sumRaised  string // go.mod ends with the first module at this version
-	deployErr  error  // the cloud's deploy fails so
-	listErr    error  // listing tests fails so
-	running    int    // test packages running now
+	sumRaised  string          // go.mod ends with the first module at this version
+	deployErr  error           // the cloud's deploy fails so
+	listErr    error           // listing tests fails so
+	successor  map[string]bool // moving the module to its successor works
+	running    int             // test packages running now
 	maxRunning int
 	tested     []activities.PortTestPackageInput
 }
@@ -99,6 +101,20 @@ func (f *fakeBuild) install(env *testsuite.TestWorkflowEnvironment) {
 					Files: []port.ArchFile{{Name: "x_loong64.go", From: "x_arm64.go", Donor: "arm64"}}}, nil
 			}
 			return activities.PortPatch{Donors: []string{"arm64"}, Errors: in.Module.Packages[0].Errors, Reason: "no donor arch (arm64) declares what is missing: maxMapSize"}, nil
+		})
+	env.OnActivity(portActs.PortSuccessor, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.PortSuccessorInput) (activities.PortSuccessor, error) {
+			f.record(fmt.Sprintf("successor %s apply=%v", in.Module, in.Apply))
+			res := activities.PortSuccessor{Successor: "go.etcd.io/bbolt", Files: []string{"main.go"}}
+			if !f.successor[in.Module] {
+				res.Reason = "no version of go.etcd.io/bbolt up to v1.4.3 builds for loong64"
+				return res, nil
+			}
+			res.Version, res.Applied = "v1.3.7", in.Apply
+			if in.Apply {
+				f.fixed(in.Module)
+			}
+			return res, nil
 		})
 	env.OnActivity(portActs.PortCommit, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.PortCommitInput) (activities.PortCommit, error) {
@@ -232,8 +248,8 @@ func TestPortUpgradesWhatCanBeUpgradedAndPatchesTheRest(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"fetch", "diagnose", "upgrade golang.org/x/sys", "diagnose", "upgrade github.com/boltdb/bolt", "patch github.com/boltdb/bolt",
-		"diagnose", "commit", "build", "verify", "test-list", "test example.com/app", "test github.com/boltdb/bolt", "image port/sysfacts:loong64"}
-	slices.Sort(f.calls[11:13]) // the two test packages run at once
+		"diagnose", "successor github.com/boltdb/bolt apply=false", "commit", "build", "verify", "test-list", "test example.com/app", "test github.com/boltdb/bolt", "image port/sysfacts:loong64"}
+	slices.Sort(f.calls[12:14]) // the two test packages run at once
 	if !slices.Equal(f.calls, want) {
 		t.Fatalf("calls\n%v\nwant\n%v", f.calls, want)
 	}
@@ -251,7 +267,7 @@ func TestPortUpgradesWhatCanBeUpgradedAndPatchesTheRest(t *testing.T) {
 	for _, s := range r.Steps {
 		steps = append(steps, s.Step)
 	}
-	if !slices.Equal(steps, []string{"fetch", "diagnose", "upgrade", "patch", "commit", "build", "verify", "test", "image"}) {
+	if !slices.Equal(steps, []string{"fetch", "diagnose", "upgrade", "patch", "successor", "commit", "build", "verify", "test", "image"}) {
 		t.Errorf("steps %v", steps)
 	}
 }
@@ -574,5 +590,33 @@ func TestPortWithoutCommandsSkipsTheRunAndTheImage(t *testing.T) {
 	if err != nil || r.Image != "" || slices.Contains(f.calls, "verify") || !slices.Contains(r.Warnings, "no main package: no command to run under emulation") ||
 		!slices.Contains(r.Warnings, "no main package: no command to put in an image") {
 		t.Fatalf("%v calls %v warnings %v", err, f.calls, r.Warnings)
+	}
+}
+
+// An archived module that no upgrade or patch fixes is moved to the
+// module that continues it, verified like the other fixes; one that a
+// patch fixed gets the move offered, verified in a scratch copy.
+func TestPortMovesADeadModuleToItsSuccessor(t *testing.T) {
+	f := &fakeBuild{failing: []string{"github.com/boltdb/bolt"}, successor: map[string]bool{"github.com/boltdb/bolt": true}}
+	_, r, err := runPort(t, f, PortInput{Repo: "/src/app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(f.calls, "successor github.com/boltdb/bolt apply=true") || r.Modules[0].Fix != FixSuccessor ||
+		!strings.Contains(r.Modules[0].Verification, "go.etcd.io/bbolt@v1.3.7") {
+		t.Fatalf("calls %v modules %+v", f.calls, r.Modules)
+	}
+
+	f = &fakeBuild{failing: []string{"github.com/boltdb/bolt"}, patchable: map[string]bool{"github.com/boltdb/bolt": true}, successor: map[string]bool{"github.com/boltdb/bolt": true}}
+	_, r, err = runPort(t, f, PortInput{Repo: "/src/app"})
+	if err != nil || r.Modules[0].Fix != FixPatch || !strings.Contains(r.Modules[0].Advice, "go.etcd.io/bbolt@v1.3.7 continues it") || !strings.Contains(r.Modules[0].Advice, "verified") {
+		t.Fatalf("%v modules %+v", err, r.Modules)
+	}
+
+	// A successor that does not verify leaves the module for a human.
+	f = &fakeBuild{failing: []string{"github.com/boltdb/bolt"}}
+	_, _, err = runPort(t, f, PortInput{Repo: "/src/app"})
+	if r := portFailure(t, err); r.Status != PortNeedsHuman || !strings.Contains(r.Modules[0].Verification, "successor go.etcd.io/bbolt: no version") {
+		t.Fatalf("report %+v", r.Modules)
 	}
 }

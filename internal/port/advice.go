@@ -1,8 +1,14 @@
 package port
 
 import (
+	"bytes"
 	"fmt"
+	"go/ast"
+	"go/format"
+	"go/parser"
+	"go/token"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -54,4 +60,37 @@ func CgoAdvice(m ModuleFailure, arch string) string {
 		return msg + "; pure-Go alternatives: " + strings.Join(alt, ", ")
 	}
 	return msg + "; drift knows no pure-Go alternative: replace it, or build with CGO_ENABLED=1 and a C cross compiler for linux/" + arch
+}
+
+// RewriteImports moves a Go file's imports of module from (and its
+// packages) to module to. The root package keeps the name it had (name)
+// through an alias, since a successor's package may be named otherwise
+// (bolt → bbolt). It reports whether the file changed.
+func RewriteImports(src []byte, from, to, name string) ([]byte, bool, error) {
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "", src, parser.ParseComments)
+	if err != nil {
+		return nil, false, err
+	}
+	changed := false
+	for _, imp := range f.Imports {
+		path := strings.Trim(imp.Path.Value, `"`)
+		rest, ok := strings.CutPrefix(path, from)
+		if !ok || rest != "" && !strings.HasPrefix(rest, "/") {
+			continue
+		}
+		imp.Path.Value = strconv.Quote(to + rest)
+		if rest == "" && imp.Name == nil {
+			imp.Name = ast.NewIdent(name)
+		}
+		changed = true
+	}
+	if !changed {
+		return src, false, nil
+	}
+	var out bytes.Buffer
+	if err := format.Node(&out, fset, f); err != nil {
+		return nil, false, err
+	}
+	return out.Bytes(), true, nil
 }

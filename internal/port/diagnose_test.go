@@ -194,3 +194,30 @@ func TestCgoAdviceNamesFilesAndAlternatives(t *testing.T) {
 		t.Errorf("successor %q %v", s, ok)
 	}
 }
+
+func TestRewriteImportsMovesToTheSuccessorKeepingTheName(t *testing.T) {
+	src := []byte(`package main
+
+import (
+	"fmt"
+
+	"github.com/boltdb/bolt"
+	bolterr "github.com/boltdb/bolt/errors"
+	"github.com/boltdb/boltx"
+)
+
+func main() { fmt.Println(bolt.Open, bolterr.X, boltx.Y) }
+`)
+	out, changed, err := RewriteImports(src, "github.com/boltdb/bolt", "go.etcd.io/bbolt", "bolt")
+	if err != nil || !changed {
+		t.Fatalf("changed %v err %v", changed, err)
+	}
+	for _, want := range []string{`bolt "go.etcd.io/bbolt"`, `bolterr "go.etcd.io/bbolt/errors"`, `"github.com/boltdb/boltx"`, "bolt.Open"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("rewritten file lacks %s:\n%s", want, out)
+		}
+	}
+	if _, changed, _ := RewriteImports([]byte("package x\n\nimport \"fmt\"\n\nvar _ = fmt.Sprint\n"), "github.com/boltdb/bolt", "go.etcd.io/bbolt", "bolt"); changed {
+		t.Error("a file without the import changed")
+	}
+}

@@ -99,6 +99,10 @@ func TestPortBoltAndGopsutilProgramToLoong64(t *testing.T) {
 	if bolt.Fix != workflows.FixPatch || len(bolt.Patch.Files) != 1 || !slices.Contains(bolt.Errors, bolt.Errors[0]) {
 		t.Fatalf("bolt: %+v", bolt)
 	}
+	// bolt is archived: the move to go.etcd.io/bbolt is verified and offered.
+	if s := bolt.Successor; s == nil || s.Successor != "go.etcd.io/bbolt" || s.Version == "" || s.Applied || !strings.Contains(bolt.Advice, "go.etcd.io/bbolt@"+s.Version+" continues it") {
+		t.Errorf("bolt's successor %+v: %s", bolt.Successor, bolt.Advice)
+	}
 	if fixes["github.com/shirou/gopsutil"].Fix != workflows.FixPatch {
 		t.Errorf("gopsutil: %+v", fixes["github.com/shirou/gopsutil"])
 	}
