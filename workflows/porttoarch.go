@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -799,7 +800,7 @@ func (p *porting) service(ctx workflow.Context) error {
 	})
 	p.check("service on "+svc.Cloud, err == nil, firstOfString(sr.Verified, errText(err)))
 	if err != nil {
-		return p.fail(ctx, PortServiceFailed, fmt.Sprintf("the ported service on %s: %s", svc.Cloud, RootMessage(err)))
+		return p.fail(ctx, PortServiceFailed, fmt.Sprintf("the ported service on %s: %s", svc.Cloud, errText(err)))
 	}
 	return nil
 }
@@ -814,9 +815,16 @@ func (p *porting) timed(ctx workflow.Context, name, summary string, f func() err
 	return err
 }
 
+// errText is what an activity said when it failed (its application
+// error's whole message, with the container's last log lines, say), or
+// the innermost error's text.
 func errText(err error) string {
-	if err == nil {
+	var appErr *temporal.ApplicationError
+	switch {
+	case err == nil:
 		return ""
+	case errors.As(err, &appErr):
+		return appErr.Message()
 	}
 	return RootMessage(err)
 }

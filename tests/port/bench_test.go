@@ -107,7 +107,7 @@ func TestPortBench(t *testing.T) {
 	// bolt's whole suite under qemu, which CI does not run (over 15
 	// minutes on this machine): warm, with a generous limit per test
 	// binary, the program's own tests beside it.
-	limit := 45 * time.Minute
+	limit := 30 * time.Minute
 	bolt, err := port("bolt", workflows.PortInput{Repo: dir, TestModules: []string{"github.com/boltdb/bolt"}, TestTimeout: limit, SkipImage: true})
 	fmt.Fprintf(&b, "\n## bolt's own suite under qemu\n\nThe same port (warm) with `--test-module github.com/boltdb/bolt --test-timeout %s`: %s in total, test step %s; load average after: %s.\n\n| package | status | duration |\n|---|---|---|\n",
 		limit, round(bolt.total), round(stepTime(bolt.report, "test")), bolt.load)

@@ -24,8 +24,9 @@ import (
 )
 
 // counter is a service on bolt v1.3.1 (undefined: maxMapSize for loong64,
-// fixed by the seed's patch): it counts visits in a bolt file and answers
-// on $PORT.
+// fixed by the seed's patch): it counts visits in a bolt file in its
+// working directory (a FROM-scratch image has no /tmp) and answers on
+// $PORT.
 const counterGoMod = `module example.com/counter
 
 go 1.21
@@ -40,14 +41,13 @@ import (
 	"log"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 
 	"github.com/boltdb/bolt"
 )
 
 func main() {
-	db, err := bolt.Open(filepath.Join(os.TempDir(), "counter.db"), 0o600, nil)
+	db, err := bolt.Open("counter.db", 0o600, nil)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -97,14 +97,14 @@ func TestPortedServiceRunsOnALoong64Cloud(t *testing.T) {
 	ws := harness.Workers(t, c, topo, reg.Host(), func(cl topology.Cloud) runtime.Config { return cl.Runtime })
 	dir := makeModule(t, "counter", map[string]string{"go.mod": counterGoMod, "main.go": counterMain})
 
+	repo := reg.Host() + "/port/counter"
+	t.Cleanup(func() { removeEverything(t, ws, docker, repo, "port/counter/loong64") })
 	r, err := portAndFollow(t, c, workflows.PortInput{Repo: dir, Service: &workflows.PortService{Cloud: "fog-loong", Port: 8080, Health: "/healthz"}}, 20*time.Minute)
 	if err != nil || r.Status != workflows.PortDone {
 		t.Fatalf("port: %v\n%+v", err, r)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	var imageID string
-	t.Cleanup(func() { removeEverything(t, ws, docker, imageID, r.ID) })
 	s := r.Service
 	if s == nil || s.Cloud != "fog-loong" || !strings.Contains(s.Verified, "answered 200") {
 		t.Fatalf("service %+v", s)
@@ -121,8 +121,7 @@ func TestPortedServiceRunsOnALoong64Cloud(t *testing.T) {
 	if err != nil || len(cs) != 1 {
 		t.Fatalf("containers %+v (%v)", cs, err)
 	}
-	imageID = cs[0].ImageID
-	img, err := docker.ImageInspect(ctx, imageID)
+	img, err := docker.ImageInspect(ctx, cs[0].ImageID)
 	if err != nil || img.Architecture != "loong64" || img.Os != "linux" {
 		t.Fatalf("image %s/%s (%v)", img.Os, img.Architecture, err)
 	}
@@ -145,29 +144,46 @@ func TestPortedServiceRunsOnALoong64Cloud(t *testing.T) {
 	}
 }
 
-// removeEverything destroys the service and the image the engine pulled,
-// and proves nothing of the port is left on the engine.
-func removeEverything(t *testing.T, ws *workerhost.Workers, docker *dockerclient.Client, imageID, id string) {
+// removeEverything destroys the port's instances and the images of repo
+// the engine pulled, and proves nothing of them is left.
+func removeEverything(t *testing.T, ws *workerhost.Workers, docker *dockerclient.Client, repo, id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	owned := filters.NewArgs(filters.Arg("label", runtime.LabelWorkflow+"="+runtime.LabelValue(id)))
-	found, err := ws.Runtimes["fog-loong"].List(ctx, map[string]string{runtime.LabelWorkflow: id})
+	rt := ws.Runtimes["fog-loong"]
+	found, err := rt.List(ctx, map[string]string{runtime.LabelWorkflow: id})
 	if err != nil {
 		t.Error(err)
 	}
 	for _, in := range found {
-		if err := ws.Runtimes["fog-loong"].Destroy(ctx, in.Name); err != nil {
+		if err := rt.Destroy(ctx, in.Name); err != nil {
 			t.Error(err)
 		}
 	}
-	if imageID != "" {
-		if _, err := docker.ImageRemove(ctx, imageID, dockerimage.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
+	pulled := func() []string {
+		imgs, err := docker.ImageList(ctx, dockerimage.ListOptions{All: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, img := range imgs {
+			for _, d := range append(img.RepoDigests, img.RepoTags...) {
+				if strings.HasPrefix(d, repo+"@") || strings.HasPrefix(d, repo+":") {
+					ids = append(ids, img.ID)
+					break
+				}
+			}
+		}
+		return ids
+	}
+	for _, img := range pulled() {
+		if _, err := docker.ImageRemove(ctx, img, dockerimage.RemoveOptions{Force: true, PruneChildren: true}); err != nil {
 			t.Errorf("remove image: %v", err)
 		}
-		if _, err := docker.ImageInspect(ctx, imageID); err == nil {
-			t.Errorf("image %s is still on the engine", imageID)
-		}
 	}
+	if left := pulled(); len(left) > 0 {
+		t.Errorf("images of %s left: %v", repo, left)
+	}
+	owned := filters.NewArgs(filters.Arg("label", runtime.LabelWorkflow+"="+runtime.LabelValue(id)))
 	if cs, err := docker.ContainerList(ctx, container.ListOptions{All: true, Filters: owned}); err != nil || len(cs) != 0 {
 		t.Errorf("containers of %s left: %+v (%v)", id, cs, err)
 	}
