@@ -154,8 +154,11 @@ type PortReport struct {
 }
 
 // PortToArch ports a Go module to linux/<arch>: diagnose what fails, fix
-// each failing dependency (upgrade, else patched copy + replace, else
-// report it for a human), cross-build, test under qemu and push an image.
+// each failing dependency (upgrade, else patched copy + replace, else the
+// module that continues it, else report it for a human), tidy and commit,
+// cross-build, run the program under qemu against its host build, run
+// the tests under qemu, push an image and, for a service, deploy it on a
+// cloud of the arch and check it answers.
 func PortToArch(ctx workflow.Context, in PortInput) (PortReport, error) {
 	p, err := newPorting(ctx, in)
 	if err != nil {
@@ -244,7 +247,7 @@ func (p *porting) run(ctx workflow.Context) (PortReport, error) {
 	err := p.afterFetch(ctx)
 	if err != nil && p.v2 && !isType(err, ErrTypePortFailed) {
 		// Whatever failed, the report so far goes with the error.
-		err = p.fail(ctx, PortFailedStatus, fmt.Sprintf("%s: %s", p.report.Step, RootMessage(err)))
+		err = p.fail(ctx, PortFailedStatus, fmt.Sprintf("%s: %s", p.report.Step, errText(err)))
 	}
 	if err != nil {
 		return p.report, err
