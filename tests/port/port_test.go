@@ -395,3 +395,27 @@ func extractFile(t *testing.T, r io.Reader, path, dst string) string {
 		return dst
 	}
 }
+
+// `drift demo port` against a running stack ports the example module
+// shipped in deploy/examples/port, runs it under qemu and prints the
+// report.
+func TestPortDemo(t *testing.T) {
+	requireTool(t, "qemu-loongarch64-static")
+	_, address := startPorting(t)
+	drift, _ := harness.Binaries(t)
+	dataDir := t.TempDir()
+	out := run(t, "", nil, drift, "demo", "port", "--address", address, "--data-dir", dataDir)
+	for _, want := range []string{
+		"port/sysinfo/loong64: example.com/sysinfo",
+		"for linux/loong64: ported",
+		"github.com/boltdb/bolt", "patch: bolt_loong64.go from bolt_arm64.go",
+		"golang.org/x/sys", "upgrade → v0.1.0",
+		"ok   run sysinfo under qemu-loongarch64-static vs the host: exit 0 and the same output as the host",
+		"ok   tests under qemu-loongarch64-static: 1 of 1 packages passed",
+		"image 127.0.0.1:",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}
