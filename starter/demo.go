@@ -201,8 +201,8 @@ func portDemo(ctx context.Context, c *client.Client, dataDir string, out io.Writ
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "\nport %s (bolt v1.3.1, x/sys 2018-09: no build for linux/loong64 today) → linux/loong64\n", repo)
-	r, err := c.StartPort(ctx, workflows.PortInput{Repo: repo})
+	fmt.Fprintf(out, "\nport file://%s (bolt v1.3.1, x/sys 2018-09: no build for linux/loong64 today) → linux/loong64\n", repo)
+	r, err := c.StartPort(ctx, workflows.PortInput{Repo: "file://" + repo, Ref: "main"})
 	if err != nil {
 		return err
 	}

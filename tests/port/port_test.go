@@ -405,6 +405,7 @@ func TestPortDemo(t *testing.T) {
 	drift, _ := harness.Binaries(t)
 	dataDir := t.TempDir()
 	out := run(t, "", nil, drift, "demo", "port", "--address", address, "--data-dir", dataDir)
+	t.Log(out)
 	for _, want := range []string{
 		"port/sysinfo/loong64: example.com/sysinfo",
 		"for linux/loong64: ported",
