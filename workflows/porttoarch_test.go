@@ -372,17 +372,7 @@ func TestPortReportIsQueryableWhileRunning(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	f.install(env)
-	var during PortReport
-	env.RegisterDelayedCallback(func() {
-		v, err := env.QueryWorkflow(names.ProgressQuery)
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		if err := v.Get(&during); err != nil {
-			t.Error(err)
-		}
-	}, 30*time.Second)
+	during := reportAt(t, env, 30*time.Second)
 	env.ExecuteWorkflow(PortToArch, PortInput{Repo: "/src/app", SkipTests: true})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
@@ -512,16 +502,7 @@ func TestPortRunsBoundedTestsInParallelAndShowsProgress(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	f.install(env)
-	var during PortReport
-	env.RegisterDelayedCallback(func() {
-		v, err := env.QueryWorkflow(names.ProgressQuery)
-		if err == nil {
-			err = v.Get(&during)
-		}
-		if err != nil {
-			t.Error(err)
-		}
-	}, 90*time.Second)
+	during := reportAt(t, env, 90*time.Second)
 	env.ExecuteWorkflow(PortToArch, PortInput{Repo: "/src/app", TestTimeout: 3 * time.Minute})
 	r := portFailure(t, env.GetWorkflowError())
 	if r.Status != PortTestsFailed || !strings.Contains(r.Step, "example.com/app/b (timed out after 3m0s)") {
@@ -619,4 +600,20 @@ func TestPortMovesADeadModuleToItsSuccessor(t *testing.T) {
 	if r := portFailure(t, err); r.Status != PortNeedsHuman || !strings.Contains(r.Modules[0].Verification, "successor go.etcd.io/bbolt: no version") {
 		t.Fatalf("report %+v", r.Modules)
 	}
+}
+
+// reportAt answers, once the test ends, what the Report query said after
+// d of workflow time.
+func reportAt(t *testing.T, env *testsuite.TestWorkflowEnvironment, d time.Duration) *PortReport {
+	var r PortReport
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(names.ProgressQuery)
+		if err == nil {
+			err = v.Get(&r)
+		}
+		if err != nil {
+			t.Error(err)
+		}
+	}, d)
+	return &r
 }
