@@ -28,6 +28,7 @@ func main() {
 	fs.BoolVar(&cfg.NoCentral, "no-central", false, "do not poll the central drift queue (a site worker)")
 	fs.StringVar(&cfg.DataDir, "data-dir", config.EnvOr("DRIFT_DATA_DIR", "/var/lib/drift"), "state of process-runtime instances (env DRIFT_DATA_DIR)")
 	fs.StringVar(&cfg.Registry, "registry", config.EnvOr("DRIFT_REGISTRY", "127.0.0.1:5000"), "center cloud's image registry host:port (env DRIFT_REGISTRY)")
+	cfg.RegistryLogin.BindFlags(fs)
 	fs.StringVar(&cfg.NetworkNode, "network-node", os.Getenv("DRIFT_NETWORK_NODE"), "be this network node: run tenant gateway pairs, poll drift.node.<id> (env DRIFT_NETWORK_NODE)")
 	fs.StringVar(&cfg.Repo, "repo", config.EnvOr("DRIFT_REPO", "http://127.0.0.1:8700"), "software repository URL on the management network (env DRIFT_REPO)")
 	fs.StringVar(&cfg.RepoTokenFile, "repo-token-file", os.Getenv("DRIFT_REPO_TOKEN_FILE"), "file holding the repository's admin token (env DRIFT_REPO_TOKEN_FILE)")

@@ -3,11 +3,8 @@ package image
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net/http"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // ErrNotFound is returned when a registry does not have the image.
@@ -19,9 +16,9 @@ func Resolve(ctx context.Context, ref string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	desc, err := remote.Head(r, remote.WithContext(ctx))
+	desc, err := remote.Head(r, Options(ctx)...)
 	if err != nil {
-		return "", notFound(ref, err)
+		return "", fetchError(ref, err)
 	}
 	return r.Context().Digest(desc.Digest.String()).String(), nil
 }
@@ -38,9 +35,9 @@ func Copy(ctx context.Context, src, dst string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	desc, err := remote.Get(from, remote.WithContext(ctx))
+	desc, err := remote.Get(from, Options(ctx)...)
 	if err != nil {
-		return "", notFound(src, err)
+		return "", fetchError(src, err)
 	}
 	if desc.MediaType.IsIndex() {
 		idx, err := desc.ImageIndex()
@@ -65,15 +62,6 @@ func tagOf(identifier string) string {
 	return identifier
 }
 
-// notFound wraps registry 404s in ErrNotFound.
-func notFound(ref string, err error) error {
-	var te *transport.Error
-	if errors.As(err, &te) && te.StatusCode == http.StatusNotFound {
-		return fmt.Errorf("%w: %s", ErrNotFound, ref)
-	}
-	return fmt.Errorf("fetch %s: %w", ref, err)
-}
-
 // Platforms lists the os/arch pairs ref provides: each entry of an index,
 // or the one of a single image.
 func Platforms(ctx context.Context, ref string) ([]string, error) {
@@ -81,9 +69,9 @@ func Platforms(ctx context.Context, ref string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	desc, err := remote.Get(r, remote.WithContext(ctx))
+	desc, err := remote.Get(r, Options(ctx)...)
 	if err != nil {
-		return nil, notFound(ref, err)
+		return nil, fetchError(ref, err)
 	}
 	if !desc.MediaType.IsIndex() {
 		img, err := desc.Image()

@@ -116,14 +116,14 @@ func Push(ctx context.Context, ref string, what Pushable) (string, error) {
 	}
 	switch v := what.(type) {
 	case v1.ImageIndex:
-		err = remote.WriteIndex(r, v, remote.WithContext(ctx))
+		err = remote.WriteIndex(r, v, Options(ctx)...)
 	case v1.Image:
-		err = remote.Write(r, v, remote.WithContext(ctx))
+		err = remote.Write(r, v, Options(ctx)...)
 	default:
 		return "", fmt.Errorf("cannot push %T", what)
 	}
 	if err != nil {
-		return "", fmt.Errorf("push %s: %w", ref, err)
+		return "", fmt.Errorf("push: %w", fetchError(ref, err))
 	}
 	d, err := what.Digest()
 	if err != nil {
@@ -134,11 +134,11 @@ func Push(ctx context.Context, ref string, what Pushable) (string, error) {
 
 // ParseReference parses an image reference strictly (no implicit docker.io,
 // an explicit tag or digest), allowing plain HTTP only for loopback
-// registries. It is drift's one image-reference policy: every place that
+// registries without a CA of their own (TrustCA). It is drift's one image-reference policy: every place that
 // takes a reference (app specs, runtimes, registries) goes through it.
 func ParseReference(ref string) (name.Reference, error) {
 	opts := []name.Option{name.StrictValidation}
-	if host, _, _ := strings.Cut(ref, "/"); IsLoopback(host) {
+	if host, _, _ := strings.Cut(ref, "/"); IsLoopback(host) && !usesTLS(host) {
 		opts = append(opts, name.Insecure)
 	}
 	r, err := name.ParseReference(ref, opts...)

@@ -1,12 +1,13 @@
 // Package registry runs the center cloud's image library: an embedded CNCF
 // Distribution registry with filesystem storage, served over plain HTTP on
 // loopback (Docker and go-containerregistry treat loopback registries as
-// insecure-allowed by default).
+// insecure-allowed by default), or with TLS and htpasswd users.
 package registry
 
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/distribution/distribution/v3/configuration"
+	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd" // access controller used below
 	"github.com/distribution/distribution/v3/registry/handlers"
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem" // storage driver used below
 	"github.com/sirupsen/logrus"
@@ -33,6 +35,22 @@ type Server struct {
 // Start serves a registry storing blobs under dir, listening on addr
 // (e.g. "127.0.0.1:5000"; port 0 picks a free one).
 func Start(ctx context.Context, dir, addr string) (*Server, error) {
+	return StartWith(ctx, Options{Dir: dir, Addr: addr})
+}
+
+// Options configure a registry beyond storage and address.
+type Options struct {
+	Dir, Addr string
+	// Htpasswd is an htpasswd file (bcrypt): with it, every request needs
+	// one of its users (basic auth).
+	Htpasswd string
+	// TLS serves HTTPS with this certificate instead of plain HTTP.
+	TLS *tls.Certificate
+}
+
+// StartWith serves a registry as opts say.
+func StartWith(ctx context.Context, opts Options) (*Server, error) {
+	dir, addr := opts.Dir, opts.Addr
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("registry storage: %w", err)
 	}
@@ -51,11 +69,17 @@ func Start(ctx context.Context, dir, addr string) (*Server, error) {
 		},
 	}
 	cfg.HTTP.Secret = hex.EncodeToString(secret)
+	if opts.Htpasswd != "" {
+		cfg.Auth = configuration.Auth{"htpasswd": configuration.Parameters{"realm": "drift", "path": opts.Htpasswd}}
+	}
 	cfg.Log.AccessLog.Disabled = true
 
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("registry listen %s: %w", addr, err)
+	}
+	if opts.TLS != nil {
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{*opts.TLS}, MinVersion: tls.VersionTLS12})
 	}
 	app := handlers.NewApp(ctx, cfg)
 	s := &Server{

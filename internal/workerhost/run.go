@@ -18,7 +18,9 @@ type WorkerConfig struct {
 	NoCentral    bool     // do not poll the `drift` queue (a site worker next to one cloud)
 	DataDir      string
 	Registry     string // center registry host:port
-	MetricsAddr  string // "" disables the metrics endpoint
+	// RegistryLogin is how to log in to Registry (docker config otherwise).
+	RegistryLogin config.RegistryLogin
+	MetricsAddr   string // "" disables the metrics endpoint
 	// NetworkNode makes the worker that network node (gateway pairs and
 	// install instructions, queue drift.node.<id>); "" makes it none.
 	NetworkNode       string
@@ -53,6 +55,9 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, logger *slog.Logger) error
 		return fmt.Errorf("--clouds needs --topology")
 	}
 
+	if err := cfg.RegistryLogin.Apply(cfg.Registry); err != nil {
+		return err
+	}
 	metrics := NewMetrics()
 	if cfg.MetricsAddr != "" {
 		addr, err := metrics.Serve(ctx, cfg.MetricsAddr, logger)

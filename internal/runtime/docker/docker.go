@@ -31,11 +31,13 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/docker/go-connections/nat"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	driftimage "github.com/edgedrift/drift/internal/image"
 	"github.com/edgedrift/drift/internal/runtime"
 )
 
@@ -295,7 +297,11 @@ func (r *Runtime) pull(ctx context.Context, ref, platform string) error {
 			return nil
 		}
 	}
-	rc, err := r.cli.ImagePull(ctx, ref, image.PullOptions{Platform: platform})
+	auth, err := registryAuth(ref)
+	if err != nil {
+		return err
+	}
+	rc, err := r.cli.ImagePull(ctx, ref, image.PullOptions{Platform: platform, RegistryAuth: auth})
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
@@ -585,4 +591,14 @@ func shortID(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// registryAuth is drift's login for ref's registry as the engine takes it
+// ("" : anonymous).
+func registryAuth(ref string) (string, error) {
+	c, err := driftimage.AuthFor(ref)
+	if err != nil || c.Username == "" && c.IdentityToken == "" && c.RegistryToken == "" {
+		return "", err
+	}
+	return registry.EncodeAuthConfig(registry.AuthConfig{Username: c.Username, Password: c.Password, IdentityToken: c.IdentityToken, RegistryToken: c.RegistryToken})
 }
