@@ -133,7 +133,18 @@ const (
 	ErrTypeInvalidImage  = "InvalidImage"  // a malformed image reference
 	ErrTypeUnknownImage  = "UnknownImage"  // no registry has the image
 	ErrTypeWrongPlatform = "WrongPlatform" // the image has no build for the cloud's platform
+	// ErrTypeRegistryUnauthorized: a registry refused drift's credentials
+	// (or wanted some); the message names the registry and user.
+	ErrTypeRegistryUnauthorized = "RegistryUnauthorized"
 )
+
+// registryError makes a refused login non-retryable: no retry fixes a password.
+func registryError(err error) error {
+	if errors.Is(err, image.ErrUnauthorized) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeRegistryUnauthorized, nil)
+	}
+	return err
+}
 
 // checkPlatform refuses an image the registry holds without linux/<arch>.
 func checkPlatform(ctx context.Context, ref, cloud, arch string) error {
@@ -142,7 +153,7 @@ func checkPlatform(ctx context.Context, ref, cloud, arch string) error {
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeUnknownImage, err)
 	}
 	if err != nil {
-		return err
+		return registryError(err)
 	}
 	want := "linux/" + arch
 	if !slices.Contains(platforms, want) {

@@ -52,10 +52,10 @@ func (p *Pipeline) Push(ctx context.Context, req ImageRequest) (string, error) {
 	repo := p.repository(req.Spec.Image.Name)
 	pinned, err := image.Push(ctx, repo+":"+req.Tag, idx)
 	if err != nil {
-		return "", err
+		return "", registryError(err)
 	}
 	if _, err := image.Push(ctx, repo+":"+buildTag(req.BuildKey), idx); err != nil {
-		return "", err
+		return "", registryError(err)
 	}
 	return pinned, nil
 }
@@ -70,7 +70,7 @@ func (p *Pipeline) FindBuild(ctx context.Context, imageName, key string) (string
 	if errors.Is(err, image.ErrNotFound) {
 		return "", nil
 	}
-	return pinned, err
+	return pinned, registryError(err)
 }
 
 // repository is the image repository a spec's image name stands for: a name
