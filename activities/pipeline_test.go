@@ -79,6 +79,9 @@ func TestStepsAreReproducible(t *testing.T) {
 		if err != nil || !strings.Contains(strings.Join(logs.Tail, "\n"), "testing") {
 			t.Fatalf("test: %v, tail %v", err, logs.Tail)
 		}
+		if len(logs.Tests) != 2 || !logs.Tests[0].Passed || logs.Tests[0].Emulator != "" || !logs.Tests[1].Passed || logs.Tests[1].Emulator != "qemu-loongarch64-static" {
+			t.Fatalf("test results %+v: want both platforms passed, loong64 under qemu", logs.Tests)
+		}
 		pkg, err := p.Package(ctx, ref, spec)
 		if err != nil {
 			t.Fatal(err)
@@ -174,5 +177,31 @@ func TestRepositoryDefaultsToTheCenter(t *testing.T) {
 		if got := p.repository(name); got != want {
 			t.Errorf("%s → %s, want %s", name, got, want)
 		}
+	}
+}
+
+// A test that fails only on loong64 (run with the emulator named) stops the
+// step, with amd64's pass and loong64's failure recorded.
+func TestALoong64OnlyFailureStopsTheTests(t *testing.T) {
+	ctx := context.Background()
+	p := &Pipeline{Center: "127.0.0.1:1", DataDir: t.TempDir()}
+	spec := scriptSpec(t, scriptRepo(t))
+	spec.Test.Commands = []string{`echo "arch=$GOARCH emulator=$DRIFT_EMULATOR goflags=$GOFLAGS"; test "$GOARCH" != loong64`}
+	ref := RunRef{App: "tool", Run: "l1"}
+	co, err := p.Clone(ctx, ref, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs, err := p.Test(ctx, StepRequest{Ref: ref, Spec: spec, Checkout: co})
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || ae.Type() != ErrTypeTestFailed || !strings.Contains(ae.Message(), "test for linux/loong64") {
+		t.Fatalf("want TestFailed for linux/loong64, got %v", err)
+	}
+	var details StepLogs
+	if ae.Details(&details) != nil || len(details.Tests) != 2 || !details.Tests[0].Passed || details.Tests[1].Passed {
+		t.Fatalf("results in the failure's details %+v", details.Tests)
+	}
+	if tail := strings.Join(logs.Tail, "\n"); !strings.Contains(tail, "arch=loong64 emulator=qemu-loongarch64-static goflags=-exec=qemu-loongarch64-static") {
+		t.Errorf("loong64 tests did not run with the emulator:\n%s", tail)
 	}
 }
