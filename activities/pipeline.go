@@ -32,6 +32,9 @@ import (
 type Pipeline struct {
 	Center  string // center registry host:port
 	DataDir string
+	// Signer signs what the pipeline pushes (nil: images stay unsigned,
+	// and sites with a trust policy refuse them).
+	Signer *release.Signer
 }
 
 // Error types of pipeline steps; none is retried.
@@ -86,6 +89,9 @@ type ImageRequest struct {
 	BuildKey string            `json:"buildKey"`
 	Tag      string            `json:"tag"`    // the run's tag
 	Digest   string            `json:"digest"` // expected digest (Push)
+	// DeferBuildTag leaves the build-<key> tag to Attest, which writes it
+	// once the image is signed.
+	DeferBuildTag bool `json:"deferBuildTag,omitempty"`
 }
 
 // logTailLines is how many lines of a step's log travel in its result.

@@ -12,12 +12,16 @@ import (
 	"io"
 	"os"
 	"path"
+	"strings"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/edgedrift/drift/internal/image"
 	"github.com/edgedrift/drift/internal/pipelinespec"
+	"github.com/edgedrift/drift/internal/release"
 )
 
 // BuildImage makes the multi-platform OCI index of a package, daemonless,
@@ -54,10 +58,104 @@ func (p *Pipeline) Push(ctx context.Context, req ImageRequest) (string, error) {
 	if err != nil {
 		return "", registryError(err)
 	}
+	if req.DeferBuildTag {
+		return pinned, nil
+	}
 	if _, err := image.Push(ctx, repo+":"+buildTag(req.BuildKey), idx); err != nil {
 		return "", registryError(err)
 	}
 	return pinned, nil
+}
+
+// AttestRequest signs a pushed image and attaches what it is made of and how.
+type AttestRequest struct {
+	Image   ImageRequest         `json:"image"`
+	Pinned  string               `json:"pinned"` // the pushed index, repo@sha256:…
+	Commit  string               `json:"commit"`
+	Run     string               `json:"run"` // the workflow ID, the provenance's invocation
+	Started time.Time            `json:"started"`
+	Tests   []release.TestResult `json:"tests"`
+}
+
+// Attest signs the pushed index and attaches an SPDX SBOM per platform and
+// an SLSA v1 provenance (cosign's formats, next to the image), then writes
+// the build-<key> tag, so a reused build is always a signed one. Without a
+// signing key it attaches nothing and says so: drift never fakes a signature.
+func (p *Pipeline) Attest(ctx context.Context, req AttestRequest) (release.Attached, error) {
+	stop := heartbeat(ctx)
+	defer stop()
+	idx, err := imageOf(req.Image)
+	if err != nil {
+		return release.Attached{}, err
+	}
+	d, err := idx.Digest()
+	if err != nil {
+		return release.Attached{}, err
+	}
+	repo, digest, _ := strings.Cut(req.Pinned, "@")
+	if d.String() != digest {
+		return release.Attached{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("attest: image rebuilt from package %s has digest %s, not the pushed %s", req.Image.Package.SHA256, d, digest), ErrTypeInvalidImage, nil)
+	}
+	var att release.Attached
+	if p.Signer != nil {
+		r, err := p.release(ctx, req, idx, repo, digest)
+		if err != nil {
+			return release.Attached{}, err
+		}
+		if att, err = release.Attach(ctx, p.Signer, r); err != nil {
+			return release.Attached{}, registryError(err)
+		}
+	}
+	if _, err := image.Push(ctx, repo+":"+buildTag(req.Image.BuildKey), idx); err != nil {
+		return release.Attached{}, registryError(err)
+	}
+	return att, nil
+}
+
+// release describes the index for its SBOMs and provenance.
+func (p *Pipeline) release(ctx context.Context, req AttestRequest, idx v1.ImageIndex, repo, digest string) (release.Release, error) {
+	files, err := readPackage(req.Image.Package)
+	if err != nil {
+		return release.Release{}, err
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return release.Release{}, err
+	}
+	spec := req.Image.Spec
+	r := release.Release{Repo: repo, Digest: digest, Created: req.Started}
+	prov := &r.Provenance
+	prov.BuildDefinition = release.BuildDefinition{
+		BuildType: release.BuildType,
+		ExternalParameters: release.ExternalParameters{
+			Source: release.Source{Repository: spec.Repo, Ref: spec.Ref},
+			Spec:   map[string]any{"build": spec.Build, "test": spec.Test, "artifacts": spec.Artifacts, "image": spec.Image},
+		},
+		InternalParameters: map[string]string{"buildKey": req.Image.BuildKey},
+		ResolvedDependencies: []release.ResourceDescriptor{{URI: "git+" + spec.Repo + "@" + spec.Ref,
+			Digest: map[string]string{"gitCommit": req.Commit, "gitTree": req.Image.Tree}}},
+	}
+	host, _ := os.Hostname()
+	prov.RunDetails.Builder = release.Builder{ID: release.BuilderID, Version: map[string]string{"host": host}}
+	if activity.IsActivity(ctx) {
+		prov.RunDetails.Builder.Version["queue"] = activity.GetInfo(ctx).TaskQueue
+	}
+	prov.RunDetails.Metadata = release.RunMetadata{InvocationID: req.Run, StartedOn: req.Started.UTC(), FinishedOn: time.Now().UTC().Truncate(time.Second)}
+	prov.RunDetails.Byproducts = append(prov.RunDetails.Byproducts, release.ResourceDescriptor{Name: "package", Digest: map[string]string{"sha256": req.Image.Package.SHA256}})
+	for _, d := range m.Manifests {
+		pl := d.Platform.OS + "/" + d.Platform.Architecture
+		pi := release.PlatformImage{Platform: pl, Digest: d.Digest.String()}
+		for _, a := range spec.Artifacts {
+			pi.Binaries = append(pi.Binaries, release.Binary{Path: "/" + path.Base(a), Data: files[d.Platform.OS+"-"+d.Platform.Architecture+"/"+path.Base(a)]})
+		}
+		r.Platforms = append(r.Platforms, pi)
+		prov.RunDetails.Byproducts = append(prov.RunDetails.Byproducts, release.ResourceDescriptor{Name: "image " + pl, Digest: map[string]string{"sha256": d.Digest.Hex}})
+	}
+	for _, t := range req.Tests {
+		prov.RunDetails.Byproducts = append(prov.RunDetails.Byproducts, release.TestByproduct(t))
+	}
+	return r, nil
 }
 
 // FindBuild returns the pushed image of an earlier run with the same build

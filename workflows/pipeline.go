@@ -3,6 +3,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/edgedrift/drift/activities"
 	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/pipelinespec"
+	"github.com/edgedrift/drift/internal/release"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/topology"
 )
@@ -38,12 +40,13 @@ const (
 	StepPackage  StepName = "package"
 	StepImage    StepName = "image"
 	StepPush     StepName = "push"
+	StepSign     StepName = "sign" // sign, attach SBOM and provenance
 	StepApproval StepName = "approval"
 	StepDeploy   StepName = "deploy"
 	StepVerify   StepName = "verify"
 )
 
-var pipelineSteps = []StepName{StepClone, StepReuse, StepBuild, StepTest, StepPackage, StepImage, StepPush, StepApproval, StepDeploy, StepVerify}
+var pipelineSteps = []StepName{StepClone, StepReuse, StepBuild, StepTest, StepPackage, StepImage, StepPush, StepSign, StepApproval, StepDeploy, StepVerify}
 
 // StepStatus is where a step is.
 type StepStatus string
@@ -180,11 +183,13 @@ type PipelineProgress struct {
 	Package  activities.Package `json:"package,omitzero"`
 	Digest   string             `json:"digest,omitempty"`
 	Image    string             `json:"image,omitempty"` // pinned by digest
-	Steps    []StepProgress     `json:"steps"`
-	Targets  []TargetProgress   `json:"targets"`
-	Approval *Approval          `json:"approval,omitempty"`
-	Error    string             `json:"error,omitempty"`
-	Resumed  int                `json:"resumed,omitempty"` // how many times resumed
+	// Release is where the image's signature, SBOMs and provenance are.
+	Release  *release.Attached `json:"release,omitempty"`
+	Steps    []StepProgress    `json:"steps"`
+	Targets  []TargetProgress  `json:"targets"`
+	Approval *Approval         `json:"approval,omitempty"`
+	Error    string            `json:"error,omitempty"`
+	Resumed  int               `json:"resumed,omitempty"` // how many times resumed
 }
 
 // Endpoints lists the ready targets' endpoints by cloud.
@@ -231,7 +236,15 @@ type pipeline struct {
 	// before holds, by target index, the read of what each target ran
 	// before this run, started with the clone.
 	before map[int]workflow.Future
+	// signs: this run signs and attests what it pushes (see signedReleases).
+	signs bool
 }
+
+// signedReleases is the workflow.GetVersion change ID under which a run
+// signs its image and attaches SBOMs and provenance after the push (the
+// sign step), and writes the build-<key> tag that lets reruns reuse the
+// image only then. Older histories have no sign step.
+const signedReleases = "signed-releases"
 
 // earlyTargetReads is the workflow.GetVersion change ID under which a run
 // reads what its targets run while it clones, instead of just before each
@@ -249,6 +262,7 @@ func newPipeline(ctx workflow.Context, in PipelineInput) (*pipeline, error) {
 		p.pr = *in.Resume
 		p.pr.Resumed++
 		p.pr.Error, p.pr.Ended = "", time.Time{}
+		p.pr.Steps = withEveryStep(p.pr.Steps)
 	} else {
 		p.pr = PipelineProgress{ID: names.PipelineID(in.Spec.App, in.Run), App: in.Spec.App, Run: in.Run}
 		for _, name := range pipelineSteps {
@@ -301,10 +315,31 @@ func validatePipeline(in PipelineInput) error {
 			return invalid(ErrTypeUnknownTarget, "deploy: target %q is not a cloud of topology %q", t.Cloud, in.Topology.Name())
 		}
 	}
-	if r := in.Resume; r != nil && (r.App != in.Spec.App || len(r.Steps) != len(pipelineSteps) || len(r.Targets) != len(in.Spec.Deploy.Targets)) {
+	if r := in.Resume; r != nil && (r.App != in.Spec.App || len(withEveryStep(r.Steps)) != len(pipelineSteps) || len(r.Targets) != len(in.Spec.Deploy.Targets)) {
 		return invalid(ErrTypeInvalidPipeline, "resume: the progress given (app %q, %d steps, %d targets) is not a run of this spec", r.App, len(r.Steps), len(r.Targets))
 	}
 	return nil
+}
+
+// withEveryStep puts a resumed run's steps in today's order, adding the
+// steps a run from an older version did not have, as pending.
+func withEveryStep(steps []StepProgress) []StepProgress {
+	out := make([]StepProgress, 0, len(pipelineSteps))
+	for _, name := range pipelineSteps {
+		s := StepProgress{Name: name, Status: StepPending}
+		for _, old := range steps {
+			if old.Name == name {
+				s = old
+			}
+		}
+		out = append(out, s)
+	}
+	for _, old := range steps { // a step unknown today: keep the count honest
+		if !slices.Contains(pipelineSteps, old.Name) {
+			out = append(out, old)
+		}
+	}
+	return out
 }
 
 func runNameOK(run string) bool {
@@ -392,6 +427,10 @@ func (p *pipeline) steps(ctx workflow.Context) error {
 	if p.early {
 		p.readTargets(ctx)
 	}
+	p.signs = workflow.GetVersion(ctx, signedReleases, workflow.DefaultVersion, 1) == 1
+	if sign := &p.pr.Steps[p.idx[StepSign]]; !p.signs && sign.Status == StepPending {
+		sign.Status, sign.Detail = StepSkipped, "this run's version of drift did not sign images"
+	}
 	for _, s := range []struct {
 		name StepName
 		run  func(workflow.Context) (string, error)
@@ -403,6 +442,7 @@ func (p *pipeline) steps(ctx workflow.Context) error {
 		{StepPackage, p.pack},
 		{StepImage, p.image},
 		{StepPush, p.push},
+		{StepSign, p.sign},
 	} {
 		if err := p.step(ctx, s.name, s.run); err != nil {
 			return err
@@ -446,7 +486,7 @@ func (p *pipeline) reuse(ctx workflow.Context) (string, error) {
 	}
 	p.pr.Reused, p.pr.Image = true, found
 	p.pr.Digest = found[strings.LastIndex(found, "@")+1:]
-	for _, s := range []StepName{StepBuild, StepTest, StepPackage, StepImage, StepPush} {
+	for _, s := range []StepName{StepBuild, StepTest, StepPackage, StepImage, StepPush, StepSign} {
 		p.pr.Steps[p.idx[s]].Status = StepSkipped
 		p.pr.Steps[p.idx[s]].Detail = "reused " + found
 	}
@@ -508,12 +548,29 @@ func (p *pipeline) push(ctx workflow.Context) (string, error) {
 	return p.pr.Image, nil
 }
 
+// sign signs the pushed image and attaches its SBOMs and provenance, with
+// the test results of every platform.
+func (p *pipeline) sign(ctx workflow.Context) (string, error) {
+	actx := central(ctx, pushOptions, "sign "+p.pr.Image+", attach its SBOMs and provenance")
+	req := activities.AttestRequest{Image: p.imageRequest(), Pinned: p.pr.Image, Commit: p.pr.Commit, Run: p.pr.ID,
+		Started: p.pr.Started, Tests: p.pr.Steps[p.idx[StepTest]].Log.Tests}
+	var att release.Attached
+	if err := workflow.ExecuteActivity(actx, pipelineActs.Attest, req).Get(ctx, &att); err != nil {
+		return "", err
+	}
+	if att.Signature == "" {
+		return "not signed: the build worker has no signing key (drift-worker --signing-key)", nil
+	}
+	p.pr.Release = &att
+	return fmt.Sprintf("signed with key %s; SBOM for %d platform(s); SLSA provenance", short(att.Key), len(att.SBOMs)), nil
+}
+
 func (p *pipeline) stepRequest() activities.StepRequest {
 	return activities.StepRequest{Ref: p.ref, Spec: p.in.Spec, Checkout: activities.Checkout{Commit: p.pr.Commit, Tree: p.pr.Tree}}
 }
 
 func (p *pipeline) imageRequest() activities.ImageRequest {
-	return activities.ImageRequest{Spec: p.in.Spec, Package: p.pr.Package, Tree: p.pr.Tree, BuildKey: p.pr.BuildKey, Tag: p.in.Run, Digest: p.pr.Digest}
+	return activities.ImageRequest{Spec: p.in.Spec, Package: p.pr.Package, Tree: p.pr.Tree, BuildKey: p.pr.BuildKey, Tag: p.in.Run, Digest: p.pr.Digest, DeferBuildTag: p.signs}
 }
 
 // removeCheckout starts removing the run's checkout (also when the run is
