@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/edgedrift/drift/internal/image"
+	"github.com/edgedrift/drift/internal/release"
 	"github.com/edgedrift/drift/internal/runtime"
 )
 
@@ -32,6 +33,10 @@ type Cloud struct {
 	// arch is refused unless the image has linux/<arch>, and the runtime
 	// runs that platform of a multi-platform index.
 	Arch string
+	// Trust is the site's trust policy: with one, every deploy (pipeline,
+	// session, upgrade, rollback) first verifies the image's signature and
+	// provenance, and refuses with ErrTypeUntrustedImage. nil: no check.
+	Trust *release.Policy
 
 	mu      sync.Mutex
 	pending map[string]bool // pre-deploys admitted but not finished
@@ -55,6 +60,11 @@ const heartbeatEvery = 5 * time.Second
 func (c *Cloud) DeployInstance(ctx context.Context, req DeployRequest) (runtime.Endpoint, error) {
 	stop := heartbeat(ctx)
 	defer stop()
+	if c.Trust != nil {
+		if err := c.checkTrust(ctx, req.Spec.Image); err != nil {
+			return runtime.Endpoint{}, err
+		}
+	}
 	if c.Arch != "" {
 		if err := checkPlatform(ctx, req.Spec.Image, c.ID, c.Arch); err != nil {
 			return runtime.Endpoint{}, err
@@ -70,6 +80,18 @@ func (c *Cloud) DeployInstance(ctx context.Context, req DeployRequest) (runtime.
 	}
 	ep, err := c.Runtime.Deploy(ctx, req.Name, req.Spec)
 	return ep, classify(err)
+}
+
+// checkTrust verifies ref against the site's policy before anything runs.
+func (c *Cloud) checkTrust(ctx context.Context, ref string) error {
+	_, err := release.Verify(ctx, ref, c.Trust)
+	switch {
+	case errors.Is(err, release.ErrUntrusted):
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("cloud %s refuses to run it: %v", c.ID, err), ErrTypeUntrustedImage, nil)
+	case errors.Is(err, image.ErrNotFound):
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeUnknownImage, nil)
+	}
+	return registryError(err)
 }
 
 // admit reserves a place for a pre-deploy, counting the instances on the
@@ -136,6 +158,9 @@ const (
 	// ErrTypeRegistryUnauthorized: a registry refused drift's credentials
 	// (or wanted some); the message names the registry and user.
 	ErrTypeRegistryUnauthorized = "RegistryUnauthorized"
+	// ErrTypeUntrustedImage: the image fails the site's trust policy (no
+	// trusted signature, or a provenance the policy refuses).
+	ErrTypeUntrustedImage = "UntrustedImage"
 )
 
 // registryError makes a refused login non-retryable: no retry fixes a password.

@@ -50,6 +50,7 @@ func printPipeline(w io.Writer, pr workflows.PipelineProgress) {
 		}
 		fmt.Fprintf(w, "  image    %s%s\n", pr.Image, reused)
 	}
+	printRelease(w, pr.Release)
 	for _, s := range pr.Steps {
 		fmt.Fprintf(w, "  %-9s %-10s %8s  %s\n", s.Name, s.Status, duration(s), oneLine(firstOf(s.Error, s.Detail)))
 	}

@@ -49,6 +49,7 @@ worker in one process.`,
 		newInstallCommand(g),
 		newRepoCommand(g),
 		newAgentCommand(g),
+		newImageCommand(g),
 		newTopologyCommand(g),
 		newVersionCommand(g),
 	)

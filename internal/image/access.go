@@ -115,9 +115,9 @@ func (h httpsFor) RoundTrip(req *http.Request) (*http.Response, error) {
 	return h.next.RoundTrip(req)
 }
 
-// fetchError names what went wrong with ref: ErrNotFound for a 404,
+// RegistryError names what went wrong with ref: ErrNotFound for a 404,
 // ErrUnauthorized (naming the user, never the secret) for a 401 or 403.
-func fetchError(ref string, err error) error {
+func RegistryError(ref string, err error) error {
 	var te *transport.Error
 	if errors.As(err, &te) {
 		switch te.StatusCode {

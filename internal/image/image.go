@@ -123,7 +123,7 @@ func Push(ctx context.Context, ref string, what Pushable) (string, error) {
 		return "", fmt.Errorf("cannot push %T", what)
 	}
 	if err != nil {
-		return "", fmt.Errorf("push: %w", fetchError(ref, err))
+		return "", fmt.Errorf("push: %w", RegistryError(ref, err))
 	}
 	d, err := what.Digest()
 	if err != nil {

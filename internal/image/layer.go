@@ -23,7 +23,7 @@ func Layer(ctx context.Context, base, top, to string) (string, error) {
 		}
 		img, err := remote.Image(r, append(Options(ctx), remote.WithPlatform(platform))...)
 		if err != nil {
-			return nil, fetchError(ref, err)
+			return nil, RegistryError(ref, err)
 		}
 		return img, nil
 	}

@@ -4,7 +4,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"strings"
+
+	"github.com/edgedrift/drift/internal/image"
 )
 
 // Media types and annotations of cosign's storage in the registry.
@@ -19,10 +20,11 @@ const (
 	SPDXType               = "https://spdx.dev/Document"
 )
 
-// SignatureTag and AttestationTag are where cosign keeps an image's
-// signatures and attestations: sha256:<hex> → sha256-<hex>.sig / .att.
-func SignatureTag(digest string) string   { return strings.Replace(digest, ":", "-", 1) + ".sig" }
-func AttestationTag(digest string) string { return strings.Replace(digest, ":", "-", 1) + ".att" }
+// SignatureTag and AttestationTag name an image's cosign tags.
+var (
+	SignatureTag   = image.SignatureTag
+	AttestationTag = image.AttestationTag
+)
 
 // simpleSigning is the payload cosign signs for an image.
 type simpleSigning struct {

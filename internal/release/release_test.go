@@ -121,6 +121,16 @@ func TestSignAndVerifyProvenanceAndSBOM(t *testing.T) {
 	wrongRef, _ := NewPolicy([][]byte{s.PublicPEM()}, nil, []string{"release"}, false)
 	untrusted("another ref", wrongRef, repo+":v1")
 
+	// Copied to another registry (as sessions stock the center), the image
+	// keeps its signature and attestations.
+	copied, err := image.Copy(ctx, repo+"@"+digest, testRegistry(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := Verify(ctx, copied, policy); err != nil || v.Digest != digest {
+		t.Fatalf("the copy: %+v, %v", v, err)
+	}
+
 	// An image changed after signing (another layer, so another digest) is
 	// unsigned, also re-tagged under the signed tag.
 	tampered, _ := pushed(t, repo, "v1", []byte("not the signed binary"))

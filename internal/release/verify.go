@@ -111,7 +111,7 @@ func Verify(ctx context.Context, ref string, p *Policy) (Verified, error) {
 	}
 	desc, err := remote.Get(r, image.Options(ctx)...)
 	if err != nil {
-		return Verified{}, fmt.Errorf("verify %s: %w", ref, err)
+		return Verified{}, image.RegistryError(ref, err)
 	}
 	v := Verified{Digest: desc.Digest.String()}
 	if d, ok := r.(name.Digest); ok && d.DigestStr() != v.Digest {
@@ -241,7 +241,7 @@ func artifactLayers(ctx context.Context, ref name.Reference) ([]layer, error) {
 		if errors.As(err, &te) && te.StatusCode == http.StatusNotFound {
 			return nil, untrusted(ref.Context().String(), "%s does not exist: not signed, or changed after signing", ref)
 		}
-		return nil, fmt.Errorf("read %s: %w", ref, err)
+		return nil, image.RegistryError(ref.String(), err)
 	}
 	m, err := img.Manifest()
 	if err != nil {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 
 	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/release"
 	"github.com/edgedrift/drift/internal/topology"
 )
 
@@ -20,7 +22,13 @@ type WorkerConfig struct {
 	Registry     string // center registry host:port
 	// RegistryLogin is how to log in to Registry (docker config otherwise).
 	RegistryLogin config.RegistryLogin
-	MetricsAddr   string // "" disables the metrics endpoint
+	// SigningKey is a PEM private key file the central pipeline signs with
+	// ("" : the key in DRIFT_SIGNING_KEY, else none).
+	SigningKey string
+	// TrustPolicy is a YAML trust policy file every deploy on this worker's
+	// clouds is verified against ("" : none).
+	TrustPolicy string
+	MetricsAddr string // "" disables the metrics endpoint
 	// NetworkNode makes the worker that network node (gateway pairs and
 	// install instructions, queue drift.node.<id>); "" makes it none.
 	NetworkNode       string
@@ -58,6 +66,10 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, logger *slog.Logger) error
 	if err := cfg.RegistryLogin.Apply(cfg.Registry); err != nil {
 		return err
 	}
+	signer, trust, err := cfg.trust()
+	if err != nil {
+		return err
+	}
 	metrics := NewMetrics()
 	if cfg.MetricsAddr != "" {
 		addr, err := metrics.Serve(ctx, cfg.MetricsAddr, logger)
@@ -83,7 +95,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, logger *slog.Logger) error
 			return err
 		}
 	}
-	ws, err := StartWorkers(c, WorkerOptions{Topology: topo, Clouds: clouds, Central: !cfg.NoCentral, DataDir: cfg.DataDir, Registry: cfg.Registry, Install: install, Logger: logger})
+	ws, err := StartWorkers(c, WorkerOptions{Topology: topo, Clouds: clouds, Central: !cfg.NoCentral, DataDir: cfg.DataDir, Registry: cfg.Registry, Install: install, Logger: logger, Signer: signer, Trust: trust})
 	if err != nil {
 		return err
 	}
@@ -100,4 +112,21 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, logger *slog.Logger) error
 	logger.Info("worker stopping: waiting for running activities")
 	ws.Stop()
 	return nil
+}
+
+// trust reads the signing key and the trust policy the flags name.
+func (cfg WorkerConfig) trust() (signer *release.Signer, policy *release.Policy, err error) {
+	switch {
+	case cfg.SigningKey != "":
+		signer, err = release.LoadSigner(cfg.SigningKey)
+	case os.Getenv("DRIFT_SIGNING_KEY") != "":
+		signer, err = release.ParseSigner([]byte(os.Getenv("DRIFT_SIGNING_KEY")))
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.TrustPolicy != "" {
+		policy, err = release.LoadPolicy(cfg.TrustPolicy)
+	}
+	return signer, policy, err
 }
