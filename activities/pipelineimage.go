@@ -28,7 +28,7 @@ import (
 // and returns its digest. The build is a pure function of the package, so
 // Push makes the very same bytes again.
 func (p *Pipeline) BuildImage(ctx context.Context, req ImageRequest) (string, error) {
-	idx, err := imageOf(req)
+	idx, err := imageOf(ctx, req)
 	if err != nil {
 		return "", err
 	}
@@ -41,7 +41,7 @@ func (p *Pipeline) BuildImage(ctx context.Context, req ImageRequest) (string, er
 func (p *Pipeline) Push(ctx context.Context, req ImageRequest) (string, error) {
 	stop := heartbeat(ctx)
 	defer stop()
-	idx, err := imageOf(req)
+	idx, err := imageOf(ctx, req)
 	if err != nil {
 		return "", err
 	}
@@ -84,7 +84,7 @@ type AttestRequest struct {
 func (p *Pipeline) Attest(ctx context.Context, req AttestRequest) (release.Attached, error) {
 	stop := heartbeat(ctx)
 	defer stop()
-	idx, err := imageOf(req.Image)
+	idx, err := imageOf(ctx, req.Image)
 	if err != nil {
 		return release.Attached{}, err
 	}
@@ -178,8 +178,8 @@ func (p *Pipeline) repository(name string) string { return pipelinespec.InRegist
 func buildTag(key string) string { return "build-" + key[:40] }
 
 // imageOf builds the image index of a package: per platform, the artifacts
-// at the image's root.
-func imageOf(req ImageRequest) (v1.ImageIndex, error) {
+// at the image's root, over the spec's base.
+func imageOf(ctx context.Context, req ImageRequest) (v1.ImageIndex, error) {
 	files, err := readPackage(req.Package)
 	if err != nil {
 		return nil, err
@@ -187,6 +187,10 @@ func imageOf(req ImageRequest) (v1.ImageIndex, error) {
 	spec := req.Spec
 	var imgs []v1.Image
 	for _, pl := range spec.Platforms() {
+		base, err := baseImage(ctx, spec.Image.Base, v1.Platform{OS: pl.OS, Architecture: pl.Arch})
+		if err != nil {
+			return nil, err
+		}
 		var layer []image.File
 		for _, a := range spec.Artifacts {
 			data, ok := files[pl.OS+"-"+pl.Arch+"/"+path.Base(a)]
@@ -196,7 +200,7 @@ func imageOf(req ImageRequest) (v1.ImageIndex, error) {
 			}
 			layer = append(layer, image.File{Path: "/" + path.Base(a), Mode: 0o755, Data: data})
 		}
-		img, err := image.Build(v1.Platform{OS: pl.OS, Architecture: pl.Arch}, layer, image.Config{
+		img, err := image.BuildOn(base, v1.Platform{OS: pl.OS, Architecture: pl.Arch}, layer, image.Config{
 			Entrypoint: spec.Image.Entrypoint, Env: spec.Image.Env, Ports: spec.Image.Ports,
 			// Nothing of the run (commit, time) goes in: the digest is a
 			// function of the artifacts, so the same source gives the same digest.
@@ -208,6 +212,30 @@ func imageOf(req ImageRequest) (v1.ImageIndex, error) {
 		imgs = append(imgs, img)
 	}
 	return image.Index(imgs...)
+}
+
+// baseImage is the image a platform's artifacts are laid over (nil: scratch).
+func baseImage(ctx context.Context, base string, pl v1.Platform) (v1.Image, error) {
+	switch base {
+	case "", pipelinespec.BaseScratch:
+		return nil, nil
+	case pipelinespec.BaseDrift:
+		files, err := image.HostBaseFiles()
+		if err != nil {
+			return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidImage, err)
+		}
+		return image.Build(pl, files, image.Config{})
+	}
+	img, err := image.PlatformImage(ctx, base, pl)
+	switch {
+	case errors.Is(err, image.ErrNotFound):
+		return nil, temporal.NewNonRetryableApplicationError("image.base: "+err.Error(), ErrTypeUnknownImage, err)
+	case errors.Is(err, image.ErrUnauthorized):
+		return nil, registryError(err)
+	case errors.Is(err, image.ErrNoPlatform):
+		return nil, temporal.NewNonRetryableApplicationError("image.base: "+err.Error(), ErrTypeWrongPlatform, err)
+	}
+	return img, err
 }
 
 // readPackage reads a package after checking its sha256.

@@ -45,6 +45,13 @@ type Config struct {
 
 // Build makes a FROM-scratch image for one platform holding files in one layer.
 func Build(platform v1.Platform, files []File, cfg Config) (v1.Image, error) {
+	return BuildOn(nil, platform, files, cfg)
+}
+
+// BuildOn lays files in one layer over base (nil: scratch). The base's
+// config is kept, cfg's entrypoint, cmd and working dir replace it when
+// set, and its env, ports and labels are added.
+func BuildOn(base v1.Image, platform v1.Platform, files []File, cfg Config) (v1.Image, error) {
 	layerTar, err := tarFiles(files)
 	if err != nil {
 		return nil, err
@@ -55,8 +62,11 @@ func Build(platform v1.Platform, files []File, cfg Config) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
-	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	img := base
+	if img == nil {
+		img = mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+		img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	}
 	if img, err = mutate.AppendLayers(img, layer); err != nil {
 		return nil, err
 	}
@@ -66,19 +76,33 @@ func Build(platform v1.Platform, files []File, cfg Config) (v1.Image, error) {
 	}
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture, cf.Variant = platform.OS, platform.Architecture, platform.Variant
-	cf.Config = v1.Config{
-		Entrypoint: cfg.Entrypoint,
-		Cmd:        cfg.Cmd,
-		Env:        cfg.Env,
-		WorkingDir: cfg.WorkingDir,
-		Labels:     cfg.Labels,
+	c := cf.Config
+	if base == nil {
+		c = v1.Config{}
 	}
-	if len(cfg.Ports) > 0 {
-		cf.Config.ExposedPorts = map[string]struct{}{}
-		for _, p := range cfg.Ports {
-			cf.Config.ExposedPorts[strconv.Itoa(p)+"/tcp"] = struct{}{}
-		}
+	if len(cfg.Entrypoint) > 0 || base == nil {
+		c.Entrypoint = cfg.Entrypoint
 	}
+	if len(cfg.Cmd) > 0 || base == nil {
+		c.Cmd = cfg.Cmd
+	}
+	if cfg.WorkingDir != "" || base == nil {
+		c.WorkingDir = cfg.WorkingDir
+	}
+	c.Env = append(c.Env, cfg.Env...)
+	if len(cfg.Labels) > 0 && c.Labels == nil {
+		c.Labels = map[string]string{}
+	}
+	for k, v := range cfg.Labels {
+		c.Labels[k] = v
+	}
+	if len(cfg.Ports) > 0 && c.ExposedPorts == nil {
+		c.ExposedPorts = map[string]struct{}{}
+	}
+	for _, p := range cfg.Ports {
+		c.ExposedPorts[strconv.Itoa(p)+"/tcp"] = struct{}{}
+	}
+	cf.Config = c
 	return mutate.ConfigFile(img, cf)
 }
 
