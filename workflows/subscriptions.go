@@ -70,14 +70,14 @@ type subscriptions struct {
 
 func (w *subscriptions) run(ctx workflow.Context) error {
 	w.root = ctx
+	for _, s := range w.book.Subscribers { // before any handler can add one
+		w.start(s)
+	}
 	if err := w.registerHandlers(ctx); err != nil {
 		return err
 	}
 	if err := workflow.UpsertTypedSearchAttributes(ctx, names.KindKey.ValueSet(names.KindSubscriptions)); err != nil {
 		return err
-	}
-	for _, s := range w.book.Subscribers {
-		w.start(s)
 	}
 	events := workflow.GetSignalChannel(ctx, names.EventsSignal)
 	for {
