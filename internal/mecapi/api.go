@@ -158,7 +158,7 @@ func (a *API) routes() []route {
 		{"DELETE", registrationPath, w, "deregister: end the session; answers its report, again on a retry (drift: 200 with the report, where MEC says 204)", []int{200, 400, 404}, nil, amsi.RegistrationInfo{}, nil, a.deleteRegistration},
 		{"POST", deregisterPath, w, "deregister: end the session (204 once everything is destroyed; again on a retry)", []int{204, 400, 404}, nil, nil, nil, a.deregisterTask},
 		{"GET", movesPath, r, "drift: the latest moves of the session, by whatever started them", []int{200, 400, 404}, nil, []Move{}, nil, a.listMoves},
-		{"POST", movesPath, w, "drift: move the session's user to a region (202 TRIGGERED; ?wait=true: 200 once COMPLETED or FAILED)", []int{200, 202, 400, 404, 409}, MoveRequest{}, Move{}, []string{"wait"}, a.postMove},
+		{"POST", movesPath, w, "drift: move the session's user to a region (202 while TRIGGERED, 200 once COMPLETED or FAILED; ?wait=true waits for that)", []int{200, 202, 400, 404, 409}, MoveRequest{}, Move{}, []string{"wait"}, a.postMove},
 		{"GET", movePath, r, "drift: one move, from any API process, after any restart", []int{200, 400, 404}, nil, Move{}, nil, a.getMove},
 		{"GET", subscriptionsPath, r, "the caller's subscriptions", []int{200, 400}, nil, amsi.SubscriptionLinkList{}, []string{"subscriptionType"}, a.listSubscriptions},
 		{"POST", subscriptionsPath, w, "subscribe: MobilityProcedureSubscription or AdjacentAppInfoSubscription", []int{201, 400, 409}, amsi.Subscription{}, amsi.Subscription{}, nil, a.subscribe},

@@ -60,8 +60,9 @@ func moveOf(user, app string, m workflows.MoveRecord) Move {
 }
 
 // postMove sends the Move update and answers once the session has taken
-// it up: 202 TRIGGERED, or with ?wait=true 200 once it COMPLETED or FAILED
-// (the body says which). A region the session does not know is 400; a
+// it up, with the move as it is then: 202 while it is TRIGGERED, 200 once
+// it COMPLETED or FAILED (the body says which; a warm move is often done
+// at once); ?wait=true waits for the end. A region the session does not know is 400; a
 // session that takes no move now (exiting, mobility not allowed) is 409.
 func (a *API) postMove(w http.ResponseWriter, r *http.Request) {
 	user, app, ok := pathRegistration(w, r)
@@ -108,9 +109,9 @@ func (a *API) postMove(w http.ResponseWriter, r *http.Request) {
 	if !found { // taken up, so recorded: only a session past RecentMoves newer moves forgets it
 		m = workflows.MoveRecord{ID: id, Source: workflows.FromUpdate, Region: req.Region, Status: workflows.MoveTriggered, ArrivedAt: time.Now().UTC()}
 	}
-	status := http.StatusAccepted
-	if wait && m.Status != workflows.MoveTriggered {
-		status = http.StatusOK
+	status := http.StatusAccepted // still running
+	if m.Status != workflows.MoveTriggered {
+		status = http.StatusOK // done already: a warm move often is
 	}
 	writeJSON(w, status, moveOf(user, app, m))
 }
