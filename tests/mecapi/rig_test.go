@@ -36,20 +36,21 @@ func TestMain(m *testing.M) { harness.Main(m) }
 
 // rig is the real parts and one API process.
 type rig struct {
-	t       *testing.T
-	c       client.Client // Temporal: for Signal moves and to look at where state lives
-	address string        // Temporal's frontend
-	topo    *topology.Topology
-	ws      *workerhost.Workers
-	image   string
-	drift   string // the drift binary
-	tokens  string // the API's tokens file
-	apiPort int
-	api     *harness.Proc
-	base    string // http://127.0.0.1:port/amsi/v1
-	tokenA  string // client svc-a, read and write
-	tokenB  string // client svc-b, read and write
-	tokenRO string // client reader, read only
+	t        *testing.T
+	c        client.Client // Temporal: for Signal moves and to look at where state lives
+	address  string        // Temporal's frontend
+	topo     *topology.Topology
+	ws       *workerhost.Workers
+	image    string
+	registry string // host:port
+	drift    string // the drift binary
+	tokens   string // the API's tokens file
+	apiPort  int
+	api      *harness.Proc
+	base     string // http://127.0.0.1:port/amsi/v1
+	tokenA   string // client svc-a, read and write
+	tokenB   string // client svc-b, read and write
+	tokenRO  string // client reader, read only
 }
 
 func newRig(t *testing.T) *rig {
@@ -58,7 +59,7 @@ func newRig(t *testing.T) *rig {
 	stack, c := harness.Temporal(t, "")
 	reg := harness.Registry(t)
 	r := &rig{t: t, c: c, address: stack.Address(), drift: drift, topo: harness.ExampleTopology(t),
-		image: harness.HelloImage(t, reg, "v1"), tokens: filepath.Join(t.TempDir(), "tokens"), apiPort: harness.FreePort(t)}
+		image: harness.HelloImage(t, reg, "v1"), registry: reg.Host(), tokens: filepath.Join(t.TempDir(), "tokens"), apiPort: harness.FreePort(t)}
 	r.ws = harness.Workers(t, c, r.topo, reg.Host(), nil)
 	r.tokenA = r.newToken("svc-a", "read,write")
 	r.tokenB = r.newToken("svc-b", "read,write")
@@ -259,7 +260,9 @@ func registrationBody(user, image, region string) map[string]any {
 	}
 }
 
-func regPath(user string) string { return "/amsi/v1/app_mobility_services/" + url.PathEscape("hello."+user) }
+func regPath(user string) string {
+	return "/amsi/v1/app_mobility_services/" + url.PathEscape("hello."+user)
+}
 
 // register registers user at region and expects status.
 func (o *outsider) register(user, region string, status int) registration {
@@ -419,3 +422,5 @@ func ctxFor(t *testing.T, d time.Duration) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+var adjacency = topology.Policy{Kind: topology.Adjacency}
