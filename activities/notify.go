@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"time"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
@@ -61,10 +62,37 @@ func SubscriptionsStart() client.StartWorkflowOptions {
 	}
 }
 
-// DeliverNotification POSTs one notification to its callback. A 2xx
-// answer delivers it; a network error, a timeout, 408, 429 or a 5xx is
-// retried (by the activity's retry policy); any other answer is final.
-func (n *Notifier) DeliverNotification(ctx context.Context, s amsi.Send) error {
+// DeliverNotifications POSTs a subscriber's due notifications to its
+// callback, in order, one request each, and returns how many were
+// delivered. A 2xx answer delivers one; a network error, a timeout, 408,
+// 429 or a 5xx is retried (by the activity's retry policy; an attempt
+// resumes after the last delivered, which it heartbeats); any other answer
+// is final. Once some went out, a failure ends the batch early instead, and
+// so does too little time left for another request: the rest goes in the
+// next one.
+func (n *Notifier) DeliverNotifications(ctx context.Context, batch []amsi.Send) (int, error) {
+	done := 0
+	if activity.HasHeartbeatDetails(ctx) {
+		_ = activity.GetHeartbeatDetails(ctx, &done)
+	}
+	deadline := activity.GetInfo(ctx).Deadline
+	for i := done; i < len(batch); i++ {
+		if i > done && time.Until(deadline) < n.httpClient().Timeout+time.Second {
+			return i, nil
+		}
+		if err := n.post(ctx, batch[i]); err != nil {
+			if i > 0 {
+				return i, nil
+			}
+			return 0, err
+		}
+		activity.RecordHeartbeat(ctx, i+1)
+	}
+	return len(batch), nil
+}
+
+// post sends one notification.
+func (n *Notifier) post(ctx context.Context, s amsi.Send) error {
 	u, err := url.Parse(s.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.User != nil {
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("callback %q is not a usable http(s) URL", s.URL), ErrTypeCallbackRefused, nil)

@@ -82,12 +82,13 @@ var (
 		ScheduleToCloseTimeout: 5 * time.Minute,
 		RetryPolicy:            retry(0, 30*time.Second),
 	}
-	// deliverOptions: one notification to one callback. A callback that does
-	// not answer is tried again with backoff for a few minutes, then its
+	// deliverOptions: a batch of notifications to one callback (an attempt
+	// stops early rather than run out of time). A callback that does not
+	// answer is tried again with backoff for a few minutes, then its
 	// subscription is suspended; an answer no retry can fix suspends it at
 	// once.
 	deliverOptions = workflow.ActivityOptions{
-		StartToCloseTimeout:    15 * time.Second,
+		StartToCloseTimeout:    time.Minute,
 		ScheduleToCloseTimeout: 3 * time.Minute,
 		RetryPolicy:            retry(6, 30*time.Second, activities.ErrTypeCallbackRefused),
 	}

@@ -49,9 +49,9 @@ type SubscriptionInfo struct {
 // every session publishes, whatever moved it: sessions signal their events
 // in order (activities.Notifier.PublishSessionEvents), the book (amsi.Book)
 // decides which subscription hears of what, and each subscription has its
-// own delivery coroutine running one DeliverNotification activity at a
-// time with its own retries, so a subscriber that does not answer delays
-// only itself. A delivery that fails after every retry suspends its
+// own delivery coroutine running one DeliverNotifications activity at a
+// time (what is due, up to amsi.MaxBatch) with its own retries, so a
+// subscriber that does not answer delays only itself. A delivery that fails after every retry suspends its
 // subscription (a PUT resumes it); subscriptions end at their
 // expiryDeadline after an ExpiryNotification. It continues as new when its
 // history grows, carrying the book; a delivery in flight then goes again
@@ -226,24 +226,25 @@ func (w *subscriptions) stop(id string) {
 	}
 }
 
-// deliver sends s what is due to it, one notification at a time, in order.
+// deliver sends s what is due to it, in order, a batch at a time.
 func (w *subscriptions) deliver(ctx workflow.Context, s *amsi.Subscriber) {
 	gone := func() bool { return ctx.Err() != nil || w.book.Find(s.ID) != s }
 	for {
 		if err := workflow.Await(ctx, func() bool { return gone() || w.book.Due(s) }); err != nil || gone() {
 			return
 		}
-		send := w.book.Next(s, workflow.Now(ctx))
-		actx := central(ctx, deliverOptions, fmt.Sprintf("%s %s to %s", send.Type, send.NotificationID, callbackHost(send.URL)))
-		err := workflow.ExecuteActivity(actx, notifyActs.DeliverNotification, send).Get(ctx, nil)
+		batch := w.book.Next(s, workflow.Now(ctx))
+		actx := central(ctx, deliverOptions, fmt.Sprintf("%d notification(s) for %s to %s", len(batch), s.ID, callbackHost(s.Subscription.CallbackReference)))
+		var n int
+		err := workflow.ExecuteActivity(actx, notifyActs.DeliverNotifications, batch).Get(ctx, &n)
 		if gone() {
 			return
 		}
 		if err != nil {
-			w.logger.Warn("notification not delivered", "subscription", s.ID, "notification", send.NotificationID, "error", err)
-			w.book.Failed(s, send, RootMessage(err))
+			w.logger.Warn("notification not delivered", "subscription", s.ID, "notification", batch[0].NotificationID, "error", err)
+			w.book.Failed(s, batch[0], RootMessage(err))
 		} else {
-			w.book.Delivered(s, send, workflow.Now(ctx))
+			w.book.Delivered(s, batch[:min(n, len(batch))], workflow.Now(ctx))
 		}
 		if s.Status == amsi.Expired && len(s.Special) == 0 {
 			w.stop(s.ID)

@@ -24,19 +24,27 @@ import (
 // callbacks fakes the subscribers' endpoints: what each URL received, and
 // which answer nothing.
 type callbacks struct {
-	mu   sync.Mutex
-	got  map[string][]amsi.Send
-	dead map[string]bool
+	mu      sync.Mutex
+	got     map[string][]amsi.Send
+	dead    map[string]bool
+	batches []int // the size of each delivery asked for
+	takes   int   // when > 0, a delivery takes at most this many (its time ran out)
 }
 
-func (c *callbacks) deliver(_ context.Context, s amsi.Send) error {
+func (c *callbacks) deliver(_ context.Context, batch []amsi.Send) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.dead[s.URL] {
-		return fmt.Errorf("dial %s: connection refused", s.URL)
+	c.batches = append(c.batches, len(batch))
+	if c.takes > 0 && len(batch) > c.takes {
+		batch = batch[:c.takes]
 	}
-	c.got[s.URL] = append(c.got[s.URL], s)
-	return nil
+	for _, s := range batch {
+		if c.dead[s.URL] {
+			return 0, fmt.Errorf("dial %s: connection refused", s.URL)
+		}
+		c.got[s.URL] = append(c.got[s.URL], s)
+	}
+	return len(batch), nil
 }
 
 func (c *callbacks) lines(url string) []string {
@@ -67,7 +75,7 @@ func newSubsTest(t *testing.T) *subsTest {
 	st := &subsTest{t: t, cb: &callbacks{got: map[string][]amsi.Send{}, dead: map[string]bool{}}}
 	st.env = st.NewTestWorkflowEnvironment()
 	st.env.RegisterActivity(&activities.Notifier{})
-	st.env.OnActivity(notifyActs.DeliverNotification, mock.Anything, mock.Anything).Return(st.cb.deliver)
+	st.env.OnActivity(notifyActs.DeliverNotifications, mock.Anything, mock.Anything).Return(st.cb.deliver)
 	return st
 }
 
@@ -205,6 +213,37 @@ func TestSubscriptionTestAndExpiryNotifications(t *testing.T) {
 	want := []string{"TestNotification", "MobilityProcedureNotification m1 TRIGGERED", "ExpiryNotification"}
 	if got := st.cb.lines("http://cb"); !slices.Equal(got, want) {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// What is due goes in batches of at most amsi.MaxBatch; a delivery that
+// took only part of its batch goes on from there, in order, with nothing
+// twice.
+func TestSubscriptionsDeliverInBoundedBatches(t *testing.T) {
+	st := newSubsTest(t)
+	st.cb.takes = 7
+	var moves []string
+	var want []string
+	for i := range 3 * amsi.MaxBatch {
+		moves = append(moves, fmt.Sprintf("m%d:T", i))
+		want = append(want, fmt.Sprintf("MobilityProcedureNotification m%d TRIGGERED", i))
+	}
+	st.at(0, func() { st.subscribe("s", "svc", mobility("http://cb", 1)) })
+	st.at(time.Second, func() { st.env.SignalWorkflow(names.EventsSignal, events("c1", 1, moves...)) })
+	st.at(time.Hour, func() {
+		if d := st.list()["s"].Drift; d.Delivered != int64(len(want)) || d.Pending != 0 {
+			t.Errorf("subscriber %+v", d)
+		}
+		st.env.CancelWorkflow()
+	})
+	st.env.ExecuteWorkflow(MobilitySubscriptions, activities.SubscriptionsInput{})
+	if got := st.cb.lines("http://cb"); !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	for _, n := range st.cb.batches {
+		if n > amsi.MaxBatch {
+			t.Errorf("a delivery of %d notifications (at most %d)", n, amsi.MaxBatch)
+		}
 	}
 }
 

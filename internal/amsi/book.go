@@ -191,39 +191,53 @@ type Send struct {
 	Position int64 `json:"position"`
 }
 
-// Next is the notification due to s (Due must hold), built at now.
-func (b *Book) Next(s *Subscriber, now time.Time) Send {
-	if len(s.Special) > 0 {
-		return b.special(s, s.Special[0], now)
+// MaxBatch bounds the notifications one delivery takes to a subscriber.
+const MaxBatch = 20
+
+// Next is what is due to s (Due must hold), in order, at most MaxBatch
+// notifications, built at now.
+func (b *Book) Next(s *Subscriber, now time.Time) []Send {
+	var out []Send
+	for _, kind := range s.Special {
+		out = append(out, b.special(s, kind, now))
 	}
-	e := b.Events[s.Cursor-b.First]
-	id := notificationID(s.ID, e.ID())
-	send := Send{Subscription: s.ID, URL: s.Subscription.CallbackReference, NotificationID: id, Position: s.Cursor}
-	switch e.Kind {
-	case KindAdjacent:
-		send.Type = AdjacentAppInfoNotification
-		send.Body = mustJSON(adjacentNotification(s, e, id))
-	default:
-		send.Type = MobilityProcedureNotification
-		send.Body = mustJSON(moveNotification(s, e, id))
+	if s.Status != Active {
+		return out
 	}
-	return send
+	for p := s.Cursor; p < b.End() && len(out) < MaxBatch; p++ {
+		e := b.Events[p-b.First]
+		if !s.Hears(e) {
+			continue
+		}
+		id := notificationID(s.ID, e.ID())
+		send := Send{Subscription: s.ID, URL: s.Subscription.CallbackReference, NotificationID: id, Position: p}
+		switch e.Kind {
+		case KindAdjacent:
+			send.Type = AdjacentAppInfoNotification
+			send.Body = mustJSON(adjacentNotification(s, e, id))
+		default:
+			send.Type = MobilityProcedureNotification
+			send.Body = mustJSON(moveNotification(s, e, id))
+		}
+		out = append(out, send)
+	}
+	return out
 }
 
-// Delivered records that send reached s.
-func (b *Book) Delivered(s *Subscriber, send Send, at time.Time) {
-	s.Delivered++
-	s.DeliveredAt = at
-	s.LastError = ""
-	if send.Position < 0 {
-		s.Special = s.Special[1:]
-		return
+// Delivered records that sent (a prefix of what Next gave) reached s.
+func (b *Book) Delivered(s *Subscriber, sent []Send, at time.Time) {
+	for _, send := range sent {
+		s.Delivered++
+		s.DeliveredAt = at
+		s.LastError = ""
+		if send.Position < 0 {
+			s.Special = s.Special[1:]
+		} else if send.Position >= s.Cursor {
+			s.Cursor = send.Position + 1
+		}
 	}
-	if send.Position == s.Cursor {
-		s.Cursor++
-		b.skip(s)
-		b.trim()
-	}
+	b.skip(s)
+	b.trim()
 }
 
 // Failed records that send could not reach s after every retry: s is

@@ -31,13 +31,15 @@ func subscriber(id string, f FilterCriteria) *Subscriber {
 func drain(b *Book, s *Subscriber) []MobilityProcedureNotificationBody {
 	var out []MobilityProcedureNotificationBody
 	for b.Due(s) {
-		send := b.Next(s, t0)
-		var n MobilityProcedureNotificationBody
-		if err := json.Unmarshal(send.Body, &n); err != nil {
-			panic(err)
+		sent := b.Next(s, t0)
+		for _, send := range sent {
+			var n MobilityProcedureNotificationBody
+			if err := json.Unmarshal(send.Body, &n); err != nil {
+				panic(err)
+			}
+			out = append(out, n)
 		}
-		out = append(out, n)
-		b.Delivered(s, send, t0)
+		b.Delivered(s, sent, t0)
 	}
 	return out
 }
@@ -85,14 +87,18 @@ func TestNotificationShapes(t *testing.T) {
 	s.Subscription.RequestTestNotification = true
 	b.Subscribe(s)
 	b.Add([]Event{moveEvent("c1", 1, "alice", "hello", MoveCompleted)})
-	test := b.Next(s, t0)
+	batch := b.Next(s, t0)
+	if len(batch) != 2 {
+		t.Fatalf("due: %d notifications, want the test one and the move", len(batch))
+	}
+	test := batch[0]
 	if test.Type != TestNotification || !strings.Contains(string(test.Body), `"notificationType":"TestNotification"`) ||
 		!strings.Contains(string(test.Body), `"_links":{"subscription":{"href":"/amsi/v1/subscriptions/s1"}}`) {
 		t.Fatalf("test notification %s", test.Body)
 	}
-	b.Delivered(s, test, t0)
-	send := b.Next(s, t0)
-	again := b.Next(s, t0)
+	b.Delivered(s, batch[:1], t0)
+	send := b.Next(s, t0)[0]
+	again := b.Next(s, t0)[0]
 	if send.NotificationID != again.NotificationID || send.NotificationID == test.NotificationID {
 		t.Errorf("notification ids %q, %q, test %q", send.NotificationID, again.NotificationID, test.NotificationID)
 	}
@@ -132,7 +138,7 @@ func TestSuspendedOrSlowSubscribersLoseOnlyTheirOwn(t *testing.T) {
 	b.Subscribe(live)
 	b.Subscribe(dead)
 	b.Add([]Event{moveEvent("c", 1, "alice", "hello", MoveTriggered)})
-	b.Failed(dead, b.Next(dead, t0), "connection refused")
+	b.Failed(dead, b.Next(dead, t0)[0], "connection refused")
 	if dead.Status != Suspended || b.Due(dead) {
 		t.Fatalf("dead subscriber %+v still due", dead)
 	}
@@ -162,11 +168,11 @@ func TestExpiryAndCheck(t *testing.T) {
 	b.Subscribe(s)
 	b.Expire(s)
 	b.Add([]Event{moveEvent("c", 1, "alice", "hello", MoveTriggered)})
-	send := b.Next(s, t0.Add(time.Minute))
+	send := b.Next(s, t0.Add(time.Minute))[0]
 	if send.Type != ExpiryNotification || !strings.Contains(string(send.Body), fmt.Sprintf(`"expiryDeadline":{"seconds":%d`, t0.Add(time.Minute).Unix())) {
 		t.Fatalf("expiry notification %s", send.Body)
 	}
-	b.Delivered(s, send, t0)
+	b.Delivered(s, []Send{send}, t0)
 	if b.Due(s) {
 		t.Error("an expired subscription still hears of events")
 	}
