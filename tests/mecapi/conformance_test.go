@@ -4,10 +4,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgedrift/drift/internal/names"
+	"github.com/edgedrift/drift/tests/harness"
 )
 
 // Every resource of ETSI MEC 021 v2.2.1 that drift covers, posted and read
@@ -212,6 +217,14 @@ func TestConformanceOfResourcesAndNotifications(t *testing.T) {
 	a.json("DELETE", regPath(user), nil, http.StatusOK, &report)
 	if report.Drift.State == nil || report.Drift.State.Phase != "ended" || report.Drift.State.Totals.Handovers != 1 {
 		t.Errorf("report %+v", report.Drift.State)
+	}
+	// make record-histories keeps this run's subscriptions workflow, and
+	// beside it the session (registered, moved, ended through the API), for
+	// the replay test.
+	if path := os.Getenv("DRIFT_RECORD_HISTORY"); path != "" {
+		ctx := ctxFor(t, time.Minute)
+		harness.RecordHistory(t, ctx, r.c, names.SubscriptionsID, path)
+		harness.RecordHistory(t, ctx, r.c, names.SessionID(user, "hello"), filepath.Join(filepath.Dir(path), "mobility-session-api.json"))
 	}
 }
 
