@@ -12,10 +12,11 @@ import (
 )
 
 // The API process is killed mid-run and started again: the subscriptions,
-// the move records and a move in flight at the kill survive it, and every
-// move that completed — asked through the API, the CLI or a Move signal,
-// before, during or after the restart — is notified TRIGGERED then
-// COMPLETED, at least once, each with a notification id to de-duplicate by.
+// the move records and a move in flight at the kill survive it, a second
+// API process (a replica) sees the same, and every move that completed —
+// asked through either API process, the CLI or a Move signal, before,
+// during or after the restart — is notified TRIGGERED then COMPLETED, at
+// least once, each with a notification id to de-duplicate by.
 func TestRestartOfTheAPIKeepsSubscriptionsMovesAndNotifications(t *testing.T) {
 	r := newRig(t)
 	a := r.as(r.tokenA)
@@ -59,24 +60,29 @@ func TestRestartOfTheAPIKeepsSubscriptionsMovesAndNotifications(t *testing.T) {
 	r.signalMove(t, "ana", "bastille")
 	r.startAPI()
 
-	// The subscription and every move record are there.
-	var list struct{ Subscription []struct{ Href string } }
-	a.json("GET", "/amsi/v1/subscriptions", nil, http.StatusOK, &list)
-	if len(list.Subscription) != 1 || list.Subscription[0].Href != subHref {
-		t.Fatalf("subscriptions after the restart: %+v", list)
+	// The subscription and every move record are there, in the restarted
+	// process and in a replica.
+	replica := r.replica(r.tokenA)
+	for _, api := range []*outsider{a, replica} {
+		var list struct{ Subscription []struct{ Href string } }
+		api.json("GET", "/amsi/v1/subscriptions", nil, http.StatusOK, &list)
+		if len(list.Subscription) != 1 || list.Subscription[0].Href != subHref {
+			t.Fatalf("subscriptions after the restart: %+v", list)
+		}
+		for _, href := range append(apiMoves, inFlight.Links["self"].Href) {
+			waitFor(t, 2*time.Minute, href+" to complete", func() bool {
+				var m move
+				api.json("GET", href, nil, http.StatusOK, &m)
+				if m.Status == "FAILED" {
+					t.Fatalf("%s failed: %s", href, m.Error)
+				}
+				return m.Status == "COMPLETED"
+			})
+		}
 	}
-	for _, href := range append(apiMoves, inFlight.Links["self"].Href) {
-		waitFor(t, 2*time.Minute, href+" to complete", func() bool {
-			var m move
-			a.json("GET", href, nil, http.StatusOK, &m)
-			if m.Status == "FAILED" {
-				t.Fatalf("%s failed: %s", href, m.Error)
-			}
-			return m.Status == "COMPLETED"
-		})
-	}
-	// One more through the restarted API.
+	// One more through each API process.
 	a.json("POST", regPath("dmitri")+"/moves?wait=true", `{"region":"quartier-latin"}`, http.StatusOK, nil)
+	replica.json("POST", regPath("chloé")+"/moves?wait=true", `{"region":"quartier-latin"}`, http.StatusOK, nil)
 
 	// Every move of every session — whatever started it — completed and was
 	// notified TRIGGERED and COMPLETED.
@@ -98,10 +104,10 @@ func TestRestartOfTheAPIKeepsSubscriptionsMovesAndNotifications(t *testing.T) {
 	for _, m := range all {
 		sources[m.Source]++
 	}
-	if len(all) != 10 || sources["update"] != 8 || sources["signal"] != 2 {
-		t.Fatalf("%d moves by source %v, want 10: 8 by update (API and CLI), 2 by signal", len(all), sources)
+	if len(all) != 11 || sources["update"] != 9 || sources["signal"] != 2 {
+		t.Fatalf("%d moves by source %v, want 11: 9 by update (API processes and CLI), 2 by signal", len(all), sources)
 	}
-	got := cb.await(t, 2*time.Minute, "TRIGGERED and COMPLETED of all 10 moves", func(rs []received) bool {
+	got := cb.await(t, 2*time.Minute, "TRIGGERED and COMPLETED of all 11 moves", func(rs []received) bool {
 		for _, m := range all {
 			n := moveNotes(rs, m.MoveID)
 			if len(n["TRIGGERED"]) == 0 || len(n["COMPLETED"]) == 0 {

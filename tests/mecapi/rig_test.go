@@ -80,10 +80,25 @@ func (r *rig) newToken(clientID, scopes string) string {
 // startAPI starts a drift api process on the rig's port.
 func (r *rig) startAPI() {
 	r.t.Helper()
-	r.api = harness.Start(r.t, r.drift, "api", "--address", r.address, "--listen", fmt.Sprintf("127.0.0.1:%d", r.apiPort),
-		"--tokens", r.tokens, "--callback-allow", "loopback", "--log-level", "warn")
-	r.api.WaitFor(r.t, "drift api serving", 2*time.Minute)
+	r.api = r.apiProcess(r.apiPort)
 	r.base = fmt.Sprintf("http://127.0.0.1:%d/amsi/v1", r.apiPort)
+}
+
+func (r *rig) apiProcess(port int) *harness.Proc {
+	r.t.Helper()
+	p := harness.Start(r.t, r.drift, "api", "--address", r.address, "--listen", fmt.Sprintf("127.0.0.1:%d", port),
+		"--tokens", r.tokens, "--callback-allow", "loopback", "--log-level", "warn")
+	p.WaitFor(r.t, "drift api serving", 2*time.Minute)
+	return p
+}
+
+// replica starts another drift api process beside the rig's and returns a
+// client of it with token.
+func (r *rig) replica(token string) *outsider {
+	r.t.Helper()
+	port := harness.FreePort(r.t)
+	r.apiProcess(port)
+	return &outsider{t: r.t, r: r, token: token, base: fmt.Sprintf("http://127.0.0.1:%d/amsi/v1", port)}
 }
 
 // killAPI kills the API process (SIGKILL: no goodbye).
@@ -104,6 +119,7 @@ type outsider struct {
 	t     *testing.T
 	r     *rig
 	token string
+	base  string // of another API process than the rig's, when set
 }
 
 // do sends a request (body: nil, a string of JSON, or a value to encode)
@@ -122,7 +138,11 @@ func (o *outsider) do(method, path string, body any) (int, http.Header, []byte) 
 		}
 		rd = bytes.NewReader(enc)
 	}
-	req, err := http.NewRequest(method, o.r.base+strings.TrimPrefix(path, "/amsi/v1"), rd)
+	base := o.r.base
+	if o.base != "" {
+		base = o.base
+	}
+	req, err := http.NewRequest(method, base+strings.TrimPrefix(path, "/amsi/v1"), rd)
 	if err != nil {
 		o.t.Fatal(err)
 	}
