@@ -34,6 +34,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/docker/go-connections/nat"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/edgedrift/drift/internal/runtime"
 )
@@ -138,7 +139,7 @@ func (r *Runtime) Deploy(ctx context.Context, name string, spec runtime.Spec) (r
 			}
 		}
 		if !pulled {
-			if err := r.pull(ctx, spec.Image); err != nil {
+			if err := r.pull(ctx, spec.Image, spec.Platform); err != nil {
 				return runtime.Endpoint{}, fmt.Errorf("deploy %s: %w", name, err)
 			}
 			pulled = true
@@ -286,14 +287,15 @@ func endpoint(port int) runtime.Endpoint {
 	}
 }
 
-// pull makes the engine pull ref, unless ref names a digest the engine has.
-func (r *Runtime) pull(ctx context.Context, ref string) error {
+// pull makes the engine pull ref (the platform entry of an index, when
+// set), unless ref names a digest the engine has for that platform.
+func (r *Runtime) pull(ctx context.Context, ref, platform string) error {
 	if strings.Contains(ref, "@") {
-		if _, err := r.cli.ImageInspect(ctx, ref); err == nil {
+		if img, err := r.cli.ImageInspect(ctx, ref); err == nil && (platform == "" || img.Os+"/"+img.Architecture == platform) {
 			return nil
 		}
 	}
-	rc, err := r.cli.ImagePull(ctx, ref, image.PullOptions{})
+	rc, err := r.cli.ImagePull(ctx, ref, image.PullOptions{Platform: platform})
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
@@ -338,7 +340,11 @@ func (r *Runtime) create(ctx context.Context, name string, spec runtime.Spec, la
 		PortBindings:  nat.PortMap{port: {{HostIP: loopback, HostPort: ""}}},
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
 	}
-	resp, err := r.cli.ContainerCreate(ctx, cfg, hc, nil, nil, name)
+	var platform *ocispec.Platform
+	if os, arch, ok := strings.Cut(spec.Platform, "/"); ok {
+		platform = &ocispec.Platform{OS: os, Architecture: arch}
+	}
+	resp, err := r.cli.ContainerCreate(ctx, cfg, hc, nil, platform, name)
 	if err != nil {
 		return "", err
 	}
@@ -407,9 +413,6 @@ func (r *Runtime) Status(ctx context.Context, name string) (runtime.Status, erro
 // A missing container, or one drift does not own, is no error (and is left
 // alone).
 func (r *Runtime) Destroy(ctx context.Context, name string) error {
-	if err := runtime.ValidateName(name); err != nil {
-		return err
-	}
 	unlock, err := r.lock(ctx, name)
 	if err != nil {
 		return err
@@ -545,9 +548,13 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// lock serializes operations on one instance name within this Runtime.
+// lock serializes operations on one instance name within this Runtime; an
+// invalid name is refused.
 // Across Runtimes and processes the engine's name uniqueness does the job.
 func (r *Runtime) lock(ctx context.Context, name string) (func(), error) {
+	if err := runtime.ValidateName(name); err != nil {
+		return nil, err
+	}
 	r.mu.Lock()
 	ch, ok := r.locks[name]
 	if !ok {
