@@ -57,7 +57,7 @@ bench-port:
 	@$(call run-bench,port,^TestPortBench$$,./tests/port,100m)
 bench-pipeline: docker-up
 	@$(call run-bench,pipeline,^TestPipelineBench$$,./tests/pipeline)
-# A live API subscriber's notification delay beside 8 dead ones (about 10 minutes).
+# A live API subscriber's notification delay beside 8 dead ones (about 15 minutes).
 bench-api:
 	@$(call run-bench,api,^TestIsolationBench$$,./tests/mecapi)
 
