@@ -31,3 +31,9 @@ var Pipeline []byte
 //
 //go:embed apps/hello/*.go
 var HelloSource embed.FS
+
+// CinderSource is the example platform component's source (cinder/*.go):
+// the upgrade demo and tests build it into one image per release.
+//
+//go:embed cinder/*.go
+var CinderSource embed.FS

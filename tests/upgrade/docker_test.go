@@ -15,7 +15,7 @@ import (
 	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/tests/harness"
-	"github.com/edgedrift/drift/tests/upgrade/fixture"
+	"github.com/edgedrift/drift/internal/demo"
 	"github.com/edgedrift/drift/workflows"
 )
 
@@ -37,7 +37,7 @@ func inspect(t *testing.T, d *dockerclient.Client, name string) container {
 // healthOf reads the fixture's /healthz answer from an endpoint.
 func healthOf(t *testing.T, ep runtime.Endpoint) (version, role string) {
 	t.Helper()
-	code, _, body := harness.HTTPGet(t, ep.URL+fixture.Health)
+	code, _, body := harness.HTTPGet(t, ep.URL+demo.CinderHealth)
 	var h struct{ Version, Role string }
 	if err := json.Unmarshal([]byte(body), &h); code != 200 || err != nil {
 		t.Fatalf("%s answered %d %q", ep.URL, code, body)
@@ -51,7 +51,7 @@ func TestUpgradeOnDocker(t *testing.T) {
 	d := harness.Docker(t)
 	r := newRig(t, "upgrade-fog", runtime.Config{Kind: runtime.KindDocker})
 	ctx := context.Background()
-	glanceRepo, err := fixture.Releases(ctx, r.reg.Host(), "fixture/glance", "glance", []string{"29.0.0"}, bin)
+	glanceRepo, err := demo.CinderReleases(ctx, r.reg.Host(), "fixture/glance", "glance", []string{"29.0.0"}, bin)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/edgedrift/drift/activities"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/tests/kube"
-	"github.com/edgedrift/drift/tests/upgrade/fixture"
+	"github.com/edgedrift/drift/internal/demo"
 	"github.com/edgedrift/drift/workflows"
 )
 
@@ -45,7 +45,7 @@ func TestUpgradeOnKubernetes(t *testing.T) {
 	r := newRig(t, "upgrade-edge", runtime.Config{Kind: runtime.KindKubernetes, Kubeconfig: cluster.Kubeconfig})
 	ctx := context.Background()
 	ns := "drift-upgrade-edge"
-	glanceRepo, err := fixture.Releases(ctx, r.reg.Host(), "fixture/glance", "glance", []string{"29.0.0"}, bin)
+	glanceRepo, err := demo.CinderReleases(ctx, r.reg.Host(), "fixture/glance", "glance", []string{"29.0.0"}, bin)
 	if err != nil {
 		t.Fatal(err)
 	}

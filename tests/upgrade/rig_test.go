@@ -22,7 +22,7 @@ import (
 	"github.com/edgedrift/drift/internal/upgrade"
 	"github.com/edgedrift/drift/internal/workerhost"
 	"github.com/edgedrift/drift/tests/harness"
-	"github.com/edgedrift/drift/tests/upgrade/fixture"
+	"github.com/edgedrift/drift/internal/demo"
 	"github.com/edgedrift/drift/workflows"
 )
 
@@ -79,7 +79,7 @@ func publish(t *testing.T) (*registry.Server, string) {
 	reg := harness.Registry(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	binOnce.Do(func() { bin, binErr = fixture.Binary(ctx, harness.RepoRoot()) })
+	binOnce.Do(func() { bin, binErr = demo.CinderBinary(ctx) })
 	if binErr != nil {
 		t.Fatal(binErr)
 	}
@@ -95,7 +95,7 @@ func publish(t *testing.T) (*registry.Server, string) {
 	for _, r := range rels {
 		tags = append(tags, r.Tag)
 	}
-	repo, err := fixture.Releases(ctx, reg.Host(), "fixture/cinder", "cinder", tags, bin)
+	repo, err := demo.CinderReleases(ctx, reg.Host(), "fixture/cinder", "cinder", tags, bin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,7 @@ func publish(t *testing.T) (*registry.Server, string) {
 // matching constraint; dir is where it keeps volumes ("" = its own dir).
 func (r *rig) driver(t *testing.T, version, constraint, dir string) string {
 	t.Helper()
-	ref, err := fixture.DriverImage(context.Background(), r.reg.Host(), fixture.Driver{
+	ref, err := demo.DriverImage(context.Background(), r.reg.Host(), demo.Driver{
 		Name: "acme", Version: version, Components: map[string]string{"cinder": constraint}, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +131,7 @@ func (r *rig) env(t *testing.T, component, repo, version, driverRef string, role
 	}
 	var names []string
 	for name, env := range roles {
-		spec := runtime.Spec{Image: img, Port: fixture.Port, Health: fixture.Health, Env: env, Labels: map[string]string{
+		spec := runtime.Spec{Image: img, Port: demo.CinderPort, Health: demo.CinderHealth, Env: env, Labels: map[string]string{
 			activities.LabelComponent: component, activities.LabelEnv: component + "-prod", activities.LabelVersion: version}}
 		if _, err := r.rt.Deploy(ctx, name, spec); err != nil {
 			t.Fatal(err)
@@ -154,9 +154,9 @@ func (r *rig) env(t *testing.T, component, repo, version, driverRef string, role
 func (r *rig) cinderInput(policy, driverVersion, driverRef string) workflows.UpgradeInput {
 	return workflows.UpgradeInput{
 		Cloud: r.cloud,
-		Component: workflows.ComponentSpec{Name: "cinder", Repository: r.repo, Version: "24.2.0", Port: fixture.Port,
-			Health: fixture.Health, Env: map[string]string{"ROLE": "api"}},
-		Related: workflows.RelatedSpec{Name: "cinder-volume", Env: map[string]string{"ROLE": "volume"}, Health: fixture.Health, Verify: fixture.Verify},
+		Component: workflows.ComponentSpec{Name: "cinder", Repository: r.repo, Version: "24.2.0", Port: demo.CinderPort,
+			Health: demo.CinderHealth, Env: map[string]string{"ROLE": "api"}},
+		Related: workflows.RelatedSpec{Name: "cinder-volume", Env: map[string]string{"ROLE": "volume"}, Health: demo.CinderHealth, Verify: demo.CinderVerify},
 		Driver:  workflows.DriverSpec{Name: "acme", Version: driverVersion, Image: driverRef},
 		Policy:  policy,
 		Index:   string(examples.Releases),
