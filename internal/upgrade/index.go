@@ -29,7 +29,7 @@ type Series struct {
 	// SLURP marks a series an upgrade may skip-level from, to the next
 	// SLURP series (N → N+2).
 	SLURP        bool                `yaml:"slurp,omitempty"`
-	Deliverables map[string][]string `yaml:"deliverables"`      // component → published tags
+	Deliverables map[string][]string `yaml:"deliverables"` // component → published tags
 }
 
 // ParseIndex reads and checks an index: known fields only, at least one

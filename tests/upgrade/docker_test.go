@@ -12,10 +12,10 @@ import (
 	dockerclient "github.com/docker/docker/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/edgedrift/drift/internal/demo"
 	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/tests/harness"
-	"github.com/edgedrift/drift/internal/demo"
 	"github.com/edgedrift/drift/workflows"
 )
 

@@ -7,9 +7,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/edgedrift/drift/activities"
+	"github.com/edgedrift/drift/internal/demo"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/tests/kube"
-	"github.com/edgedrift/drift/internal/demo"
 	"github.com/edgedrift/drift/workflows"
 )
 

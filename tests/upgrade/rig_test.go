@@ -14,6 +14,7 @@ import (
 
 	"github.com/edgedrift/drift/activities"
 	"github.com/edgedrift/drift/deploy/examples"
+	"github.com/edgedrift/drift/internal/demo"
 	"github.com/edgedrift/drift/internal/image"
 	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/registry"
@@ -22,7 +23,6 @@ import (
 	"github.com/edgedrift/drift/internal/upgrade"
 	"github.com/edgedrift/drift/internal/workerhost"
 	"github.com/edgedrift/drift/tests/harness"
-	"github.com/edgedrift/drift/internal/demo"
 	"github.com/edgedrift/drift/workflows"
 )
 

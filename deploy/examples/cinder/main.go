@@ -81,7 +81,9 @@ func main() {
 
 // command runs one of the component's tools and returns its exit code.
 func command(s *store, rel Release, args []string) int {
-	say := func(format string, a ...any) { fmt.Printf("%s %s: "+format+"\n", append([]any{rel.Component, rel.Version}, a...)...) }
+	say := func(format string, a ...any) {
+		fmt.Printf("%s %s: "+format+"\n", append([]any{rel.Component, rel.Version}, a...)...)
+	}
 	failed := func(err error) int { fmt.Fprintln(os.Stderr, err); return 2 }
 	switch strings.Join(args[:min(2, len(args))], " ") {
 	case "upgrade check":

@@ -123,7 +123,7 @@ type store struct {
 	mu     sync.Mutex
 }
 
-func (s *store) dbPath() string           { return filepath.Join(s.dir, "component.db") }
+func (s *store) dbPath() string            { return filepath.Join(s.dir, "component.db") }
 func (s *store) dataPath(id string) string { return filepath.Join(s.dir, "volumes", id) }
 
 // do runs fn in one transaction on the database.

@@ -10,7 +10,9 @@ import (
 )
 
 // at is the store as the release of major version major sees dir.
-func at(dir string, major int) *store { return &store{dir: dir, schema: schemaOf(fmt.Sprintf("%d.0.0", major))} }
+func at(dir string, major int) *store {
+	return &store{dir: dir, schema: schemaOf(fmt.Sprintf("%d.0.0", major))}
+}
 
 func check(t *testing.T, s *store, major int) (int, string) {
 	t.Helper()
