@@ -33,6 +33,7 @@ const (
 // cloud's queue next to Cloud.
 type Upgrade struct {
 	Runtime runtime.Runtime
+	Router  runtime.Router // the cloud's stable endpoints
 	HTTP    *http.Client
 }
 

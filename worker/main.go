@@ -14,10 +14,12 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/runtime/proxy"
 	"github.com/edgedrift/drift/internal/workerhost"
 )
 
 func main() {
+	proxy.Main() // when started as a stable endpoint's proxy
 	var cfg workerhost.WorkerConfig
 	var logLevel, logFormat string
 	fs := pflag.NewFlagSet("drift-worker", pflag.ContinueOnError)

@@ -54,6 +54,7 @@ type WorkerOptions struct {
 type Workers struct {
 	workers  []worker.Worker
 	Runtimes map[string]runtime.Runtime // by cloud id
+	Routers  map[string]runtime.Router  // by cloud id: where its stable endpoints are kept
 	Install  *activities.Install        // the network node's, when it is one
 }
 
@@ -63,7 +64,7 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 	if !opts.Central && len(opts.Clouds) == 0 && opts.Install == nil {
 		return nil, errors.New("worker polls nothing: give clouds or the central queue")
 	}
-	ws := &Workers{Runtimes: map[string]runtime.Runtime{}}
+	ws := &Workers{Runtimes: map[string]runtime.Runtime{}, Routers: map[string]runtime.Router{}}
 	for _, id := range opts.Clouds {
 		cloud, ok := opts.Topology.Cloud(id)
 		if !ok {
@@ -101,10 +102,17 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 		ws.workers = append(ws.workers, w)
 	}
 	for _, id := range opts.Clouds {
+		router, err := open.Router(id, ws.Runtimes[id], opts.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("cloud %s: %w", id, err)
+		}
+		ws.Routers[id] = router
+	}
+	for _, id := range opts.Clouds {
 		cloud, _ := opts.Topology.Cloud(id)
 		w := worker.New(c, names.CloudQueue(id), worker.Options{})
 		w.RegisterActivity(&activities.Cloud{ID: id, Runtime: ws.Runtimes[id], Capacity: cloud.Capacity})
-		w.RegisterActivity(&activities.Upgrade{Runtime: ws.Runtimes[id], HTTP: &http.Client{Timeout: time.Minute}})
+		w.RegisterActivity(&activities.Upgrade{Runtime: ws.Runtimes[id], Router: ws.Routers[id], HTTP: &http.Client{Timeout: time.Minute}})
 		ws.workers = append(ws.workers, w)
 	}
 	if opts.Install != nil {

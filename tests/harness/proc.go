@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgedrift/drift/internal/runtime/proxy"
 )
 
 var (
@@ -47,8 +49,10 @@ func Binaries(t testing.TB) (drift, driftWorker string) {
 }
 
 // Main runs a package's tests, then removes the binaries Binaries built
-// for them; it is the TestMain of packages that start drift's binaries.
+// for them; it is the TestMain of packages that start drift's binaries or
+// run workers (which may start this binary again as an endpoint's proxy).
 func Main(m *testing.M) {
+	proxy.Main()
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)

@@ -338,6 +338,9 @@ func (r *Runtime) create(ctx context.Context, name string, spec runtime.Spec, la
 		PortBindings:  nat.PortMap{port: {{HostIP: loopback, HostPort: ""}}},
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
 	}
+	if err := r.mountVolumes(ctx, hc, spec.Volumes); err != nil {
+		return "", err
+	}
 	resp, err := r.cli.ContainerCreate(ctx, cfg, hc, nil, nil, name)
 	if err != nil {
 		return "", err
