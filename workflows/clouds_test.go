@@ -109,6 +109,14 @@ func (c *testClouds) InstanceStatus(ctx context.Context, name string) (runtime.S
 	return cloud.InstanceStatus(ctx, name)
 }
 
+func (c *testClouds) Room(ctx context.Context) (int, error) {
+	cloud, err := c.on(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return cloud.Room(ctx)
+}
+
 func (c *testClouds) ListInstances(ctx context.Context, selector map[string]string) ([]runtime.Instance, error) {
 	cloud, err := c.on(ctx)
 	if err != nil {

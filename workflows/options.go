@@ -82,6 +82,21 @@ var (
 		HeartbeatTimeout:    15 * time.Second,
 		RetryPolicy:         retry(3, 0, nonRetryable...),
 	}
+	// taskOptions: the component's own tools (upgrade check, db sync, online
+	// migrations, contract) may run long and heartbeat; a worker lost
+	// mid-task is noticed and the task waited for again by name (its exit
+	// code is an answer, not an error).
+	taskOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Minute,
+		HeartbeatTimeout:    30 * time.Second,
+		RetryPolicy:         retry(5, 30*time.Second, nonRetryable...),
+	}
+	// routeOptions: a switch of the stable endpoint must eventually happen,
+	// like a destroy (a cloud that is down is waited for).
+	routeOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute,
+		RetryPolicy:         retry(0, time.Minute, nonRetryable...),
+	}
 )
 
 // Pipeline step option sets. Steps heartbeat every few seconds, so a

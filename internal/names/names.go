@@ -76,7 +76,12 @@ const (
 	RejectSignal  = "Reject"  // pipeline: an ApprovalDecision
 	ReportSignal  = "Report"  // install: the VM agent's report, delivered by the repository
 	ObserveSignal = "Observe" // app model: a handover, by region
-	ModelQuery    = "Model"   // app model: the model itself
+	// Upgrade: who lets a switch held at the promotion gate go, and why.
+	PromoteUpdate = "Promote"
+	// Upgrade: switch back to the env upgraded from, within the rollback
+	// window; returns once it serves again.
+	RollbackUpdate = "Rollback"
+	ModelQuery     = "Model" // app model: the model itself
 )
 
 // Query names of the live state before the Progress convention, still
