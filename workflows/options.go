@@ -88,7 +88,7 @@ var (
 	// code is an answer, not an error).
 	taskOptions = workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Minute,
-		HeartbeatTimeout:    30 * time.Second,
+		HeartbeatTimeout:    15 * time.Second,
 		RetryPolicy:         retry(5, 30*time.Second, nonRetryable...),
 	}
 	// routeOptions: a switch of the stable endpoint must eventually happen,
