@@ -602,7 +602,7 @@ func (u *upgradeRun) precheck(ctx workflow.Context, h *HopState, hop upgrade.Hop
 	typ := ""
 	for _, ch := range h.Checks {
 		if !ch.OK {
-			failed = append(failed, ch.Name+": "+firstLine(ch.Detail))
+			failed = append(failed, ch.Name+": "+failureLines(ch.Detail))
 			// A driver's refusal is the cause of the upgrade check's failure.
 			if typ == "" || ch.Name == "driver" {
 				typ = types[ch.Name]
@@ -1088,9 +1088,20 @@ func message(err error) string {
 	return RootMessage(err)
 }
 
-func firstLine(s string) string {
-	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
-	return line
+// failureLines are the lines of a check's output that say "fail", or its
+// first line.
+func failureLines(s string) string {
+	var out []string
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		if strings.Contains(strings.ToLower(l), "fail") {
+			out = append(out, strings.Join(strings.Fields(l), " "))
+		}
+	}
+	if len(out) == 0 {
+		line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
+		return line
+	}
+	return strings.Join(out, " / ")
 }
 
 func lastLine(s string) string {

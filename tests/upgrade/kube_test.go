@@ -66,7 +66,9 @@ func TestUpgradeOnKubernetes(t *testing.T) {
 	if _, err := cluster.Clientset.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cluster.Clientset.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		cluster.Clientset.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{})
+	})
 
 	glanceRepo, err := demo.CinderReleases(ctx, r.reg.Host(), "kolla/glance", "glance", []string{"29.0.0"}, bin)
 	if err != nil {
