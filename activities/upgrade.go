@@ -111,7 +111,7 @@ func (u *Upgrade) VerifyEnv(ctx context.Context, req EnvVerifyRequest) (Verifica
 			add(t.Instance+" rollout", err, "ready on "+u.Runtime.Kind())
 			continue
 		}
-		body, err := u.call(ctx, http.MethodGet, runtime.HealthURL(t.Endpoint, runtime.Spec{Health: t.Health}))
+		body, err := u.settle(ctx, runtime.HealthURL(t.Endpoint, runtime.Spec{Health: t.Health}))
 		add(t.Instance+" health", err, body)
 		if t.Verify != "" {
 			body, err := u.call(ctx, http.MethodPost, runtime.HealthURL(t.Endpoint, runtime.Spec{Health: t.Verify}))
@@ -124,6 +124,29 @@ func (u *Upgrade) VerifyEnv(ctx context.Context, req EnvVerifyRequest) (Verifica
 	}
 	return v, nil
 }
+
+// settleTime bounds how long a new env's endpoint may refuse connections
+// before it answers (a cluster's proxies catch up with a new Service).
+const settleTime = 30 * time.Second
+
+// settle GETs url until it is reached (an answer, whatever its status) or
+// settleTime passed, and returns the last call's outcome.
+func (u *Upgrade) settle(ctx context.Context, url string) (string, error) {
+	deadline := time.Now().Add(settleTime)
+	for {
+		body, err := u.call(ctx, http.MethodGet, url)
+		var status *statusError
+		if err == nil || errors.As(err, &status) || time.Now().After(deadline) || ctx.Err() != nil {
+			return body, err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// statusError is an answer other than 2xx.
+type statusError struct{ msg string }
+
+func (e *statusError) Error() string { return e.msg }
 
 // call makes one request and wants a 2xx answer; the body is the detail
 // (its first 2 KiB).
@@ -152,7 +175,7 @@ func (u *Upgrade) fetch(ctx context.Context, method, url string, limit int64) ([
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	if resp.StatusCode/100 != 2 {
-		return nil, fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, bytes.TrimSpace(b[:min(len(b), 512)]))
+		return nil, &statusError{fmt.Sprintf("%s %s: %s: %s", method, url, resp.Status, bytes.TrimSpace(b[:min(len(b), 512)]))}
 	}
 	return b, err
 }

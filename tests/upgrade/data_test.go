@@ -2,6 +2,7 @@ package upgrade
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -43,7 +44,7 @@ func upgradeWithData(t *testing.T, r *rig) workflows.UpgradeProgress {
 	res, err := r.result(t, run)
 	w.end()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v\n%s", err, report(res))
 	}
 	if res.Phase != "done" || res.Serving.Version != "28.0.0" || res.Retired != prodEnv || len(res.Hops) != 2 {
 		t.Fatalf("result %+v", res)
@@ -151,4 +152,19 @@ func rollbackWithinWindow(t *testing.T, r *rig) {
 
 func TestUpgradeRollbackOnProcesses(t *testing.T) {
 	rollbackWithinWindow(t, newRig(t, "upgrade-edge", runtime.Config{Kind: runtime.KindProcess}))
+}
+
+// report is an upgrade's hops and attempts, for a failure's message.
+func report(p workflows.UpgradeProgress) string {
+	var b strings.Builder
+	for _, h := range p.Hops {
+		fmt.Fprintf(&b, "hop %d %s → %s: %s %s\n", h.N, h.From, h.To, h.Status, h.Error)
+		for _, c := range h.Checks {
+			fmt.Fprintf(&b, "  check %s ok=%v: %s\n", c.Name, c.OK, c.Detail)
+		}
+	}
+	for _, a := range p.Attempts {
+		fmt.Fprintf(&b, "attempt %d (hop %d) %s: %s %s migration %+v\n", a.N, a.Hop, a.Version, a.Status, a.Error, a.Migration)
+	}
+	return b.String()
 }

@@ -55,7 +55,7 @@ func TestWorkerKilledDuringMigration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{c: c, reg: reg, cloud: "upgrade-fog", rt: rt, router: router, repo: repo}
+	r := &rig{c: c, reg: reg, cloud: "upgrade-fog", rt: rt, router: router, repo: repo, drain: time.Second, serves: true}
 	e := r.install(t, "cinder", repo, "24.2.0", r.driver(t, "1.0.0", ">= 24.0.0, < 26.0.0", ""), true)
 	vols := e.create(t, 100, "before")
 	driverRef := r.driver(t, "3.0.0", ">= 25.0.0", "")

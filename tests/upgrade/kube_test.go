@@ -17,6 +17,44 @@ import (
 	"github.com/edgedrift/drift/workflows"
 )
 
+// storage gives the cluster one volume for the component's claim (the
+// harness has no provisioner): a directory of the host, removed with the
+// volume when the test ends.
+func storage(t *testing.T, cluster *kube.Cluster) {
+	t.Helper()
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: "upgrade-edge-data"},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
+			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+			PersistentVolumeSource:        corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: t.TempDir()}},
+		},
+	}
+	if _, err := cluster.Clientset.CoreV1().PersistentVolumes().Create(context.Background(), pv, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := cluster.Clientset.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{}); err != nil {
+			t.Errorf("delete the persistent volume: %v", err)
+		}
+	})
+}
+
+// On the real node pods run: the upgrade with data of Docker and the
+// process runtime, on Kubernetes. The images are pulled from the registry;
+// the data volume is a claim on a directory of the node both envs' pods and
+// the task Jobs mount; the stable endpoint is a Service (kube-proxy) whose
+// selector flips, with no failed request at it.
+func TestUpgradeWithDataOnARealKubernetesNode(t *testing.T) {
+	reg, repo := publish(t)
+	cluster := kube.Start(t, kube.WithRealNode(), kube.WithInsecureRegistry(reg.Host()))
+	r := startRig(t, reg, repo, "upgrade-edge", runtime.Config{Kind: runtime.KindKubernetes, Kubeconfig: cluster.Kubeconfig})
+	r.drain = 5 * time.Second // kube-proxy has the old pods' endpoints out of its rules by then
+	storage(t, cluster)
+	upgradeWithData(t, r)
+}
+
 // pod is what must not change about a bystander's pod.
 type pod struct {
 	Deployment, UID, Image, Started string
@@ -50,6 +88,7 @@ func podOf(t *testing.T, cluster *kube.Cluster, ns, instance string) pod {
 func TestUpgradeOnKubernetes(t *testing.T) {
 	cluster := kube.Start(t)
 	r := newRig(t, "upgrade-edge", runtime.Config{Kind: runtime.KindKubernetes, Kubeconfig: cluster.Kubeconfig})
+	r.serves = false
 	ctx := context.Background()
 	ns := "drift-upgrade-edge"
 	// The cluster's storage: one volume for the component's claim (the

@@ -69,13 +69,21 @@ type rig struct {
 	cloud  string
 	rt     runtime.Runtime
 	router runtime.Router
-	repo   string // the example cinder's repository
+	repo   string        // the example cinder's repository
+	drain  time.Duration // of the upgrades it runs
+	serves bool          // endpoints answer (not on kwok's fake nodes)
 }
 
 func newRig(t *testing.T, cloud string, cfg runtime.Config) *rig {
 	t.Helper()
-	_, c := harness.Temporal(t, "")
 	reg, repo := publish(t)
+	return startRig(t, reg, repo, cloud, cfg)
+}
+
+// startRig is newRig with the registry published already.
+func startRig(t *testing.T, reg *registry.Server, repo, cloud string, cfg runtime.Config) *rig {
+	t.Helper()
+	_, c := harness.Temporal(t, "")
 	topo, err := topology.Parse([]byte(topologyYAML))
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +94,7 @@ func newRig(t *testing.T, cloud string, cfg runtime.Config) *rig {
 		}
 		return runtime.Config{Kind: runtime.KindProcess}
 	})
-	return &rig{c: c, reg: reg, ws: ws, cloud: cloud, rt: ws.Runtimes[cloud], router: ws.Routers[cloud], repo: repo}
+	return &rig{c: c, reg: reg, ws: ws, cloud: cloud, rt: ws.Runtimes[cloud], router: ws.Routers[cloud], repo: repo, drain: time.Second, serves: true}
 }
 
 // publish starts a registry and releases the example cinder in it at every
@@ -168,7 +176,15 @@ func (r *rig) install(t *testing.T, component, repo, version, driverRef string, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &endpoint{url: route.Endpoint.URL}
+	e := &endpoint{url: route.Endpoint.URL}
+	// A cluster's proxies take a moment to pick a new Service up.
+	for _, err := e.do(http.MethodGet, demo.CinderHealth, nil); err != nil && r.serves; _, err = e.do(http.MethodGet, demo.CinderHealth, nil) {
+		if ctx.Err() != nil {
+			t.Fatalf("the endpoint of %s never answered: %v", component, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return e
 }
 
 // remove takes a component off the rig's cloud — instances, endpoint, data
@@ -218,7 +234,7 @@ func (r *rig) cinderInput(policy, driverVersion, driverRef string) workflows.Upg
 		Policy:  policy,
 		Index:   string(examples.Releases),
 		Backoff: time.Second,
-		Drain:   time.Second,
+		Drain:   r.drain,
 	}
 }
 

@@ -307,13 +307,14 @@ func (s *store) migrate(batch, maxCount int, pause time.Duration) (changed int, 
 
 // contract removes what releases before this one read, once no service of
 // them runs; a row an older service wrote after the online migrations is
-// migrated first.
+// migrated first. It contracts the steps up to this release's schema, also
+// when a later release expanded the schema further (its upgrade failed).
 func (s *store) contract() (state, error) {
 	var st state
 	err := s.do(true, func(tx *bolt.Tx) error {
 		st = readState(tx)
-		if st.Schema != s.schema {
-			return fmt.Errorf("%w %d: contract with the release that expanded it, not %d", errSchema, st.Schema, s.schema)
+		if st.Schema < s.schema {
+			return fmt.Errorf("%w %d is older than this release's %d: run `db sync` first", errSchema, st.Schema, s.schema)
 		}
 		b := tx.Bucket(volumesBucket)
 		var rows []volume

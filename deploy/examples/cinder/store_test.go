@@ -119,8 +119,8 @@ func TestUpgradeKeepsDataAndOldReleaseWorksUntilContract(t *testing.T) {
 	before := names(t, v24)
 
 	// The contract drops the old name; 24 refuses to start after it.
-	if _, err := v26.contract(); err == nil {
-		t.Fatal("26 contracted schema 5")
+	if _, err := at(t.TempDir(), 26).contract(); err == nil {
+		t.Fatal("26 contracted a database it never synced")
 	}
 	st, err := v28.contract()
 	if err != nil || st != (state{Schema: 5, Migrated: 5, Contracted: 5}) {

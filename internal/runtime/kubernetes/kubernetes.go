@@ -133,7 +133,8 @@ func (r *Runtime) Deploy(ctx context.Context, name string, spec runtime.Spec) (r
 	if err := r.waitRollout(ctx, dep); err != nil {
 		return runtime.Endpoint{}, err
 	}
-	return endpointOf(svc), nil
+	// The endpoint is the Service: ready once it sends to the pods.
+	return endpointOf(svc), r.waitEndpoints(ctx, name, name)
 }
 
 // Status reports the instance's Deployment and Service.

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -343,7 +345,44 @@ func (r *Runtime) Route(ctx context.Context, name, instance string, extra map[st
 	if err != nil {
 		return runtime.Route{}, r.apiErr("apply service", name, err)
 	}
-	return routeOf(svc), nil
+	return routeOf(svc), r.waitEndpoints(ctx, name, instance)
+}
+
+// routeSettle bounds how long Route waits for the cluster's endpoints.
+const routeSettle = 30 * time.Second
+
+// waitEndpoints waits until the Service's EndpointSlices list the
+// instance's ready pods and no other: the switch as far as the API shows
+// it (kube-proxy follows them on every node).
+func (r *Runtime) waitEndpoints(ctx context.Context, name, instance string) error {
+	ctx, cancel := context.WithTimeout(ctx, routeSettle)
+	defer cancel()
+	return r.poll(ctx, "the endpoints of "+name+" to be "+instance+"'s", func() (bool, string, error) {
+		pods, err := r.client.CoreV1().Pods(r.namespace).List(ctx, metav1.ListOptions{LabelSelector: runtime.LabelInstance + "=" + instance})
+		if err != nil {
+			return false, "", r.apiErr("list pods", instance, err)
+		}
+		ours := map[string]bool{}
+		for _, p := range pods.Items {
+			ours[p.Name] = true
+		}
+		eps, err := r.client.DiscoveryV1().EndpointSlices(r.namespace).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + name})
+		if err != nil {
+			return false, "", r.apiErr("list endpointslices", name, err)
+		}
+		ready, other := 0, 0
+		for _, sl := range eps.Items {
+			for _, ep := range sl.Endpoints {
+				switch {
+				case ep.TargetRef == nil || !ours[ep.TargetRef.Name]:
+					other++
+				case ep.Conditions.Ready == nil || *ep.Conditions.Ready:
+					ready++
+				}
+			}
+		}
+		return ready > 0 && other == 0, fmt.Sprintf("%d ready endpoint(s) of %s, %d of others", ready, instance, other), nil
+	})
 }
 
 // Routes lists the stable endpoints' Services.
