@@ -37,3 +37,10 @@ var HelloSource embed.FS
 //
 //go:embed cinder/*.go
 var CinderSource embed.FS
+
+// PortDemo is port/_sysinfo: a Go module (go.mod.txt is its go.mod) that
+// does not build for linux/loong64 today, which `drift demo port` ports.
+// The leading underscore keeps it out of drift's own build.
+//
+//go:embed port/_sysinfo
+var PortDemo embed.FS

@@ -73,14 +73,15 @@ func ValidateSpec(name, cloud string, spec Spec) (map[string]string, error) {
 // volumes hashes as it did before specs had them.)
 func SpecHash(spec Spec, labels map[string]string) string {
 	b, _ := json.Marshal(struct {
-		Image   string            `json:"image"`
-		Port    int               `json:"port"`
-		Env     map[string]string `json:"env"`
-		Command []string          `json:"command"`
-		Labels  map[string]string `json:"labels"`
-		Health  string            `json:"health"`
-		Volumes []Volume          `json:"volumes,omitempty"`
-	}{spec.Image, spec.Port, spec.Env, spec.Command, labels, spec.Health, spec.Volumes})
+		Image    string            `json:"image"`
+		Port     int               `json:"port"`
+		Env      map[string]string `json:"env"`
+		Command  []string          `json:"command"`
+		Labels   map[string]string `json:"labels"`
+		Health   string            `json:"health"`
+		Volumes  []Volume          `json:"volumes,omitempty"`
+		Platform string            `json:"platform,omitempty"`
+	}{spec.Image, spec.Port, spec.Env, spec.Command, labels, spec.Health, spec.Volumes, spec.Platform})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])[:16]
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/docker/go-connections/nat"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/edgedrift/drift/internal/runtime"
 )
@@ -138,7 +139,7 @@ func (r *Runtime) Deploy(ctx context.Context, name string, spec runtime.Spec) (r
 			}
 		}
 		if !pulled {
-			if err := r.pull(ctx, spec.Image); err != nil {
+			if err := r.pull(ctx, spec.Image, spec.Platform); err != nil {
 				return runtime.Endpoint{}, fmt.Errorf("deploy %s: %w", name, err)
 			}
 			pulled = true
@@ -286,14 +287,15 @@ func endpoint(port int) runtime.Endpoint {
 	}
 }
 
-// pull makes the engine pull ref, unless ref names a digest the engine has.
-func (r *Runtime) pull(ctx context.Context, ref string) error {
+// pull makes the engine pull ref (the platform entry of an index, when
+// set), unless ref names a digest the engine has for that platform.
+func (r *Runtime) pull(ctx context.Context, ref, platform string) error {
 	if strings.Contains(ref, "@") {
-		if _, err := r.cli.ImageInspect(ctx, ref); err == nil {
+		if img, err := r.cli.ImageInspect(ctx, ref); err == nil && (platform == "" || img.Os+"/"+img.Architecture == platform) {
 			return nil
 		}
 	}
-	rc, err := r.cli.ImagePull(ctx, ref, image.PullOptions{})
+	rc, err := r.cli.ImagePull(ctx, ref, image.PullOptions{Platform: platform})
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
@@ -341,7 +343,7 @@ func (r *Runtime) create(ctx context.Context, name string, spec runtime.Spec, la
 	if err := r.mountVolumes(ctx, hc, spec.Volumes); err != nil {
 		return "", err
 	}
-	resp, err := r.cli.ContainerCreate(ctx, cfg, hc, nil, nil, name)
+	resp, err := r.cli.ContainerCreate(ctx, cfg, hc, nil, platformOf(spec), name)
 	if err != nil {
 		return "", err
 	}
@@ -582,4 +584,12 @@ func shortID(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// platformOf is the image entry a spec asks for; nil is the engine's own.
+func platformOf(spec runtime.Spec) *ocispec.Platform {
+	if os, arch, ok := strings.Cut(spec.Platform, "/"); ok {
+		return &ocispec.Platform{OS: os, Architecture: arch}
+	}
+	return nil
 }

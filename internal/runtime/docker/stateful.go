@@ -85,7 +85,7 @@ func (r *Runtime) Run(ctx context.Context, name string, spec runtime.Spec) (runt
 }
 
 func (r *Runtime) createTask(ctx context.Context, name string, spec runtime.Spec, labels map[string]string) (string, error) {
-	if err := r.pull(ctx, spec.Image); err != nil {
+	if err := r.pull(ctx, spec.Image, spec.Platform); err != nil {
 		return "", err
 	}
 	labels[LabelImage] = spec.Image
@@ -94,7 +94,7 @@ func (r *Runtime) createTask(ctx context.Context, name string, spec runtime.Spec
 	if err := r.mountVolumes(ctx, hc, spec.Volumes); err != nil {
 		return "", err
 	}
-	resp, err := r.cli.ContainerCreate(ctx, cfg, hc, nil, nil, name)
+	resp, err := r.cli.ContainerCreate(ctx, cfg, hc, nil, platformOf(spec), name)
 	if err != nil {
 		return "", fmt.Errorf("create container: %w", err)
 	}
