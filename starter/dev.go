@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgedrift/drift/internal/client"
 	"github.com/edgedrift/drift/internal/names"
+	"github.com/edgedrift/drift/internal/topology"
 	"github.com/edgedrift/drift/internal/workerhost"
 )
 
@@ -42,8 +43,11 @@ unless --fog-runtime or --edge-kubeconfig say otherwise.`,
 				return err
 			}
 			cfg.Namespace = g.temporal.Namespace
-			if runDemo != "" && runDemo != demoPipelineWalk && runDemo != demoPort {
-				return fmt.Errorf("--demo=%s: want --demo (the pipeline and a mobility walk) or --demo=port", runDemo)
+			if runDemo != "" && runDemo != demoPipelineWalk && runDemo != demoPort && runDemo != demoUpgrade {
+				return fmt.Errorf("--demo=%s: want --demo (the pipeline and a mobility walk), --demo=port or --demo=upgrade", runDemo)
+			}
+			if runDemo == demoUpgrade && demoUpgradeCloud(cfg.Topology) == "" {
+				return fmt.Errorf("--demo=upgrade runs on a fog cloud; topology %q has none", cfg.Topology.Name())
 			}
 			return runDev(ctx, g, cfg, runDemo, cmd.OutOrStdout())
 		},
@@ -58,7 +62,7 @@ unless --fog-runtime or --edge-kubeconfig say otherwise.`,
 	fl.IntVar(&cfg.GatewayPort, "gateway-port", 8081, "management gateway port for management use (loopback)")
 	fl.StringVarP(&topologyFile, "topology", "t", "", "topology file (default: the embedded example)")
 	fl.StringVar(&cfg.FogRuntime, "fog-runtime", "auto", "runtime of fog clouds without one in the topology: auto (Docker when an engine answers), docker or process")
-	fl.StringVar(&runDemo, "demo", "", "--demo: release the example app through the pipeline (git → image → fog-north, edge-latin) and walk a mobility session with its image; --demo=port: port the example module to loong64 and run it under qemu")
+	fl.StringVar(&runDemo, "demo", "", "--demo: release the example app through the pipeline (git → image → fog-north, edge-latin) and walk a mobility session with its image; --demo=port: port the example module to loong64 and run it under qemu; --demo=upgrade: upgrade the example block-storage component with data from 24.2.0 to 28.0.0 in verified hops behind its stable endpoint")
 	fl.Lookup("demo").NoOptDefVal = demoPipelineWalk
 	fl.StringVar(&cfg.EdgeKubeconfig, "edge-kubeconfig", "", "run edge clouds without a runtime in the topology on this Kubernetes cluster (namespace drift-<cloud>)")
 	return cmd
@@ -68,7 +72,19 @@ unless --fog-runtime or --edge-kubeconfig say otherwise.`,
 const (
 	demoPipelineWalk = "walk"
 	demoPort         = "port"
+	demoUpgrade      = "upgrade"
 )
+
+// demoUpgradeCloud is where the upgrade demo runs: the topology's first
+// fog cloud ("" when it has none).
+func demoUpgradeCloud(topo *topology.Topology) string {
+	for _, cl := range topo.Clouds() {
+		if cl.Tier == topology.Fog {
+			return cl.ID
+		}
+	}
+	return ""
+}
 
 func runDev(ctx context.Context, g *globals, cfg workerhost.DevConfig, runDemo string, out io.Writer) error {
 	d, err := workerhost.StartDev(ctx, cfg)
@@ -108,6 +124,12 @@ func runDev(ctx context.Context, g *globals, cfg workerhost.DevConfig, runDemo s
 			return fmt.Errorf("demo: %w", err)
 		}
 		fmt.Fprintf(out, "\nOpen %s to see the port's steps and activities.\n", d.Stack.UIURL())
+	case demoUpgrade:
+		cloud := demoUpgradeCloud(cfg.Topology)
+		if err := upgradeDemo(ctx, client.New(d.Client), d.Workers.Runtimes[cloud], d.Workers.Routers[cloud], cloud, d.Stack.RegistryHost(), out); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		fmt.Fprintf(out, "\nOpen %s to see the upgrade's hops, checks and activities.\n", d.Stack.UIURL())
 	}
 	fmt.Fprintln(out, "Press Ctrl-C to stop.")
 	<-ctx.Done()

@@ -367,6 +367,9 @@ func (c *Cluster) start(ctx context.Context, bins Binaries, o options) error {
 		"--service-account-signing-key-file="+saKey,
 		"--service-cluster-ip-range="+c.serviceCIDR(),
 		"--endpoint-reconciler-type=none",
+		// Logs and exec go to a node's kubelet at its InternalIP: the real
+		// node's name resolves nowhere.
+		"--kubelet-preferred-address-types=InternalIP",
 		// WatchList (beta, on in 1.34) turns every legacy watch from
 		// resourceVersion 0 into a watch-list, which needs etcd's
 		// RequestWatchProgress: Debian's etcd 3.4.23 lacks it, so such

@@ -148,6 +148,9 @@ func rollbackWithinWindow(t *testing.T, r *rig) {
 	if envs := r.envsOf(t, "cinder"); len(envs) != 1 || len(envs[prodEnv]) != 2 {
 		t.Errorf("cinder envs %v, want %s alone", envs, prodEnv)
 	}
+	if path := os.Getenv("DRIFT_RECORD_HISTORY"); path != "" {
+		harness.RecordHistory(t, context.Background(), r.c, names.UpgradeID(r.cloud, "cinder"), path)
+	}
 }
 
 func TestUpgradeRollbackOnProcesses(t *testing.T) {

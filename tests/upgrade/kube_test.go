@@ -41,18 +41,24 @@ func storage(t *testing.T, cluster *kube.Cluster) {
 	})
 }
 
-// On the real node pods run: the upgrade with data of Docker and the
-// process runtime, on Kubernetes. The images are pulled from the registry;
-// the data volume is a claim on a directory of the node both envs' pods and
-// the task Jobs mount; the stable endpoint is a Service (kube-proxy) whose
-// selector flips, with no failed request at it.
+// On the real node pods run: the upgrade with data and the rollback of
+// Docker and the process runtime, on Kubernetes. The images are pulled from
+// the registry; the data volume is a claim on a directory of the node both
+// envs' pods and the task Jobs mount; the stable endpoint is a Service
+// (kube-proxy) whose selector flips, with no failed request at it.
 func TestUpgradeWithDataOnARealKubernetesNode(t *testing.T) {
 	reg, repo := publish(t)
 	cluster := kube.Start(t, kube.WithRealNode(), kube.WithInsecureRegistry(reg.Host()))
 	r := startRig(t, reg, repo, "upgrade-edge", runtime.Config{Kind: runtime.KindKubernetes, Kubeconfig: cluster.Kubeconfig})
 	r.drain = 5 * time.Second // kube-proxy has the old pods' endpoints out of its rules by then
-	storage(t, cluster)
-	upgradeWithData(t, r)
+	t.Run("100 volumes through 24.2 → 26.1 → 28.0", func(t *testing.T) {
+		storage(t, cluster)
+		upgradeWithData(t, r)
+	})
+	t.Run("rollback within the window restores 24.2 with every volume", func(t *testing.T) {
+		storage(t, cluster)
+		rollbackWithinWindow(t, r)
+	})
 }
 
 // pod is what must not change about a bystander's pod.

@@ -6,15 +6,11 @@
 package upgrade
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"maps"
 	"math/rand/v2"
 	"net/http"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -24,7 +20,6 @@ import (
 	"github.com/edgedrift/drift/activities"
 	"github.com/edgedrift/drift/deploy/examples"
 	"github.com/edgedrift/drift/internal/demo"
-	"github.com/edgedrift/drift/internal/image"
 	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/registry"
 	"github.com/edgedrift/drift/internal/runtime"
@@ -140,39 +135,15 @@ func (r *rig) driver(t *testing.T, version, constraint, dir string) string {
 }
 
 // install deploys the prod env of component at version straight through
-// the runtime, as an operator's earlier install would have: the API and,
-// with a driver build (layered in), the volume service, both on the data
-// volume when data is set, behind the component's stable endpoint. The test's end removes everything of the component —
-// instances, endpoint, data volume — and proves it gone.
+// the runtime, as an operator's earlier install would have (demo.Install);
+// the test's end removes everything of the component — instances,
+// endpoint, data volume — and proves it gone.
 func (r *rig) install(t *testing.T, component, repo, version, driverRef string, data bool) *endpoint {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	// Pinned by digest, so a changed image would show in the instance.
-	img, err := image.Resolve(ctx, repo+":"+version)
-	if driverRef != "" {
-		img, err = image.Layer(ctx, repo+":"+version, driverRef, repo+"-drivers:"+version+"-installed")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() { r.remove(t, component) })
-	services := map[string]string{component: "api"}
-	if driverRef != "" {
-		services[component+"-volume"] = "volume"
-	}
-	for _, service := range slices.Sorted(maps.Keys(services)) {
-		spec := runtime.Spec{Image: img, Port: demo.CinderPort, Health: demo.CinderHealth, Env: map[string]string{"ROLE": services[service]},
-			Labels: map[string]string{activities.LabelComponent: component, activities.LabelEnv: component + "-prod",
-				activities.LabelVersion: version, activities.LabelService: service}}
-		if data {
-			spec.Volumes = []runtime.Volume{{Name: component + "-data", Path: demo.CinderData, Labels: map[string]string{activities.LabelComponent: component}}}
-		}
-		if _, err := r.rt.Deploy(ctx, service+"-prod", spec); err != nil {
-			t.Fatal(err)
-		}
-	}
-	route, err := r.router.Route(ctx, component, component+"-prod", map[string]string{activities.LabelComponent: component})
+	route, err := demo.InstallComponent(ctx, r.rt, r.router, demo.Install{Component: component, Repo: repo, Version: version, Driver: driverRef, Data: data})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,37 +158,14 @@ func (r *rig) install(t *testing.T, component, repo, version, driverRef string, 
 	return e
 }
 
-// remove takes a component off the rig's cloud — instances, endpoint, data
-// volume — and fails the test when anything of it is left.
+// remove takes a component off the rig's cloud and fails the test when
+// anything of it is left.
 func (r *rig) remove(t *testing.T, component string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	sel := map[string]string{activities.LabelComponent: component}
-	found, _ := r.rt.List(ctx, sel)
-	for _, in := range found {
-		if err := r.rt.Destroy(ctx, in.Name); err != nil {
-			t.Errorf("destroy %s: %v", in.Name, err)
-		}
-	}
-	routes, _ := r.router.Routes(ctx, sel)
-	for _, rt := range routes {
-		if err := r.router.Unroute(ctx, rt.Name); err != nil {
-			t.Errorf("unroute %s: %v", rt.Name, err)
-		}
-	}
-	st := r.rt.(runtime.Stateful)
-	vols, _ := st.Volumes(ctx, sel)
-	for _, v := range vols {
-		if err := st.RemoveVolume(ctx, v.Name); err != nil {
-			t.Errorf("remove volume %s: %v", v.Name, err)
-		}
-	}
-	found, _ = r.rt.List(ctx, sel)
-	routes, _ = r.router.Routes(ctx, sel)
-	vols, _ = st.Volumes(ctx, sel)
-	if len(found)+len(routes)+len(vols) > 0 {
-		t.Errorf("%s left on %s: instances %v, endpoints %v, volumes %v", component, r.cloud, found, routes, vols)
+	if err := demo.RemoveComponent(ctx, r.rt, r.router, component); err != nil {
+		t.Errorf("on %s: %v", r.cloud, err)
 	}
 }
 
@@ -326,31 +274,16 @@ type endpoint struct {
 }
 
 // volume is one volume a consumer made and the data it wrote.
-type volume struct {
-	ID, Name, Data string
+type volume = demo.Volume
+
+// consumer is the endpoint as demo.Consumer.
+func (e *endpoint) consumer() demo.Consumer {
+	e.c.Timeout = 30 * time.Second
+	return demo.Consumer{URL: e.url, Client: &e.c}
 }
 
 func (e *endpoint) do(method, path string, body any) ([]byte, error) {
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, e.url+path, rd)
-	if err != nil {
-		return nil, err
-	}
-	e.c.Timeout = 30 * time.Second
-	resp, err := e.c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if resp.StatusCode/100 != 2 {
-		return nil, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, b)
-	}
-	return b, err
+	return e.consumer().Do(context.Background(), method, path, body)
 }
 
 // create makes n volumes through the endpoint.
@@ -358,16 +291,10 @@ func (e *endpoint) create(t *testing.T, n int, prefix string) []volume {
 	t.Helper()
 	var out []volume
 	for i := range n {
-		v := volume{Name: fmt.Sprintf("%s-%03d", prefix, i), Data: fmt.Sprintf("%s data %d %x", prefix, i, rand.Uint64())}
-		b, err := e.do(http.MethodPost, demo.CinderVolumes, map[string]string{"name": v.Name, "data": v.Data})
+		v, err := e.consumer().Create(context.Background(), fmt.Sprintf("%s-%03d", prefix, i), fmt.Sprintf("%s data %d %x", prefix, i, rand.Uint64()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		var got struct{ ID string }
-		if err := json.Unmarshal(b, &got); err != nil || got.ID == "" {
-			t.Fatalf("create %s: %q %v", v.Name, b, err)
-		}
-		v.ID = got.ID
 		out = append(out, v)
 	}
 	return out
@@ -377,29 +304,15 @@ func (e *endpoint) create(t *testing.T, n int, prefix string) []volume {
 // read back unchanged through the endpoint.
 func (e *endpoint) expectVolumes(t *testing.T, vols []volume) {
 	t.Helper()
-	b, err := e.do(http.MethodGet, demo.CinderVolumes, nil)
+	bad, err := e.consumer().Missing(context.Background(), vols)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var listed []struct{ ID, Name string }
-	if err := json.Unmarshal(b, &listed); err != nil {
-		t.Fatal(err)
+	for _, b := range bad[:min(len(bad), 5)] {
+		t.Error(b)
 	}
-	names := map[string]string{}
-	for _, v := range listed {
-		names[v.ID] = v.Name
-	}
-	bad := 0
-	for _, v := range vols {
-		data, err := e.do(http.MethodGet, demo.CinderVolumes+"/"+v.ID+"/data", nil)
-		if names[v.ID] != v.Name || err != nil || string(data) != v.Data {
-			if bad++; bad <= 5 {
-				t.Errorf("volume %s (%s): listed as %q, data %q, %v", v.ID, v.Name, names[v.ID], data, err)
-			}
-		}
-	}
-	if bad > 0 {
-		t.Errorf("%d of %d volumes not listed or not readable", bad, len(vols))
+	if len(bad) > 0 {
+		t.Errorf("%d of %d volumes not listed or not readable", len(bad), len(vols))
 	}
 }
 

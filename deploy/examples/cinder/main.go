@@ -32,16 +32,21 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	version "github.com/hashicorp/go-version"
@@ -179,7 +184,31 @@ func serve(s *store, rel Release) {
 	})
 	addr := ":" + env("PORT", "8080")
 	fmt.Printf("%s %s (%s, schema %d) serving on %s with %d driver(s)\n", rel.Component, rel.Version, role, s.schema, addr, len(drivers))
-	fail(http.ListenAndServe(addr, mux))
+	// A stop (SIGTERM) first answers every request with "Connection:
+	// close" for a while, so clients kept alive on this env reconnect (to
+	// wherever the endpoint sends now) after their next answer instead of
+	// racing a closed idle connection; then it lets requests under way
+	// finish and exits.
+	var stopping atomic.Bool
+	srv := &http.Server{Addr: addr, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if stopping.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		mux.ServeHTTP(w, r)
+	})}
+	go func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+		<-sig
+		stopping.Store(true)
+		time.Sleep(2 * time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}()
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		fail(err)
+	}
 }
 
 // view is a volume as the API shows it.

@@ -183,7 +183,29 @@ func (r *Runtime) Stop(ctx context.Context, name string) error {
 	if dep.Spec.Replicas != nil {
 		want = *dep.Spec.Replicas
 	}
-	return r.scale(ctx, name, 0, map[string]string{annotationReplicas: strconv.Itoa(int(want))})
+	if err := r.scale(ctx, name, 0, map[string]string{annotationReplicas: strconv.Itoa(int(want))}); err != nil {
+		return err
+	}
+	return r.waitPodsGone(ctx, name)
+}
+
+// stopSettle bounds how long Stop waits for the pods to end: their grace
+// period (30 s unless the spec says) and some.
+const stopSettle = 2 * time.Minute
+
+// waitPodsGone waits until no pod of the instance is left, so a stopped
+// instance serves nothing any more (a Service may still send to a
+// terminating pod until it ends).
+func (r *Runtime) waitPodsGone(ctx context.Context, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, stopSettle)
+	defer cancel()
+	return r.poll(ctx, "the pods of "+name+" to end", func() (bool, string, error) {
+		pods, err := r.client.CoreV1().Pods(r.namespace).List(ctx, metav1.ListOptions{LabelSelector: runtime.LabelInstance + "=" + name})
+		if err != nil {
+			return false, "", r.apiErr("list pods", name, err)
+		}
+		return len(pods.Items) == 0, fmt.Sprintf("%d pod(s) left", len(pods.Items)), nil
+	})
 }
 
 // Start scales a stopped Deployment back and waits for the rollout.
