@@ -171,3 +171,31 @@ func report(p workflows.UpgradeProgress) string {
 	}
 	return b.String()
 }
+
+// With the promotion gate the new env waits, verified, while the endpoint
+// keeps serving 24.2.0; the promotion (who and why) lets the switch go.
+func TestUpgradePromotionGateOnProcesses(t *testing.T) {
+	r := newRig(t, "upgrade-edge", runtime.Config{Kind: runtime.KindProcess})
+	e := r.install(t, "cinder", r.repo, "24.2.0", r.driver(t, "1.0.0", ">= 24.0.0, < 26.0.0", ""), true)
+	vols := e.create(t, 20, "before")
+	in := r.cinderInput(workflows.PolicyPlatform, "3.0.0", r.driver(t, "3.0.0", ">= 25.0.0", ""))
+	in.Target, in.Gate, in.GateTimeout = "26.1.0", true, 10*time.Minute
+	run := r.start(t, in)
+	r.waitPhase(t, "at the gate", func(p workflows.UpgradeProgress) bool { return p.Phase == "awaiting promotion" })
+	if h := e.health(t); h.Version != "24.2.0" {
+		t.Errorf("at the gate the endpoint serves %s, want 24.2.0", h.Version)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if _, err := driftclient.New(r.c).PromoteUpgrade(ctx, r.cloud, "cinder", workflows.Decision{Who: "alice", Why: "26.1 looks fine"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.result(t, run)
+	if err != nil || res.Serving.Version != "26.1.0" || len(res.Promotions) != 1 || res.Promotions[0].Who != "alice" {
+		t.Fatalf("%v: %+v", err, res)
+	}
+	if h := e.health(t); h.Version != "26.1.0" {
+		t.Errorf("after the promotion the endpoint serves %s", h.Version)
+	}
+	e.expectVolumes(t, vols)
+}
