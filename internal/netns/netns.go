@@ -195,3 +195,28 @@ func Dialer(name string) func(ctx context.Context, network, addr string) (net.Co
 		return conn, err
 	}
 }
+
+// Holding lists the interfaces of the named namespace ("" = the caller's)
+// that carry ip.
+func Holding(name string, ip net.IP) ([]string, error) {
+	var out []string
+	err := Do(name, func() error {
+		ifaces, err := net.Interfaces()
+		if err != nil {
+			return err
+		}
+		for _, ifc := range ifaces {
+			addrs, err := ifc.Addrs()
+			if err != nil {
+				continue
+			}
+			for _, a := range addrs {
+				if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+					out = append(out, ifc.Name)
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
+}
