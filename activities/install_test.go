@@ -58,3 +58,33 @@ func expectType(t *testing.T, err error, typ string) {
 		t.Fatalf("want non-retryable %s, got %v", typ, err)
 	}
 }
+
+// A rollout's version is chosen among those the tenant may see.
+func TestResolvePackage(t *testing.T) {
+	srv, err := repo.New(repo.Options{Dir: t.TempDir(), AdminToken: "admin", Secret: []byte("s")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	rc := &repo.Client{URL: hs.URL, Token: "admin"}
+	for _, v := range []struct{ version, tenant string }{{"1.0.0", "acme"}, {"1.4.0", "acme"}, {"1.9.0", "globex"}, {"2.0.0", "acme"}} {
+		blob := []byte(v.version)
+		sum := sha256.Sum256(blob)
+		if _, err := rc.Push(context.Background(), repo.Ref{Name: "tool", Version: v.version, Platform: "linux/amd64"}, hex.EncodeToString(sum[:]), bytes.NewReader(blob), repo.PushOptions{Tenants: []string{v.tenant}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := &Install{Repo: rc}
+	for constraint, want := range map[string]string{"^1.2": "1.4.0", "latest": "2.0.0", "1.0.0": "1.0.0", "~1.0": "1.0.0"} {
+		p, err := a.ResolvePackage(context.Background(), Resolve{Tenant: "acme", Name: "tool", Version: constraint, Platform: "linux/amd64"})
+		if err != nil || p.Version != want || p.SHA256 == "" {
+			t.Errorf("%s: %s %v, want %s", constraint, p.Version, err, want)
+		}
+	}
+	_, err = a.ResolvePackage(context.Background(), Resolve{Tenant: "acme", Name: "tool", Version: "1.9.0", Platform: "linux/amd64"})
+	expectType(t, err, ErrTypeUnknownPackage)
+	_, err = a.ResolvePackage(context.Background(), Resolve{Tenant: "acme", Name: "tool", Version: ">= x", Platform: "linux/amd64"})
+	expectType(t, err, ErrTypeInvalidInstall)
+}

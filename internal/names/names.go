@@ -41,6 +41,17 @@ func UpgradeID(cloud, component string) string { return "upgrade/" + cloud + "/"
 // InstallID is the workflow ID of installing a package into a tenant's VM.
 func InstallID(tenant, vm, pkg string) string { return "install/" + tenant + "/" + vm + "/" + pkg }
 
+// InventoryID is the workflow ID of a tenant's VM inventory: its VMs,
+// their labels and packages, and the desired state of its packages.
+func InventoryID(tenant string) string { return "inventory/" + tenant }
+
+// FleetID is the workflow ID of one rollout of a package to a tenant's VMs;
+// FleetVMID is the install of that rollout on one VM (its child).
+func FleetID(tenant, rollout string) string { return "fleet/" + tenant + "/" + rollout }
+
+// FleetVMID is the workflow ID of a rollout's install on one VM.
+func FleetVMID(tenant, rollout, vm string) string { return FleetID(tenant, rollout) + "/" + vm }
+
 // ModelID is the workflow ID of an app's mobility model.
 func ModelID(app string) string { return "model/" + app }
 
@@ -77,6 +88,14 @@ const (
 	ReportSignal  = "Report"  // install: the VM agent's report, delivered by the repository
 	ObserveSignal = "Observe" // app model: a handover, by region
 	ModelQuery    = "Model"   // app model: the model itself
+
+	RegisterUpdate     = "Register"     // inventory: a VM registers (agent) or is declared (admin)
+	ForgetUpdate       = "Forget"       // inventory: drop a VM
+	GatewayUpdate      = "Gateway"      // inventory: place the tenant's gateway pair
+	RolloutUpdate      = "Rollout"      // inventory: start a fleet rollout, returns its workflow ID
+	DesireUpdate       = "Desire"       // inventory: set or drop a package's desired state
+	InstalledSignal    = "Installed"    // inventory: what a VM's agent has now (from its reports)
+	RolloutEndedSignal = "RolloutEnded" // inventory: how a rollout ended
 )
 
 // Query names of the live state before the Progress convention, still
@@ -109,10 +128,12 @@ var SearchAttributes = map[string]enums.IndexedValueType{
 
 // Kinds of workflow, the values of KindKey.
 const (
-	KindSession  = "session"
-	KindPipeline = "pipeline"
-	KindUpgrade  = "upgrade"
-	KindPort     = "port"
-	KindInstall  = "install"
-	KindModel    = "model"
+	KindSession   = "session"
+	KindPipeline  = "pipeline"
+	KindUpgrade   = "upgrade"
+	KindPort      = "port"
+	KindInstall   = "install"
+	KindModel     = "model"
+	KindFleet     = "fleet"
+	KindInventory = "inventory"
 )
