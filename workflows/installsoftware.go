@@ -191,15 +191,7 @@ func (s *install) action() string {
 }
 
 // verb is the action as the UI says it ("installs", "updates to").
-func (s *install) verb() string {
-	switch s.action() {
-	case repo.ActionUpdate:
-		return "updates to"
-	case repo.ActionUninstall:
-		return "uninstalls"
-	}
-	return "installs"
-}
+func (s *install) verb() string { return verbOf(s.action()) }
 
 func (s *install) ensureGateway(ctx workflow.Context) error {
 	return ensureGateway(ctx, s.in.Node, gateway.PairConfig{Tenant: s.in.Tenant, Netns: s.in.Netns, Listen: s.in.Listen}, &s.state.Gateway)
@@ -222,7 +214,7 @@ func nodeUnavailable(err error, node string) error {
 	msg := fmt.Sprintf("no worker took the activity from queue %s within %s: run the network node's worker "+
 		"(drift-worker --network-node %s --repo URL --repo-token-file F --gateway-secret-file F; drift dev is node %q)",
 		names.NodeQueue(node), nodeWait, node, config.DefaultNetworkNode)
-	return temporal.NewNonRetryableApplicationError(msg, ErrTypeNodeUnavailable, err)
+	return temporal.NewNonRetryableApplicationError(msg, ErrTypeNodeUnavailable, nil)
 }
 
 // metadataURL is the gateway address a VM's agent uses.

@@ -22,6 +22,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflow(AppModel)
 			r.RegisterWorkflow(ComponentUpgrade)
 			r.RegisterWorkflow(InstallSoftware)
+			r.RegisterWorkflow(InstallFleet)
+			r.RegisterWorkflow(Inventory)
 			r.RegisterWorkflow(PortToArch)
 			r.RegisterWorkflow(Pipeline)
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -27,16 +28,39 @@ var (
 )
 
 // ValidLabels checks a VM's labels: plain keys and values, a bounded number.
+// Keys are checked in order, so workflow code gets the same answer on
+// replay.
 func ValidLabels(labels map[string]string) error {
 	if len(labels) > MaxLabels {
 		return fmt.Errorf("%w labels: %d, at most %d", ErrInvalid, len(labels), MaxLabels)
 	}
-	for k, v := range labels {
-		if err := validLabel(k, v); err != nil {
+	for _, k := range keys(labels) {
+		if err := validLabel(k, labels[k]); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// LabelString writes labels as "k=v,k2=v2" in key order.
+func LabelString(labels map[string]string) string {
+	parts := make([]string, 0, len(labels))
+	for _, k := range keys(labels) {
+		parts = append(parts, k+"="+labels[k])
+	}
+	return strings.Join(parts, ",")
+}
+
+// keys are a map's keys in order: the map's own order does not leak.
+//
+//workflowcheck:ignore
+func keys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }
 
 func validLabel(k, v string) error {
