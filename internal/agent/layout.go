@@ -148,14 +148,14 @@ func (a *Agent) removePackageDir(name string) {
 // Inventory lists what the agent installed: per package, the current
 // version and every version on disk.
 func (a *Agent) Inventory() ([]repo.Installed, error) {
+	out := []repo.Installed{} // empty, not null: "nothing installed" is news too
 	entries, err := os.ReadDir(filepath.Join(a.stateDir(), "packages"))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return out, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	var out []repo.Installed
 	for _, e := range entries {
 		name, ok := strings.CutSuffix(e.Name(), ".json")
 		if !ok {

@@ -187,9 +187,10 @@ type Report struct {
 	Action        string `json:"action,omitempty"`
 	Current       string `json:"current,omitempty"` // the package's current version afterwards ("" = none)
 	Removed       int    `json:"removed,omitempty"` // files removed
-	// Installed is everything the agent has afterwards; the inventory
-	// takes it as the VM's truth.
-	Installed []Installed `json:"installed,omitempty"`
+	// Installed is everything the agent has afterwards (empty: nothing,
+	// null: an agent that does not say); the inventory takes it as the
+	// VM's truth.
+	Installed []Installed `json:"installed"`
 	Tenant    string      `json:"tenant,omitempty"`
 	Client    string      `json:"client,omitempty"`
 }
