@@ -146,6 +146,9 @@ func runFleet(cmd *cobra.Command, g *globals, in workflows.InstallInput, r workf
 		if perr := g.print(out, p, func(w io.Writer) { printFleet(w, p) }); perr != nil {
 			return perr
 		}
+		if err != nil && p.ID != "" {
+			return fmt.Errorf("%s %s", p.ID, p.Phase) // the report above says why
+		}
 		return err
 	})
 }

@@ -27,7 +27,7 @@ func TestInstallAndAgentRefuseBadInput(t *testing.T) {
 		{[]string{"install", "run", "--tenant", "acme", "--select", "role=web", "--package", "hello@^1", "--action", "reinstall"}, "action"},
 		{[]string{"install", "run", "--tenant", "Ünïcode", "--select", "role=web", "--package", "hello@^1"}, "--tenant"},
 		{[]string{"install", "run", "--tenant", "acme", "--select", "*", "--package", "hello@1", "--rollout", "../r"}, "rollout name"},
-		{[]string{"inventory", "add", "--tenant", "acme", "--vm", "vm-1", "--address", "10.0.0.2", "--label", "role"}, "key=value"},
+		{[]string{"inventory", "add", "acme", "vm-1", "10.0.0.2", "--label", "role"}, "key=value"},
 		{[]string{"inventory", "desire", "--tenant", "acme", "--package", "hello"}, "NAME@RANGE"},
 		{[]string{"agent", "--gateway", "http://127.0.0.1:18080", "--prefix", t.TempDir(), "--trust", "/nonexistent.pub", "--once"}, "--trust"},
 	} {

@@ -95,25 +95,24 @@ func printInventory(w io.Writer, v workflows.InventoryView) {
 			if len(r.Failed) > 0 {
 				failed = " — failed on " + strings.Join(r.Failed, ", ")
 			}
-			fmt.Fprintf(w, "  %s: %s %s@%s on %d VMs (%s)%s\n", r.ID, r.Phase, r.Action, dash(r.Version), len(r.VMs), r.Selector, failed)
+			fmt.Fprintf(w, "  %s: %s — %s %s@%s on %d VMs (%s)%s\n", r.ID, r.Phase, r.Action, r.Package, dash(r.Version), len(r.VMs), r.Selector, failed)
 		}
 	}
 }
 
 func newInventoryAddCommand(g *globals) *cobra.Command {
-	var tenant string
-	var reg workflows.VMRegistration
 	var labels []string
 	cmd := &cobra.Command{
-		Use:   "add --tenant T --vm V --address IP [--label k=v]...",
+		Use:   "add TENANT VM ADDRESS [--label k=v]...",
 		Short: "Declare a VM (or move or relabel one)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args:  cobra.ExactArgs(3),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			tenant := args[0]
+			reg := workflows.VMRegistration{Name: args[1], Address: args[2], Declared: true}
 			var err error
 			if reg.Labels, err = fleet.ParseLabels(labels); err != nil {
 				return err
 			}
-			reg.Declared = true
 			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
 				rec, err := c.Register(ctx, tenant, reg)
 				if err != nil {
@@ -125,11 +124,7 @@ func newInventoryAddCommand(g *globals) *cobra.Command {
 			})
 		},
 	}
-	fl := cmd.Flags()
-	fl.StringVar(&tenant, "tenant", "", "tenant network id")
-	fl.StringVar(&reg.Name, "vm", "", "the VM's name")
-	fl.StringVar(&reg.Address, "address", "", "its address in the tenant network")
-	fl.StringSliceVar(&labels, "label", nil, "a label key=value (repeat, or comma-separate)")
+	cmd.Flags().StringSliceVar(&labels, "label", nil, "a label key=value (repeat, or comma-separate)")
 	return cmd
 }
 

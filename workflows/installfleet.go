@@ -305,7 +305,11 @@ func (f *fleetRun) start(ctx workflow.Context, sel workflow.Selector, i int) {
 // end records how the rollout ended, tells the inventory, and returns.
 func (f *fleetRun) end(ctx workflow.Context, phase string, err error) (FleetProgress, error) {
 	f.p.Phase = phase
-	if err != nil {
+	var appErr *temporal.ApplicationError
+	switch {
+	case errors.As(err, &appErr):
+		f.p.Error = appErr.Message()
+	case err != nil:
 		f.p.Error = RootMessage(err)
 	}
 	f.publish(ctx)
@@ -314,12 +318,11 @@ func (f *fleetRun) end(ctx workflow.Context, phase string, err error) (FleetProg
 		workflow.GetLogger(ctx).Warn("inventory not told of the rollout's end", "err", serr)
 	}
 	// A failure carries the per-VM report, so `drift install` prints it.
-	var appErr *temporal.ApplicationError
 	switch {
 	case phase == "stopped":
 		return f.snapshot(), temporal.NewNonRetryableApplicationError(f.p.Error, ErrTypeErrorBudget, nil, f.snapshot())
 	case errors.As(err, &appErr):
-		return f.snapshot(), temporal.NewNonRetryableApplicationError(f.p.Error, appErr.Type(), err, f.snapshot())
+		return f.snapshot(), temporal.NewNonRetryableApplicationError(f.p.Error, appErr.Type(), nil, f.snapshot())
 	}
 	return f.snapshot(), err
 }

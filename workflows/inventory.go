@@ -324,10 +324,10 @@ func (s *inventory) checkRegistration(reg VMRegistration) error {
 	for _, vm := range s.st.VMs {
 		switch {
 		case vm.Name == reg.Name && vm.Address != reg.Address && !reg.Declared:
-			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("VM %s of tenant %s is at %s, not %s: forget it first (drift inventory rm --tenant %s %s)",
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("VM %s of tenant %s is at %s, not %s: forget it first (drift inventory rm %s %s)",
 				vm.Name, s.st.Tenant, vm.Address, reg.Address, s.st.Tenant, vm.Name), ErrTypeVMConflict, nil)
 		case vm.Name != reg.Name && vm.Address == reg.Address:
-			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s is VM %s of tenant %s already, not %s: forget it first (drift inventory rm --tenant %s %s)",
+			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s is VM %s of tenant %s already, not %s: forget it first (drift inventory rm %s %s)",
 				reg.Address, vm.Name, s.st.Tenant, reg.Name, s.st.Tenant, vm.Name), ErrTypeVMConflict, nil)
 		}
 	}
