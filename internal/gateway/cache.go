@@ -132,7 +132,7 @@ func (c *Cache) fill(sum string, size int64, fetch func(context.Context) (io.Rea
 		return err
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != sum || n != size {
-		return fmt.Errorf("cache: the repository announced %s (%d bytes), sent %s (%d bytes)", sum, size, got, n)
+		return fmt.Errorf("sha256 mismatch: the repository announced %s (%d bytes) and sent %s (%d bytes); not kept", sum, size, got, n)
 	}
 	if err := os.Rename(tmp.Name(), c.path(sum)); err != nil {
 		return err

@@ -300,7 +300,8 @@ func (m *Management) serveCached(w http.ResponseWriter, r *http.Request) {
 		return resp.Body, nil
 	})
 	if err != nil {
-		proxyError(m.logger)(w, r, err)
+		m.logger.Warn("gateway cache: no blob", "path", r.URL.Path, "err", err)
+		http.Error(w, "gateway cache: "+err.Error(), http.StatusBadGateway)
 		return
 	}
 	defer f.Close()

@@ -203,3 +203,6 @@ func (n *Node) Close() {
 		delete(n.pairs, t)
 	}
 }
+
+// Cache is the blob cache of the node's management gateway (nil: none).
+func (n *Node) Cache() *Cache { return n.mgmt.Cache() }

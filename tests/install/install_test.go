@@ -37,6 +37,7 @@ var helloFiles = []entry{
 // InstallSoftware workflow, the gateway pair and `drift agent`; neither the
 // VM nor the tenant namespace can reach the repository directly.
 func TestInstallThroughGateways(t *testing.T) {
+	harness.Binaries(t) // before the install waits for the agent
 	n := newNetwork(t)
 	_, c := harness.Temporal(t, "")
 	nd := startRepo(t, n, c, 1<<20)
@@ -56,7 +57,7 @@ func TestInstallThroughGateways(t *testing.T) {
 	waitPhase(t, c, run.GetID(), "waiting")
 
 	prefix := filepath.Join(t.TempDir(), "prefix")
-	out := runAgent(t, n, prefix)
+	out := runAgent(t, n, nd, prefix)
 	if !strings.Contains(out, "1 instruction(s) handled") {
 		t.Fatalf("agent output:\n%s", out)
 	}
@@ -147,7 +148,7 @@ func TestWorkerKilledWhileWaiting(t *testing.T) {
 
 	// The agent starts while no gateway answers, and keeps asking.
 	prefix := filepath.Join(t.TempDir(), "prefix")
-	agent := harness.Start(t, "ip", "netns", "exec", n.VM, driftBin, "agent", "--gateway", "http://169.254.169.254:8080", "--prefix", prefix, "--every", "500ms")
+	agent := harness.Start(t, "ip", append([]string{"netns", "exec", n.VM, driftBin}, nd.agentArgs(prefix, "--every", "500ms")...)...)
 	time.Sleep(2 * time.Second)
 	if len(processesIn(n.VM)) == 0 { // the leak check at the end sees what runs in the VM
 		t.Fatalf("no process found in %s while the agent runs:\n%s", n.VM, agent.Output())

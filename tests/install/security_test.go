@@ -225,7 +225,7 @@ func installOnce(t *testing.T, tc client.Client, n *network, nd *node, ref repo.
 		t.Fatal(err)
 	}
 	waitPhase(t, tc, run.GetID(), "waiting")
-	runAgent(t, n, prefix)
+	runAgent(t, n, nd, prefix)
 	var appErr *temporal.ApplicationError
 	if err := run.Get(ctx, nil); !errors.As(err, &appErr) || appErr.Type() != workflows.ErrTypeInstallFailed {
 		t.Fatalf("want InstallFailed, got %v", err)
