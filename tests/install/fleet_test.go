@@ -12,6 +12,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
+
 	drift "github.com/edgedrift/drift/internal/client"
 	"github.com/edgedrift/drift/internal/gateway"
 	"github.com/edgedrift/drift/internal/repo"
