@@ -75,6 +75,12 @@ record-histories: docker-up kube-build
 		$(GO) test -count=1 -run TestUpgradeOnDocker ./tests/upgrade
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/install-software.json \
 		$(GO) test -count=1 -run TestInstallThroughGateways ./tests/install
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/install-software-update.json \
+		$(GO) test -count=1 -run TestUpdateAndUninstall ./tests/install
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/install-fleet.json \
+		$(GO) test -count=1 -run TestFleetStopsAtTheErrorBudget ./tests/install
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/inventory.json \
+		$(GO) test -count=1 -run TestDesiredStateSurvivesRestartsAndReachesNewVMs ./tests/install
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/port-to-arch.json \
 		$(GO) test -count=1 -timeout 40m -run TestPortBoltAndGopsutilProgramToLoong64 ./tests/port
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/pipeline-run.json \

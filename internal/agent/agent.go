@@ -126,12 +126,20 @@ func (a *Agent) Once(ctx context.Context) (int, error) {
 		}
 	}
 	if a.Name != "" && !a.registered {
-		if err := a.register(ctx); err != nil {
+		err := a.register(ctx)
+		var se *repo.StatusError
+		switch {
+		case errors.As(err, &se) && (se.Status == http.StatusConflict || se.Status == http.StatusBadRequest):
+			// Only the admin can fix it (drift inventory rm / a new name):
+			// asking again each round would not.
+			a.registered = true
+			a.Logger.Error("agent: registration refused; installs still run for this address", "name", a.Name, "err", err)
+		case err != nil:
 			a.Logger.Warn("agent: not registered yet", "name", a.Name, "err", err)
 		}
 	}
 	var ins []repo.Instruction
-	if err := a.getJSON(ctx, "/v1/instructions", &ins); err != nil {
+	if err := a.call(ctx, http.MethodGet, "/v1/instructions", nil, &ins); err != nil {
 		return 0, err
 	}
 	n := 0
@@ -155,18 +163,7 @@ func (a *Agent) register(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	data, _ := json.Marshal(repo.Registration{Name: a.Name, Labels: a.Labels, Installed: have})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.Gateway+"/v1/register", bytes.NewReader(data))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := a.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if err := statusError(resp); err != nil {
+	if err := a.call(ctx, http.MethodPost, "/v1/register", repo.Registration{Name: a.Name, Labels: a.Labels, Installed: have}, nil); err != nil {
 		return err
 	}
 	a.registered = true
@@ -414,22 +411,12 @@ func (a *Agent) runScript(ctx context.Context, dir, script string, timeout time.
 // longer knows the instruction (already reported) or its workflow has
 // ended, or ctx ends.
 func (a *Agent) report(ctx context.Context, rep repo.Report) error {
-	data, _ := json.Marshal(rep)
 	for wait := 500 * time.Millisecond; ; wait = min(2*wait, 10*time.Second) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.Gateway+"/v1/reports", bytes.NewReader(data))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := a.http.Do(req)
-		if err == nil {
-			err = statusError(resp)
-			resp.Body.Close()
-			var se *repo.StatusError
-			if err == nil || errors.As(err, &se) && (se.Status == http.StatusNotFound || se.Status == http.StatusGone) {
-				os.Remove(a.recordPath(rep.InstructionID))
-				return nil
-			}
+		err := a.call(ctx, http.MethodPost, "/v1/reports", rep, nil)
+		var se *repo.StatusError
+		if err == nil || errors.As(err, &se) && (se.Status == http.StatusNotFound || se.Status == http.StatusGone) {
+			os.Remove(a.recordPath(rep.InstructionID))
+			return nil
 		}
 		a.Logger.Warn("report not delivered yet", "instruction", rep.InstructionID, "err", err)
 		select {
@@ -440,20 +427,33 @@ func (a *Agent) report(ctx context.Context, rep repo.Report) error {
 	}
 }
 
-func (a *Agent) getJSON(ctx context.Context, path string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.Gateway+path, nil)
+// call sends in (nil: no body) as JSON to the gateway and decodes its JSON
+// answer into out (nil: none).
+func (a *Agent) call(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		data, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.Gateway+path, body)
 	if err != nil {
 		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := a.http.Do(req)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if err := statusError(resp); err != nil {
+	if err := statusError(resp); err != nil || out == nil {
 		return err
 	}
-	return json.NewDecoder(resp.Body).Decode(v)
+	return json.NewDecoder(resp.Body).Decode(out)
 }
 
 func sortedVersions(vs map[string]installedFiles) []string {

@@ -86,6 +86,7 @@ type fakeGateway struct {
 	registrations []repo.Registration
 	fetched       int
 	remotes       []string
+	registerCode  int // answer to /v1/register (0: 200)
 }
 
 func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -111,6 +112,9 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var reg repo.Registration
 		json.NewDecoder(r.Body).Decode(&reg)
 		g.registrations = append(g.registrations, reg)
+		if g.registerCode != 0 {
+			http.Error(w, "vm-7 is at 10.0.0.2", g.registerCode)
+		}
 	case r.URL.Path == "/v1/instructions":
 		w.Write([]byte("[]"))
 	default:

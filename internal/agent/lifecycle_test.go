@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -207,5 +208,23 @@ func TestRegistersOnFirstContact(t *testing.T) {
 	}
 	if err := (&Agent{Gateway: "http://127.0.0.1:1", Prefix: t.TempDir()}).Check(); !errors.Is(err, ErrNoTrust) {
 		t.Fatalf("no trusted key: %v", err)
+	}
+}
+
+// A registration the inventory refuses (409, 400) is not sent again every
+// round; one that could not be delivered (503) is.
+func TestRefusedRegistrationIsNotRepeated(t *testing.T) {
+	for code, want := range map[int]int{http.StatusConflict: 1, http.StatusBadRequest: 1, http.StatusServiceUnavailable: 3} {
+		g := &fakeGateway{registerCode: code}
+		a := newAgent(t, g)
+		a.Name = "vm-7"
+		for i := 0; i < 3; i++ {
+			if _, err := a.Once(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(g.registrations) != want {
+			t.Errorf("%d: registered %d times, want %d", code, len(g.registrations), want)
+		}
 	}
 }

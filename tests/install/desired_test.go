@@ -10,6 +10,7 @@ import (
 	"time"
 
 	drift "github.com/edgedrift/drift/internal/client"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/repo"
 	"github.com/edgedrift/drift/tests/harness"
 	"github.com/edgedrift/drift/workflows"
@@ -99,6 +100,7 @@ func TestDesiredStateSurvivesRestartsAndReachesNewVMs(t *testing.T) {
 	if len(v.Desired) != 1 || len(v.Rollouts) != 2 || v.Rollouts[1].VMs[0] != joiner.Name || v.Gateway == nil {
 		t.Fatalf("inventory after the restarts: desired %+v rollouts %+v", v.Desired, v.Rollouts)
 	}
+	recordHistory(t, c, names.InventoryID("acme"))
 }
 
 // waitRollout waits (bounded) until the rollout's progress satisfies ok.

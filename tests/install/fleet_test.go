@@ -144,6 +144,7 @@ func TestFleetStopsAtTheErrorBudget(t *testing.T) {
 			t.Errorf("%s has %v after the stopped rollout", v.Name, entries)
 		}
 	}
+	recordHistory(t, c, p.ID)
 
 	p, err = rollout(t, c, workflows.Rollout{Rollout: "two-allowed", Selector: "role=web", Package: "greeter", Version: "1.0.0", MaxConcurrency: "2", MaxErrors: "40%"})
 	if err != nil || p.Phase != "done" || p.Counts.Succeeded != 3 || p.Counts.Failed != 2 || p.ErrorBudget != 2 {
@@ -209,6 +210,7 @@ func TestUpdateAndUninstall(t *testing.T) {
 	if p.Counts.Failed != 1 || !strings.Contains(p.VMs[0].Error, "1.1.0 stays live") || live(prefix) != "1.1.0" || !slices.Equal(onDisk(), []string{"1.1.0", "current"}) {
 		t.Fatalf("A/B with a failing health check: %+v, live %q, on disk %v", p.VMs, live(prefix), onDisk())
 	}
+	recordHistory(t, c, p.VMs[0].Workflow)
 	out, err := os.ReadFile(filepath.Join(prefix, "greeter", "current", "bin", "greeter"))
 	if err != nil || !strings.Contains(string(out), "greeter 1.1.0") {
 		t.Fatalf("live program %q %v", out, err)
@@ -232,6 +234,14 @@ func TestUpdateAndUninstall(t *testing.T) {
 	waitInventory(t, c, "nothing installed on vm-1", func(v workflows.InventoryView) bool {
 		return len(v.VMs) == 1 && len(v.VMs[0].Installed) == 0
 	})
+}
+
+// recordHistory writes workflow id's history to $DRIFT_RECORD_HISTORY, for
+// the replay test in workflows/ (make record-histories).
+func recordHistory(t *testing.T, c client.Client, id string) {
+	if path := os.Getenv("DRIFT_RECORD_HISTORY"); path != "" {
+		harness.RecordHistory(t, context.Background(), c, id, path)
+	}
 }
 
 func isType(err error, typ string) bool {

@@ -102,9 +102,7 @@ func TestInstallThroughGateways(t *testing.T) {
 	}
 	resp.Body.Close()
 
-	if path := os.Getenv("DRIFT_RECORD_HISTORY"); path != "" {
-		harness.RecordHistory(t, ctx, c, run.GetID(), path)
-	}
+	recordHistory(t, c, run.GetID())
 }
 
 // The worker of the network node dies (SIGKILL) while the workflow waits for

@@ -149,6 +149,23 @@ func TestSecurity(t *testing.T) {
 		}
 	})
 
+	t.Run("registrations", func(t *testing.T) {
+		// Names from the VM reach the inventory's validator, never a 5xx.
+		for _, body := range []string{`{"name":"vm-ü"}`, `{"name":"../vm"}`, `{"name":"` + strings.Repeat("v", 300) + `"}`,
+			`{"name":"vm-a","labels":{"Role":"web"}}`, `{"name":"vm-a","labels":{"role":"a b"}}`, `{"name":"vm-\u0000"}`, `not json`} {
+			if code, msg := status(t, vm, "POST", gw+"/v1/register", strings.NewReader(body), nil); code != http.StatusBadRequest {
+				t.Errorf("register %.40s: %d %s", body, code, msg)
+			}
+		}
+		if code, msg := status(t, vm, "POST", gw+"/v1/register", strings.NewReader(`{"name":"vm-a","labels":{"role":"web"}}`), nil); code != http.StatusOK {
+			t.Fatalf("register: %d %s", code, msg)
+		}
+		// The same address under another name: only the admin may do that.
+		if code, msg := status(t, vm, "POST", gw+"/v1/register", strings.NewReader(`{"name":"vm-b"}`), nil); code != http.StatusConflict || !strings.Contains(msg, "is VM vm-a") {
+			t.Fatalf("another name from the same address: %d %s", code, msg)
+		}
+	})
+
 	t.Run("oversized upload", func(t *testing.T) {
 		big := bytes.Repeat([]byte("x"), maxBlob+1)
 		sum := sha256.Sum256(big)
