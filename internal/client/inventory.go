@@ -140,9 +140,15 @@ func (c *Client) Inventory(ctx context.Context, tenant string) (workflows.Invent
 // RolloutProgress reads a rollout: live while it runs, its result (or the
 // report its failure carries) once it has ended.
 func (c *Client) RolloutProgress(ctx context.Context, tenant, rollout string) (workflows.FleetProgress, error) {
-	p, err := Read[workflows.FleetProgress](ctx, c, names.FleetID(tenant, rollout))
-	if err != nil && p.ID != "" {
-		return p, nil
+	id := names.FleetID(tenant, rollout)
+	ctx, cancel := context.WithTimeout(ctx, InventoryWait)
+	defer cancel()
+	p, err := Read[workflows.FleetProgress](ctx, c, id)
+	switch {
+	case err != nil && p.ID != "":
+		return p, nil // it failed; its report says how
+	case err != nil && ctx.Err() != nil:
+		return p, &Unanswered{Workflow: id, Wait: InventoryWait, Err: err}
 	}
 	return p, err
 }
