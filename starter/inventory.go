@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -87,6 +88,12 @@ func printInventory(w io.Writer, v workflows.InventoryView) {
 			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", d.VM, d.Package, d.Want, dash(d.Have), drift, dash(d.Rollout))
 		}
 		tw.Flush()
+	}
+	if len(v.Refused) > 0 {
+		fmt.Fprintln(w, "\nrefused registrations:")
+		for _, r := range v.Refused {
+			fmt.Fprintf(w, "  %s %s from %s: %s\n", r.At.Format(time.RFC3339), r.Name, r.Address, r.Reason)
+		}
 	}
 	if len(v.Rollouts) > 0 {
 		fmt.Fprintln(w, "\nrollouts:")

@@ -35,6 +35,8 @@ const (
 	inventoryGatewayEvery = time.Minute
 	// keptRollouts is how many ended rollouts the inventory remembers.
 	keptRollouts = 50
+	// keptRefusals is how many refused registrations it shows.
+	keptRefusals = 20
 )
 
 // VMRecord is one VM of a tenant.
@@ -82,6 +84,14 @@ type Desire struct {
 	Remove bool `json:"remove,omitempty"`
 }
 
+// Refusal is a registration from an agent the inventory did not take.
+type Refusal struct {
+	At      time.Time `json:"at"`
+	Name    string    `json:"name"`
+	Address string    `json:"address"`
+	Reason  string    `json:"reason"`
+}
+
 // RolloutRecord is a rollout the inventory started.
 type RolloutRecord struct {
 	ID       string   `json:"id"`
@@ -105,6 +115,7 @@ type InventoryState struct {
 	VMs          []VMRecord      `json:"vms"`               // by name
 	Desired      []Rollout       `json:"desired,omitempty"` // by package
 	Rollouts     []RolloutRecord `json:"rollouts,omitempty"`
+	Refused      []Refusal       `json:"refused,omitempty"` // the latest agent registrations not taken
 	Seq          int             `json:"seq"`
 }
 
@@ -132,7 +143,9 @@ type InventoryInput struct {
 	MaxHistory int             `json:"maxHistory,omitempty"` // DefaultInventoryHistory when 0
 }
 
-// Inventory keeps a tenant's VMs (registered by their agents or declared),
+// Inventory keeps a tenant's VMs (registered by their agents, by signal,
+// so a fleet of them may register at once; or declared by the admin, by
+// update, which answers),
 // their labels and packages, and the desired state of packages; it places
 // the tenant's gateway pair and starts rollouts (InstallFleet children) for
 // the VMs a selector picks, and for VMs that join or drift from a desired
@@ -287,12 +300,19 @@ func (s *inventory) registerHandlers(ctx workflow.Context) error {
 	); err != nil {
 		return err
 	}
+	registrations := workflow.GetSignalChannel(ctx, names.RegisterSignal)
 	installed := workflow.GetSignalChannel(ctx, names.InstalledSignal)
 	ended := workflow.GetSignalChannel(ctx, names.RolloutEndedSignal)
-	s.signals = []workflow.ReceiveChannel{installed, ended}
+	s.signals = []workflow.ReceiveChannel{registrations, installed, ended}
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
 			sel := workflow.NewSelector(ctx)
+			sel.AddReceive(registrations, func(c workflow.ReceiveChannel, _ bool) {
+				var reg VMRegistration
+				c.Receive(ctx, &reg)
+				reg.Declared = false // only the admin's update declares
+				s.enqueue(func(ctx workflow.Context) { s.registerFromAgent(ctx, reg) })
+			})
 			sel.AddReceive(installed, func(c workflow.ReceiveChannel, _ bool) {
 				var in VMInstalled
 				c.Receive(ctx, &in)
@@ -318,8 +338,8 @@ func (s *inventory) vm(name string) int {
 // would take another's name or address (an agent cannot move a VM; the
 // admin can, by declaring it).
 func (s *inventory) checkRegistration(reg VMRegistration) error {
-	if err := errors.Join(repo.ValidTenant(reg.Name), checkAddress(reg.Address), fleet.ValidLabels(reg.Labels)); err != nil {
-		return invalid(activities.ErrTypeInvalidInstall, "registration of %q: %v", reg.Name, err)
+	if err := CheckRegistration(reg); err != nil {
+		return invalid(activities.ErrTypeInvalidInstall, "%v", err)
 	}
 	for _, vm := range s.st.VMs {
 		switch {
@@ -330,6 +350,15 @@ func (s *inventory) checkRegistration(reg VMRegistration) error {
 			return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s is VM %s of tenant %s already, not %s: forget it first (drift inventory rm %s %s)",
 				reg.Address, vm.Name, s.st.Tenant, reg.Name, s.st.Tenant, vm.Name), ErrTypeVMConflict, nil)
 		}
+	}
+	return nil
+}
+
+// CheckRegistration refuses a registration with a bad name, address or
+// labels.
+func CheckRegistration(reg VMRegistration) error {
+	if err := errors.Join(repo.ValidTenant(reg.Name), checkAddress(reg.Address), fleet.ValidLabels(reg.Labels)); err != nil {
+		return fmt.Errorf("registration of %q: %w", reg.Name, err)
 	}
 	return nil
 }
@@ -452,6 +481,22 @@ func (s *inventory) register(ctx workflow.Context, reg VMRegistration) (VMRecord
 		s.enqueue(func(ctx workflow.Context) { s.reconcile(ctx, []string{name}) })
 	}
 	return rec, nil
+}
+
+// registerFromAgent registers a VM its agent announced; what the inventory
+// cannot take is kept among the refusals, for `drift inventory show`.
+func (s *inventory) registerFromAgent(ctx workflow.Context, reg VMRegistration) {
+	if _, err := s.register(ctx, reg); err != nil {
+		reason := err.Error()
+		var appErr *temporal.ApplicationError
+		if errors.As(err, &appErr) {
+			reason = appErr.Message()
+		}
+		s.st.Refused = append(s.st.Refused, Refusal{At: workflow.Now(ctx), Name: reg.Name, Address: reg.Address, Reason: reason})
+		if n := len(s.st.Refused); n > keptRefusals {
+			s.st.Refused = slices.Clone(s.st.Refused[n-keptRefusals:])
+		}
+	}
 }
 
 // installed takes what a VM's agent has now as the VM's truth.

@@ -298,3 +298,31 @@ func TestInventoryKeepsTheGatewayUp(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Agents register by signal, many at once; what the inventory cannot take
+// (another VM's address, a bad name) is kept among its refusals, and a
+// signal cannot declare.
+func TestAgentsRegisterBySignal(t *testing.T) {
+	it := newInvTest(t)
+	it.then(func() {
+		for i := 1; i <= 3; i++ {
+			it.env.SignalWorkflow(names.RegisterSignal, vmReg(fmt.Sprintf("vm-%d", i), fmt.Sprintf("10.0.0.%d", i+1), "role=web"))
+		}
+		it.env.SignalWorkflow(names.RegisterSignal, vmReg("vm-9", "10.0.0.2", "role=web"))
+		it.env.SignalWorkflow(names.RegisterSignal, VMRegistration{Name: "../vm", Address: "10.0.0.8"})
+		it.env.SignalWorkflow(names.RegisterSignal, VMRegistration{Name: "vm-1", Address: "10.0.0.7", Declared: true})
+	})
+	it.then(func() {
+		v := it.view()
+		if len(v.VMs) != 3 || v.VMs[0].Address != "10.0.0.2" || v.VMs[0].Declared {
+			t.Fatalf("VMs %+v", v.VMs)
+		}
+		if len(v.Refused) != 3 || v.Refused[0].Name != "vm-9" || !strings.Contains(v.Refused[0].Reason, "is VM vm-1") ||
+			!strings.Contains(v.Refused[1].Reason, "invalid tenant") || !strings.Contains(v.Refused[2].Reason, "is at 10.0.0.2") {
+			t.Fatalf("refused %+v", v.Refused)
+		}
+	})
+	if err := it.run(InventoryInput{Tenant: "acme"}); !temporal.IsCanceledError(err) {
+		t.Fatal(err)
+	}
+}

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -10,7 +9,6 @@ import (
 	temporalclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/edgedrift/drift/activities"
 	"github.com/edgedrift/drift/internal/gateway"
 	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/repo"
@@ -47,14 +45,38 @@ func inventoryStart(tenant string) temporalclient.StartWorkflowOptions {
 	}
 }
 
-// recordInstalled tells tenant's inventory what a VM's agent has now.
-func (c *Client) recordInstalled(ctx context.Context, tenant string, in workflows.VMInstalled) error {
-	_, err := c.Temporal.SignalWithStartWorkflow(ctx, names.InventoryID(tenant), names.InstalledSignal, in,
-		inventoryStart(tenant), workflows.Inventory, workflows.InventoryInput{Tenant: tenant})
-	if err != nil {
+// signalInventory sends signal name to tenant's inventory, starting it
+// when it does not run yet; bounded like every call into it.
+func (c *Client) signalInventory(ctx context.Context, tenant, name string, arg any) error {
+	if err := repo.ValidTenant(tenant); err != nil {
+		return err
+	}
+	id := names.InventoryID(tenant)
+	ctx, cancel := context.WithTimeout(ctx, InventoryWait)
+	defer cancel()
+	_, err := c.Temporal.SignalWithStartWorkflow(ctx, id, name, arg, inventoryStart(tenant), workflows.Inventory, workflows.InventoryInput{Tenant: tenant})
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return &Unanswered{Workflow: id, Wait: InventoryWait, Err: err}
+	case err != nil:
 		return fmt.Errorf("inventory of %s: %w", tenant, err)
 	}
 	return nil
+}
+
+// recordInstalled tells tenant's inventory what a VM's agent has now.
+func (c *Client) recordInstalled(ctx context.Context, tenant string, in workflows.VMInstalled) error {
+	return c.signalInventory(ctx, tenant, names.InstalledSignal, in)
+}
+
+// Announce records a VM its agent registered: a signal, so a whole fleet
+// may register at once (updates to one workflow are served a few at a
+// time); what the inventory cannot take shows among its refusals.
+func (c *Client) Announce(ctx context.Context, tenant string, reg workflows.VMRegistration) error {
+	if err := workflows.CheckRegistration(reg); err != nil {
+		return fmt.Errorf("%v: %w", err, repo.ErrInvalid)
+	}
+	return c.signalInventory(ctx, tenant, names.RegisterSignal, reg)
 }
 
 // updateInventory sends update name to tenant's inventory, starting the
@@ -83,8 +105,8 @@ func updateInventory[T any](ctx context.Context, c *Client, tenant, name, update
 	return out, err
 }
 
-// Register adds or refreshes a VM of tenant (declared by the admin, or
-// from its agent through the repository).
+// Register declares (adds, moves or relabels) a VM of tenant, as the
+// admin, and answers with it or why not.
 func (c *Client) Register(ctx context.Context, tenant string, reg workflows.VMRegistration) (workflows.VMRecord, error) {
 	return updateInventory[workflows.VMRecord](ctx, c, tenant, names.RegisterUpdate, "", reg)
 }
@@ -154,19 +176,9 @@ func (c *Client) RolloutProgress(ctx context.Context, tenant, rollout string) (w
 }
 
 // Registrar records VMs that register through the gateways in their
-// tenant's inventory, with the refusals the repository understands.
+// tenant's inventory (Announce).
 func (c *Client) Registrar() repo.RegisterFunc {
 	return func(ctx context.Context, r repo.Registration) error {
-		_, err := c.Register(ctx, r.Tenant, workflows.VMRegistration{Name: r.Name, Address: r.Client, Labels: r.Labels, Installed: r.Installed})
-		var appErr *temporal.ApplicationError
-		switch {
-		case err == nil:
-			return nil
-		case errors.As(err, &appErr) && appErr.Type() == workflows.ErrTypeVMConflict:
-			return fmt.Errorf("%s: %w", appErr.Message(), repo.ErrConflict)
-		case errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeInvalidInstall:
-			return fmt.Errorf("%s: %w", appErr.Message(), repo.ErrInvalid)
-		}
-		return err
+		return c.Announce(ctx, r.Tenant, workflows.VMRegistration{Name: r.Name, Address: r.Client, Labels: r.Labels, Installed: r.Installed})
 	}
 }

@@ -89,7 +89,8 @@ const (
 	ObserveSignal = "Observe" // app model: a handover, by region
 	ModelQuery    = "Model"   // app model: the model itself
 
-	RegisterUpdate     = "Register"     // inventory: a VM registers (agent) or is declared (admin)
+	RegisterUpdate     = "Register"     // inventory: the admin declares a VM (answers with it, or why not)
+	RegisterSignal     = "Register"     // inventory: a VM's agent registers (many at once: no answer)
 	ForgetUpdate       = "Forget"       // inventory: drop a VM
 	GatewayUpdate      = "Gateway"      // inventory: place the tenant's gateway pair
 	RolloutUpdate      = "Rollout"      // inventory: start a fleet rollout, returns its workflow ID

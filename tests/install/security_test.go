@@ -160,9 +160,14 @@ func TestSecurity(t *testing.T) {
 		if code, msg := status(t, vm, "POST", gw+"/v1/register", strings.NewReader(`{"name":"vm-a","labels":{"role":"web"}}`), nil); code != http.StatusOK {
 			t.Fatalf("register: %d %s", code, msg)
 		}
-		// The same address under another name: only the admin may do that.
-		if code, msg := status(t, vm, "POST", gw+"/v1/register", strings.NewReader(`{"name":"vm-b"}`), nil); code != http.StatusConflict || !strings.Contains(msg, "is VM vm-a") {
+		// The same address under another name: only the admin may do
+		// that; the inventory shows the refusal.
+		if code, msg := status(t, vm, "POST", gw+"/v1/register", strings.NewReader(`{"name":"vm-b"}`), nil); code != http.StatusOK {
 			t.Fatalf("another name from the same address: %d %s", code, msg)
+		}
+		v := waitInventory(t, c, "vm-b refused", func(v workflows.InventoryView) bool { return len(v.Refused) == 1 })
+		if len(v.VMs) != 1 || v.VMs[0].Name != "vm-a" || v.Refused[0].Name != "vm-b" || !strings.Contains(v.Refused[0].Reason, "is VM vm-a") {
+			t.Fatalf("inventory %+v", v)
 		}
 	})
 
