@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -22,32 +21,26 @@ import (
 	"github.com/edgedrift/drift/internal/appspec"
 	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/predict"
-	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/topology"
 )
 
-// fakeClouds stands in for every cloud's runtime: it records which
-// instances are live, so tests can state the session's invariants.
-type fakeClouds struct {
-	mu       sync.Mutex
-	live     map[string]map[string]string // cloud → instance name → workflow label
-	capacity map[string]int               // pre-deploys refused at this many instances
-	fail     map[string]bool              // deploys on this cloud fail
-	deploys  []string                     // "cloud/name" in order
-	images   map[string]bool              // images EnsureImage knows
-	model    predict.Model                // the app's model workflow
-	taught   []activities.RegionMove      // moves recorded into it
+// fakeCenter stands in for the central activities a session calls: the
+// image center and the app's model.
+type fakeCenter struct {
+	mu     sync.Mutex
+	images map[string]bool         // images EnsureImage knows
+	model  predict.Model           // the app's model workflow
+	taught []activities.RegionMove // moves recorded into it
 }
 
-func newFakeClouds() *fakeClouds {
-	return &fakeClouds{
-		live:     map[string]map[string]string{},
-		capacity: map[string]int{}, fail: map[string]bool{}, images: map[string]bool{"registry.test/hello:v1": true},
-	}
+// pinnedHello is hello's image as the center registry pins it.
+const pinnedHello = "center.test/hello@sha256:0123456789012345678901234567890123456789012345678901234567890123"
+
+func newFakeCenter() *fakeCenter {
+	return &fakeCenter{images: map[string]bool{"registry.test/hello:v1": true}}
 }
 
-func (f *fakeClouds) install(env *testsuite.TestWorkflowEnvironment) {
-	env.RegisterActivity(&activities.Cloud{})
+func (f *fakeCenter) install(env *testsuite.TestWorkflowEnvironment) {
 	env.RegisterActivity(&activities.Images{})
 	env.RegisterActivity(&activities.Models{})
 	env.OnActivity(modelActs.ModelSnapshot, mock.Anything, mock.Anything).Return(
@@ -69,64 +62,8 @@ func (f *fakeClouds) install(env *testsuite.TestWorkflowEnvironment) {
 			if !f.images[ref] {
 				return "", temporal.NewNonRetryableApplicationError("no such image "+ref, activities.ErrTypeUnknownImage, nil)
 			}
-			return "center.test/hello@sha256:0123", nil
+			return pinnedHello, nil
 		})
-	env.OnActivity(cloudActs.DeployInstance, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, req activities.DeployRequest) (runtime.Endpoint, error) {
-			cloud := req.Spec.Labels[runtime.LabelCloud]
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			f.deploys = append(f.deploys, cloud+"/"+req.Name)
-			if f.fail[cloud] {
-				return runtime.Endpoint{}, temporal.NewNonRetryableApplicationError("engine down", "Test", nil)
-			}
-			if c, ok := f.capacity[cloud]; ok && req.PreDeploy && len(f.live[cloud]) >= c {
-				return runtime.Endpoint{}, temporal.NewNonRetryableApplicationError("full", activities.ErrTypeAtCapacity, nil)
-			}
-			if f.live[cloud] == nil {
-				f.live[cloud] = map[string]string{}
-			}
-			f.live[cloud][req.Name] = req.Spec.Labels[runtime.LabelWorkflow]
-			return runtime.Endpoint{URL: "http://" + cloud + ".test", Host: cloud + ".test", Port: 80}, nil
-		}).After(time.Second) // every deploy takes a second of workflow time
-	env.OnActivity(cloudActs.DestroyInstance, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, name string) error {
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			for _, names := range f.live {
-				delete(names, name)
-			}
-			return nil
-		})
-	env.OnActivity(cloudActs.DestroyOwned, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, sel map[string]string) (int, error) {
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			n := 0
-			for _, names := range f.live {
-				for name, wf := range names {
-					if wf == sel[runtime.LabelWorkflow] {
-						delete(names, name)
-						n++
-					}
-				}
-			}
-			return n, nil
-		})
-}
-
-// liveClouds lists the clouds that hold an instance, sorted.
-func (f *fakeClouds) liveClouds() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []string
-	for cloud, names := range f.live {
-		if len(names) > 0 {
-			out = append(out, cloud)
-		}
-	}
-	slices.Sort(out)
-	return out
 }
 
 var exampleTopology = func() *topology.Topology {
@@ -162,16 +99,19 @@ func expectedLive(cloud string) []string {
 type sessionTest struct {
 	testsuite.WorkflowTestSuite
 	env     *testsuite.TestWorkflowEnvironment
-	clouds  *fakeClouds
+	clouds  *testClouds
+	center  *fakeCenter
 	t       *testing.T
 	updates int
 }
 
 func newSessionTest(t *testing.T) *sessionTest {
-	st := &sessionTest{t: t, clouds: newFakeClouds()}
+	// Every deploy takes a second of workflow time.
+	st := &sessionTest{t: t, clouds: newTestClouds(t, exampleTopology, time.Second), center: newFakeCenter()}
 	st.env = st.NewTestWorkflowEnvironment()
 	st.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: names.SessionID("alice", "hello")})
 	st.clouds.install(st.env)
+	st.center.install(st.env)
 	return st
 }
 
@@ -222,13 +162,13 @@ func TestSessionStartsServesAndPreDeploys(t *testing.T) {
 	st := newSessionTest(t)
 	st.at(time.Minute, func() {
 		s := st.state()
-		if s.Serving != "edge-latin" || s.Phase != "serving" || s.Endpoint.URL != "http://edge-latin.test" {
+		if s.Serving != "edge-latin" || s.Phase != "serving" || s.Endpoint.URL != "instant://edge-latin/hello-alice-edge-latin" {
 			t.Errorf("serving %q (%s) at %q", s.Serving, s.Phase, s.Endpoint.URL)
 		}
 		if got := st.clouds.liveClouds(); !slices.Equal(got, expectedLive("edge-latin")) {
 			t.Errorf("live %v, want %v", got, expectedLive("edge-latin"))
 		}
-		if s.Image != "center.test/hello@sha256:0123" {
+		if s.Image != pinnedHello {
 			t.Errorf("image %q not pinned in the center registry", s.Image)
 		}
 		st.env.SignalWorkflow(names.ExitSignal, nil)
@@ -378,7 +318,7 @@ func TestMovesDuringPreDeploy(t *testing.T) {
 
 func TestCapacityRefusesPreDeployButNotServing(t *testing.T) {
 	st := newSessionTest(t)
-	st.clouds.capacity["edge-bastille"] = 0
+	st.clouds.fill("edge-bastille", pinnedHello) // bob's session has its only place
 	st.at(time.Minute, func() {
 		s := st.state()
 		var bastille *Instance
@@ -456,7 +396,7 @@ func TestContinueAsNewCarriesState(t *testing.T) {
 	}
 	// The next run picks up where this one stopped, deploying nothing anew.
 	st2 := newSessionTest(t)
-	maps.Copy(st2.clouds.live, st.clouds.live)
+	st2.clouds.copyFrom(st.clouds)
 	st2.at(time.Minute, func() {
 		if s := st2.state(); s.Serving != "edge-bastille" || s.Totals.Handovers != 1 {
 			t.Errorf("resumed state %+v", s)
@@ -505,7 +445,7 @@ func TestBadInputDeploysNothing(t *testing.T) {
 // A failed first deploy fails the session and leaves nothing anywhere.
 func TestFailedStartCleansUp(t *testing.T) {
 	st := newSessionTest(t)
-	st.clouds.fail["edge-latin"] = true
+	st.clouds.failDeploys("edge-latin", "engine down")
 	st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
 	if err := st.env.GetWorkflowError(); err == nil {
 		t.Fatal("session started on a failing cloud")
@@ -520,7 +460,7 @@ func TestFailedStartCleansUp(t *testing.T) {
 func TestPredictedPreDeploy(t *testing.T) {
 	st := newSessionTest(t)
 	for range 10 {
-		st.clouds.model.Observe("quartier-latin", "montparnasse")
+		st.center.model.Observe("quartier-latin", "montparnasse")
 	}
 	in := sessionInput("quartier-latin")
 	in.PreDeploy = PreDeployPredicted
@@ -551,8 +491,8 @@ func TestPredictedPreDeploy(t *testing.T) {
 	})
 	st.env.ExecuteWorkflow(MobilitySession, in)
 	st.report()
-	if !slices.Equal(st.clouds.taught, []activities.RegionMove{{From: "quartier-latin", To: "montparnasse"}}) {
-		t.Fatalf("model taught %v", st.clouds.taught)
+	if !slices.Equal(st.center.taught, []activities.RegionMove{{From: "quartier-latin", To: "montparnasse"}}) {
+		t.Fatalf("model taught %v", st.center.taught)
 	}
 }
 

@@ -132,8 +132,10 @@ func Push(ctx context.Context, ref string, what Pushable) (string, error) {
 	return r.Context().Digest(d.String()).String(), nil
 }
 
-// ParseReference parses an image reference strictly (no implicit docker.io),
-// allowing plain HTTP only for loopback registries.
+// ParseReference parses an image reference strictly (no implicit docker.io,
+// an explicit tag or digest), allowing plain HTTP only for loopback
+// registries. It is drift's one image-reference policy: every place that
+// takes a reference (app specs, runtimes, registries) goes through it.
 func ParseReference(ref string) (name.Reference, error) {
 	opts := []name.Option{name.StrictValidation}
 	if host, _, _ := strings.Cut(ref, "/"); IsLoopback(host) {
@@ -146,7 +148,8 @@ func ParseReference(ref string) (name.Reference, error) {
 	return r, nil
 }
 
-// IsLoopback reports whether a registry host[:port] is on this machine.
+// IsLoopback reports whether a registry host[:port] is on this machine
+// (localhost, 127.0.0.0/8, ::1, with or without a port).
 func IsLoopback(host string) bool {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
@@ -154,7 +157,7 @@ func IsLoopback(host string) bool {
 	if host == "localhost" {
 		return true
 	}
-	ip := net.ParseIP(host)
+	ip := net.ParseIP(strings.Trim(host, "[]"))
 	return ip != nil && ip.IsLoopback()
 }
 

@@ -74,7 +74,7 @@ func newLoadEnv(t *testing.T, size int) *loadEnv {
 // round is count concurrent downloads.
 type round struct {
 	Wall    time.Duration
-	Latency []time.Duration // sorted
+	Latency []time.Duration
 	Bytes   int64
 	Errors  []string
 }
@@ -82,12 +82,6 @@ type round struct {
 func (r round) perSecond() float64 { return float64(len(r.Latency)) / r.Wall.Seconds() }
 func (r round) mibPerSecond() float64 {
 	return float64(r.Bytes) / (1 << 20) / r.Wall.Seconds()
-}
-func (r round) quantile(q float64) time.Duration {
-	if len(r.Latency) == 0 {
-		return 0
-	}
-	return r.Latency[int(q*float64(len(r.Latency)-1))]
 }
 
 // download runs count concurrent downloads, checking each body's sha256.
@@ -116,7 +110,6 @@ func (e *loadEnv) download(hc *http.Client, url string, admin bool, count int) r
 	}
 	wg.Wait()
 	r.Wall = time.Since(start)
-	slices.Sort(r.Latency)
 	return r
 }
 
@@ -159,7 +152,7 @@ func TestLoadThroughGateways(t *testing.T) {
 		t.Fatalf("direct downloads failed: %v", direct.Errors[:min(5, len(direct.Errors))])
 	}
 	t.Logf("%d × %d KiB: gateways %.0f req/s (%.1f MiB/s, p99 %s), direct %.0f req/s (%.1f MiB/s, p99 %s)",
-		count, size>>10, via.perSecond(), via.mibPerSecond(), via.quantile(0.99), direct.perSecond(), direct.mibPerSecond(), direct.quantile(0.99))
+		count, size>>10, via.perSecond(), via.mibPerSecond(), harness.Percentile(via.Latency, 0.99), direct.perSecond(), direct.mibPerSecond(), harness.Percentile(direct.Latency, 0.99))
 }
 
 // TestInstallBench (make bench-install) measures, side by side in one run,
@@ -173,11 +166,11 @@ func TestInstallBench(t *testing.T) {
 	started := time.Now()
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Install: downloads through the gateway pair vs direct; a fleet install to 200 VMs\n\n")
-	fmt.Fprintf(&b, "`%s`, %s, %d cores (%s), load average before: %s.\n\n", os.Getenv("DRIFT_BENCH_COMMAND"), started.UTC().Format(time.RFC3339), goruntime.NumCPU(), goruntime.Version(), loadavg())
+	fmt.Fprintf(&b, "`%s`, %s, %d cores (%s), load average before: %s.\n\n", os.Getenv("DRIFT_BENCH_COMMAND"), started.UTC().Format(time.RFC3339), goruntime.NumCPU(), goruntime.Version(), harness.LoadAvg())
 	downloadBench(t, &b)
 	fleetBench(t, &b)
 	fmt.Fprintf(&b, "\nLoad average after: %s; %s in all. The machine is shared (2 cores, other engineers' builds and tests running): absolute figures move with it, ratios measured side by side less so.\n",
-		loadavg(), time.Since(started).Round(time.Second))
+		harness.LoadAvg(), time.Since(started).Round(time.Second))
 	t.Log("\n" + b.String())
 	if path := os.Getenv("DRIFT_BENCH_REPORT"); path != "" {
 		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
@@ -214,7 +207,7 @@ func downloadBench(t *testing.T, b *strings.Builder) {
 				ratio = fmt.Sprintf("%.2f", r.perSecond()/direct.perSecond())
 			}
 			fmt.Fprintf(b, "| %d KiB | %s | %.0f | %.1f | %s | %s | %d | %s |\n", size>>10, p.name, r.perSecond(), r.mibPerSecond(),
-				r.quantile(0.5).Round(time.Microsecond*100), r.quantile(0.99).Round(time.Microsecond*100), errorsIn(p.rounds), ratio)
+				harness.Percentile(r.Latency, 0.5).Round(time.Microsecond*100), harness.Percentile(r.Latency, 0.99).Round(time.Microsecond*100), errorsIn(p.rounds), ratio)
 			if n := errorsIn(p.rounds); n > 0 {
 				t.Errorf("%s: %d downloads failed", p.name, n)
 			}
@@ -290,15 +283,13 @@ func fleetBench(t *testing.T, b *strings.Builder) {
 			info := d.GetWorkflowExecutionInfo()
 			per = append(per, info.GetCloseTime().AsTime().Sub(info.GetStartTime().AsTime()))
 		}
-		slices.Sort(per)
-		r := round{Latency: per}
 		fetched := "— (no cache)"
 		if cache := ws.Install.Node.Cache(); cache != nil {
 			st := cache.Stats()
 			fetched = fmt.Sprintf("%s (%d fill, %d hits)", mib(float64(st.Fetched)), st.Misses, st.Hits)
 		}
 		fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s | %s |\n", run.name, p.Counts.Succeeded, total.Round(100*time.Millisecond),
-			r.quantile(0.5).Round(10*time.Millisecond), r.quantile(0.99).Round(10*time.Millisecond), mib(float64(crossed)), fetched)
+			harness.Percentile(per, 0.5).Round(10*time.Millisecond), harness.Percentile(per, 0.99).Round(10*time.Millisecond), mib(float64(crossed)), fetched)
 	}
 }
 
@@ -332,13 +323,4 @@ func errorsIn(rs []round) int {
 		n += len(r.Errors)
 	}
 	return n
-}
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }

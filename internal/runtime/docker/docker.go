@@ -34,6 +34,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/docker/go-connections/nat"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/edgedrift/drift/internal/runtime"
 )
@@ -138,7 +139,7 @@ func (r *Runtime) Deploy(ctx context.Context, name string, spec runtime.Spec) (r
 			}
 		}
 		if !pulled {
-			if err := r.pull(ctx, spec.Image); err != nil {
+			if err := r.pull(ctx, spec.Image, spec.Platform); err != nil {
 				return runtime.Endpoint{}, fmt.Errorf("deploy %s: %w", name, err)
 			}
 			pulled = true
@@ -286,14 +287,15 @@ func endpoint(port int) runtime.Endpoint {
 	}
 }
 
-// pull makes the engine pull ref, unless ref names a digest the engine has.
-func (r *Runtime) pull(ctx context.Context, ref string) error {
+// pull makes the engine pull ref (the platform entry of an index, when
+// set), unless ref names a digest the engine has for that platform.
+func (r *Runtime) pull(ctx context.Context, ref, platform string) error {
 	if strings.Contains(ref, "@") {
-		if _, err := r.cli.ImageInspect(ctx, ref); err == nil {
+		if img, err := r.cli.ImageInspect(ctx, ref); err == nil && (platform == "" || img.Os+"/"+img.Architecture == platform) {
 			return nil
 		}
 	}
-	rc, err := r.cli.ImagePull(ctx, ref, image.PullOptions{})
+	rc, err := r.cli.ImagePull(ctx, ref, image.PullOptions{Platform: platform})
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
@@ -338,7 +340,11 @@ func (r *Runtime) create(ctx context.Context, name string, spec runtime.Spec, la
 		PortBindings:  nat.PortMap{port: {{HostIP: loopback, HostPort: ""}}},
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
 	}
-	resp, err := r.cli.ContainerCreate(ctx, cfg, hc, nil, nil, name)
+	var platform *ocispec.Platform
+	if os, arch, ok := strings.Cut(spec.Platform, "/"); ok {
+		platform = &ocispec.Platform{OS: os, Architecture: arch}
+	}
+	resp, err := r.cli.ContainerCreate(ctx, cfg, hc, nil, platform, name)
 	if err != nil {
 		return "", err
 	}
@@ -431,7 +437,7 @@ func (r *Runtime) Destroy(ctx context.Context, name string) error {
 // List returns this runtime's drift-owned containers whose labels match
 // selector, sorted by name.
 func (r *Runtime) List(ctx context.Context, selector map[string]string) ([]runtime.Instance, error) {
-	sel, ok := r.scope(runtime.Selector(selector))
+	sel, ok := runtime.ScopeToCloud(runtime.Selector(selector), r.cloud)
 	if !ok {
 		return []runtime.Instance{}, nil
 	}
@@ -467,29 +473,10 @@ func (r *Runtime) List(ctx context.Context, selector map[string]string) ([]runti
 	return out, nil
 }
 
-// scope adds the runtime's cloud to a selector; ok is false when the
-// selector asks for another cloud, which this runtime never has.
-func (r *Runtime) scope(sel map[string]string) (map[string]string, bool) {
-	if r.cloud != "" {
-		want := runtime.LabelValue(r.cloud)
-		if v, ok := sel[runtime.LabelCloud]; ok && v != want {
-			return nil, false
-		}
-		sel[runtime.LabelCloud] = want
-	}
-	return sel, true
-}
-
 // foreign explains why a container with these labels is not this runtime's
 // to touch, or returns "".
 func (r *Runtime) foreign(labels map[string]string) string {
-	if labels[runtime.LabelOwned] != "true" {
-		return "a container drift does not own"
-	}
-	if r.cloud != "" && labels[runtime.LabelCloud] != runtime.LabelValue(r.cloud) {
-		return fmt.Sprintf("a drift container of cloud %q", labels[runtime.LabelCloud])
-	}
-	return ""
+	return runtime.Foreign("container", labels, r.cloud)
 }
 
 func publicLabels(l map[string]string) map[string]string {
