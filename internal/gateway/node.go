@@ -134,7 +134,7 @@ func (n *Node) start(cfg PairConfig) (*pair, error) {
 		tenant:   &http.Server{Handler: TenantHandler(cfg.Tenant, sock, n.logger), ReadHeaderTimeout: 10 * time.Second},
 		tenantLn: tln, uds: uds,
 	}
-	go p.sock.Serve(uds)
+	go p.sock.Serve(sendfileListener{uds})
 	go p.tenant.Serve(tln)
 	p.listen6()
 	return p, nil
