@@ -32,7 +32,7 @@ version once (exact, ^1.2, ~1.2, >= 1.2, < 2 or latest), installs on at most
 --max-concurrency VMs at once, one child workflow per VM, and stops starting
 new ones once more than --max-errors VMs have failed.`,
 	}
-	cmd.AddCommand(newInstallRunCommand(g), newInstallStatusCommand(g), newInstallReportCommand(g), newInstallDemoCommand(g))
+	cmd.AddCommand(newInstallRunCommand(g), newInstallStatusCommand(g), newInstallReportCommand(g))
 	return cmd
 }
 

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/edgedrift/drift/internal/client"
+	"github.com/edgedrift/drift/internal/config"
 	"github.com/edgedrift/drift/internal/demo"
 	"github.com/edgedrift/drift/internal/repo"
 	"github.com/edgedrift/drift/internal/workerhost"
@@ -30,53 +31,70 @@ const (
 	demoPackage = "greeter"
 )
 
+// newInstallDemoCommand is `drift demo install`, against a running drift dev.
 func newInstallDemoCommand(g *globals) *cobra.Command {
-	var rf repoFlags
-	var listen string
-	var agents int
+	var o installDemo
+	var repoURL string
 	cmd := &cobra.Command{
-		Use:   "demo",
-		Short: "On a running drift dev: register agents on loopback, publish a signed package, run fleet installs with an error budget",
-		Long: `demo needs drift dev running (no root). It publishes greeter 1.0.0 and 1.1.0,
-signed by a publisher key of its own and by the repository, places tenant
-"demo"'s gateway on loopback, and runs --agents VM agents in this process,
-each connecting from its own 127.0.0.x address and registering with label
-role=web. One of them trusts no key that signed greeter, so it refuses it.
-Then it installs greeter@1.0.0 on role=web with --max-errors 1 (the refusal
-fits the budget), updates to latest one VM at a time with --max-errors 0
-(the refusal stops the rollout and the VMs after it are skipped), and shows
-the inventory. Every step is a workflow in the Web UI.`,
+		Use:   "install",
+		Short: "Register agents on loopback, publish a signed package, run fleet installs with an error budget",
+		Long: `install needs drift dev running (no root; drift dev --demo=install runs both
+in one process). It publishes greeter 1.0.0 and 1.1.0, signed by a publisher
+key of its own and by the repository, places tenant "demo"'s gateway on
+loopback, and runs --agents VM agents in this process, each connecting from
+its own 127.0.0.x address and registering with label role=web. One of them
+trusts no key that signed greeter, so it refuses it. Then it installs
+greeter@1.0.0 on role=web with --max-errors 1 (the refusal fits the budget),
+updates to latest one VM at a time with --max-errors 0 (the refusal stops the
+rollout and the VMs after it are skipped), and shows the inventory. Every
+step is a workflow in the Web UI.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if agents < 2 || agents > 50 {
-				return fmt.Errorf("--agents %d: between 2 and 50", agents)
+			if o.agents < 2 || o.agents > 50 {
+				return fmt.Errorf("--agents %d: between 2 and 50", o.agents)
 			}
-			rc, err := rf.client()
+			token, err := workerhost.ReadSecret(filepath.Join(o.dataDir, "repo-token"))
 			if err != nil {
-				return err
+				return fmt.Errorf("the repository's admin token (drift dev writes it in --data-dir): %w", err)
 			}
+			o.repo = &repo.Client{URL: repoURL, Token: token}
 			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
-				return runInstallDemo(ctx, c, rc, listen, agents, cmd.OutOrStdout())
+				return o.run(ctx, c, cmd.OutOrStdout())
 			})
 		},
 	}
-	rf.bind(cmd)
-	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:18080", "the demo tenant's gateway on loopback")
-	cmd.Flags().IntVar(&agents, "agents", 4, "VM agents to run")
+	fl := cmd.Flags()
+	fl.StringVar(&o.dataDir, "data-dir", defaultDataDir(), "drift dev's data dir (its repository's token and key; the demo's keys and VM prefixes go under install-demo/)")
+	fl.StringVar(&repoURL, "repo", config.EnvOr("DRIFT_REPO", "http://127.0.0.1:8700"), "drift dev's software repository (env DRIFT_REPO)")
+	fl.StringVar(&o.listen, "listen", defaultDemoListen, "the demo tenant's gateway on loopback")
+	fl.IntVar(&o.agents, "agents", 4, "VM agents to run")
 	return cmd
 }
 
-func runInstallDemo(ctx context.Context, c *client.Client, rc *repo.Client, listen string, n int, out io.Writer) error {
-	started := time.Now()
+// defaultDemoListen is where the install demo's tenant gateway listens.
+const defaultDemoListen = "127.0.0.1:18080"
+
+// installDemo is what the install demo runs against: drift dev's
+// repository and data dir, where the tenant's gateway listens and how
+// many agents it runs.
+type installDemo struct {
+	repo    *repo.Client
+	dataDir string
+	listen  string
+	agents  int
+}
+
+func (o installDemo) run(ctx context.Context, c *client.Client, out io.Writer) error {
+	started, rc, n, dir := time.Now(), o.repo, o.agents, filepath.Join(o.dataDir, "install-demo")
 	fmt.Fprintf(out, "install demo: tenant %q, repository %s\n", demoTenant, rc.URL)
-	if _, err := demoPublish(ctx, rc, out); err != nil {
+	if _, err := demoPublish(ctx, rc, dir, out); err != nil {
 		return err
 	}
-	repoKeys, err := repo.LoadPublicKeys(filepath.Join(defaultDataDir(), workerhost.SigningKeyFile+".pub"))
+	repoKeys, err := repo.LoadPublicKeys(filepath.Join(o.dataDir, workerhost.SigningKeyFile+".pub"))
 	if err != nil {
 		return fmt.Errorf("the repository's public key (drift dev writes it): %w", err)
 	}
-	pair, err := c.PlaceGateway(ctx, demoTenant, workflows.Placement{Listen: listen})
+	pair, err := c.PlaceGateway(ctx, demoTenant, workflows.Placement{Listen: o.listen})
 	if err != nil {
 		return err
 	}
@@ -92,7 +110,7 @@ func runInstallDemo(ctx context.Context, c *client.Client, rc *repo.Client, list
 		specs = append(specs, s)
 	}
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	agents, err := demo.StartAgents("http://"+pair.Address, filepath.Join(demoDir(), "vms"), 500*time.Millisecond, quiet, specs...)
+	agents, err := demo.StartAgents("http://"+pair.Address, filepath.Join(dir, "vms"), 500*time.Millisecond, quiet, specs...)
 	if err != nil {
 		return err
 	}
@@ -131,7 +149,7 @@ func runInstallDemo(ctx context.Context, c *client.Client, rc *repo.Client, list
 	fmt.Fprintln(out)
 	printInventory(out, v)
 	fmt.Fprintf(out, "\nThe agents stop with this command; their prefixes stay in %s.\nIn the Web UI: inventory/%s, fleet/%s/demo-%s-* and one install per VM.\n",
-		filepath.Join(demoDir(), "vms"), demoTenant, demoTenant, stamp)
+		filepath.Join(dir, "vms"), demoTenant, demoTenant, stamp)
 	return nil
 }
 
@@ -163,12 +181,10 @@ func waitRegistered(ctx context.Context, c *client.Client, specs []demo.AgentSpe
 	}
 }
 
-// demoDir is where the demo keeps its publisher key and agents' prefixes.
-func demoDir() string { return filepath.Join(defaultDataDir(), "install-demo") }
-
-// demoPublish pushes greeter's versions signed by the demo's publisher key.
-func demoPublish(ctx context.Context, rc *repo.Client, out io.Writer) (ed25519.PublicKey, error) {
-	keyFile := filepath.Join(demoDir(), "publisher.key")
+// demoPublish pushes greeter's versions signed by the demo's publisher key
+// (kept in dir).
+func demoPublish(ctx context.Context, rc *repo.Client, dir string, out io.Writer) (ed25519.PublicKey, error) {
+	keyFile := filepath.Join(dir, "publisher.key")
 	var key ed25519.PrivateKey
 	data, err := os.ReadFile(keyFile)
 	switch {

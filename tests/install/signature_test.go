@@ -26,7 +26,8 @@ import (
 // repository (or gateway) taken over would: when mode is set, everything a
 // VM reads about one package (its instruction, its entry, its blob) says
 // another package, consistently, and "resign" also signs that with the
-// attacker's own key.
+// attacker's own key; "blob" swaps only the blob (and the sha256 announced
+// with it), leaving the signed entry as it is.
 type compromised struct {
 	mode     atomic.Value // "", "swap" or "resign"
 	evil     []byte
@@ -52,6 +53,9 @@ func (m *compromised) rewrite(resp *http.Response) error {
 	path := resp.Request.URL.Path
 	payload := strings.HasPrefix(path, "/v1/packages/payload/") || path == "/v1/instructions"
 	if mode == "" || resp.Request.Method != http.MethodGet || resp.StatusCode != http.StatusOK || !payload {
+		return nil
+	}
+	if mode == "blob" && !strings.HasSuffix(path, "/blob") {
 		return nil
 	}
 	body, _ := io.ReadAll(resp.Body)
@@ -89,9 +93,10 @@ func (m *compromised) tamper(p repo.Package, mode string) repo.Package {
 }
 
 // A repository or gateway taken over cannot make a VM run its code: a
-// package whose entry or blob was swapped is refused by the agent before
-// anything is fetched or run, whether the attacker keeps the repository's
-// signature or signs with a key of its own; a VM that trusts only its
+// package whose entry was swapped is refused by the agent before anything
+// is fetched or run, whether the attacker keeps the repository's signature
+// or signs with a key of its own; a blob swapped under a genuine signed
+// entry is refused before it is unpacked; a VM that trusts only its
 // publisher's key refuses what only the repository signed. Nothing is
 // installed and the attacker's hook never runs.
 func TestSignaturesRefusedByTheAgent(t *testing.T) {
@@ -104,6 +109,7 @@ func TestSignaturesRefusedByTheAgent(t *testing.T) {
 	attacker, attackerURL := newCompromised(t, nd.RepoURL, evil, evilSum)
 	cfg := nd.installConfig(t)
 	cfg.Repo = attackerURL // the node reaches the repository through the attacker
+	cfg.CacheDir = ""      // and passes blobs on as they come: the agent alone checks them
 	startWorkerWith(t, c, cfg)
 
 	publisherKey := filepath.Join(t.TempDir(), "publisher.key")
@@ -131,7 +137,7 @@ func TestSignaturesRefusedByTheAgent(t *testing.T) {
 			t.Fatalf("%s: %v %+v", name, err, p.VMs)
 		}
 	}
-	for _, tc := range []struct{ mode, want string }{{"swap", "does not verify"}, {"resign", "not trusted"}} {
+	for _, tc := range []struct{ mode, want string }{{"swap", "does not verify"}, {"resign", "not trusted"}, {"blob", "the signed entry says"}} {
 		t.Run("compromised repository: "+tc.mode, func(t *testing.T) {
 			attacker.mode.Store(tc.mode)
 			defer attacker.mode.Store("")
