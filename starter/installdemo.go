@@ -148,7 +148,7 @@ func (o installDemo) run(ctx context.Context, c *client.Client, out io.Writer) e
 	}
 	fmt.Fprintln(out)
 	printInventory(out, v)
-	fmt.Fprintf(out, "\nThe agents stop with this command; their prefixes stay in %s.\nIn the Web UI: inventory/%s, fleet/%s/demo-%s-* and one install per VM.\n",
+	fmt.Fprintf(out, "\nThe agents stop as the demo ends; their prefixes stay in %s.\nIn the Web UI: inventory/%s, fleet/%s/demo-%s-* and one install per VM.\n",
 		filepath.Join(dir, "vms"), demoTenant, demoTenant, stamp)
 	return nil
 }
