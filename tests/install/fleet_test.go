@@ -86,7 +86,13 @@ func registered(t *testing.T, c client.Client, vms ...vm) workflows.InventoryVie
 // rollout runs r on acme's VMs and returns its report and error.
 func rollout(t *testing.T, c client.Client, r workflows.Rollout) (workflows.FleetProgress, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	return rolloutWithin(t, c, r, 5*time.Minute)
+}
+
+// rolloutWithin is rollout bounded by d.
+func rolloutWithin(t *testing.T, c client.Client, r workflows.Rollout, d time.Duration) (workflows.FleetProgress, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
 	if r.Platform == "" {
 		r.Platform = "linux/amd64"
