@@ -247,7 +247,7 @@ func (s *inventory) registerHandlers(ctx workflow.Context) error {
 	if err := setProgressQuery(ctx, func() (InventoryView, error) { return s.view(), nil }); err != nil {
 		return err
 	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, names.RegisterUpdate,
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, names.DeclareUpdate,
 		func(ctx workflow.Context, reg VMRegistration) (VMRecord, error) {
 			return call(ctx, s, func(ctx workflow.Context) (VMRecord, error) { return s.register(ctx, reg) })
 		},

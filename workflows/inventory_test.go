@@ -126,9 +126,9 @@ func vmReg(name, addr, labels string, have ...repo.Installed) VMRegistration {
 func TestInventoryRollsOutToSelectedVMs(t *testing.T) {
 	it := newInvTest(t)
 	it.update(names.GatewayUpdate, "", nil, Placement{Node: "n1", Netns: "drift-acme"})
-	it.update(names.RegisterUpdate, "", nil, vmReg("vm-2", "10.0.0.3", "role=web"))
-	it.update(names.RegisterUpdate, "", nil, vmReg("vm-1", "10.0.0.2", "role=web,zone=a"))
-	it.update(names.RegisterUpdate, "", nil, vmReg("db-1", "10.0.0.9", "role=db"))
+	it.update(names.DeclareUpdate, "", nil, vmReg("vm-2", "10.0.0.3", "role=web"))
+	it.update(names.DeclareUpdate, "", nil, vmReg("vm-1", "10.0.0.2", "role=web,zone=a"))
+	it.update(names.DeclareUpdate, "", nil, vmReg("db-1", "10.0.0.9", "role=db"))
 	var id any
 	it.update(names.RolloutUpdate, "", &id, Rollout{Rollout: "r1", Selector: "role=web", Package: "hello", Version: "^1", Platform: "linux/amd64", MaxErrors: "1"})
 	it.then(func() {
@@ -161,12 +161,12 @@ func TestInventoryRollsOutToSelectedVMs(t *testing.T) {
 // before they enter the history.
 func TestInventoryRefusals(t *testing.T) {
 	it := newInvTest(t)
-	it.update(names.RegisterUpdate, "", nil, vmReg("vm-1", "10.0.0.2", "role=web"))
-	it.update(names.RegisterUpdate, "is at 10.0.0.2, not 10.0.0.7", nil, vmReg("vm-1", "10.0.0.7", "role=web"))
-	it.update(names.RegisterUpdate, "is VM vm-1 of tenant acme already", nil, vmReg("vm-9", "10.0.0.2", "role=web"))
-	it.update(names.RegisterUpdate, "label key", nil, vmReg("vm-3", "10.0.0.4", "Role=web"))
-	it.update(names.RegisterUpdate, "not an IP address", nil, vmReg("vm-3", "somewhere", "role=web"))
-	it.update(names.RegisterUpdate, "invalid tenant", nil, vmReg(strings.Repeat("v", 70), "10.0.0.4", "role=web"))
+	it.update(names.DeclareUpdate, "", nil, vmReg("vm-1", "10.0.0.2", "role=web"))
+	it.update(names.DeclareUpdate, "is at 10.0.0.2, not 10.0.0.7", nil, vmReg("vm-1", "10.0.0.7", "role=web"))
+	it.update(names.DeclareUpdate, "is VM vm-1 of tenant acme already", nil, vmReg("vm-9", "10.0.0.2", "role=web"))
+	it.update(names.DeclareUpdate, "label key", nil, vmReg("vm-3", "10.0.0.4", "Role=web"))
+	it.update(names.DeclareUpdate, "not an IP address", nil, vmReg("vm-3", "somewhere", "role=web"))
+	it.update(names.DeclareUpdate, "invalid tenant", nil, vmReg(strings.Repeat("v", 70), "10.0.0.4", "role=web"))
 	it.update(names.RolloutUpdate, "no VM of tenant acme matches", nil, Rollout{Rollout: "r1", Selector: "role=db", Package: "hello", Version: "1.0.0", Platform: "linux/amd64"})
 	it.update(names.RolloutUpdate, "", nil, Rollout{Rollout: "r1", Package: "hello", Version: "1.0.0", Platform: "linux/amd64"})
 	it.update(names.RolloutUpdate, "rollout fleet/acme/r1 exists", nil, Rollout{Rollout: "r1", Package: "hello", Version: "1.0.0", Platform: "linux/amd64"})
@@ -174,7 +174,7 @@ func TestInventoryRefusals(t *testing.T) {
 	it.update(names.ForgetUpdate, "has no VM", nil, "vm-7")
 	it.update(names.GatewayUpdate, "network namespace", nil, Placement{Netns: "../x"})
 	// The admin may move a VM by declaring it.
-	it.update(names.RegisterUpdate, "", nil, VMRegistration{Name: "vm-1", Address: "10.0.0.7", Labels: map[string]string{"role": "web"}, Declared: true})
+	it.update(names.DeclareUpdate, "", nil, VMRegistration{Name: "vm-1", Address: "10.0.0.7", Labels: map[string]string{"role": "web"}, Declared: true})
 	it.update(names.ForgetUpdate, "", nil, "vm-1")
 	it.then(func() {
 		if v := it.view(); len(v.VMs) != 0 || len(it.fleets) != 1 {
@@ -193,8 +193,8 @@ func TestDesiredStateReachesVMsThatJoinLater(t *testing.T) {
 	it := newInvTest(t)
 	old := repo.Installed{Name: "hello", Version: "1.0.0"}
 	fine := repo.Installed{Name: "hello", Version: "1.3.0"}
-	it.update(names.RegisterUpdate, "", nil, vmReg("vm-1", "10.0.0.2", "role=web", old))
-	it.update(names.RegisterUpdate, "", nil, vmReg("vm-2", "10.0.0.3", "role=web", fine))
+	it.update(names.DeclareUpdate, "", nil, vmReg("vm-1", "10.0.0.2", "role=web", old))
+	it.update(names.DeclareUpdate, "", nil, vmReg("vm-2", "10.0.0.3", "role=web", fine))
 	var id any
 	it.update(names.DesireUpdate, "", &id, Desire{Rollout: Rollout{Package: "hello", Version: "^1.2", Platform: "linux/amd64", Selector: "role=web"}})
 	it.then(func() {
@@ -208,8 +208,8 @@ func TestDesiredStateReachesVMsThatJoinLater(t *testing.T) {
 	})
 	// vm-1 registers again (agent restart) while its rollout runs: no
 	// second rollout.
-	it.update(names.RegisterUpdate, "", nil, vmReg("vm-1", "10.0.0.2", "role=db", old))
-	it.update(names.RegisterUpdate, "", nil, vmReg("vm-1", "10.0.0.2", "role=web", old))
+	it.update(names.DeclareUpdate, "", nil, vmReg("vm-1", "10.0.0.2", "role=db", old))
+	it.update(names.DeclareUpdate, "", nil, vmReg("vm-1", "10.0.0.2", "role=web", old))
 	it.then(func() {
 		if len(it.fleets) != 1 {
 			t.Fatalf("%d fleets while one covers vm-1", len(it.fleets))
@@ -217,8 +217,8 @@ func TestDesiredStateReachesVMsThatJoinLater(t *testing.T) {
 		it.env.SignalWorkflow(names.InstalledSignal, VMInstalled{Address: "10.0.0.2", Installed: []repo.Installed{fine}})
 		it.env.SignalWorkflow(names.RolloutEndedSignal, RolloutEnded{ID: id.(string), Phase: "done"})
 	})
-	it.update(names.RegisterUpdate, "", nil, vmReg("vm-4", "10.0.0.5", "role=web"))
-	it.update(names.RegisterUpdate, "", nil, vmReg("db-1", "10.0.0.9", "role=db"))
+	it.update(names.DeclareUpdate, "", nil, vmReg("vm-4", "10.0.0.5", "role=web"))
+	it.update(names.DeclareUpdate, "", nil, vmReg("db-1", "10.0.0.9", "role=db"))
 	it.then(func() {
 		if len(it.fleets) != 2 || len(it.fleets[1].Targets) != 1 || it.fleets[1].Targets[0].VM != "vm-4" || it.fleets[1].Version != "^1.2" {
 			t.Fatalf("the VM that joined: %+v", it.fleets)
@@ -233,7 +233,7 @@ func TestDesiredStateReachesVMsThatJoinLater(t *testing.T) {
 		}
 	})
 	it.update(names.DesireUpdate, "", nil, Desire{Rollout: Rollout{Package: "hello", Platform: "linux/amd64"}, Remove: true})
-	it.update(names.RegisterUpdate, "", nil, vmReg("vm-5", "10.0.0.6", "role=web"))
+	it.update(names.DeclareUpdate, "", nil, vmReg("vm-5", "10.0.0.6", "role=web"))
 	it.then(func() {
 		if v := it.view(); len(v.Desired) != 0 || len(v.Drift) != 0 || len(it.fleets) != 2 {
 			t.Fatalf("after removing the desired state: %+v, %d fleets", v.Desired, len(it.fleets))
@@ -250,7 +250,7 @@ func TestInventoryContinuesAsNewWithItsState(t *testing.T) {
 	it := newInvTest(t)
 	it.update(names.GatewayUpdate, "", nil, Placement{Node: "n1"})
 	for i := 0; i < 6; i++ {
-		it.update(names.RegisterUpdate, "", nil, vmReg(fmt.Sprintf("vm-%d", i), fmt.Sprintf("10.0.0.%d", i+2), "role=web"))
+		it.update(names.DeclareUpdate, "", nil, vmReg(fmt.Sprintf("vm-%d", i), fmt.Sprintf("10.0.0.%d", i+2), "role=web"))
 	}
 	it.update(names.DesireUpdate, "", nil, Desire{Rollout: Rollout{Package: "hello", Version: "^1", Platform: "linux/amd64"}})
 	it.then(func() {

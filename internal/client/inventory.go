@@ -108,7 +108,7 @@ func updateInventory[T any](ctx context.Context, c *Client, tenant, name, update
 // Register declares (adds, moves or relabels) a VM of tenant, as the
 // admin, and answers with it or why not.
 func (c *Client) Register(ctx context.Context, tenant string, reg workflows.VMRegistration) (workflows.VMRecord, error) {
-	return updateInventory[workflows.VMRecord](ctx, c, tenant, names.RegisterUpdate, "", reg)
+	return updateInventory[workflows.VMRecord](ctx, c, tenant, names.DeclareUpdate, "", reg)
 }
 
 // Forget drops a VM from tenant's inventory.
