@@ -86,6 +86,12 @@ record-histories: docker-up kube-build
 		$(GO) test -count=1 -run '^TestUpgradeRollbackOnProcesses$$' ./tests/upgrade
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/install-software.json \
 		$(GO) test -count=1 -run TestInstallThroughGateways ./tests/install
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/install-software-update.json \
+		$(GO) test -count=1 -run TestUpdateAndUninstall ./tests/install
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/install-fleet.json \
+		$(GO) test -count=1 -run TestFleetStopsAtTheErrorBudget ./tests/install
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/inventory.json \
+		$(GO) test -count=1 -run TestDesiredStateSurvivesRestartsAndReachesNewVMs ./tests/install
 	# port-to-arch.json is a port from before it ran the program (kept as
 	# recorded: it replays the old commands); this one is of today's.
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/port-to-arch-runs-the-program.json \

@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgedrift/drift/internal/client"
 	"github.com/edgedrift/drift/internal/names"
+	"github.com/edgedrift/drift/internal/repo"
 	"github.com/edgedrift/drift/internal/topology"
 	"github.com/edgedrift/drift/internal/workerhost"
 )
@@ -20,7 +21,7 @@ import (
 func newDevCommand(g *globals) *cobra.Command {
 	var cfg workerhost.DevConfig
 	var topologyFile string
-	var runDemo string
+	var runDemo, demoListen string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run Temporal, its Web UI, the image registry and an all-clouds worker in one process",
@@ -43,13 +44,13 @@ unless --fog-runtime or --edge-kubeconfig say otherwise.`,
 				return err
 			}
 			cfg.Namespace = g.temporal.Namespace
-			if runDemo != "" && runDemo != demoPipelineWalk && runDemo != demoPort && runDemo != demoUpgrade {
-				return fmt.Errorf("--demo=%s: want --demo (the pipeline and a mobility walk), --demo=port or --demo=upgrade", runDemo)
+			if runDemo != "" && runDemo != demoPipelineWalk && runDemo != demoPort && runDemo != demoUpgrade && runDemo != demoInstall {
+				return fmt.Errorf("--demo=%s: want --demo (the pipeline and a mobility walk), --demo=port, --demo=upgrade or --demo=install", runDemo)
 			}
 			if runDemo == demoUpgrade && demoUpgradeCloud(cfg.Topology) == "" {
 				return fmt.Errorf("--demo=upgrade runs on a fog cloud; topology %q has none", cfg.Topology.Name())
 			}
-			return runDev(ctx, g, cfg, runDemo, cmd.OutOrStdout())
+			return runDev(ctx, g, cfg, runDemo, demoListen, cmd.OutOrStdout())
 		},
 	}
 	fl := cmd.Flags()
@@ -62,8 +63,9 @@ unless --fog-runtime or --edge-kubeconfig say otherwise.`,
 	fl.IntVar(&cfg.GatewayPort, "gateway-port", 8081, "management gateway port for management use (loopback)")
 	fl.StringVarP(&topologyFile, "topology", "t", "", "topology file (default: the embedded example)")
 	fl.StringVar(&cfg.FogRuntime, "fog-runtime", "auto", "runtime of fog clouds without one in the topology: auto (Docker when an engine answers), docker or process")
-	fl.StringVar(&runDemo, "demo", "", "--demo: release the example app through the pipeline (git → image → fog-north, edge-latin) and walk a mobility session with its image; --demo=port: port the example module to loong64 and run it under qemu; --demo=upgrade: upgrade the example block-storage component with data from 24.2.0 to 28.0.0 in verified hops behind its stable endpoint")
+	fl.StringVar(&runDemo, "demo", "", "--demo: release the example app through the pipeline (git → image → fog-north, edge-latin) and walk a mobility session with its image; --demo=port: port the example module to loong64 and run it under qemu; --demo=upgrade: upgrade the example block-storage component with data from 24.2.0 to 28.0.0 in verified hops behind its stable endpoint; --demo=install: agents on loopback, a signed package and fleet installs with an error budget")
 	fl.Lookup("demo").NoOptDefVal = demoPipelineWalk
+	fl.StringVar(&demoListen, "demo-listen", defaultDemoListen, "--demo=install: the demo tenant's gateway on loopback")
 	fl.StringVar(&cfg.EdgeKubeconfig, "edge-kubeconfig", "", "run edge clouds without a runtime in the topology on this Kubernetes cluster (namespace drift-<cloud>)")
 	return cmd
 }
@@ -73,6 +75,7 @@ const (
 	demoPipelineWalk = "walk"
 	demoPort         = "port"
 	demoUpgrade      = "upgrade"
+	demoInstall      = "install"
 )
 
 // demoUpgradeCloud is where the upgrade demo runs: the topology's first
@@ -86,7 +89,7 @@ func demoUpgradeCloud(topo *topology.Topology) string {
 	return ""
 }
 
-func runDev(ctx context.Context, g *globals, cfg workerhost.DevConfig, runDemo string, out io.Writer) error {
+func runDev(ctx context.Context, g *globals, cfg workerhost.DevConfig, runDemo, demoListen string, out io.Writer) error {
 	d, err := workerhost.StartDev(ctx, cfg)
 	if err != nil {
 		return err
@@ -130,6 +133,16 @@ func runDev(ctx context.Context, g *globals, cfg workerhost.DevConfig, runDemo s
 			return fmt.Errorf("demo: %w", err)
 		}
 		fmt.Fprintf(out, "\nOpen %s to see the upgrade's hops, checks and activities.\n", d.Stack.UIURL())
+	case demoInstall:
+		token, err := workerhost.ReadSecret(filepath.Join(cfg.DataDir, "repo-token"))
+		if err != nil {
+			return err
+		}
+		o := installDemo{repo: &repo.Client{URL: d.RepoURL, Token: token}, dataDir: cfg.DataDir, listen: demoListen, agents: 4}
+		if err := o.run(ctx, client.New(d.Client), out); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		fmt.Fprintf(out, "\nOpen %s to see the inventory, the rollouts and one install per VM.\n", d.Stack.UIURL())
 	}
 	fmt.Fprintln(out, "Press Ctrl-C to stop.")
 	<-ctx.Done()

@@ -35,6 +35,7 @@ func main() {
 	fs.StringVar(&cfg.RepoTokenFile, "repo-token-file", os.Getenv("DRIFT_REPO_TOKEN_FILE"), "file holding the repository's admin token (env DRIFT_REPO_TOKEN_FILE)")
 	fs.StringVar(&cfg.GatewaySecretFile, "gateway-secret-file", os.Getenv("DRIFT_GATEWAY_SECRET_FILE"), "file holding the secret shared by the management gateway and the repository (env DRIFT_GATEWAY_SECRET_FILE)")
 	fs.StringVar(&cfg.GatewayListen, "gateway-listen", "127.0.0.1:8081", "with --network-node: the management gateway's address for management use; empty disables")
+	fs.BoolVar(&cfg.GatewayCache, "gateway-cache", true, "with --network-node: keep package blobs by sha256 under <data-dir>/gateway-cache, so a fleet install crosses the management network once per package")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "127.0.0.1:9090", "Prometheus /metrics and /healthz address; empty disables")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "json", "json or text")

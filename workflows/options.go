@@ -177,11 +177,16 @@ var portOptions = workflow.ActivityOptions{
 }
 
 // installOptions: the node and the repository are reached over the network;
-// bad input and unknown packages are final.
+// bad input and unknown packages are final; a node whose worker does not
+// take the activity within nodeWait fails it (NodeUnavailable).
 var installOptions = workflow.ActivityOptions{
-	StartToCloseTimeout: time.Minute,
-	RetryPolicy:         retry(10, 30*time.Second, activities.ErrTypeInvalidInstall, activities.ErrTypeUnknownPackage),
+	StartToCloseTimeout:    time.Minute,
+	ScheduleToStartTimeout: nodeWait,
+	RetryPolicy:            retry(10, 30*time.Second, activities.ErrTypeInvalidInstall, activities.ErrTypeUnknownPackage),
 }
+
+// nodeWait bounds how long a network node's activity waits for its worker.
+const nodeWait = 2 * time.Minute
 
 func withAttempts(opts workflow.ActivityOptions, n int32) workflow.ActivityOptions {
 	p := *opts.RetryPolicy
@@ -207,6 +212,15 @@ func pipelineRetry(attempts int32) *temporal.RetryPolicy {
 // onCloud schedules activities of opts on cloud's queue with a UI summary.
 func onCloud(ctx workflow.Context, opts workflow.ActivityOptions, cloud, summary string) workflow.Context {
 	opts.TaskQueue = names.CloudQueue(cloud)
+	opts.Summary = summary
+	return workflow.WithActivityOptions(ctx, opts)
+}
+
+// onNode schedules install activities on a network node's queue with a UI
+// summary.
+func onNode(ctx workflow.Context, node, summary string) workflow.Context {
+	opts := installOptions
+	opts.TaskQueue = names.NodeQueue(node)
 	opts.Summary = summary
 	return workflow.WithActivityOptions(ctx, opts)
 }

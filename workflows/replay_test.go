@@ -23,6 +23,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflow(MobilitySubscriptions)
 			r.RegisterWorkflow(ComponentUpgrade)
 			r.RegisterWorkflow(InstallSoftware)
+			r.RegisterWorkflow(InstallFleet)
+			r.RegisterWorkflow(Inventory)
 			r.RegisterWorkflow(PortToArch)
 			r.RegisterWorkflow(Pipeline)
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {

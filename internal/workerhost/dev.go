@@ -181,7 +181,7 @@ func (d *Dev) serve(ctx context.Context, ln net.Listener, h http.Handler) {
 func (d *Dev) startRepo(ctx context.Context, cfg DevConfig) (*InstallConfig, error) {
 	tokenFile, secretFile := filepath.Join(cfg.DataDir, "repo-token"), filepath.Join(cfg.DataDir, "gateway-secret")
 	srv, ln, err := StartRepo(RepoConfig{Dir: filepath.Join(cfg.DataDir, "repo"), Listen: loopback(cfg.RepoPort),
-		TokenFile: tokenFile, SecretFile: secretFile, MaxBlob: repo.DefaultMaxBlob}, client.New(d.Client))
+		TokenFile: tokenFile, SecretFile: secretFile, SigningKeyFile: filepath.Join(cfg.DataDir, SigningKeyFile), MaxBlob: repo.DefaultMaxBlob}, client.New(d.Client))
 	if err != nil {
 		return nil, fmt.Errorf("repository: %w", err)
 	}
@@ -192,7 +192,7 @@ func (d *Dev) startRepo(ctx context.Context, cfg DevConfig) (*InstallConfig, err
 	d.RepoURL = "http://" + ln.Addr().String()
 	d.Node = config.DefaultNetworkNode
 	return &InstallConfig{Node: d.Node, Repo: d.RepoURL, Token: token, Secret: []byte(secret),
-		SocketDir: filepath.Join(cfg.DataDir, "gateways"), Logger: cfg.Logger}, nil
+		SocketDir: filepath.Join(cfg.DataDir, "gateways"), CacheDir: filepath.Join(cfg.DataDir, "gateway-cache"), Logger: cfg.Logger}, nil
 }
 
 // RepoConfig is where the software repository keeps its store and serves.
@@ -202,8 +202,16 @@ type RepoConfig struct {
 	Listen     string
 	TokenFile  string // the admin token, created when missing
 	SecretFile string // shared with the management gateway, created when missing
-	MaxBlob    int64
+	// SigningKeyFile is the Ed25519 key index entries are signed with,
+	// created when missing ($DRIFT_REPO_SIGNING_KEY overrides it); agents
+	// trust SigningKeyFile.pub.
+	SigningKeyFile string
+	MaxBlob        int64
 }
+
+// SigningKeyFile is the repository's signing key in a data dir; agents
+// trust SigningKeyFile + ".pub".
+const SigningKeyFile = "repo-signing.key"
 
 // StartRepo opens the repository and its listener; reports of tenant VMs
 // are signalled to their install workflows through c.
@@ -216,7 +224,12 @@ func StartRepo(cfg RepoConfig, c *client.Client) (*repo.Server, net.Listener, er
 	if err != nil {
 		return nil, nil, err
 	}
-	srv, err := repo.New(repo.Options{Dir: cfg.Dir, AdminToken: token, Secret: []byte(secret), MaxBlob: cfg.MaxBlob, Report: c.Signaler()})
+	key, err := LoadSigningKey(cfg.SigningKeyFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	srv, err := repo.New(repo.Options{Dir: cfg.Dir, AdminToken: token, Secret: []byte(secret), SigningKey: key, MaxBlob: cfg.MaxBlob,
+		Report: c.Signaler(), Register: c.Registrar()})
 	if err != nil {
 		return nil, nil, err
 	}

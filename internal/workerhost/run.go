@@ -26,6 +26,7 @@ type WorkerConfig struct {
 	RepoTokenFile     string // its admin token
 	GatewaySecretFile string // the secret the management gateway signs with
 	GatewayListen     string // the management gateway's listener for management use; "" disables
+	GatewayCache      bool   // keep package blobs under DataDir/gateway-cache
 }
 
 // RunWorker connects, polls until ctx ends (SIGTERM in the binary), then

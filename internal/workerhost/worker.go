@@ -94,6 +94,8 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 		w.RegisterWorkflow(workflows.MobilitySubscriptions)
 		w.RegisterWorkflow(workflows.ComponentUpgrade)
 		w.RegisterWorkflow(workflows.InstallSoftware)
+		w.RegisterWorkflow(workflows.InstallFleet)
+		w.RegisterWorkflow(workflows.Inventory)
 		w.RegisterWorkflow(workflows.PortToArch)
 		w.RegisterWorkflow(workflows.Pipeline)
 		w.RegisterActivity(&activities.Images{Center: opts.Registry})
