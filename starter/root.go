@@ -40,6 +40,7 @@ worker in one process.`,
 	// services around them, then inspection.
 	root.AddCommand(
 		newDevCommand(g),
+		newSetupCommand(g),
 		newPipelineCommand(g),
 		newSessionCommand(g),
 		newAPICommand(g),

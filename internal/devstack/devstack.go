@@ -271,7 +271,8 @@ func (s *Stack) ensureSearchAttributes(ctx context.Context) error {
 		return err
 	}
 	defer c.Close()
-	return config.EnsureSearchAttributes(ctx, c, s.opts.Namespace)
+	_, err = t.Setup(ctx, c, 0)
+	return err
 }
 
 func (s *Stack) startUI() error {

@@ -71,6 +71,9 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, logger *slog.Logger) error
 		return err
 	}
 	defer c.Close()
+	if err := cfg.Temporal.CheckSetup(ctx, c); err != nil {
+		return err
+	}
 
 	var install *InstallConfig
 	if cfg.NetworkNode != "" {
