@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-
 )
 
 func newSetupCommand(g *globals) *cobra.Command {
