@@ -93,6 +93,9 @@ type UpgradeInput struct {
 	NextCandidate bool `json:"nextCandidate,omitempty"`
 	// Verify is activities.VerifyHTTP (default) or VerifyRollout.
 	Verify string `json:"verify,omitempty"`
+	// ScheduleToStart bounds each activity's wait for a worker on a cloud's
+	// queue (0: DefaultScheduleToStart); past it the step fails with NoWorker.
+	ScheduleToStart time.Duration `json:"scheduleToStart,omitempty"`
 }
 
 // EnvState is one environment of the component: its instances run one
@@ -158,7 +161,7 @@ func ComponentUpgrade(ctx workflow.Context, in UpgradeInput) (UpgradeProgress, e
 	if err := u.validate(); err != nil {
 		return u.fail(ctx, err)
 	}
-	return u.run(ctx)
+	return u.run(withScheduleToStart(ctx, in.ScheduleToStart))
 }
 
 type upgradeRun struct {
@@ -303,8 +306,8 @@ func (u *upgradeRun) run(ctx workflow.Context) (UpgradeProgress, error) {
 func (u *upgradeRun) findServing(ctx workflow.Context) error {
 	c := u.in.Component
 	var found []runtime.Instance
-	actx := onCloud(ctx, lookupOptions, u.in.Cloud, fmt.Sprintf("find the running env of %s on %s", c.Name, u.in.Cloud))
-	if err := workflow.ExecuteActivity(actx, cloudActs.ListInstances, map[string]string{activities.LabelComponent: c.Name}).Get(ctx, &found); err != nil {
+	summary := fmt.Sprintf("find the running env of %s on %s", c.Name, u.in.Cloud)
+	if err := executeOnCloud(ctx, lookupOptions, u.in.Cloud, summary, cloudActs.ListInstances, map[string]string{activities.LabelComponent: c.Name}).Get(ctx, &found); err != nil {
 		return err
 	}
 	if len(found) == 0 {
@@ -339,8 +342,8 @@ func (u *upgradeRun) probeDriver(ctx workflow.Context) error {
 	err := u.loadDriver(ctx, &env, u.current)
 	if err == nil {
 		spec := u.spec(env, u.in.Related.Name, u.in.Related.Env, u.in.Related.Health)
-		actx := onCloud(ctx, probeOptions, u.in.Cloud, fmt.Sprintf("probe: start %s %s with driver %s %s", u.in.Related.Name, u.current.Tag, u.in.Driver.Name, u.in.Driver.Version))
-		derr := workflow.ExecuteActivity(actx, cloudActs.DeployInstance, activities.DeployRequest{Name: env.Instances[0], Spec: spec}).Get(ctx, nil)
+		summary := fmt.Sprintf("probe: start %s %s with driver %s %s", u.in.Related.Name, u.current.Tag, u.in.Driver.Name, u.in.Driver.Version)
+		derr := executeOnCloud(ctx, probeOptions, u.in.Cloud, summary, cloudActs.DeployInstance, activities.DeployRequest{Name: env.Instances[0], Spec: spec}).Get(ctx, nil)
 		if derr != nil {
 			out = message(derr)
 		}
@@ -408,8 +411,8 @@ func (u *upgradeRun) deployEnv(ctx workflow.Context, a *Attempt, target upgrade.
 	specs := []runtime.Spec{u.spec(a.Env, c.Name, c.Env, c.Health), u.spec(a.Env, r.Name, r.Env, r.Health)}
 	for i, name := range a.Env.Instances {
 		var ep runtime.Endpoint
-		actx := onCloud(ctx, envDeployOptions, u.in.Cloud, fmt.Sprintf("attempt %d: start %s %s beside the running env", a.N, name, target.Tag))
-		if err := workflow.ExecuteActivity(actx, cloudActs.DeployInstance, activities.DeployRequest{Name: name, Spec: specs[i]}).Get(ctx, &ep); err != nil {
+		summary := fmt.Sprintf("attempt %d: start %s %s beside the running env", a.N, name, target.Tag)
+		if err := executeOnCloud(ctx, envDeployOptions, u.in.Cloud, summary, cloudActs.DeployInstance, activities.DeployRequest{Name: name, Spec: specs[i]}).Get(ctx, &ep); err != nil {
 			return err
 		}
 		a.Env.Endpoints = append(a.Env.Endpoints, ep)
@@ -424,8 +427,8 @@ func (u *upgradeRun) verify(ctx workflow.Context, a *Attempt) error {
 		{Instance: a.Env.Instances[1], Endpoint: a.Env.Endpoints[1], Health: r.Health, Verify: r.Verify},
 	}}
 	var v activities.Verification
-	actx := onCloud(ctx, envVerifyOptions, u.in.Cloud, fmt.Sprintf("attempt %d: verify %s %s and driver %s", a.N, c.Name, a.Version, u.in.Driver.Name))
-	if err := workflow.ExecuteActivity(actx, upgradeActs.VerifyEnv, req).Get(ctx, &v); err != nil {
+	summary := fmt.Sprintf("attempt %d: verify %s %s and driver %s", a.N, c.Name, a.Version, u.in.Driver.Name)
+	if err := executeOnCloud(ctx, envVerifyOptions, u.in.Cloud, summary, upgradeActs.VerifyEnv, req).Get(ctx, &v); err != nil {
 		return err
 	}
 	a.Verification = &v
@@ -493,8 +496,8 @@ func (u *upgradeRun) loadDriver(ctx workflow.Context, env *EnvState, r upgrade.R
 		Driver: d.Image,
 		To:     u.in.Component.Repository + "-drivers:" + runtime.LabelValue(r.Tag+"-"+d.Name+"-"+d.Version),
 	}
-	actx := onCloud(ctx, lookupOptions, u.in.Cloud, fmt.Sprintf("load driver %s %s into %s %s", d.Name, d.Version, u.in.Component.Name, r.Tag))
-	return workflow.ExecuteActivity(actx, upgradeActs.LoadDriver, req).Get(ctx, &env.Image)
+	summary := fmt.Sprintf("load driver %s %s into %s %s", d.Name, d.Version, u.in.Component.Name, r.Tag)
+	return executeOnCloud(ctx, lookupOptions, u.in.Cloud, summary, upgradeActs.LoadDriver, req).Get(ctx, &env.Image)
 }
 
 func (u *upgradeRun) spec(env EnvState, service string, extra map[string]string, health string) runtime.Spec {
@@ -512,7 +515,7 @@ func (u *upgradeRun) spec(env EnvState, service string, extra map[string]string,
 func (u *upgradeRun) destroyEnv(ctx workflow.Context, env, summary string) {
 	ctx, _ = workflow.NewDisconnectedContext(ctx)
 	sel := map[string]string{activities.LabelComponent: u.in.Component.Name, activities.LabelEnv: env}
-	if err := workflow.ExecuteActivity(onCloud(ctx, destroyOptions, u.in.Cloud, summary), cloudActs.DestroyOwned, sel).Get(ctx, nil); err != nil {
+	if err := executeOnCloud(ctx, destroyOptions, u.in.Cloud, summary, cloudActs.DestroyOwned, sel).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Error("env not destroyed", "env", env, "error", err)
 	}
 }

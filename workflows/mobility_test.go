@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
@@ -33,6 +36,7 @@ type fakeClouds struct {
 	live     map[string]map[string]string // cloud → instance name → workflow label
 	capacity map[string]int               // pre-deploys refused at this many instances
 	fail     map[string]bool              // deploys on this cloud fail
+	unpolled map[string]bool              // no worker takes this cloud's activities
 	deploys  []string                     // "cloud/name" in order
 	images   map[string]bool              // images EnsureImage knows
 	model    predict.Model                // the app's model workflow
@@ -42,7 +46,7 @@ type fakeClouds struct {
 func newFakeClouds() *fakeClouds {
 	return &fakeClouds{
 		live:     map[string]map[string]string{},
-		capacity: map[string]int{}, fail: map[string]bool{}, images: map[string]bool{"registry.test/hello:v1": true},
+		capacity: map[string]int{}, fail: map[string]bool{}, unpolled: map[string]bool{}, images: map[string]bool{"registry.test/hello:v1": true},
 	}
 }
 
@@ -72,8 +76,11 @@ func (f *fakeClouds) install(env *testsuite.TestWorkflowEnvironment) {
 			return "center.test/hello@sha256:0123", nil
 		})
 	env.OnActivity(cloudActs.DeployInstance, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, req activities.DeployRequest) (runtime.Endpoint, error) {
+		func(ctx context.Context, req activities.DeployRequest) (runtime.Endpoint, error) {
 			cloud := req.Spec.Labels[runtime.LabelCloud]
+			if err := f.noWorker(ctx); err != nil {
+				return runtime.Endpoint{}, err
+			}
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			f.deploys = append(f.deploys, cloud+"/"+req.Name)
@@ -90,7 +97,10 @@ func (f *fakeClouds) install(env *testsuite.TestWorkflowEnvironment) {
 			return runtime.Endpoint{URL: "http://" + cloud + ".test", Host: cloud + ".test", Port: 80}, nil
 		}).After(time.Second) // every deploy takes a second of workflow time
 	env.OnActivity(cloudActs.DestroyInstance, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, name string) error {
+		func(ctx context.Context, name string) error {
+			if err := f.noWorker(ctx); err != nil {
+				return err
+			}
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			for _, names := range f.live {
@@ -99,7 +109,10 @@ func (f *fakeClouds) install(env *testsuite.TestWorkflowEnvironment) {
 			return nil
 		})
 	env.OnActivity(cloudActs.DestroyOwned, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, sel map[string]string) (int, error) {
+		func(ctx context.Context, sel map[string]string) (int, error) {
+			if err := f.noWorker(ctx); err != nil {
+				return 0, err
+			}
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			n := 0
@@ -113,6 +126,17 @@ func (f *fakeClouds) install(env *testsuite.TestWorkflowEnvironment) {
 			}
 			return n, nil
 		})
+}
+
+// noWorker is what the server says of an activity on a queue nobody
+// polls once its schedule-to-start bound is up.
+func (f *fakeClouds) noWorker(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.unpolled[strings.TrimPrefix(activity.GetInfo(ctx).TaskQueue, names.CloudQueue(""))] {
+		return temporal.NewTimeoutError(enums.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)
+	}
+	return nil
 }
 
 // liveClouds lists the clouds that hold an instance, sorted.
@@ -559,4 +583,52 @@ func TestPredictedPreDeploy(t *testing.T) {
 // decodePayloads reads the input a workflow continued as new with.
 func decodePayloads(can *workflow.ContinueAsNewError, into any) error {
 	return converter.GetDefaultDataConverter().FromPayloads(can.Input, into)
+}
+
+// A move to a cloud no worker polls fails within the schedule-to-start
+// bound with NoWorker naming the cloud's queue; the session keeps serving
+// where it served, and a later Exit sweeps the cloud once it is polled.
+func TestMoveToUnpolledCloudFailsWithinItsBound(t *testing.T) {
+	st := newSessionTest(t)
+	st.clouds.unpolled["edge-montmartre"] = true
+	in := sessionInput("quartier-latin")
+	in.ScheduleToStart = 30 * time.Second
+	var moveErr error
+	st.at(time.Minute, func() {
+		st.move("montmartre", func(_ MoveResult, err error) { moveErr = err }) // edge-montmartre
+	})
+	st.at(3*time.Minute, func() {
+		var appErr *temporal.ApplicationError
+		if !errors.As(moveErr, &appErr) || appErr.Type() != ErrTypeNoWorker || !strings.Contains(appErr.Error(), "no worker polls drift.cloud.edge-montmartre") || !strings.Contains(appErr.Error(), "waited 30s") {
+			t.Errorf("move error %v, want %s naming drift.cloud.edge-montmartre", moveErr, ErrTypeNoWorker)
+		}
+		s := st.state()
+		if s.Serving != "edge-latin" || s.Phase != "serving" || s.Totals.FailedMoves != 1 {
+			t.Errorf("after the failed move: serving %q (%s), %d failed moves", s.Serving, s.Phase, s.Totals.FailedMoves)
+		}
+		if got := st.clouds.liveClouds(); !slices.Equal(got, expectedLive("edge-latin")) {
+			t.Errorf("live %v, want %v", got, expectedLive("edge-latin"))
+		}
+		st.clouds.mu.Lock()
+		st.clouds.unpolled["edge-montmartre"] = false // a worker comes
+		st.clouds.mu.Unlock()
+		st.env.SignalWorkflow(names.ExitSignal, nil)
+	})
+	st.env.ExecuteWorkflow(MobilitySession, in)
+	if rep := st.report(); rep.Phase != "ended" || rep.Totals.FailedMoves != 1 {
+		t.Fatalf("report %+v", rep)
+	}
+}
+
+// Exit's sweep of a cloud nobody polls fails the session naming the queue,
+// instead of waiting for ever.
+func TestExitSweepOfUnpolledCloudFailsNamingIt(t *testing.T) {
+	st := newSessionTest(t)
+	st.clouds.unpolled["fog-north"] = true
+	st.at(time.Minute, func() { st.env.SignalWorkflow(names.ExitSignal, nil) })
+	st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
+	err := st.env.GetWorkflowError()
+	if err == nil || !strings.Contains(err.Error(), "no worker polls drift.cloud.fog-north") || !strings.Contains(err.Error(), "waited "+DefaultScheduleToStart.String()) {
+		t.Fatalf("exit error %v, want one naming drift.cloud.fog-north and the default bound", err)
+	}
 }
