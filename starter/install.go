@@ -25,6 +25,9 @@ VM, and waits for the report of the VM's agent (drift agent), retrying
 transient failures.`,
 	}
 	cmd.AddCommand(newInstallRunCommand(g), newInstallStatusCommand(g))
+	cmd.AddCommand(newStopCommands(g, "TENANT VM PACKAGE", cobra.ExactArgs(3), func(args []string) (string, error) {
+		return names.InstallID(args[0], args[1], args[2]), nil
+	})...)
 	return cmd
 }
 

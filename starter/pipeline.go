@@ -30,6 +30,9 @@ are durable workflows named pipeline/<app>/<run>.`,
 	}
 	cmd.AddCommand(newPipelineRunCommand(g), newPipelineResumeCommand(g), newPipelineStatusCommand(g),
 		newPipelineLogsCommand(g), newPipelineDecideCommand(g, true), newPipelineDecideCommand(g, false))
+	cmd.AddCommand(newStopCommands(g, "APP RUN", cobra.ExactArgs(2), func(args []string) (string, error) {
+		return names.PipelineID(args[0], args[1]), nil
+	})...)
 	return cmd
 }
 
@@ -64,8 +67,13 @@ func newPipelineRunCommand(g *globals) *cobra.Command {
 			if run == "" {
 				run = "r" + time.Now().UTC().Format("20060102-150405")
 			}
-			in := workflows.PipelineInput{Run: run, Spec: spec, Topology: topo}
+			in := workflows.PipelineInput{Run: run, Spec: spec, Topology: topo, ScheduleToStart: g.scheduleToStart}
 			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
+				var clouds []string
+				for _, t := range spec.Deploy.Targets {
+					clouds = append(clouds, t.Cloud)
+				}
+				warnUnpolled(ctx, g, c, clouds)
 				wr, err := c.StartPipeline(ctx, in)
 				if err != nil {
 					return err

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edgedrift/drift/internal/client"
+	"github.com/edgedrift/drift/internal/names"
 
 	"github.com/spf13/cobra"
 
@@ -44,6 +45,9 @@ failed attempt.`,
 	cmd.PersistentFlags().StringVar(&uf.cloud, "cloud", "", "the cloud hosting the component")
 	cmd.PersistentFlags().StringVar(&uf.component, "component", "", "the component, e.g. cinder")
 	cmd.AddCommand(newUpgradeRunCommand(g, &uf), newUpgradeStatusCommand(g, &uf))
+	cmd.AddCommand(newStopCommands(g, "--cloud C --component NAME", cobra.NoArgs, func([]string) (string, error) {
+		return names.UpgradeID(uf.cloud, uf.component), uf.need()
+	})...)
 	return cmd
 }
 
@@ -72,7 +76,9 @@ func newUpgradeRunCommand(g *globals, uf *upgradeFlags) *cobra.Command {
 				return fmt.Errorf("--index: %w", err)
 			}
 			in.Index = string(index)
+			in.ScheduleToStart = g.scheduleToStart
 			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
+				warnUnpolled(ctx, g, c, []string{in.Cloud})
 				wr, err := c.StartUpgrade(ctx, in)
 				if err != nil {
 					return err

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
@@ -23,6 +24,8 @@ type Open struct {
 	Topology   *topology.Topology
 	Neighbours topology.Policy
 	PreDeploy  string
+	// ScheduleToStart bounds each step's wait for a worker (0: the default).
+	ScheduleToStart time.Duration
 }
 
 // OpenSession opens the session, or finds the one already open, and moves
@@ -39,7 +42,7 @@ func (c *Client) OpenSession(ctx context.Context, o Open) (workflows.MoveResult,
 			o.App.Name, o.App.Image, o.Neighbours, o.PreDeploy),
 	}, workflows.MobilitySession, workflows.SessionInput{
 		User: o.User, App: o.App, Region: o.Region, Topology: o.Topology,
-		Neighbours: o.Neighbours, PreDeploy: o.PreDeploy,
+		Neighbours: o.Neighbours, PreDeploy: o.PreDeploy, ScheduleToStart: o.ScheduleToStart,
 	})
 	h, err := c.Temporal.UpdateWithStartWorkflow(ctx, temporalclient.UpdateWithStartWorkflowOptions{
 		StartWorkflowOperation: start,
