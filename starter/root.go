@@ -47,6 +47,7 @@ worker in one process.`,
 	root.AddCommand(
 		newDevCommand(g),
 		newSetupCommand(g),
+		newRegistryCommand(g),
 		newPipelineCommand(g),
 		newSessionCommand(g),
 		newAPICommand(g),

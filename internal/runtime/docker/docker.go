@@ -31,10 +31,13 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/docker/go-connections/nat"
+	"github.com/google/go-containerregistry/pkg/authn"
 
+	driftimage "github.com/edgedrift/drift/internal/image"
 	"github.com/edgedrift/drift/internal/runtime"
 )
 
@@ -286,6 +289,28 @@ func endpoint(port int) runtime.Endpoint {
 	}
 }
 
+// registryAuth is the engine's encoding of the credentials the Docker
+// config file holds for ref's registry ("" : anonymous).
+func registryAuth(ref string) string {
+	r, err := driftimage.ParseReference(ref)
+	if err != nil {
+		return ""
+	}
+	auth, err := authn.DefaultKeychain.Resolve(r.Context())
+	if err != nil {
+		return ""
+	}
+	cfg, err := auth.Authorization()
+	if err != nil || cfg.Username == "" {
+		return ""
+	}
+	enc, err := registry.EncodeAuthConfig(registry.AuthConfig{Username: cfg.Username, Password: cfg.Password, ServerAddress: r.Context().RegistryStr()})
+	if err != nil {
+		return ""
+	}
+	return enc
+}
+
 // pull makes the engine pull ref, unless ref names a digest the engine has.
 func (r *Runtime) pull(ctx context.Context, ref string) error {
 	if strings.Contains(ref, "@") {
@@ -293,7 +318,7 @@ func (r *Runtime) pull(ctx context.Context, ref string) error {
 			return nil
 		}
 	}
-	rc, err := r.cli.ImagePull(ctx, ref, image.PullOptions{})
+	rc, err := r.cli.ImagePull(ctx, ref, image.PullOptions{RegistryAuth: registryAuth(ref)})
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
