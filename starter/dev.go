@@ -20,6 +20,7 @@ func newDevCommand(g *globals) *cobra.Command {
 	var cfg workerhost.DevConfig
 	var topologyFile string
 	var runDemo bool
+	var temporalAddress string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run Temporal, its Web UI, the image registry and an all-clouds worker in one process",
@@ -42,6 +43,10 @@ unless --fog-runtime or --edge-kubeconfig say otherwise.`,
 				return err
 			}
 			cfg.Namespace = g.temporal.Namespace
+			if temporalAddress != "" {
+				cfg.Temporal = g.temporal
+				cfg.Temporal.Address = temporalAddress
+			}
 			return runDev(ctx, g, cfg, runDemo, cmd.OutOrStdout())
 		},
 	}
@@ -57,6 +62,8 @@ unless --fog-runtime or --edge-kubeconfig say otherwise.`,
 	fl.StringVar(&cfg.FogRuntime, "fog-runtime", "auto", "runtime of fog clouds without one in the topology: auto (Docker when an engine answers), docker or process")
 	fl.BoolVar(&runDemo, "demo", false, "release the example app through the pipeline (git → image → fog-north, edge-latin) and walk a mobility session with its image")
 	fl.StringVar(&cfg.EdgeKubeconfig, "edge-kubeconfig", "", "run edge clouds without a runtime in the topology on this Kubernetes cluster (namespace drift-<cloud>)")
+	fl.StringVar(&temporalAddress, "temporal-address", "", "use this existing Temporal cluster (and --namespace, TLS, API key flags) instead of the embedded server; its namespace is set up as drift setup does")
+	fl.BoolVar(&cfg.NoWorker, "no-worker", false, "run no worker: drift-worker processes of their own poll the queues")
 	return cmd
 }
 
@@ -80,6 +87,10 @@ func runDev(ctx context.Context, g *globals, cfg workerhost.DevConfig, runDemo b
 		fmt.Fprintf(w, "  API        %s\n", d.APIURL)
 		fmt.Fprintf(w, "  repository %s (admin token in %s)\n", d.RepoURL, filepath.Join(cfg.DataDir, "repo-token"))
 		fmt.Fprintf(w, "  gateway    %s (management use); network node %q runs tenant gateway pairs\n", d.GatewayURL, d.Node)
+		if d.Workers == nil {
+			fmt.Fprintf(w, "  worker     none (--no-worker): start drift-worker for %s and the clouds' queues\n", names.TaskQueue)
+			return
+		}
 		fmt.Fprintf(w, "  worker     queues %s and %s.<cloud> for %d clouds of %q\n", names.TaskQueue, names.TaskQueue, len(clouds), cfg.Topology.Name())
 		for _, cl := range clouds {
 			fmt.Fprintf(w, "             %-18s %s\n", cl.ID, d.Workers.Runtimes[cl.ID].Kind())
