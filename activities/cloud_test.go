@@ -3,68 +3,17 @@ package activities
 import (
 	"context"
 	"errors"
-	"sync"
+	"fmt"
 	"testing"
 
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/edgedrift/drift/internal/runtime"
+	"github.com/edgedrift/drift/internal/runtime/runtimetest"
 )
 
-// memRuntime is an in-memory runtime: enough to test the activities' own
-// logic (capacity, classification, sweeping); the real runtimes have their
-// own tests on real engines.
-type memRuntime struct {
-	mu        sync.Mutex
-	instances map[string]runtime.Instance
-	deployErr error
-}
-
-func (m *memRuntime) Kind() string { return "memory" }
-
-func (m *memRuntime) Deploy(_ context.Context, name string, spec runtime.Spec) (runtime.Endpoint, error) {
-	if m.deployErr != nil {
-		return runtime.Endpoint{}, m.deployErr
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.instances == nil {
-		m.instances = map[string]runtime.Instance{}
-	}
-	m.instances[name] = runtime.Instance{Name: name, Labels: runtime.OwnedLabels(name, spec.Labels), Ready: true}
-	return runtime.Endpoint{URL: "http://" + name}, nil
-}
-
-func (m *memRuntime) Status(_ context.Context, name string) (runtime.Status, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	_, ok := m.instances[name]
-	return runtime.Status{Exists: ok, Ready: ok}, nil
-}
-
-func (m *memRuntime) Destroy(_ context.Context, name string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.instances, name)
-	return nil
-}
-
-func (m *memRuntime) List(_ context.Context, selector map[string]string) ([]runtime.Instance, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	sel := runtime.Selector(selector)
-	var out []runtime.Instance
-	for _, in := range m.instances {
-		if runtime.Matches(in.Labels, sel) {
-			out = append(out, in)
-		}
-	}
-	runtime.SortInstances(out)
-	return out, nil
-}
-
 func deploy(c *Cloud, name string, preDeploy bool) error {
-	_, err := c.DeployInstance(context.Background(), DeployRequest{Name: name, Spec: runtime.Spec{Image: "r/x:1", Port: 80}, PreDeploy: preDeploy})
+	_, err := c.DeployInstance(context.Background(), DeployRequest{Name: name, Spec: runtime.Spec{Image: "registry.test/x:1", Port: 80}, PreDeploy: preDeploy})
 	return err
 }
 
@@ -77,7 +26,7 @@ func errType(err error) string {
 }
 
 func TestCapacityRefusesOnlyPreDeploys(t *testing.T) {
-	c := &Cloud{ID: "edge-1", Runtime: &memRuntime{}, Capacity: 2}
+	c := &Cloud{ID: "edge-1", Runtime: runtimetest.NewInstant("edge-1"), Capacity: 2}
 	if err := deploy(c, "a", true); err != nil {
 		t.Fatal(err)
 	}
@@ -97,21 +46,26 @@ func TestCapacityRefusesOnlyPreDeploys(t *testing.T) {
 }
 
 func TestBadInputIsNotRetried(t *testing.T) {
-	c := &Cloud{ID: "edge-1", Runtime: &memRuntime{deployErr: runtime.ErrInvalid}}
+	rt := runtimetest.NewInstant("edge-1")
+	c := &Cloud{ID: "edge-1", Runtime: rt}
+	failWith := func(err error) {
+		rt.OnDeploy = func(context.Context, string, runtime.Spec) error { return err }
+	}
+	failWith(fmt.Errorf("%w: the engine refuses the spec", runtime.ErrInvalid))
 	if err := deploy(c, "a", false); errType(err) != ErrTypeInvalidSpec {
 		t.Fatalf("invalid spec: %v", err)
 	}
-	c.Runtime = &memRuntime{deployErr: errors.New("engine down")}
+	failWith(errors.New("engine down"))
 	if err := deploy(c, "a", false); err == nil || errType(err) != "" {
 		t.Fatalf("an engine failure must stay retryable: %v", err)
 	}
 }
 
 func TestDestroyOwnedSweepsBySelector(t *testing.T) {
-	rt := &memRuntime{}
+	rt := runtimetest.NewInstant("edge-1")
 	c := &Cloud{ID: "edge-1", Runtime: rt}
 	for name, wf := range map[string]string{"a": "session/x/web", "b": "session/x/web", "c": "session/y/web"} {
-		if _, err := c.DeployInstance(context.Background(), DeployRequest{Name: name, Spec: runtime.Spec{Image: "r/x:1", Port: 80, Labels: map[string]string{runtime.LabelWorkflow: wf}}}); err != nil {
+		if _, err := c.DeployInstance(context.Background(), DeployRequest{Name: name, Spec: runtime.Spec{Image: "registry.test/x:1", Port: 80, Labels: map[string]string{runtime.LabelWorkflow: wf}}}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/edgedrift/drift/internal/runtime"
+	"github.com/edgedrift/drift/internal/runtime/runtimetest"
 )
 
 func TestVerifyEnvHTTP(t *testing.T) {
@@ -45,8 +46,10 @@ func TestVerifyEnvHTTP(t *testing.T) {
 }
 
 func TestVerifyEnvRollout(t *testing.T) {
-	rt := &memRuntime{}
-	rt.Deploy(context.Background(), "cinder-a1", runtime.Spec{})
+	rt := runtimetest.NewInstant("fog-1")
+	if _, err := rt.Deploy(context.Background(), "cinder-a1", runtime.Spec{Image: "registry.test/cinder:28.0.0", Port: 8080}); err != nil {
+		t.Fatal(err)
+	}
 	u := &Upgrade{Runtime: rt}
 	v, err := u.VerifyEnv(context.Background(), EnvVerifyRequest{Mode: VerifyRollout, Targets: []VerifyTarget{
 		{Instance: "cinder-a1", Verify: "/verify"}, {Instance: "cinder-volume-a1", Verify: "/verify"},

@@ -18,76 +18,53 @@ import (
 	"github.com/edgedrift/drift/deploy/examples"
 	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/runtime"
+	"github.com/edgedrift/drift/internal/runtime/runtimetest"
 )
 
-// fakeCloud is the one cloud hosting the component: live instances with
-// their labels, and scripted outcomes for starting and verifying versions.
-type fakeCloud struct {
-	mu        sync.Mutex
-	live      map[string]map[string]string // instance → labels
-	noStart   map[string]string            // version → start-up error of the related service
-	verifies  []bool                       // outcomes of successive verifications; then pass
-	deployed  []string                     // instance names in order
-	destroyed []map[string]string          // selectors
+// upgradeCloud is fog-north, the one cloud hosting the component, running
+// the real cloud activities, and the scripted outcomes of the upgrade's own
+// activities (loading a driver, verifying an env).
+type upgradeCloud struct {
+	clouds   *testClouds
+	rt       *runtimetest.Instant
+	mu       sync.Mutex
+	noStart  map[string]string // version → start-up error of the related service
+	verifies []bool            // outcomes of successive verifications; then pass
 }
 
-func newFakeCloud() *fakeCloud {
-	f := &fakeCloud{live: map[string]map[string]string{}, noStart: map[string]string{}}
+func newUpgradeCloud(t *testing.T) *upgradeCloud {
+	clouds := newTestClouds(t, exampleTopology, 0)
+	f := &upgradeCloud{clouds: clouds, rt: clouds.runtimes["fog-north"], noStart: map[string]string{}}
 	// The running env: cinder 24.2.0 and its volume service, plus another
 	// component that must never be touched.
 	for _, name := range []string{"cinder", "cinder-volume"} {
-		f.live[name] = map[string]string{activities.LabelComponent: "cinder", activities.LabelEnv: "cinder-prod", activities.LabelVersion: "24.2.0"}
+		clouds.seed("fog-north", name, runtime.Spec{Image: "registry.test/cinder:24.2.0", Port: 8080,
+			Labels: map[string]string{activities.LabelComponent: "cinder", activities.LabelEnv: "cinder-prod", activities.LabelVersion: "24.2.0"}})
 	}
-	f.live["glance"] = map[string]string{activities.LabelComponent: "glance", activities.LabelEnv: "glance-prod", activities.LabelVersion: "29.0.0"}
+	clouds.seed("fog-north", "glance", runtime.Spec{Image: "registry.test/glance:29.0.0", Port: 8080,
+		Labels: map[string]string{activities.LabelComponent: "glance", activities.LabelEnv: "glance-prod", activities.LabelVersion: "29.0.0"}})
+	// The related service fails to start at a version noStart names; an
+	// env image without the driver layered in is a bug of the workflow.
+	f.rt.OnDeploy = func(_ context.Context, name string, spec runtime.Spec) error {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if msg, ok := f.noStart[spec.Labels[activities.LabelVersion]]; ok && spec.Env["ROLE"] == "volume" {
+			return temporal.NewNonRetryableApplicationError("deploy "+name+": container exited; last log lines:\n"+msg, "Test", nil)
+		}
+		if !strings.Contains(spec.Image, "-drivers:") {
+			return errors.New("env image without the driver: " + spec.Image)
+		}
+		return nil
+	}
 	return f
 }
 
-func (f *fakeCloud) install(env *testsuite.TestWorkflowEnvironment) {
-	env.RegisterActivity(&activities.Cloud{})
+func (f *upgradeCloud) install(env *testsuite.TestWorkflowEnvironment) {
+	f.clouds.install(env)
 	env.RegisterActivity(&activities.Upgrade{})
-	env.OnActivity(cloudActs.ListInstances, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, sel map[string]string) ([]runtime.Instance, error) {
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			var out []runtime.Instance
-			for _, name := range slices.Sorted(maps.Keys(f.live)) {
-				if runtime.Matches(f.live[name], sel) {
-					out = append(out, runtime.Instance{Name: name, Labels: f.live[name], Ready: true, Endpoint: runtime.Endpoint{URL: "http://" + name}})
-				}
-			}
-			return out, nil
-		})
-	env.OnActivity(cloudActs.DeployInstance, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, req activities.DeployRequest) (runtime.Endpoint, error) {
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			f.deployed = append(f.deployed, req.Name)
-			if msg, ok := f.noStart[req.Spec.Labels[activities.LabelVersion]]; ok && req.Spec.Env["ROLE"] == "volume" {
-				return runtime.Endpoint{}, temporal.NewNonRetryableApplicationError("deploy "+req.Name+": container exited; last log lines:\n"+msg, "Test", nil)
-			}
-			if !strings.Contains(req.Spec.Image, "-drivers:") {
-				return runtime.Endpoint{}, errors.New("env image without the driver: " + req.Spec.Image)
-			}
-			f.live[req.Name] = req.Spec.Labels
-			return runtime.Endpoint{URL: "http://" + req.Name}, nil
-		})
-	env.OnActivity(cloudActs.DestroyOwned, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, sel map[string]string) (int, error) {
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			f.destroyed = append(f.destroyed, sel)
-			n := 0
-			for name, l := range f.live {
-				if runtime.Matches(l, sel) {
-					delete(f.live, name)
-					n++
-				}
-			}
-			return n, nil
-		})
 	env.OnActivity(upgradeActs.LoadDriver, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, req activities.LoadDriverRequest) (string, error) {
-			return req.To + "@sha256:0123", nil
+			return req.To + "@sha256:0123456789012345678901234567890123456789012345678901234567890123", nil
 		})
 	env.OnActivity(upgradeActs.VerifyEnv, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, req activities.EnvVerifyRequest) (activities.Verification, error) {
@@ -107,14 +84,10 @@ func (f *fakeCloud) install(env *testsuite.TestWorkflowEnvironment) {
 }
 
 // envs lists the envs of component still live.
-func (f *fakeCloud) envs(component string) []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+func (f *upgradeCloud) envs(component string) []string {
 	set := map[string]bool{}
-	for _, l := range f.live {
-		if l[activities.LabelComponent] == component {
-			set[l[activities.LabelEnv]] = true
-		}
+	for _, in := range runtimetest.List(f.clouds.t, f.rt, map[string]string{activities.LabelComponent: component}) {
+		set[in.Labels[activities.LabelEnv]] = true
 	}
 	return slices.Sorted(maps.Keys(set))
 }
@@ -131,7 +104,7 @@ func upgradeInput() UpgradeInput {
 	}
 }
 
-func runUpgrade(t *testing.T, f *fakeCloud, in UpgradeInput) (UpgradeProgress, UpgradeProgress, error) {
+func runUpgrade(t *testing.T, f *upgradeCloud, in UpgradeInput) (UpgradeProgress, UpgradeProgress, error) {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
@@ -163,7 +136,7 @@ func statuses(as []Attempt) []string {
 }
 
 func TestUpgradeSucceedsFirstTry(t *testing.T) {
-	f := newFakeCloud()
+	f := newUpgradeCloud(t)
 	res, _, err := runUpgrade(t, f, upgradeInput())
 	if err != nil {
 		t.Fatal(err)
@@ -186,7 +159,7 @@ func TestUpgradeSucceedsFirstTry(t *testing.T) {
 }
 
 func TestUpgradeRedoesAfterFailedVerify(t *testing.T) {
-	f := newFakeCloud()
+	f := newUpgradeCloud(t)
 	f.verifies = []bool{false}
 	res, _, err := runUpgrade(t, f, upgradeInput())
 	if err != nil {
@@ -211,7 +184,7 @@ func TestUpgradeRedoesAfterFailedVerify(t *testing.T) {
 }
 
 func TestUpgradeAllAttemptsFailKeepsOldEnv(t *testing.T) {
-	f := newFakeCloud()
+	f := newUpgradeCloud(t)
 	f.verifies = []bool{false, false, false}
 	_, prog, err := runUpgrade(t, f, upgradeInput())
 	var appErr *temporal.ApplicationError
@@ -236,7 +209,7 @@ func TestUpgradeAllAttemptsFailKeepsOldEnv(t *testing.T) {
 }
 
 func TestUpgradeNextCandidateOnRedo(t *testing.T) {
-	f := newFakeCloud()
+	f := newUpgradeCloud(t)
 	f.verifies = []bool{false}
 	in := upgradeInput()
 	in.NextCandidate = true
@@ -250,7 +223,7 @@ func TestUpgradeNextCandidateOnRedo(t *testing.T) {
 }
 
 func TestUpgradeDriverPolicyPicksLowestFit(t *testing.T) {
-	f := newFakeCloud()
+	f := newUpgradeCloud(t)
 	in := upgradeInput()
 	in.Policy = PolicyDriver
 	in.Component.ErrorFormat = "FATAL: {driver} needs {component} {constraint}"
@@ -283,7 +256,7 @@ func TestUpgradeDriverPolicyFailures(t *testing.T) {
 		"unreadable constraint": {"driver acme 2.0.0 requires cinder the newest, running 24.2.0", ErrTypeNoCandidate, "the newest"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			f := newFakeCloud()
+			f := newUpgradeCloud(t)
 			if c.probe != "" {
 				f.noStart["24.2.0"] = c.probe
 			}
@@ -320,7 +293,7 @@ func TestUpgradeBadInputTouchesNothing(t *testing.T) {
 		"version mismatch":      {func(in *UpgradeInput) { in.Component.Version = "24.1.0" }, ErrTypeInvalidUpgrade, "runs 24.2.0, not 24.1.0"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			f := newFakeCloud()
+			f := newUpgradeCloud(t)
 			in := upgradeInput()
 			c.edit(&in)
 			_, _, err := runUpgrade(t, f, in)
@@ -328,23 +301,26 @@ func TestUpgradeBadInputTouchesNothing(t *testing.T) {
 			if !errors.As(err, &appErr) || appErr.Type() != c.typ || !appErr.NonRetryable() || !strings.Contains(err.Error(), c.says) {
 				t.Fatalf("error %v, want non-retryable %s saying %q", err, c.typ, c.says)
 			}
-			if len(f.deployed) > 0 || len(f.destroyed) > 0 {
-				t.Errorf("bad input deployed %v, destroyed %v", f.deployed, f.destroyed)
+			if len(f.clouds.deploys) > 0 || len(f.clouds.sweeps) > 0 {
+				t.Errorf("bad input deployed %v, destroyed %v", f.clouds.deploys, f.clouds.sweeps)
 			}
 		})
 	}
 }
 
 func TestUpgradeOfComponentNotRunning(t *testing.T) {
-	f := newFakeCloud()
-	delete(f.live, "cinder")
-	delete(f.live, "cinder-volume")
+	f := newUpgradeCloud(t)
+	for _, name := range []string{"cinder", "cinder-volume"} {
+		if err := f.rt.Destroy(context.Background(), name); err != nil {
+			t.Fatal(err)
+		}
+	}
 	_, _, err := runUpgrade(t, f, upgradeInput())
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || appErr.Type() != ErrTypeUnknownComponent || !strings.Contains(err.Error(), "no env of cinder runs on fog-north") {
 		t.Fatalf("error %v", err)
 	}
-	if len(f.deployed) > 0 {
-		t.Errorf("deployed %v", f.deployed)
+	if len(f.clouds.deploys) > 0 {
+		t.Errorf("deployed %v", f.clouds.deploys)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -12,8 +11,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
-	"go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
@@ -25,33 +22,26 @@ import (
 	"github.com/edgedrift/drift/internal/appspec"
 	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/predict"
-	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/topology"
 )
 
-// fakeClouds stands in for every cloud's runtime: it records which
-// instances are live, so tests can state the session's invariants.
-type fakeClouds struct {
-	mu       sync.Mutex
-	live     map[string]map[string]string // cloud → instance name → workflow label
-	capacity map[string]int               // pre-deploys refused at this many instances
-	fail     map[string]bool              // deploys on this cloud fail
-	unpolled map[string]bool              // no worker takes this cloud's activities
-	deploys  []string                     // "cloud/name" in order
-	images   map[string]bool              // images EnsureImage knows
-	model    predict.Model                // the app's model workflow
-	taught   []activities.RegionMove      // moves recorded into it
+// fakeCenter stands in for the central activities a session calls: the
+// image center and the app's model.
+type fakeCenter struct {
+	mu     sync.Mutex
+	images map[string]bool         // images EnsureImage knows
+	model  predict.Model           // the app's model workflow
+	taught []activities.RegionMove // moves recorded into it
 }
 
-func newFakeClouds() *fakeClouds {
-	return &fakeClouds{
-		live:     map[string]map[string]string{},
-		capacity: map[string]int{}, fail: map[string]bool{}, unpolled: map[string]bool{}, images: map[string]bool{"registry.test/hello:v1": true},
-	}
+// pinnedHello is hello's image as the center registry pins it.
+const pinnedHello = "center.test/hello@sha256:0123456789012345678901234567890123456789012345678901234567890123"
+
+func newFakeCenter() *fakeCenter {
+	return &fakeCenter{images: map[string]bool{"registry.test/hello:v1": true}}
 }
 
-func (f *fakeClouds) install(env *testsuite.TestWorkflowEnvironment) {
-	env.RegisterActivity(&activities.Cloud{})
+func (f *fakeCenter) install(env *testsuite.TestWorkflowEnvironment) {
 	env.RegisterActivity(&activities.Images{})
 	env.RegisterActivity(&activities.Models{})
 	env.OnActivity(modelActs.ModelSnapshot, mock.Anything, mock.Anything).Return(
@@ -73,84 +63,8 @@ func (f *fakeClouds) install(env *testsuite.TestWorkflowEnvironment) {
 			if !f.images[ref] {
 				return "", temporal.NewNonRetryableApplicationError("no such image "+ref, activities.ErrTypeUnknownImage, nil)
 			}
-			return "center.test/hello@sha256:0123", nil
+			return pinnedHello, nil
 		})
-	env.OnActivity(cloudActs.DeployInstance, mock.Anything, mock.Anything).Return(
-		func(ctx context.Context, req activities.DeployRequest) (runtime.Endpoint, error) {
-			cloud := req.Spec.Labels[runtime.LabelCloud]
-			if err := f.noWorker(ctx); err != nil {
-				return runtime.Endpoint{}, err
-			}
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			f.deploys = append(f.deploys, cloud+"/"+req.Name)
-			if f.fail[cloud] {
-				return runtime.Endpoint{}, temporal.NewNonRetryableApplicationError("engine down", "Test", nil)
-			}
-			if c, ok := f.capacity[cloud]; ok && req.PreDeploy && len(f.live[cloud]) >= c {
-				return runtime.Endpoint{}, temporal.NewNonRetryableApplicationError("full", activities.ErrTypeAtCapacity, nil)
-			}
-			if f.live[cloud] == nil {
-				f.live[cloud] = map[string]string{}
-			}
-			f.live[cloud][req.Name] = req.Spec.Labels[runtime.LabelWorkflow]
-			return runtime.Endpoint{URL: "http://" + cloud + ".test", Host: cloud + ".test", Port: 80}, nil
-		}).After(time.Second) // every deploy takes a second of workflow time
-	env.OnActivity(cloudActs.DestroyInstance, mock.Anything, mock.Anything).Return(
-		func(ctx context.Context, name string) error {
-			if err := f.noWorker(ctx); err != nil {
-				return err
-			}
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			for _, names := range f.live {
-				delete(names, name)
-			}
-			return nil
-		})
-	env.OnActivity(cloudActs.DestroyOwned, mock.Anything, mock.Anything).Return(
-		func(ctx context.Context, sel map[string]string) (int, error) {
-			if err := f.noWorker(ctx); err != nil {
-				return 0, err
-			}
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			n := 0
-			for _, names := range f.live {
-				for name, wf := range names {
-					if wf == sel[runtime.LabelWorkflow] {
-						delete(names, name)
-						n++
-					}
-				}
-			}
-			return n, nil
-		})
-}
-
-// noWorker is what the server says of an activity on a queue nobody
-// polls once its schedule-to-start bound is up.
-func (f *fakeClouds) noWorker(ctx context.Context) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.unpolled[strings.TrimPrefix(activity.GetInfo(ctx).TaskQueue, names.CloudQueue(""))] {
-		return temporal.NewTimeoutError(enums.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)
-	}
-	return nil
-}
-
-// liveClouds lists the clouds that hold an instance, sorted.
-func (f *fakeClouds) liveClouds() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []string
-	for cloud, names := range f.live {
-		if len(names) > 0 {
-			out = append(out, cloud)
-		}
-	}
-	slices.Sort(out)
-	return out
 }
 
 var exampleTopology = func() *topology.Topology {
@@ -186,16 +100,19 @@ func expectedLive(cloud string) []string {
 type sessionTest struct {
 	testsuite.WorkflowTestSuite
 	env     *testsuite.TestWorkflowEnvironment
-	clouds  *fakeClouds
+	clouds  *testClouds
+	center  *fakeCenter
 	t       *testing.T
 	updates int
 }
 
 func newSessionTest(t *testing.T) *sessionTest {
-	st := &sessionTest{t: t, clouds: newFakeClouds()}
+	// Every deploy takes a second of workflow time.
+	st := &sessionTest{t: t, clouds: newTestClouds(t, exampleTopology, time.Second), center: newFakeCenter()}
 	st.env = st.NewTestWorkflowEnvironment()
 	st.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: names.SessionID("alice", "hello")})
 	st.clouds.install(st.env)
+	st.center.install(st.env)
 	return st
 }
 
@@ -246,13 +163,13 @@ func TestSessionStartsServesAndPreDeploys(t *testing.T) {
 	st := newSessionTest(t)
 	st.at(time.Minute, func() {
 		s := st.state()
-		if s.Serving != "edge-latin" || s.Phase != "serving" || s.Endpoint.URL != "http://edge-latin.test" {
+		if s.Serving != "edge-latin" || s.Phase != "serving" || s.Endpoint.URL != "instant://edge-latin/hello-alice-edge-latin" {
 			t.Errorf("serving %q (%s) at %q", s.Serving, s.Phase, s.Endpoint.URL)
 		}
 		if got := st.clouds.liveClouds(); !slices.Equal(got, expectedLive("edge-latin")) {
 			t.Errorf("live %v, want %v", got, expectedLive("edge-latin"))
 		}
-		if s.Image != "center.test/hello@sha256:0123" {
+		if s.Image != pinnedHello {
 			t.Errorf("image %q not pinned in the center registry", s.Image)
 		}
 		st.env.SignalWorkflow(names.ExitSignal, nil)
@@ -402,7 +319,7 @@ func TestMovesDuringPreDeploy(t *testing.T) {
 
 func TestCapacityRefusesPreDeployButNotServing(t *testing.T) {
 	st := newSessionTest(t)
-	st.clouds.capacity["edge-bastille"] = 0
+	st.clouds.fill("edge-bastille", pinnedHello) // bob's session has its only place
 	st.at(time.Minute, func() {
 		s := st.state()
 		var bastille *Instance
@@ -480,7 +397,7 @@ func TestContinueAsNewCarriesState(t *testing.T) {
 	}
 	// The next run picks up where this one stopped, deploying nothing anew.
 	st2 := newSessionTest(t)
-	maps.Copy(st2.clouds.live, st.clouds.live)
+	st2.clouds.copyFrom(st.clouds)
 	st2.at(time.Minute, func() {
 		if s := st2.state(); s.Serving != "edge-bastille" || s.Totals.Handovers != 1 {
 			t.Errorf("resumed state %+v", s)
@@ -529,7 +446,7 @@ func TestBadInputDeploysNothing(t *testing.T) {
 // A failed first deploy fails the session and leaves nothing anywhere.
 func TestFailedStartCleansUp(t *testing.T) {
 	st := newSessionTest(t)
-	st.clouds.fail["edge-latin"] = true
+	st.clouds.failDeploys("edge-latin", "engine down")
 	st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
 	if err := st.env.GetWorkflowError(); err == nil {
 		t.Fatal("session started on a failing cloud")
@@ -544,7 +461,7 @@ func TestFailedStartCleansUp(t *testing.T) {
 func TestPredictedPreDeploy(t *testing.T) {
 	st := newSessionTest(t)
 	for range 10 {
-		st.clouds.model.Observe("quartier-latin", "montparnasse")
+		st.center.model.Observe("quartier-latin", "montparnasse")
 	}
 	in := sessionInput("quartier-latin")
 	in.PreDeploy = PreDeployPredicted
@@ -575,8 +492,8 @@ func TestPredictedPreDeploy(t *testing.T) {
 	})
 	st.env.ExecuteWorkflow(MobilitySession, in)
 	st.report()
-	if !slices.Equal(st.clouds.taught, []activities.RegionMove{{From: "quartier-latin", To: "montparnasse"}}) {
-		t.Fatalf("model taught %v", st.clouds.taught)
+	if !slices.Equal(st.center.taught, []activities.RegionMove{{From: "quartier-latin", To: "montparnasse"}}) {
+		t.Fatalf("model taught %v", st.center.taught)
 	}
 }
 
@@ -590,7 +507,7 @@ func decodePayloads(can *workflow.ContinueAsNewError, into any) error {
 // where it served, and a later Exit sweeps the cloud once it is polled.
 func TestMoveToUnpolledCloudFailsWithinItsBound(t *testing.T) {
 	st := newSessionTest(t)
-	st.clouds.unpolled["edge-montmartre"] = true
+	st.clouds.setPolled("edge-montmartre", false)
 	in := sessionInput("quartier-latin")
 	in.ScheduleToStart = 30 * time.Second
 	var moveErr error
@@ -599,8 +516,9 @@ func TestMoveToUnpolledCloudFailsWithinItsBound(t *testing.T) {
 	})
 	st.at(3*time.Minute, func() {
 		var appErr *temporal.ApplicationError
-		if !errors.As(moveErr, &appErr) || appErr.Type() != ErrTypeNoWorker || !strings.Contains(appErr.Error(), "no worker polls drift.cloud.edge-montmartre") || !strings.Contains(appErr.Error(), "waited 30s") {
-			t.Errorf("move error %v, want %s naming drift.cloud.edge-montmartre", moveErr, ErrTypeNoWorker)
+		if !errors.As(moveErr, &appErr) || appErr.Type() != ErrTypeNoWorker ||
+			!strings.Contains(appErr.Error(), "no worker polls drift.cloud.edge-montmartre") || !strings.Contains(appErr.Error(), "waited 30s") {
+			t.Errorf("move error %v, want %s naming drift.cloud.edge-montmartre and the 30s bound", moveErr, ErrTypeNoWorker)
 		}
 		s := st.state()
 		if s.Serving != "edge-latin" || s.Phase != "serving" || s.Totals.FailedMoves != 1 {
@@ -609,14 +527,15 @@ func TestMoveToUnpolledCloudFailsWithinItsBound(t *testing.T) {
 		if got := st.clouds.liveClouds(); !slices.Equal(got, expectedLive("edge-latin")) {
 			t.Errorf("live %v, want %v", got, expectedLive("edge-latin"))
 		}
-		st.clouds.mu.Lock()
-		st.clouds.unpolled["edge-montmartre"] = false // a worker comes
-		st.clouds.mu.Unlock()
+		st.clouds.setPolled("edge-montmartre", true) // a worker comes
 		st.env.SignalWorkflow(names.ExitSignal, nil)
 	})
 	st.env.ExecuteWorkflow(MobilitySession, in)
 	if rep := st.report(); rep.Phase != "ended" || rep.Totals.FailedMoves != 1 {
 		t.Fatalf("report %+v", rep)
+	}
+	if live := st.clouds.liveClouds(); len(live) != 0 {
+		t.Fatalf("left behind on %v", live)
 	}
 }
 
@@ -624,11 +543,14 @@ func TestMoveToUnpolledCloudFailsWithinItsBound(t *testing.T) {
 // instead of waiting for ever.
 func TestExitSweepOfUnpolledCloudFailsNamingIt(t *testing.T) {
 	st := newSessionTest(t)
-	st.clouds.unpolled["fog-north"] = true
+	st.clouds.setPolled("fog-north", false) // not a neighbour of edge-latin
 	st.at(time.Minute, func() { st.env.SignalWorkflow(names.ExitSignal, nil) })
 	st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
 	err := st.env.GetWorkflowError()
 	if err == nil || !strings.Contains(err.Error(), "no worker polls drift.cloud.fog-north") || !strings.Contains(err.Error(), "waited "+DefaultScheduleToStart.String()) {
 		t.Fatalf("exit error %v, want one naming drift.cloud.fog-north and the default bound", err)
+	}
+	if live := st.clouds.liveClouds(); !slices.Equal(live, nil) {
+		t.Fatalf("the polled clouds still hold %v", live)
 	}
 }

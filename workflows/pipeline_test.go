@@ -22,18 +22,16 @@ import (
 	"github.com/edgedrift/drift/internal/runtime"
 )
 
-// fakeFactory stands in for the build worker, the registry and the clouds.
+// fakeFactory stands in for the build worker, the registry and the
+// endpoints the targets serve (the test clouds' endpoints do not answer).
 type fakeFactory struct {
 	mu             sync.Mutex
-	calls          []string            // activity names in order ("deploy fog-north", …)
-	images         map[string]string   // cloud → image its instance runs
-	built          map[string]string   // build key → pinned image (the registry's build tags)
-	failTest       bool                // test commands fail
-	builtFilesLost bool                // the first Package finds no built files
-	pushFails      int                 // pushes that fail before one works
-	failVerify     map[string]bool     // clouds whose endpoint never answers
-	failDeploy     map[string]bool     // clouds whose rollout fails
-	deployed       map[string][]string // cloud → images deployed in order
+	calls          []string          // activity names in order ("clone", "verify fog-north", …)
+	built          map[string]string // build key → pinned image (the registry's build tags)
+	failTest       bool              // test commands fail
+	builtFilesLost bool              // the first Package finds no built files
+	pushFails      int               // pushes that fail before one works
+	failVerify     map[string]bool   // clouds whose endpoint never answers
 }
 
 const (
@@ -43,8 +41,7 @@ const (
 )
 
 func newFakeFactory() *fakeFactory {
-	return &fakeFactory{images: map[string]string{}, built: map[string]string{}, failVerify: map[string]bool{},
-		failDeploy: map[string]bool{}, deployed: map[string][]string{}}
+	return &fakeFactory{built: map[string]string{}, failVerify: map[string]bool{}}
 }
 
 func (f *fakeFactory) called(name string) {
@@ -67,7 +64,7 @@ func (f *fakeFactory) count(name string) int {
 
 func (f *fakeFactory) install(env *testsuite.TestWorkflowEnvironment) {
 	env.RegisterActivity(&activities.Pipeline{})
-	env.RegisterActivity(&activities.Cloud{})
+	env.RegisterActivity(cloudActs.Verify)
 	logs := activities.StepLogs{File: "/data/logs/step.log", Tail: []string{"ok"}}
 	env.OnActivity(pipelineActs.Clone, mock.Anything, mock.Anything, mock.Anything).Return(
 		func(context.Context, activities.RunRef, pipelinespec.Spec) (activities.Checkout, error) {
@@ -125,46 +122,19 @@ func (f *fakeFactory) install(env *testsuite.TestWorkflowEnvironment) {
 		})
 	env.OnActivity(pipelineActs.Cleanup, mock.Anything, mock.Anything).Return(
 		func(context.Context, activities.RunRef) error { f.called("cleanup"); return nil })
-	env.OnActivity(cloudActs.InstanceStatus, mock.Anything, mock.Anything).Return(
-		func(ctx context.Context, name string) (runtime.Status, error) {
-			cloud := cloudOf(ctx)
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			img, ok := f.images[cloud]
-			return runtime.Status{Exists: ok, Ready: ok, Image: img}, nil
-		})
-	env.OnActivity(cloudActs.DeployInstance, mock.Anything, mock.Anything).Return(
-		func(ctx context.Context, req activities.DeployRequest) (runtime.Endpoint, error) {
-			cloud := req.Spec.Labels[runtime.LabelCloud]
-			f.called("deploy " + cloud)
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			f.deployed[cloud] = append(f.deployed[cloud], req.Spec.Image)
-			if f.failDeploy[cloud] && req.Spec.Image == fakeImage {
-				return runtime.Endpoint{}, temporal.NewNonRetryableApplicationError("rollout timed out", "Test", nil)
-			}
-			f.images[cloud] = req.Spec.Image
-			return runtime.Endpoint{URL: "http://" + cloud + ".test", Host: cloud + ".test", Port: 80}, nil
-		}).After(5 * time.Second)
 	env.OnActivity(cloudActs.Verify, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, req activities.VerifyRequest) (string, error) {
-			cloud := strings.TrimSuffix(strings.TrimPrefix(req.URL, "http://"), ".test")
+			cloud := cloudOf(ctx)
 			f.called("verify " + cloud)
 			if f.failVerify[cloud] {
 				return "", temporal.NewNonRetryableApplicationError("verify: 502", activities.ErrTypeNotServing, nil)
 			}
 			return req.URL + req.Health + " answered 200", nil
 		}).After(10 * time.Second)
-	env.OnActivity(cloudActs.DestroyInstance, mock.Anything, mock.Anything).Return(
-		func(ctx context.Context, name string) error {
-			cloud := cloudOf(ctx)
-			f.called("destroy " + cloud)
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			delete(f.images, cloud)
-			return nil
-		})
 }
+
+// helloInstance is the instance the pipeline deploys hello as on every target.
+var helloInstance = PipelineInstance("hello")
 
 // cloudOf is the cloud whose queue an activity was scheduled on.
 func cloudOf(ctx context.Context) string {
@@ -185,16 +155,19 @@ func pipelineSpec(t *testing.T, edit func(*pipelinespec.Spec)) pipelinespec.Spec
 
 type pipelineTest struct {
 	testsuite.WorkflowTestSuite
-	env *testsuite.TestWorkflowEnvironment
-	f   *fakeFactory
-	t   *testing.T
+	env    *testsuite.TestWorkflowEnvironment
+	f      *fakeFactory
+	clouds *testClouds
+	t      *testing.T
 }
 
 func newPipelineTest(t *testing.T) *pipelineTest {
-	pt := &pipelineTest{t: t, f: newFakeFactory()}
+	// Every deploy takes 5 s of workflow time.
+	pt := &pipelineTest{t: t, f: newFakeFactory(), clouds: newTestClouds(t, exampleTopology, 5*time.Second)}
 	pt.env = pt.NewTestWorkflowEnvironment()
 	pt.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: names.PipelineID("hello", "r1")})
 	pt.f.install(pt.env)
+	pt.clouds.install(pt.env)
 	return pt
 }
 
@@ -281,11 +254,11 @@ func TestPipelineRunsEveryStepAndDeploysEveryTarget(t *testing.T) {
 		t.Errorf("build step timing/logs %+v", s)
 	}
 	eps := pr.Endpoints()
-	if len(eps) != 2 || eps["fog-north"].URL != "http://fog-north.test" || eps["edge-latin"].URL != "http://edge-latin.test" {
+	if len(eps) != 2 || eps["fog-north"].URL != "instant://fog-north/pipeline-hello" || eps["edge-latin"].URL != "instant://edge-latin/pipeline-hello" {
 		t.Errorf("endpoints %v", eps)
 	}
-	if pt.f.images["fog-north"] != fakeImage || pt.f.images["edge-latin"] != fakeImage {
-		t.Errorf("clouds run %v", pt.f.images)
+	if images := pt.clouds.images(helloInstance); images["fog-north"] != fakeImage || images["edge-latin"] != fakeImage {
+		t.Errorf("clouds run %v", images)
 	}
 	if pt.f.count("cleanup") != 1 {
 		t.Error("checkout not cleaned")
@@ -314,8 +287,8 @@ func TestPipelineTestFailureStopsWithTheOutput(t *testing.T) {
 	if pt.f.count("test") != 1 {
 		t.Errorf("test ran %d times: a failing test is not retried", pt.f.count("test"))
 	}
-	if n := pt.f.count("package") + pt.f.count("push") + pt.f.count("deploy fog-north") + pt.f.count("deploy edge-latin"); n != 0 {
-		t.Errorf("%d steps after the failed test ran: %v", n, pt.f.calls)
+	if n := pt.f.count("package") + pt.f.count("push") + len(pt.clouds.deploys); n != 0 {
+		t.Errorf("%d steps after the failed test ran: %v %v", n, pt.f.calls, pt.clouds.deploys)
 	}
 	s, _ := pr.StepByName(StepTest)
 	if s.Status != "failed" || !slices.Contains(s.Log.Tail, "--- FAIL: TestHello") || pr.Step != StepTest {
@@ -340,17 +313,17 @@ func TestPipelinePushFailureIsRetried(t *testing.T) {
 
 func TestPipelineRollsBackTheFailingTargetOnly(t *testing.T) {
 	pt := newPipelineTest(t)
-	pt.f.images["edge-latin"] = oldImage // an earlier release runs there
+	pt.clouds.seed("edge-latin", helloInstance, runtime.Spec{Image: oldImage, Port: 8080}) // an earlier release runs there
 	pt.f.failVerify["edge-latin"] = true
 	pr, err := pt.run(pipelineSpec(t, nil), nil)
 	if errorType(err) != ErrTypeRolledBack || !strings.Contains(err.Error(), "edge-latin") || strings.Contains(err.Error(), "fog-north") {
 		t.Fatalf("error %v, want RolledBack naming edge-latin only", err)
 	}
-	if got := pt.f.deployed["edge-latin"]; !slices.Equal(got, []string{fakeImage, oldImage}) {
+	if got := pt.clouds.deployed["edge-latin"]; !slices.Equal(got, []string{fakeImage, oldImage}) {
 		t.Errorf("edge-latin got %v, want the new image then the old one back", got)
 	}
-	if pt.f.images["edge-latin"] != oldImage || pt.f.images["fog-north"] != fakeImage {
-		t.Errorf("clouds run %v", pt.f.images)
+	if images := pt.clouds.images(helloInstance); images["edge-latin"] != oldImage || images["fog-north"] != fakeImage {
+		t.Errorf("clouds run %v", images)
 	}
 	byCloud := map[string]TargetProgress{}
 	for _, tp := range pr.Targets {
@@ -363,13 +336,13 @@ func TestPipelineRollsBackTheFailingTargetOnly(t *testing.T) {
 
 func TestPipelineRollbackRemovesANewInstance(t *testing.T) {
 	pt := newPipelineTest(t)
-	pt.f.failDeploy["fog-north"] = true
+	pt.clouds.failDeploys("fog-north", "rollout timed out")
 	_, err := pt.run(pipelineSpec(t, nil), nil)
 	if errorType(err) != ErrTypeRolledBack {
 		t.Fatalf("error %v", err)
 	}
-	if _, ok := pt.f.images["fog-north"]; ok || pt.f.count("destroy fog-north") != 1 {
-		t.Errorf("fog-north had nothing before and still runs %q", pt.f.images["fog-north"])
+	if img, ok := pt.clouds.images(helloInstance)["fog-north"]; ok || pt.clouds.destroyed("fog-north") != 1 {
+		t.Errorf("fog-north had nothing before and still runs %q", img)
 	}
 }
 
@@ -397,8 +370,8 @@ func TestPipelineApprovalApprove(t *testing.T) {
 	if waiting.Targets[0].Status != TargetDone || waiting.Targets[1].Status != TargetWaiting {
 		t.Errorf("while waiting: %+v (the ungated target deploys at once)", waiting.Targets)
 	}
-	if pr.Approval.Who != "bob" || pr.Approval.Status != ApprovalGranted || pt.f.images["edge-latin"] != fakeImage {
-		t.Errorf("approval %+v, edge-latin runs %q", pr.Approval, pt.f.images["edge-latin"])
+	if img := pt.clouds.images(helloInstance)["edge-latin"]; pr.Approval.Who != "bob" || pr.Approval.Status != ApprovalGranted || img != fakeImage {
+		t.Errorf("approval %+v, edge-latin runs %q", pr.Approval, img)
 	}
 }
 
@@ -411,8 +384,8 @@ func TestPipelineApprovalReject(t *testing.T) {
 	if errorType(err) != ErrTypeRejected || !strings.Contains(err.Error(), "carol") || !strings.Contains(err.Error(), "freeze") {
 		t.Fatalf("error %v", err)
 	}
-	if pt.f.count("deploy edge-latin") != 0 || pr.Approval.Status != ApprovalRejected {
-		t.Errorf("edge-latin deployed %d times, approval %+v", pt.f.count("deploy edge-latin"), pr.Approval)
+	if len(pt.clouds.deployed["edge-latin"]) != 0 || pr.Approval.Status != ApprovalRejected {
+		t.Errorf("edge-latin deployed %d times, approval %+v", len(pt.clouds.deployed["edge-latin"]), pr.Approval)
 	}
 }
 
@@ -426,7 +399,7 @@ func TestPipelineApprovalTimeout(t *testing.T) {
 	if took := pt.env.Now().Sub(start); took < 10*time.Minute {
 		t.Errorf("gave up after %v, before the timeout", took)
 	}
-	if pt.f.count("deploy edge-latin") != 0 {
+	if len(pt.clouds.deployed["edge-latin"]) != 0 {
 		t.Error("edge-latin deployed without approval")
 	}
 }
@@ -493,8 +466,8 @@ func TestPipelineBadInputBeforeAnySideEffect(t *testing.T) {
 			if errorType(err) != c.typ {
 				t.Fatalf("error %v, want type %s", err, c.typ)
 			}
-			if len(pt.f.calls) != 0 {
-				t.Errorf("activities ran: %v", pt.f.calls)
+			if len(pt.f.calls) != 0 || len(pt.clouds.deploys) != 0 {
+				t.Errorf("activities ran: %v %v", pt.f.calls, pt.clouds.deploys)
 			}
 		})
 	}
@@ -504,7 +477,7 @@ func TestPipelineBadInputBeforeAnySideEffect(t *testing.T) {
 // target back: nothing stays half-deployed.
 func TestPipelineCancelledDuringDeployLeavesNothingHalfDeployed(t *testing.T) {
 	pt := newPipelineTest(t)
-	pt.f.images["edge-latin"] = oldImage
+	pt.clouds.seed("edge-latin", helloInstance, runtime.Spec{Image: oldImage, Port: 8080})
 	pt.env.RegisterDelayedCallback(func() {
 		if st := stepStatuses(pt.progress())[StepDeploy]; st != StepRunning {
 			t.Errorf("cancelling at deploy status %s", st)
@@ -520,11 +493,12 @@ func TestPipelineCancelledDuringDeployLeavesNothingHalfDeployed(t *testing.T) {
 			t.Errorf("target %s %s after the cancel", tp.Cloud, tp.Status)
 		}
 	}
-	if img, ok := pt.f.images["fog-north"]; ok {
+	images := pt.clouds.images(helloInstance)
+	if img, ok := images["fog-north"]; ok {
 		t.Errorf("fog-north still runs %s after the cancelled run", img)
 	}
-	if pt.f.images["edge-latin"] != oldImage {
-		t.Errorf("edge-latin runs %s, want its previous image back", pt.f.images["edge-latin"])
+	if images["edge-latin"] != oldImage {
+		t.Errorf("edge-latin runs %s, want its previous image back", images["edge-latin"])
 	}
 }
 

@@ -138,8 +138,10 @@ func Push(ctx context.Context, ref string, what Pushable) (string, error) {
 // anonymously where it has none.
 var withAuth = remote.WithAuthFromKeychain(authn.DefaultKeychain)
 
-// ParseReference parses an image reference strictly (no implicit docker.io),
-// allowing plain HTTP only for loopback registries.
+// ParseReference parses an image reference strictly (no implicit docker.io,
+// an explicit tag or digest), allowing plain HTTP only for loopback
+// registries. It is drift's one image-reference policy: every place that
+// takes a reference (app specs, runtimes, registries) goes through it.
 func ParseReference(ref string) (name.Reference, error) {
 	opts := []name.Option{name.StrictValidation}
 	if host, _, _ := strings.Cut(ref, "/"); IsLoopback(host) {
@@ -152,7 +154,8 @@ func ParseReference(ref string) (name.Reference, error) {
 	return r, nil
 }
 
-// IsLoopback reports whether a registry host[:port] is on this machine.
+// IsLoopback reports whether a registry host[:port] is on this machine
+// (localhost, 127.0.0.0/8, ::1, with or without a port).
 func IsLoopback(host string) bool {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
@@ -160,7 +163,7 @@ func IsLoopback(host string) bool {
 	if host == "localhost" {
 		return true
 	}
-	ip := net.ParseIP(host)
+	ip := net.ParseIP(strings.Trim(host, "[]"))
 	return ip != nil && ip.IsLoopback()
 }
 

@@ -112,8 +112,13 @@ func TestParseReference(t *testing.T) {
 			t.Errorf("ParseReference(%q) err=%v, want ok=%v", ref, err, ok)
 		}
 	}
-	if !IsLoopback("127.0.0.1:5000") || !IsLoopback("localhost") || IsLoopback("10.0.0.1:5000") || IsLoopback("registry.example") {
-		t.Fatal("IsLoopback wrong")
+	for host, want := range map[string]bool{
+		"127.0.0.1:5000": true, "127.0.0.2": true, "localhost": true, "localhost:5000": true, "[::1]:5000": true, "[::1]": true,
+		"10.0.0.1:5000": false, "registry.example": false, "[fd00::1]:5000": false,
+	} {
+		if IsLoopback(host) != want {
+			t.Errorf("IsLoopback(%q) = %v", host, !want)
+		}
 	}
 }
 

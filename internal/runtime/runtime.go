@@ -163,6 +163,40 @@ func Matches(labels, selector map[string]string) bool {
 	return true
 }
 
+// Foreign says why an object carrying labels is not a runtime's to touch:
+// drift does not own it, or it belongs to another cloud than cloud, the
+// one the runtime was made for. It returns "" for the runtime's own
+// objects; a runtime made for no cloud (cloud "") owns every cloud's. what
+// names the object in the answer ("container", …). Every runtime whose
+// backend may hold objects it did not make refuses to deploy over them,
+// hides them from Status and leaves them to Destroy by this one rule.
+func Foreign(what string, labels map[string]string, cloud string) string {
+	if labels[LabelOwned] != "true" {
+		return fmt.Sprintf("a %s drift does not own", what)
+	}
+	if cloud != "" && labels[LabelCloud] != LabelValue(cloud) {
+		return fmt.Sprintf("a drift %s of cloud %q", what, labels[LabelCloud])
+	}
+	return ""
+}
+
+// ScopeToCloud is Foreign's rule for listing: it adds cloud to a selector
+// built by Selector, so a runtime made for cloud lists its own instances
+// only. ok is false when the selector asks for another cloud, whose
+// instances such a runtime never has. A runtime made for no cloud (cloud
+// "") lists every cloud's.
+func ScopeToCloud(sel map[string]string, cloud string) (scoped map[string]string, ok bool) {
+	if cloud == "" {
+		return sel, true
+	}
+	want := LabelValue(cloud)
+	if v, ok := sel[LabelCloud]; ok && v != want {
+		return nil, false
+	}
+	sel[LabelCloud] = want
+	return sel, true
+}
+
 // SortInstances orders instances by name so List output is stable.
 func SortInstances(in []Instance) {
 	sort.Slice(in, func(i, j int) bool { return in[i].Name < in[j].Name })

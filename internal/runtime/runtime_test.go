@@ -90,6 +90,35 @@ func TestSelectorMatchesOwnedLabels(t *testing.T) {
 	}
 }
 
+func TestForeignAndScopeToCloud(t *testing.T) {
+	own := map[string]string{LabelOwned: "true", LabelCloud: "fog-1"}
+	if why := Foreign("container", own, "fog-1"); why != "" {
+		t.Errorf("own container called foreign: %s", why)
+	}
+	for _, l := range []map[string]string{nil, {LabelCloud: "fog-1"}, {LabelOwned: "true", LabelCloud: "fog-2"}} {
+		if Foreign("container", l, "fog-1") == "" {
+			t.Errorf("labels %v taken as fog-1's", l)
+		}
+	}
+	if Foreign("container", map[string]string{LabelOwned: "true", LabelCloud: "any"}, "") != "" {
+		t.Error("a runtime without a cloud refused a drift container")
+	}
+
+	sel, ok := ScopeToCloud(Selector(nil), "fog-1")
+	if !ok || sel[LabelCloud] != "fog-1" || sel[LabelOwned] != "true" {
+		t.Errorf("ScopeToCloud(nil) = %v, %v", sel, ok)
+	}
+	if !Matches(own, sel) {
+		t.Error("the scoped selector misses the runtime's own instance")
+	}
+	if _, ok := ScopeToCloud(Selector(map[string]string{LabelCloud: "fog-2"}), "fog-1"); ok {
+		t.Error("a selector for another cloud was accepted")
+	}
+	if sel, ok := ScopeToCloud(Selector(nil), ""); !ok || sel[LabelCloud] != "" {
+		t.Errorf("a runtime without a cloud scoped its selector: %v", sel)
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	for _, c := range []struct {
 		cfg Config

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"strings"
 
-	ggcrname "github.com/google/go-containerregistry/pkg/name"
+	"github.com/edgedrift/drift/internal/image"
 )
 
 // ValidateSpec checks an instance's name and spec before any side effect and
@@ -21,8 +21,8 @@ func ValidateSpec(name, cloud string, spec Spec) (map[string]string, error) {
 	if strings.TrimSpace(spec.Image) == "" {
 		return nil, fmt.Errorf("%w: instance %s: empty image reference", ErrInvalid, name)
 	}
-	if _, err := ggcrname.ParseReference(spec.Image); err != nil {
-		return nil, fmt.Errorf("%w: instance %s: image reference %q: %v", ErrInvalid, name, spec.Image, err)
+	if _, err := image.ParseReference(spec.Image); err != nil {
+		return nil, fmt.Errorf("%w: instance %s: %v", ErrInvalid, name, err)
 	}
 	if spec.Port < 1 || spec.Port > 65535 {
 		return nil, fmt.Errorf("%w: instance %s: port %d is not in 1..65535", ErrInvalid, name, spec.Port)

@@ -1,3 +1,9 @@
+// Package bench measures mobility sessions on real parts: handover switch
+// time on the Docker and process runtimes, orchestration overhead against a
+// no-op Update, the pre-deploy prediction, and the memory one worker spends
+// per open session. `make bench` runs the measurements (DRIFT_BENCH=1) and
+// writes docs/bench/mobility.md; plain `go test` runs only quick checks of
+// the bench's own parts.
 package bench
 
 import (

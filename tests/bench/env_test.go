@@ -19,6 +19,7 @@ import (
 	"github.com/edgedrift/drift/internal/image"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/runtime/open"
+	"github.com/edgedrift/drift/internal/runtime/runtimetest"
 	"github.com/edgedrift/drift/internal/topology"
 	"github.com/edgedrift/drift/internal/workerhost"
 	"github.com/edgedrift/drift/workflows"
@@ -64,7 +65,7 @@ links:
   - {a: inst-a, b: inst-b, latency: 1ms}
 `
 
-// instantClouds of benchTopology run on Instant runtimes.
+// instantClouds of benchTopology run on runtimetest.Instant runtimes.
 var instantClouds = []string{"center", "inst-a", "inst-b"}
 
 // scaleTopology is what the sessions-held measurement and the quick smoke
@@ -87,9 +88,9 @@ var nearestOne = topology.Policy{Kind: topology.Nearest, N: 1}
 
 // pairs are the two regions a session moves between, by runtime.
 var pairs = map[string][2]string{
-	runtime.KindDocker:  {"fa", "fb"},
-	runtime.KindProcess: {"ea", "eb"},
-	KindInstant:         {"ia", "ib"},
+	runtime.KindDocker:      {"fa", "fb"},
+	runtime.KindProcess:     {"ea", "eb"},
+	runtimetest.KindInstant: {"ia", "ib"},
 }
 
 func parseTopology(t testing.TB, doc string) *topology.Topology {
@@ -102,12 +103,12 @@ func parseTopology(t testing.TB, doc string) *topology.Topology {
 }
 
 // env is a worker process's view: a client, the topology and the workers
-// serving every cloud of it, the instant ones on Instant runtimes.
+// serving every cloud of it, the instant ones on runtimetest.Instant runtimes.
 type env struct {
 	c        client.Client
 	topo     *topology.Topology
 	ws       *workerhost.Workers
-	instants map[string]*Instant
+	instants map[string]*runtimetest.Instant
 	timed    map[string]*timed // the real runtimes, by cloud
 	spec     appspec.AppSpec
 }
@@ -157,13 +158,13 @@ func (e *env) deployTimes(clouds ...string) []time.Duration {
 // keep their state under dataDir).
 func startEnv(t testing.TB, c client.Client, topo *topology.Topology, instant []string, registry, imageRef, dataDir string) *env {
 	t.Helper()
-	e := &env{c: c, topo: topo, instants: map[string]*Instant{}}
+	e := &env{c: c, topo: topo, instants: map[string]*runtimetest.Instant{}}
 	rts := map[string]runtime.Runtime{}
 	var clouds []string
 	for _, cl := range topo.Clouds() {
 		clouds = append(clouds, cl.ID)
 		if slices.Contains(instant, cl.ID) {
-			e.instants[cl.ID] = NewInstant(cl.ID)
+			e.instants[cl.ID] = runtimetest.NewInstant(cl.ID)
 			rts[cl.ID] = e.instants[cl.ID]
 			continue
 		}

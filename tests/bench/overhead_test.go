@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/edgedrift/drift/internal/names"
+	"github.com/edgedrift/drift/internal/runtime/runtimetest"
 	"github.com/edgedrift/drift/workflows"
 )
 
@@ -85,7 +86,7 @@ func (e *env) measureOverhead(ctx context.Context, clients, perClient, rounds in
 	}
 	defer w.Stop()
 
-	regions := pairs[KindInstant]
+	regions := pairs[runtimetest.KindInstant]
 	users := make([]string, clients)
 	var noops, upserts []client.WorkflowRun
 	for i := range clients {

@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
@@ -10,73 +9,12 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/edgedrift/drift/internal/runtime"
+	"github.com/edgedrift/drift/internal/runtime/runtimetest"
 	"github.com/edgedrift/drift/tests/harness"
 )
 
 // These tests run under plain `go test`: quick checks that the bench's own
 // parts measure what they claim.
-
-func TestInstantRuntime(t *testing.T) {
-	ctx := context.Background()
-	rt := NewInstant("inst-a")
-	spec := runtime.Spec{Image: "127.0.0.1:5000/hello:v1", Port: 8080, Labels: map[string]string{runtime.LabelWorkflow: "session/alice/hello"}}
-	ep, err := rt.Deploy(ctx, "hello-alice-inst-a", spec)
-	if err != nil || ep.URL == "" {
-		t.Fatalf("deploy: %v, %v", ep, err)
-	}
-	if again, err := rt.Deploy(ctx, "hello-alice-inst-a", spec); err != nil || again != ep || rt.Len() != 1 {
-		t.Fatalf("deploy is not idempotent: %v, %v, %d instances", again, err, rt.Len())
-	}
-	if _, err := rt.Deploy(ctx, "Bad_Name", spec); !errors.Is(err, runtime.ErrInvalid) {
-		t.Errorf("bad name: %v, want ErrInvalid", err)
-	}
-	other := spec
-	other.Labels = map[string]string{runtime.LabelCloud: "inst-b"}
-	if _, err := rt.Deploy(ctx, "hello-bob-inst-a", other); !errors.Is(err, runtime.ErrInvalid) {
-		t.Errorf("another cloud's label: %v, want ErrInvalid", err)
-	}
-	// Listing by the session's label finds it, the way Exit sweeps.
-	for sel, want := range map[string]int{"session/alice/hello": 1, "session/bob/hello": 0} {
-		found, err := rt.List(ctx, map[string]string{runtime.LabelWorkflow: sel})
-		if err != nil || len(found) != want {
-			t.Errorf("list %s: %d found (%v), want %d", sel, len(found), err, want)
-		}
-	}
-	all, _ := rt.List(ctx, nil)
-	if len(all) != 1 || all[0].Labels[runtime.LabelOwned] != "true" || all[0].Labels[runtime.LabelCloud] != "inst-a" {
-		t.Errorf("list: %+v", all)
-	}
-	if st, err := rt.Status(ctx, "hello-alice-inst-a"); err != nil || !st.Exists || !st.Ready {
-		t.Errorf("status: %+v, %v", st, err)
-	}
-	for range 2 {
-		if err := rt.Destroy(ctx, "hello-alice-inst-a"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if st, _ := rt.Status(ctx, "hello-alice-inst-a"); st.Exists || rt.Len() != 0 {
-		t.Errorf("after destroy: %+v, %d instances", st, rt.Len())
-	}
-	if d, x := rt.Counts(); d != 2 || x != 2 {
-		t.Errorf("counts: %d deploys, %d destroys", d, x)
-	}
-}
-
-func TestPercentile(t *testing.T) {
-	var ds []time.Duration
-	for i := 100; i >= 1; i-- {
-		ds = append(ds, time.Duration(i)*time.Millisecond)
-	}
-	for p, want := range map[float64]time.Duration{0.5: 50 * time.Millisecond, 0.99: 99 * time.Millisecond, 1: 100 * time.Millisecond, 0.001: time.Millisecond} {
-		if got := percentile(ds, p); got != want {
-			t.Errorf("p%v = %s, want %s", p, got, want)
-		}
-	}
-	if percentile(nil, 0.5) != 0 {
-		t.Error("empty")
-	}
-}
 
 // TestMeasurementsSmoke runs the handover and overhead measurements in
 // miniature on the instant runtime against a real embedded server: warm
@@ -89,7 +27,7 @@ func TestMeasurementsSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	warm, cold, err := e.measureHandovers(ctx, KindInstant, 1, 3)
+	warm, cold, err := e.measureHandovers(ctx, runtimetest.KindInstant, 1, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +74,7 @@ func BenchmarkWarmMove(b *testing.B) {
 	reg := harness.Registry(b)
 	e := startEnv(b, c, parseTopology(b, scaleTopology), []string{"center", "inst-a", "inst-b"}, reg.Host(), tinyImage(b, reg.Host()), b.TempDir())
 	ctx := context.Background()
-	regions := pairs[KindInstant]
+	regions := pairs[runtimetest.KindInstant]
 	if _, err := e.open(ctx, "bm", regions[0], "neighbours"); err != nil {
 		b.Fatal(err)
 	}

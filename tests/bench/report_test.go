@@ -2,11 +2,9 @@ package bench
 
 import (
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -80,17 +78,6 @@ func describeMachine(docker string) machine {
 	return m
 }
 
-// percentile is the nearest-rank p-th percentile (p in (0, 1]).
-func percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	i := int(math.Ceil(p*float64(len(s)))) - 1
-	return s[max(0, min(i, len(s)-1))]
-}
-
 func ms(d time.Duration) string {
 	v := float64(d) / float64(time.Millisecond)
 	switch {
@@ -134,7 +121,7 @@ func (r *report) handoverRatio(kind string, p float64) (float64, bool) {
 	if !ok1 || !ok2 || len(w.Moves) == 0 || len(c.Moves) == 0 {
 		return 0, false
 	}
-	return float64(percentile(w.clients(), p)) / float64(percentile(c.clients(), p)), true
+	return float64(harness.Percentile(w.clients(), p)) / float64(harness.Percentile(c.clients(), p)), true
 }
 
 // Markdown renders the report.
@@ -218,11 +205,11 @@ func (r *report) Markdown() string {
 			}
 			deploys := "none"
 			if len(s.Deploys) > 0 {
-				deploys = fmt.Sprintf("%s / %s (%d)", ms(percentile(s.Deploys, 0.5)), ms(percentile(s.Deploys, 0.99)), len(s.Deploys))
+				deploys = fmt.Sprintf("%s / %s (%d)", ms(harness.Percentile(s.Deploys, 0.5)), ms(harness.Percentile(s.Deploys, 0.99)), len(s.Deploys))
 			}
 			w("| %s | %s | %d | %s | %s | %s | %s | %s | %s | %d |\n", s.Runtime, s.Mode, len(s.Moves),
-				ms(percentile(c, 0.5)), ms(percentile(c, 0.99)), ms(mean),
-				ms(percentile(s.switches(), 0.5)), ms(percentile(s.switches(), 0.99)), deploys, s.Mismatched)
+				ms(harness.Percentile(c, 0.5)), ms(harness.Percentile(c, 0.99)), ms(mean),
+				ms(harness.Percentile(s.switches(), 0.5)), ms(harness.Percentile(s.switches(), 0.99)), deploys, s.Mismatched)
 		}
 		w("\n")
 		for _, kind := range []string{"docker", "process"} {
@@ -231,8 +218,8 @@ func (r *report) Markdown() string {
 				w("- %s: warm/cold client latency p50 %.4f (%s), p99 %.4f (%s): goal ≤ 1/20 %s.", kind, p50, oneIn(p50), p99, oneIn(p99), yesNo(p50 <= 0.05))
 				if warm, ok := r.series(kind, "warm"); ok && p50 > 0.04 && p50 < 0.0625 {
 					cold, _ := r.series(kind, "cold")
-					step := float64(time.Millisecond) / float64(percentile(cold.clients(), 0.5))
-					w(" This is close to the threshold: with a warm p50 of %s, one millisecond more or less moves the ratio by %.4f, so the verdict can differ from run to run.", ms(percentile(warm.clients(), 0.5)), step)
+					step := float64(time.Millisecond) / float64(harness.Percentile(cold.clients(), 0.5))
+					w(" This is close to the threshold: with a warm p50 of %s, one millisecond more or less moves the ratio by %.4f, so the verdict can differ from run to run.", ms(harness.Percentile(warm.clients(), 0.5)), step)
 				}
 				w("\n")
 			}
@@ -243,8 +230,8 @@ func (r *report) Markdown() string {
 		w("*Runtime Deploy* is the runtime's own `Deploy` call (create, start, wait until the health path answers), timed by a wrapper around the real runtime in the worker; the rest of a cold move is orchestration. ")
 		w("The goal is judged on client latency, which is what a user waits for.\n\n")
 		if c, ok := r.series(runtime.KindProcess, "cold"); ok && len(c.Deploys) > 0 {
-			w("Where a cold process move goes: the process runtime's Deploy took %s at p50 and %s at p99. ", ms(percentile(c.Deploys, 0.5)), ms(percentile(c.Deploys, 0.99)))
-			if p50 := percentile(c.Deploys, 0.5); p50 >= 100*time.Millisecond && p50 < 120*time.Millisecond {
+			w("Where a cold process move goes: the process runtime's Deploy took %s at p50 and %s at p99. ", ms(harness.Percentile(c.Deploys, 0.5)), ms(harness.Percentile(c.Deploys, 0.99)))
+			if p50 := harness.Percentile(c.Deploys, 0.5); p50 >= 100*time.Millisecond && p50 < 120*time.Millisecond {
 				w("Its readiness probe (`runtime.WaitHTTP`) asks the health path at once and then every 100 ms; Deploy times just above 100 ms match a process that is not yet listening at the first ask and answers at the second. ")
 				w("So a cold process move is about one probe period plus orchestration, while the warm path is the Update round trip alone, and the process runtime's ratio is bounded by the two.")
 			}
@@ -255,7 +242,7 @@ func (r *report) Markdown() string {
 	// 2. Overhead.
 	if o := r.Overhead; o != nil {
 		w("## 2. Orchestration overhead\n\n")
-		w("One worker process on the embedded server; the clouds `inst-a`/`inst-b` run the bench-only `Instant` runtime (tests/bench/instant.go: Deploy and Destroy return at once, passed through `app.WorkerOptions.Runtimes`). ")
+		w("One worker process on the embedded server; the clouds `inst-a`/`inst-b` run the in-memory `Instant` runtime (internal/runtime/runtimetest: Deploy and Destroy return at once, passed through `workerhost.WorkerOptions.Runtimes`). ")
 		w("%d sessions, each with its pair pre-deployed, make warm moves back and forth (no activity runs). ", o.Clients)
 		w("The baseline is %d workflows whose Update handler returns at once (`benchNoop`, on a worker of its own queue in the same process). ", o.Clients)
 		w("All are driven the same way: %d concurrent clients, one per workflow, each sending %d updates in a row and waiting for each result (`WaitForStage: Completed`). ", o.Clients, o.PerClient)
@@ -341,7 +328,7 @@ func (r *report) Markdown() string {
 
 	w("## Also\n\n")
 	w("`go test -run '^$' -bench . ./tests/bench` runs two Go benchmarks on the embedded server and the instant runtime, one client at a time: `BenchmarkWarmMove` (a warm Move update) and `BenchmarkNoopUpdate` (a no-op update). They are not part of this table. ")
-	w("Plain `go test ./tests/bench/...` (what CI runs) runs only quick checks of the bench's parts: the instant runtime's contract, the percentile, and the handover and overhead measurements in miniature against a real embedded server.\n\n")
+	w("Plain `go test ./tests/bench/...` (what CI runs) runs only quick checks of the bench's parts: the handover and overhead measurements in miniature against a real embedded server (the instant runtime and the percentile are tested where they live, in internal/runtime/runtimetest and tests/harness).\n\n")
 
 	if len(r.Leftovers) > 0 {
 		w("## Clean-up\n\n")

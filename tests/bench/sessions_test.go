@@ -20,6 +20,7 @@ import (
 	"github.com/edgedrift/drift/internal/devstack"
 	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/runtime"
+	"github.com/edgedrift/drift/internal/runtime/runtimetest"
 	"github.com/edgedrift/drift/workflows"
 )
 
@@ -209,7 +210,7 @@ func measureHeld(t *testing.T, levels []int, fallback int, budget time.Duration)
 	// throwaway runtime holding as many records as a session's instance.
 	{
 		before := readMemory()
-		scratch := NewInstant("inst-a")
+		scratch := runtimetest.NewInstant("inst-a")
 		const n = 2000
 		for i := range n {
 			name := runtime.InstanceName("hello", fmt.Sprintf("u%05d", i), "inst-a")

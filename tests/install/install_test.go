@@ -37,6 +37,7 @@ var helloFiles = []entry{
 // InstallSoftware workflow, the gateway pair and `drift agent`; neither the
 // VM nor the tenant namespace can reach the repository directly.
 func TestInstallThroughGateways(t *testing.T) {
+	harness.Binaries(t) // built before the install waits: a slow build must not eat its deadline
 	n := newNetwork(t)
 	_, c := harness.Temporal(t, "")
 	nd := startRepo(t, n, c, 1<<20)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/edgedrift/drift/internal/gateway"
 	"github.com/edgedrift/drift/internal/repo"
+	"github.com/edgedrift/drift/tests/harness"
 )
 
 // loadEnv is a network with a repository holding one package of size
@@ -64,7 +65,7 @@ func newLoadEnv(t *testing.T, size int) *loadEnv {
 // round is count concurrent downloads.
 type round struct {
 	Wall    time.Duration
-	Latency []time.Duration // sorted
+	Latency []time.Duration
 	Bytes   int64
 	Errors  []string
 }
@@ -72,12 +73,6 @@ type round struct {
 func (r round) perSecond() float64 { return float64(len(r.Latency)) / r.Wall.Seconds() }
 func (r round) mibPerSecond() float64 {
 	return float64(r.Bytes) / (1 << 20) / r.Wall.Seconds()
-}
-func (r round) quantile(q float64) time.Duration {
-	if len(r.Latency) == 0 {
-		return 0
-	}
-	return r.Latency[int(q*float64(len(r.Latency)-1))]
 }
 
 // download runs count concurrent downloads, checking each body's sha256.
@@ -106,7 +101,6 @@ func (e *loadEnv) download(hc *http.Client, url string, admin bool, count int) r
 	}
 	wg.Wait()
 	r.Wall = time.Since(start)
-	slices.Sort(r.Latency)
 	return r
 }
 
@@ -149,7 +143,7 @@ func TestLoadThroughGateways(t *testing.T) {
 		t.Fatalf("direct downloads failed: %v", direct.Errors[:min(5, len(direct.Errors))])
 	}
 	t.Logf("%d × %d KiB: gateways %.0f req/s (%.1f MiB/s, p99 %s), direct %.0f req/s (%.1f MiB/s, p99 %s)",
-		count, size>>10, via.perSecond(), via.mibPerSecond(), via.quantile(0.99), direct.perSecond(), direct.mibPerSecond(), direct.quantile(0.99))
+		count, size>>10, via.perSecond(), via.mibPerSecond(), harness.Percentile(via.Latency, 0.99), direct.perSecond(), direct.mibPerSecond(), harness.Percentile(direct.Latency, 0.99))
 }
 
 // TestInstallBench measures downloads through the gateway pair against
@@ -162,7 +156,7 @@ func TestInstallBench(t *testing.T) {
 	const count, rounds = 200, 5
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Install: downloads through the gateway pair vs direct\n\n")
-	fmt.Fprintf(&b, "`%s`, %s, %d cores (%s), load average before: %s.\n\n", os.Getenv("DRIFT_BENCH_COMMAND"), started.UTC().Format(time.RFC3339), goruntime.NumCPU(), goruntime.Version(), loadavg())
+	fmt.Fprintf(&b, "`%s`, %s, %d cores (%s), load average before: %s.\n\n", os.Getenv("DRIFT_BENCH_COMMAND"), started.UTC().Format(time.RFC3339), goruntime.NumCPU(), goruntime.Version(), harness.LoadAvg())
 	fmt.Fprintf(&b, "Each round: %d concurrent downloads of one package, sha256 checked on every body. Gateway path: VM namespace → tenant gateway (169.254.169.254:8080 in the tenant namespace) → unix socket → management gateway (signs the tenant) → repository in the management namespace. Direct: network node → repository on the management veth with the admin token. Rounds alternate gateway/direct; medians of %d rounds.\n\n", count, rounds)
 	fmt.Fprintf(&b, "| package | path | req/s | MiB/s | p50 | p99 | errors | gateway/direct |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, size := range []int{16 << 10, 1 << 20} {
@@ -183,13 +177,13 @@ func TestInstallBench(t *testing.T) {
 				ratio = fmt.Sprintf("%.2f", mv.perSecond()/md.perSecond())
 			}
 			fmt.Fprintf(&b, "| %d KiB | %s | %.0f | %.1f | %s | %s | %d | %s |\n", size>>10, row.path, row.r.perSecond(), row.r.mibPerSecond(),
-				row.r.quantile(0.5).Round(time.Microsecond*100), row.r.quantile(0.99).Round(time.Microsecond*100), errorsIn(row.all), ratio)
+				harness.Percentile(row.r.Latency, 0.5).Round(time.Microsecond*100), harness.Percentile(row.r.Latency, 0.99).Round(time.Microsecond*100), errorsIn(row.all), ratio)
 		}
 		if n := errorsIn(via) + errorsIn(direct); n > 0 {
 			t.Errorf("%d downloads failed", n)
 		}
 	}
-	fmt.Fprintf(&b, "\nLoad average after: %s. The machine is shared (2 cores, other engineers' tests running): absolute figures move with it, the ratio measured side by side less so.\n", loadavg())
+	fmt.Fprintf(&b, "\nLoad average after: %s. The machine is shared (2 cores, other engineers' tests running): absolute figures move with it, the ratio measured side by side less so.\n", harness.LoadAvg())
 	t.Log("\n" + b.String())
 	if path := os.Getenv("DRIFT_BENCH_REPORT"); path != "" {
 		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
@@ -210,13 +204,4 @@ func errorsIn(rs []round) int {
 		n += len(r.Errors)
 	}
 	return n
-}
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }

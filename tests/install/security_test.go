@@ -217,6 +217,7 @@ func TestSecurity(t *testing.T) {
 // and returns the failed install's state.
 func installOnce(t *testing.T, tc client.Client, n *network, nd *node, ref repo.Ref, prefix string) workflows.InstallState {
 	t.Helper()
+	harness.Binaries(t) // built before the install waits
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	run, err := drift.New(tc).StartInstall(ctx, workflows.InstallInput{Tenant: "acme", VM: "vm-" + ref.Name, Address: n.VMAddr, Package: ref,

@@ -54,7 +54,7 @@ func TestPipelineBench(t *testing.T) {
 	t.Cleanup(func() { destroyPipelineInstances(t, ws, "hello") })
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
-	load0 := loadavg()
+	load0 := harness.LoadAvg()
 	started := time.Now()
 
 	files, err := demo.HelloFiles()
@@ -151,9 +151,9 @@ func TestPipelineBench(t *testing.T) {
 		}
 		index = append(index, time.Since(t0))
 	}
-	load1 := loadavg()
+	load1 := harness.LoadAvg()
 
-	first, rerun := median(firsts), median(reruns)
+	first, rerun := harness.Percentile(firsts, 0.5), harness.Percentile(reruns, 0.5)
 	ratio := float64(rerun) / float64(first)
 	verdict := "**met**"
 	if ratio > 0.05 {
@@ -176,7 +176,8 @@ func TestPipelineBench(t *testing.T) {
 	}
 	fmt.Fprintf(&b, "| unchanged rerun ≤ 5%% of the first run: first run of a new commit on a warm build worker (medians of %d pairs) | %s vs %s = %.1f%% | %s |\n", benchPairs, ms(rerun), ms(first), 100*ratio, verdict)
 	fmt.Fprintf(&b, "| unchanged rerun ≤ 5%% of the first run: first run on a new build worker (empty Go cache) | %s vs %s = %.2f%% | %s |\n", ms(rerun), ms(coldTime), 100*coldRatio, coldVerdict)
-	fmt.Fprintf(&b, "| daemonless image build vs `docker build` of the same artifact (report) | p50 %s vs %s (%.0f×) | **measured** |\n\n", ms(median(daemonless)), ms(median(dockerBuild)), float64(median(dockerBuild))/float64(median(daemonless)))
+	daemonlessP50, dockerP50 := harness.Percentile(daemonless, 0.5), harness.Percentile(dockerBuild, 0.5)
+	fmt.Fprintf(&b, "| daemonless image build vs `docker build` of the same artifact (report) | p50 %s vs %s (%.0f×) | **measured** |\n\n", ms(daemonlessP50), ms(dockerP50), float64(dockerP50)/float64(daemonlessP50))
 	fmt.Fprintf(&b, "## 1. First run vs unchanged rerun\n\nEach pair: a new commit (a new `build_id.go`, so a new source tree the build has never seen), its first run, then a rerun of the same commit, which finds the build key's `build-<key>` tag in the registry and skips build, test, package, image and push; its deploys find the instances already running that image. The first runs use the worker's warm Go build cache (only the changed package recompiles); one extra first run used an empty Go cache, as a new build worker would.\n\n")
 	fmt.Fprintf(&b, "| run | end to end | build step | test step | deploy + verify | reused |\n|---|---|---|---|---|---|\n")
 	row := func(name string, d time.Duration, pr workflows.PipelineProgress) {
@@ -204,7 +205,7 @@ func TestPipelineBench(t *testing.T) {
 		name string
 		ds   []time.Duration
 	}{{"daemonless (internal/image), linux/amd64", daemonless}, {"docker build (Engine API), linux/amd64", dockerBuild}, {"daemonless index, linux/amd64 + linux/loong64", index}} {
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", r.name, ms(median(r.ds)), ms(slices.Min(r.ds)), ms(slices.Max(r.ds)))
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", r.name, ms(harness.Percentile(r.ds, 0.5)), ms(slices.Min(r.ds)), ms(slices.Max(r.ds)))
 	}
 	t.Log("\n" + b.String())
 	if path := os.Getenv("DRIFT_BENCH_REPORT"); path != "" {
@@ -289,24 +290,9 @@ func dockerBuildImage(ctx context.Context, docker *client.Client, bin []byte, ta
 	return nil
 }
 
-func median(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
 func ms(d time.Duration) string {
 	if d >= 10*time.Second {
 		return d.Round(100 * time.Millisecond).String()
 	}
 	return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
-}
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }

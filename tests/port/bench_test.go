@@ -11,6 +11,7 @@ import (
 	"time"
 
 	drift "github.com/edgedrift/drift/internal/client"
+	"github.com/edgedrift/drift/tests/harness"
 	"github.com/edgedrift/drift/workflows"
 )
 
@@ -48,7 +49,7 @@ func TestPortBench(t *testing.T) {
 		if err != nil || r.Status != workflows.PortDone {
 			t.Fatalf("%s port: %v (%s)", name, err, r.Status)
 		}
-		return runResult{report: r, total: time.Since(start), load: loadAverage()}
+		return runResult{report: r, total: time.Since(start), load: harness.LoadAvg()}
 	}
 	cold := port("cold")
 	warm := port("warm")
@@ -134,12 +135,4 @@ func ratio(a, b time.Duration) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.2f", float64(a)/float64(b))
-}
-
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Join(strings.Fields(string(b))[:3], " ")
 }

@@ -1,3 +1,6 @@
+// Package runtimes tests drift's runtimes on real parts: the Docker Engine,
+// local processes and (in kubernetes_test.go) a Kubernetes control plane.
+// Every runtime passes the same conformance suite, runtimetest.Conformance.
 package runtimes
 
 import (
@@ -16,6 +19,7 @@ import (
 
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/runtime/docker"
+	"github.com/edgedrift/drift/internal/runtime/runtimetest"
 	"github.com/edgedrift/drift/tests/harness"
 )
 
@@ -28,8 +32,8 @@ func TestDocker(t *testing.T) {
 
 	// A cloud id and a name prefix of our own: other tests may use the same
 	// engine at the same time.
-	cloud := uniqueID("fog")
-	prefix := uniqueID("dk")
+	cloud := runtimetest.UniqueName("fog")
+	prefix := runtimetest.UniqueName("dk")
 	rt := newDocker(t, cloud)
 
 	leftovers := func(t *testing.T) []string { return engineLeftovers(t, cli, cloud, prefix) }
@@ -49,7 +53,7 @@ func TestDocker(t *testing.T) {
 	})
 
 	t.Run("conformance", func(t *testing.T) {
-		conformance(t, rt, conformanceCase{
+		runtimetest.Conformance(t, rt, runtimetest.Case{
 			Image: v1, Image2: v2, Version: "v1", Version2: "v2",
 			Cloud: cloud, Prefix: prefix + "-c", Serves: true,
 			Leftovers: leftovers,
@@ -59,7 +63,7 @@ func TestDocker(t *testing.T) {
 	t.Run("container", func(t *testing.T) {
 		name := prefix + "-labels"
 		destroyAtEnd(t, rt, name)
-		ep := deploy(t, rt, name, runtime.Spec{
+		ep := runtimetest.Deploy(t, rt, name, runtime.Spec{
 			Image: v1, Port: 8080, Health: "/healthz",
 			Env:    map[string]string{"DRIFT_CLOUD": cloud, "PORT": "9999"},
 			Labels: map[string]string{runtime.LabelWorkflow: "pipeline/hello/1"},
@@ -100,15 +104,15 @@ func TestDocker(t *testing.T) {
 		if len(c.NetworkSettings.Ports["8080/tcp"]) == 0 {
 			t.Errorf("8080/tcp not published: %v", c.NetworkSettings.Ports)
 		}
-		expectServes(t, ep, cloud, "v1")
+		runtimetest.ExpectServes(t, ep, cloud, "v1")
 
 		// The runtime of another cloud on the same engine neither sees nor
 		// touches it.
 		other := newDocker(t, cloud+"-other")
-		if st := status(t, other, name); st.Exists {
+		if st := runtimetest.Status(t, other, name); st.Exists {
 			t.Errorf("another cloud's runtime sees %s: %+v", name, st)
 		}
-		if got := names(t, other, nil); len(got) != 0 {
+		if got := runtimetest.Names(t, other, nil); len(got) != 0 {
 			t.Errorf("another cloud's runtime lists %v", got)
 		}
 		if err := other.Destroy(context.Background(), name); err != nil {
@@ -117,7 +121,7 @@ func TestDocker(t *testing.T) {
 		if _, err := other.Deploy(context.Background(), name, runtime.Spec{Image: v1, Port: 8080}); err == nil {
 			t.Error("another cloud's runtime deployed over the container")
 		}
-		if st := status(t, rt, name); !st.Ready || st.Endpoint != ep {
+		if st := runtimetest.Status(t, rt, name); !st.Ready || st.Endpoint != ep {
 			t.Errorf("after the other cloud's attempts: %+v", st)
 		}
 	})
@@ -128,7 +132,7 @@ func TestDocker(t *testing.T) {
 		// Two Runtimes, as two workers would be: only the engine's name
 		// uniqueness keeps them from making two containers.
 		spec := runtime.Spec{Image: v1, Port: 8080, Health: "/healthz", Env: map[string]string{"DRIFT_CLOUD": cloud}}
-		ep := deployConcurrently(t, name, spec, newDocker(t, cloud), newDocker(t, cloud))
+		ep := runtimetest.DeployConcurrently(t, name, spec, newDocker(t, cloud), newDocker(t, cloud))
 		cs, err := cli.ContainerList(context.Background(), container.ListOptions{All: true,
 			Filters: filters.NewArgs(filters.Arg("label", runtime.LabelInstance+"="+name))})
 		if err != nil {
@@ -137,24 +141,24 @@ func TestDocker(t *testing.T) {
 		if len(cs) != 1 {
 			t.Errorf("%d containers for %s, want 1", len(cs), name)
 		}
-		expectServes(t, ep, cloud, "v1")
+		runtimetest.ExpectServes(t, ep, cloud, "v1")
 	})
 
 	t.Run("stopped container is replaced", func(t *testing.T) {
 		name := prefix + "-stopped"
 		destroyAtEnd(t, rt, name)
 		spec := runtime.Spec{Image: v1, Port: 8080, Health: "/healthz", Env: map[string]string{"DRIFT_CLOUD": cloud}}
-		deploy(t, rt, name, spec, time.Minute)
+		runtimetest.Deploy(t, rt, name, spec, time.Minute)
 		timeout := 1
 		if err := cli.ContainerStop(context.Background(), name, container.StopOptions{Timeout: &timeout}); err != nil {
 			t.Fatal(err)
 		}
-		if st := status(t, rt, name); !st.Exists || st.Ready {
+		if st := runtimetest.Status(t, rt, name); !st.Exists || st.Ready {
 			t.Errorf("stopped container: Status = %+v, want exists, not ready", st)
 		}
-		ep := deploy(t, rt, name, spec, time.Minute)
-		expectServes(t, ep, cloud, "v1")
-		if st := status(t, rt, name); !st.Ready {
+		ep := runtimetest.Deploy(t, rt, name, spec, time.Minute)
+		runtimetest.ExpectServes(t, ep, cloud, "v1")
+		if st := runtimetest.Status(t, rt, name); !st.Ready {
 			t.Errorf("after redeploy: %+v", st)
 		}
 	})
@@ -176,7 +180,7 @@ func TestDocker(t *testing.T) {
 		if err == nil || errors.Is(err, runtime.ErrInvalid) {
 			t.Errorf("Deploy of a missing image: %v", err)
 		}
-		if st := status(t, rt, name); st.Exists {
+		if st := runtimetest.Status(t, rt, name); st.Exists {
 			t.Errorf("after failed deploys: %+v", st)
 		}
 	})
@@ -195,7 +199,7 @@ func TestDocker(t *testing.T) {
 		if _, err := rt.Deploy(ctx, name, runtime.Spec{Image: v1, Port: 8080}); err == nil {
 			t.Error("Deploy took over a container drift does not own")
 		}
-		if st := status(t, rt, name); st.Exists {
+		if st := runtimetest.Status(t, rt, name); st.Exists {
 			t.Errorf("Status of a foreign container: %+v", st)
 		}
 		if err := rt.Destroy(ctx, name); err != nil {

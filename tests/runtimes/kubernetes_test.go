@@ -17,6 +17,7 @@ import (
 
 	"github.com/edgedrift/drift/internal/runtime"
 	kuberuntime "github.com/edgedrift/drift/internal/runtime/kubernetes"
+	"github.com/edgedrift/drift/internal/runtime/runtimetest"
 	"github.com/edgedrift/drift/tests/harness"
 	"github.com/edgedrift/drift/tests/kube"
 )
@@ -33,8 +34,8 @@ func TestKubernetes(t *testing.T) {
 	v2 := harness.HelloImage(t, reg, "v2")
 	cs := cluster.Clientset
 
-	cloud := uniqueID("edge")
-	prefix := uniqueID("k8")
+	cloud := runtimetest.UniqueName("edge")
+	prefix := runtimetest.UniqueName("k8")
 	rt := newKube(t, cluster, cloud)
 	if rt.Namespace() != "drift-"+cloud {
 		t.Errorf("namespace %q, want drift-%s", rt.Namespace(), cloud)
@@ -47,7 +48,7 @@ func TestKubernetes(t *testing.T) {
 	})
 
 	t.Run("conformance", func(t *testing.T) {
-		conformance(t, rt, conformanceCase{
+		runtimetest.Conformance(t, rt, runtimetest.Case{
 			Image: v1, Image2: v2,
 			Cloud: cloud, Prefix: prefix + "-c", Serves: false,
 			Timeout:   time.Minute,
@@ -64,7 +65,7 @@ func TestKubernetes(t *testing.T) {
 			Env:    map[string]string{"DRIFT_CLOUD": cloud, "PORT": "9999"},
 			Labels: map[string]string{runtime.LabelWorkflow: "session/alice/hello"},
 		}
-		ep := deploy(t, rt, name, spec, time.Minute)
+		ep := runtimetest.Deploy(t, rt, name, spec, time.Minute)
 		ns := rt.Namespace()
 		want := map[string]string{
 			runtime.LabelOwned:    "true",
@@ -124,7 +125,7 @@ func TestKubernetes(t *testing.T) {
 		}
 
 		t.Log("the same spec again changes nothing")
-		deploy(t, rt, name, spec, time.Minute)
+		runtimetest.Deploy(t, rt, name, spec, time.Minute)
 		dep2, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -139,7 +140,7 @@ func TestKubernetes(t *testing.T) {
 
 		t.Log("a new image rolls the deployment")
 		spec.Image = v2
-		deploy(t, rt, name, spec, time.Minute)
+		runtimetest.Deploy(t, rt, name, spec, time.Minute)
 		dep3, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -174,7 +175,7 @@ func TestKubernetes(t *testing.T) {
 				t.Errorf("replicaset %s of %s has %d replicas", rs.Name, img, n)
 			}
 		}
-		if st := status(t, rt, name); !st.Ready || st.Image != v2 || st.Endpoint != ep {
+		if st := runtimetest.Status(t, rt, name); !st.Ready || st.Image != v2 || st.Endpoint != ep {
 			t.Errorf("status after the roll %+v (endpoint was %+v)", st, ep)
 		}
 
@@ -193,7 +194,7 @@ func TestKubernetes(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		// A runtime for a cloud of its own, whose namespace must not appear either.
-		fresh := newKube(t, cluster, uniqueID("edge"))
+		fresh := newKube(t, cluster, runtimetest.UniqueName("edge"))
 		name := prefix + "-bad"
 		for what, tc := range map[string]struct {
 			name string
@@ -246,7 +247,7 @@ func TestKubernetes(t *testing.T) {
 		if _, err := rt.Deploy(ctx, name, runtime.Spec{Image: v2, Port: 8080}); err == nil {
 			t.Error("Deploy took over a deployment drift does not own")
 		}
-		if st := status(t, rt, name); st.Exists {
+		if st := runtimetest.Status(t, rt, name); st.Exists {
 			t.Errorf("Status of a foreign deployment: %+v", st)
 		}
 		if err := rt.Destroy(ctx, name); err != nil {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/runtime/process"
+	"github.com/edgedrift/drift/internal/runtime/runtimetest"
 	"github.com/edgedrift/drift/tests/harness"
 )
 
@@ -29,8 +30,8 @@ func TestProcess(t *testing.T) {
 	v1 := harness.HelloImage(t, reg, "v1")
 	v2 := harness.HelloImage(t, reg, "v2")
 
-	cloud := uniqueID("edge")
-	prefix := uniqueID("pr")
+	cloud := runtimetest.UniqueName("edge")
+	prefix := runtimetest.UniqueName("pr")
 	dir := t.TempDir()
 	rt := newProcess(t, dir, cloud)
 	spec := runtime.Spec{Image: v1, Port: 8080, Health: "/healthz", Env: map[string]string{"DRIFT_CLOUD": cloud}}
@@ -45,7 +46,7 @@ func TestProcess(t *testing.T) {
 	})
 
 	t.Run("conformance", func(t *testing.T) {
-		conformance(t, rt, conformanceCase{
+		runtimetest.Conformance(t, rt, runtimetest.Case{
 			Image: v1, Image2: v2, Version: "v1", Version2: "v2",
 			Cloud: cloud, Prefix: prefix + "-c", Serves: true,
 			Leftovers: func(t *testing.T) []string { return leftovers(t, dir) },
@@ -56,19 +57,19 @@ func TestProcess(t *testing.T) {
 		name := prefix + "-restart"
 		first := newProcess(t, dir, cloud)
 		destroyAtEnd(t, first, name)
-		ep := deploy(t, first, name, spec, time.Minute)
+		ep := runtimetest.Deploy(t, first, name, spec, time.Minute)
 		pid := recordedPID(t, dir, name)
 
 		// The worker restarts: a new Runtime on the same directory.
 		second := newProcess(t, dir, cloud)
-		in, ok := find(list(t, second, map[string]string{runtime.LabelCloud: cloud}), name)
+		in, ok := runtimetest.Find(runtimetest.List(t, second, map[string]string{runtime.LabelCloud: cloud}), name)
 		if !ok || !in.Ready || in.Endpoint != ep || in.Image != v1 {
 			t.Fatalf("the new runtime lists %+v (found %v), want ready at %s", in, ok, ep.URL)
 		}
-		if st := status(t, second, name); !st.Ready || st.Endpoint != ep {
+		if st := runtimetest.Status(t, second, name); !st.Ready || st.Endpoint != ep {
 			t.Errorf("the new runtime's Status: %+v", st)
 		}
-		if again := deploy(t, second, name, spec, time.Minute); again != ep || recordedPID(t, dir, name) != pid {
+		if again := runtimetest.Deploy(t, second, name, spec, time.Minute); again != ep || recordedPID(t, dir, name) != pid {
 			t.Errorf("the new runtime's Deploy of the same spec restarted it: %+v pid %d -> %+v", ep, pid, again)
 		}
 		if err := second.Destroy(context.Background(), name); err != nil {
@@ -80,7 +81,7 @@ func TestProcess(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("instance directory left: %v", err)
 		}
-		if err := get(ep.URL+"/healthz", nil); err == nil {
+		if err := runtimetest.Get(ep.URL+"/healthz", nil); err == nil {
 			t.Errorf("%s still answers", ep.URL)
 		}
 		if left := leftovers(t, dir); len(left) != 0 {
@@ -105,11 +106,11 @@ func TestProcess(t *testing.T) {
 		if !alive(pid) {
 			t.Fatalf("instance process %d died with its worker", pid)
 		}
-		in, ok := find(list(t, rt, nil), name)
+		in, ok := runtimetest.Find(runtimetest.List(t, rt, nil), name)
 		if !ok || !in.Ready || !strings.Contains(string(out), "ENDPOINT "+in.Endpoint.URL+"\n") {
 			t.Fatalf("after the worker exited, List gives %+v (found %v); worker said:\n%s", in, ok, out)
 		}
-		expectServes(t, in.Endpoint, cloud, "v1")
+		runtimetest.ExpectServes(t, in.Endpoint, cloud, "v1")
 		if err := rt.Destroy(ctx, name); err != nil {
 			t.Fatal(err)
 		}
@@ -122,7 +123,7 @@ func TestProcess(t *testing.T) {
 	t.Run("concurrent deploys make one process", func(t *testing.T) {
 		name := prefix + "-race"
 		destroyAtEnd(t, rt, name)
-		deployConcurrently(t, name, spec, newProcess(t, dir, cloud), newProcess(t, dir, cloud), rt)
+		runtimetest.DeployConcurrently(t, name, spec, newProcess(t, dir, cloud), newProcess(t, dir, cloud), rt)
 		if pids := processesUnder(t, filepath.Join(dir, name)); len(pids) != 1 {
 			t.Errorf("processes of %s: %v, want one", name, pids)
 		}
@@ -131,23 +132,23 @@ func TestProcess(t *testing.T) {
 	t.Run("a crashed process is started again by Deploy", func(t *testing.T) {
 		name := prefix + "-crash"
 		destroyAtEnd(t, rt, name)
-		deploy(t, rt, name, spec, time.Minute)
+		runtimetest.Deploy(t, rt, name, spec, time.Minute)
 		pid := recordedPID(t, dir, name)
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
 		waitGone(t, pid)
-		if st := status(t, rt, name); !st.Exists || st.Ready {
+		if st := runtimetest.Status(t, rt, name); !st.Exists || st.Ready {
 			t.Errorf("crashed: Status = %+v, want exists, not ready", st)
 		}
-		if in, _ := find(list(t, rt, nil), name); in.Ready {
+		if in, _ := runtimetest.Find(runtimetest.List(t, rt, nil), name); in.Ready {
 			t.Errorf("crashed: List says ready")
 		}
-		ep := deploy(t, rt, name, spec, time.Minute)
+		ep := runtimetest.Deploy(t, rt, name, spec, time.Minute)
 		if recordedPID(t, dir, name) == pid {
 			t.Error("same pid recorded after restart")
 		}
-		expectServes(t, ep, cloud, "v1")
+		runtimetest.ExpectServes(t, ep, cloud, "v1")
 	})
 
 	t.Run("a failed deploy leaves nothing", func(t *testing.T) {
@@ -168,7 +169,7 @@ func TestProcess(t *testing.T) {
 		// explicitly) deploys fine.
 		good := spec
 		good.Command = []string{"/hello"}
-		deploy(t, rt, name, good, time.Minute)
+		runtimetest.Deploy(t, rt, name, good, time.Minute)
 		if err := rt.Destroy(ctx, name); err != nil {
 			t.Fatal(err)
 		}
@@ -198,7 +199,7 @@ func TestProcess(t *testing.T) {
 
 		s := spec
 		s.Image = ref
-		deploy(t, cached, name, s, time.Minute)
+		runtimetest.Deploy(t, cached, name, s, time.Minute)
 		if hits.Load() == 0 {
 			t.Fatal("the image was not fetched through the proxy")
 		}
@@ -206,11 +207,11 @@ func TestProcess(t *testing.T) {
 			t.Fatal(err)
 		}
 		fetched := hits.Load()
-		ep := deploy(t, cached, name, s, time.Minute)
+		ep := runtimetest.Deploy(t, cached, name, s, time.Minute)
 		if hits.Load() != fetched {
 			t.Errorf("redeploying a cached digest made %d registry requests", hits.Load()-fetched)
 		}
-		expectServes(t, ep, cloud, "v1")
+		runtimetest.ExpectServes(t, ep, cloud, "v1")
 		if err := cached.Destroy(context.Background(), name); err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/api/enums/v1"
 
 	"github.com/edgedrift/drift/internal/runtime"
+	"github.com/edgedrift/drift/tests/harness"
 	"github.com/edgedrift/drift/workflows"
 )
 
@@ -28,7 +29,7 @@ func TestUpgradeBench(t *testing.T) {
 	}
 	const rounds = 5
 	begin := time.Now()
-	load0 := loadavg()
+	load0 := harness.LoadAvg()
 	r := newRig(t, "upgrade-fog", runtime.Config{Kind: runtime.KindDocker})
 	oldDriver := r.driver(t, "1.0.0", ">= 24.0.0, < 26.0.0", "")
 	newDriver := r.driver(t, "3.0.0", ">= 25.0.0", "")
@@ -58,7 +59,7 @@ func TestUpgradeBench(t *testing.T) {
 		}
 		cancel()
 	}
-	load1 := loadavg()
+	load1 := harness.LoadAvg()
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Component upgrade benchmark\n\nWritten by `make bench-upgrade` from one measured run; the ratio compares numbers taken side by side in that run. The issue sets no speed goal: this is a measurement.\n\n")
@@ -66,6 +67,7 @@ func TestUpgradeBench(t *testing.T) {
 		begin.UTC().Format("2006-01-02 15:04"), goruntime.NumCPU(), goruntime.GOOS, goruntime.GOARCH, goruntime.Version(), load0, load1)
 	fmt.Fprintf(&b, "- **Command:** `%s`\n- **Run time:** %s in the test\n\n", os.Getenv("DRIFT_BENCH_COMMAND"), time.Since(begin).Round(time.Second))
 	fmt.Fprintf(&b, "Each of %d rounds installs cinder 24.2.0 without any workflow: it layers driver acme 1.0.0 onto the release and starts the API and volume service, two containers, through the Docker runtime directly (the **bare deploy**), then runs `ComponentUpgrade` with the platform policy and driver acme 3.0.0: the release index says gazpacho 28.0.0, the driver is layered onto that release in the registry, the new env (two containers) starts beside the old, HTTP verification checks both services' health and creates and deletes a volume through the driver, the switch retires the old env. Steps are activity times from the workflow's history (scheduled → completed, retries included); the upgrade total is client-observed, start to result.\n\n", rounds)
+	p50 := func(ds []time.Duration) time.Duration { return harness.Percentile(ds, 0.5).Round(time.Millisecond) }
 	fmt.Fprintf(&b, "| step | rounds | p50 | max |\n|---|---|---|---|\n")
 	for _, step := range slices.Sorted(maps.Keys(steps)) {
 		fmt.Fprintf(&b, "| %s | %d | %s | %s |\n", step, len(steps[step]), p50(steps[step]), slices.Max(steps[step]).Round(time.Millisecond))
@@ -113,19 +115,4 @@ func stepTimes(t *testing.T, r *rig, id string) map[string]time.Duration {
 		}[k]] = v
 	}
 	return named
-}
-
-func p50(ds []time.Duration) time.Duration {
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)/2].Round(time.Millisecond)
-}
-
-func loadavg() string {
-	b, _ := os.ReadFile("/proc/loadavg")
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }

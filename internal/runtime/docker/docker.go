@@ -456,7 +456,7 @@ func (r *Runtime) Destroy(ctx context.Context, name string) error {
 // List returns this runtime's drift-owned containers whose labels match
 // selector, sorted by name.
 func (r *Runtime) List(ctx context.Context, selector map[string]string) ([]runtime.Instance, error) {
-	sel, ok := r.scope(runtime.Selector(selector))
+	sel, ok := runtime.ScopeToCloud(runtime.Selector(selector), r.cloud)
 	if !ok {
 		return []runtime.Instance{}, nil
 	}
@@ -492,29 +492,10 @@ func (r *Runtime) List(ctx context.Context, selector map[string]string) ([]runti
 	return out, nil
 }
 
-// scope adds the runtime's cloud to a selector; ok is false when the
-// selector asks for another cloud, which this runtime never has.
-func (r *Runtime) scope(sel map[string]string) (map[string]string, bool) {
-	if r.cloud != "" {
-		want := runtime.LabelValue(r.cloud)
-		if v, ok := sel[runtime.LabelCloud]; ok && v != want {
-			return nil, false
-		}
-		sel[runtime.LabelCloud] = want
-	}
-	return sel, true
-}
-
 // foreign explains why a container with these labels is not this runtime's
 // to touch, or returns "".
 func (r *Runtime) foreign(labels map[string]string) string {
-	if labels[runtime.LabelOwned] != "true" {
-		return "a container drift does not own"
-	}
-	if r.cloud != "" && labels[runtime.LabelCloud] != runtime.LabelValue(r.cloud) {
-		return fmt.Sprintf("a drift container of cloud %q", labels[runtime.LabelCloud])
-	}
-	return ""
+	return runtime.Foreign("container", labels, r.cloud)
 }
 
 func publicLabels(l map[string]string) map[string]string {

@@ -148,26 +148,3 @@ func TestEndpointOfOnlyLoopback(t *testing.T) {
 		t.Error("nil settings gave an endpoint")
 	}
 }
-
-func TestScopeAndForeign(t *testing.T) {
-	r := newRuntime(t, "fog-1")
-	sel, ok := r.scope(runtime.Selector(nil))
-	if !ok || sel[runtime.LabelCloud] != "fog-1" || sel[runtime.LabelOwned] != "true" {
-		t.Errorf("scope(nil) = %v, %v", sel, ok)
-	}
-	if _, ok := r.scope(runtime.Selector(map[string]string{runtime.LabelCloud: "fog-2"})); ok {
-		t.Error("a selector for another cloud was accepted")
-	}
-	if why := r.foreign(map[string]string{runtime.LabelOwned: "true", runtime.LabelCloud: "fog-1"}); why != "" {
-		t.Errorf("own container called foreign: %s", why)
-	}
-	for _, l := range []map[string]string{nil, {runtime.LabelCloud: "fog-1"}, {runtime.LabelOwned: "true", runtime.LabelCloud: "fog-2"}} {
-		if r.foreign(l) == "" {
-			t.Errorf("labels %v taken as this runtime's", l)
-		}
-	}
-	unscoped := newRuntime(t, "")
-	if unscoped.foreign(map[string]string{runtime.LabelOwned: "true", runtime.LabelCloud: "any"}) != "" {
-		t.Error("a runtime without a cloud refused a drift container")
-	}
-}

@@ -253,13 +253,9 @@ func (r *Runtime) Destroy(ctx context.Context, name string) error {
 // List returns the instances whose Deployments carry drift's ownership label
 // and this runtime's cloud, and match selector.
 func (r *Runtime) List(ctx context.Context, selector map[string]string) ([]runtime.Instance, error) {
-	set := runtime.Selector(selector)
-	if r.cloud != "" {
-		want := runtime.LabelValue(r.cloud)
-		if v, ok := set[runtime.LabelCloud]; ok && v != want {
-			return []runtime.Instance{}, nil // another cloud's: never here
-		}
-		set[runtime.LabelCloud] = want
+	set, ok := runtime.ScopeToCloud(runtime.Selector(selector), r.cloud)
+	if !ok {
+		return []runtime.Instance{}, nil // another cloud's: never here
 	}
 	sel, err := labels.ValidatedSelectorFromSet(set)
 	if err != nil {
@@ -357,13 +353,7 @@ func (r *Runtime) waitApplicable(ctx context.Context, name string) error {
 // foreign explains why an object with these labels is not this runtime's to
 // touch, or returns "".
 func (r *Runtime) foreign(l map[string]string) string {
-	if l[runtime.LabelOwned] != "true" {
-		return "an object drift does not own"
-	}
-	if r.cloud != "" && l[runtime.LabelCloud] != runtime.LabelValue(r.cloud) {
-		return fmt.Sprintf("a drift object of cloud %q", l[runtime.LabelCloud])
-	}
-	return ""
+	return runtime.Foreign("Kubernetes object", l, r.cloud)
 }
 
 // waitRollout waits until dep (as applied) has rolled out.

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -21,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/edgedrift/drift/internal/image"
 	"github.com/edgedrift/drift/internal/runtime"
 )
 
@@ -36,32 +36,6 @@ type cachedImage struct {
 	Config v1.ConfigFile // the platform image's config
 }
 
-// parseRef parses an image reference. Registries on loopback (127.0.0.0/8,
-// ::1, localhost) are spoken to over plain HTTP; every other registry must
-// use HTTPS.
-func parseRef(ref string) (ggcrname.Reference, error) {
-	r, err := ggcrname.ParseReference(ref)
-	if err != nil {
-		return nil, err
-	}
-	if loopbackRegistry(r.Context().RegistryStr()) {
-		return ggcrname.ParseReference(ref, ggcrname.Insecure)
-	}
-	return r, nil
-}
-
-func loopbackRegistry(hostport string) bool {
-	host := hostport
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		host = h
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(strings.Trim(host, "[]"))
-	return ip != nil && ip.IsLoopback()
-}
-
 // platform is the image platform the process runtime runs: this host's.
 func platform() v1.Platform {
 	return v1.Platform{OS: "linux", Architecture: goruntime.GOARCH}
@@ -69,11 +43,12 @@ func platform() v1.Platform {
 
 // image returns ref unpacked in the cache, fetching and unpacking it on a
 // miss. A reference by digest that is cached needs no registry at all; a tag
-// costs one manifest request.
+// costs one manifest request. Loopback registries are spoken to over plain
+// HTTP, every other one over HTTPS (image.ParseReference).
 func (r *Runtime) image(ctx context.Context, ref string) (*cachedImage, error) {
-	nref, err := parseRef(ref)
+	nref, err := image.ParseReference(ref)
 	if err != nil {
-		return nil, fmt.Errorf("%w: image reference %q: %v", runtime.ErrInvalid, ref, err)
+		return nil, fmt.Errorf("%w: %v", runtime.ErrInvalid, err)
 	}
 	if d, ok := nref.(ggcrname.Digest); ok {
 		if img, err := r.cached(d.DigestStr()); err == nil {

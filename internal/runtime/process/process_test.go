@@ -328,6 +328,8 @@ func TestValidateAndNew(t *testing.T) {
 		"name":        func(*runtime.Spec) string { return "Bad_Name" },
 		"empty image": func(s *runtime.Spec) string { s.Image = ""; return "web" },
 		"bad image":   func(s *runtime.Spec) string { s.Image = "UPPER CASE::x"; return "web" },
+		"no registry": func(s *runtime.Spec) string { s.Image = "hello:v1"; return "web" },
+		"no tag":      func(s *runtime.Spec) string { s.Image = "127.0.0.1:5000/hello"; return "web" },
 		"port 0":      func(s *runtime.Spec) string { s.Port = 0; return "web" },
 		"port big":    func(s *runtime.Spec) string { s.Port = 70000; return "web" },
 		"env key":     func(s *runtime.Spec) string { s.Env = map[string]string{"A=B": "x"}; return "web" },

@@ -1,7 +1,4 @@
-// Package runtimes tests drift's runtimes on real parts: the Docker Engine,
-// local processes and (in kubernetes_test.go) a Kubernetes control plane.
-// Every runtime passes the same conformance suite.
-package runtimes
+package runtimetest
 
 import (
 	"cmp"
@@ -20,8 +17,8 @@ import (
 	"github.com/edgedrift/drift/internal/runtime"
 )
 
-// conformanceCase is what the suite needs to know about one runtime.
-type conformanceCase struct {
+// Case is what Conformance needs to know about one runtime.
+type Case struct {
 	// Image and Image2 are two different images of the example app (e.g.
 	// hello v1 and v2); Image2 drives the "changed spec" case.
 	Image, Image2 string
@@ -39,7 +36,7 @@ type conformanceCase struct {
 	Health string
 	// Serves is true when endpoints really serve (Docker, processes): the
 	// suite then fetches them and checks the JSON body. It is false for
-	// Kubernetes under kwok, whose pods are fake.
+	// Kubernetes under kwok, whose pods are fake, and for Instant.
 	Serves bool
 	// Timeout bounds each runtime call (2 minutes when zero).
 	Timeout time.Duration
@@ -49,17 +46,18 @@ type conformanceCase struct {
 	Leftovers func(t *testing.T) []string
 }
 
-// uniqueID returns prefix-<8 hex digits>, a fresh DNS-1035 label per call.
-func uniqueID(prefix string) string {
+// UniqueName returns prefix-<8 hex digits>, a fresh DNS-1035 label per
+// call, so runs that share a backend never collide.
+func UniqueName(prefix string) string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return prefix + "-" + hex.EncodeToString(b[:])
 }
 
-// conformance runs the behaviour every runtime.Runtime must have, in the
+// Conformance runs the behaviour every runtime.Runtime must have, in the
 // order a workflow would meet it. Everything it deploys is destroyed in
 // t.Cleanup, even when an assertion fails.
-func conformance(t *testing.T, rt runtime.Runtime, c conformanceCase) {
+func Conformance(t *testing.T, rt runtime.Runtime, c Case) {
 	if c.Port == 0 {
 		c.Port = 8080
 	}
@@ -70,7 +68,7 @@ func conformance(t *testing.T, rt runtime.Runtime, c conformanceCase) {
 		c.Timeout = 2 * time.Minute
 	}
 	if c.Prefix == "" {
-		c.Prefix = uniqueID("conf")
+		c.Prefix = UniqueName("conf")
 	}
 	nameA, nameB := c.Prefix+"-a", c.Prefix+"-b"
 	workflow := "conformance/" + c.Prefix
@@ -101,7 +99,7 @@ func conformance(t *testing.T, rt runtime.Runtime, c conformanceCase) {
 	if rt.Kind() == "" {
 		t.Error("Kind is empty")
 	}
-	before := names(t, rt, nil)
+	before := Names(t, rt, nil)
 
 	t.Log("bad input is rejected before any side effect")
 	bad := map[string]struct {
@@ -118,29 +116,29 @@ func conformance(t *testing.T, rt runtime.Runtime, c conformanceCase) {
 			t.Errorf("Deploy with %s: got %v, want an error wrapping runtime.ErrInvalid", what, err)
 		}
 	}
-	if after := names(t, rt, nil); !slices.Equal(after, before) {
+	if after := Names(t, rt, nil); !slices.Equal(after, before) {
 		t.Fatalf("rejected deploys changed List(nil): %v -> %v", before, after)
 	}
-	if st := status(t, rt, nameA); st.Exists {
+	if st := Status(t, rt, nameA); st.Exists {
 		t.Fatalf("rejected deploy left %s: %+v", nameA, st)
 	}
 
 	t.Log("deploy returns a ready endpoint")
-	ep := deploy(t, rt, nameA, spec(c.Image), c.Timeout)
+	ep := Deploy(t, rt, nameA, spec(c.Image), c.Timeout)
 	if c.Serves {
-		expectServes(t, ep, c.Cloud, c.Version)
+		ExpectServes(t, ep, c.Cloud, c.Version)
 	}
 
 	t.Log("deploying the same spec again reuses the instance")
-	again := deploy(t, rt, nameA, spec(c.Image), c.Timeout)
+	again := Deploy(t, rt, nameA, spec(c.Image), c.Timeout)
 	if again != ep {
 		t.Errorf("second Deploy of the same spec moved the endpoint: %+v -> %+v", ep, again)
 	}
-	if got := names(t, rt, map[string]string{runtime.LabelInstance: nameA}); !slices.Equal(got, []string{nameA}) {
+	if got := Names(t, rt, map[string]string{runtime.LabelInstance: nameA}); !slices.Equal(got, []string{nameA}) {
 		t.Errorf("after two Deploys, instances named %s: %v", nameA, got)
 	}
 
-	st := status(t, rt, nameA)
+	st := Status(t, rt, nameA)
 	if !st.Exists || !st.Ready || st.Image != c.Image {
 		t.Errorf("Status(%s) = %+v, want exists, ready, image %s", nameA, st, c.Image)
 	}
@@ -154,13 +152,13 @@ func conformance(t *testing.T, rt runtime.Runtime, c conformanceCase) {
 	if _, err := rt.Deploy(gone, nameA, spec(c.Image)); err == nil {
 		t.Log("Deploy with a cancelled context succeeded (allowed: nothing to do)")
 	}
-	if st := status(t, rt, nameA); !st.Exists || !st.Ready || st.Endpoint != ep {
+	if st := Status(t, rt, nameA); !st.Exists || !st.Ready || st.Endpoint != ep {
 		t.Errorf("after a cancelled Deploy, Status(%s) = %+v", nameA, st)
 	}
 
 	t.Log("list by selector")
-	all := list(t, rt, nil)
-	a, ok := find(all, nameA)
+	all := List(t, rt, nil)
+	a, ok := Find(all, nameA)
 	if !ok {
 		t.Fatalf("List(nil) lacks %s: %+v", nameA, all)
 	}
@@ -177,10 +175,10 @@ func conformance(t *testing.T, rt runtime.Runtime, c conformanceCase) {
 			t.Errorf("instance label %s=%q, want %q (labels %v)", k, a.Labels[k], v, a.Labels)
 		}
 	}
-	if got := names(t, rt, map[string]string{runtime.LabelCloud: c.Cloud}); !slices.Contains(got, nameA) {
+	if got := Names(t, rt, map[string]string{runtime.LabelCloud: c.Cloud}); !slices.Contains(got, nameA) {
 		t.Errorf("List(drift.cloud=%s) = %v, lacks %s", c.Cloud, got, nameA)
 	}
-	if got := names(t, rt, map[string]string{runtime.LabelWorkflow: workflow}); !slices.Equal(got, []string{nameA}) {
+	if got := Names(t, rt, map[string]string{runtime.LabelWorkflow: workflow}); !slices.Equal(got, []string{nameA}) {
 		t.Errorf("List(drift.workflow=%s) = %v, want [%s]", workflow, got, nameA)
 	}
 	for _, sel := range []map[string]string{
@@ -188,43 +186,43 @@ func conformance(t *testing.T, rt runtime.Runtime, c conformanceCase) {
 		{runtime.LabelWorkflow: workflow + "-other"},
 		{runtime.LabelWorkflow: workflow, "drift.session": "nobody"},
 	} {
-		if got := names(t, rt, sel); slices.Contains(got, nameA) {
+		if got := Names(t, rt, sel); slices.Contains(got, nameA) {
 			t.Errorf("List(%v) = %v, must not hold %s", sel, got, nameA)
 		}
 	}
 
 	t.Log("a second instance is listed next to the first")
-	epB := deploy(t, rt, nameB, spec(c.Image), c.Timeout)
-	if got := names(t, rt, map[string]string{runtime.LabelWorkflow: workflow}); !slices.Equal(got, []string{nameA, nameB}) {
+	epB := Deploy(t, rt, nameB, spec(c.Image), c.Timeout)
+	if got := Names(t, rt, map[string]string{runtime.LabelWorkflow: workflow}); !slices.Equal(got, []string{nameA, nameB}) {
 		t.Errorf("List(drift.workflow) = %v, want [%s %s]", got, nameA, nameB)
 	}
 	if c.Serves {
 		if epB == ep {
 			t.Errorf("two instances share endpoint %+v", ep)
 		}
-		expectServes(t, epB, c.Cloud, c.Version)
+		ExpectServes(t, epB, c.Cloud, c.Version)
 	}
 
 	t.Log("a changed spec redeploys: another image")
-	ep2 := deploy(t, rt, nameA, spec(c.Image2), c.Timeout)
-	if st := status(t, rt, nameA); !st.Exists || !st.Ready || st.Image != c.Image2 || st.Endpoint != ep2 {
+	ep2 := Deploy(t, rt, nameA, spec(c.Image2), c.Timeout)
+	if st := Status(t, rt, nameA); !st.Exists || !st.Ready || st.Image != c.Image2 || st.Endpoint != ep2 {
 		t.Errorf("after redeploy with %s: Status = %+v (Deploy said %+v)", c.Image2, st, ep2)
 	}
 	if c.Serves {
-		expectServes(t, ep2, c.Cloud, c.Version2)
+		ExpectServes(t, ep2, c.Cloud, c.Version2)
 	}
-	if got := names(t, rt, map[string]string{runtime.LabelInstance: nameA}); !slices.Equal(got, []string{nameA}) {
+	if got := Names(t, rt, map[string]string{runtime.LabelInstance: nameA}); !slices.Equal(got, []string{nameA}) {
 		t.Errorf("after redeploy, instances named %s: %v", nameA, got)
 	}
 
 	t.Log("a changed spec redeploys: other environment")
 	moved := spec(c.Image)
 	moved.Env["DRIFT_CLOUD"] = c.Cloud + "-moved"
-	epB2 := deploy(t, rt, nameB, moved, c.Timeout)
+	epB2 := Deploy(t, rt, nameB, moved, c.Timeout)
 	if c.Serves {
-		expectServes(t, epB2, c.Cloud+"-moved", c.Version)
+		ExpectServes(t, epB2, c.Cloud+"-moved", c.Version)
 	}
-	if got := names(t, rt, map[string]string{runtime.LabelInstance: nameB}); !slices.Equal(got, []string{nameB}) {
+	if got := Names(t, rt, map[string]string{runtime.LabelInstance: nameB}); !slices.Equal(got, []string{nameB}) {
 		t.Errorf("after redeploy, instances named %s: %v", nameB, got)
 	}
 
@@ -233,10 +231,10 @@ func conformance(t *testing.T, rt runtime.Runtime, c conformanceCase) {
 		if err := rt.Destroy(ctx, n); err != nil {
 			t.Fatalf("Destroy(%s): %v", n, err)
 		}
-		if st := status(t, rt, n); st.Exists {
+		if st := Status(t, rt, n); st.Exists {
 			t.Errorf("after Destroy, Status(%s) = %+v", n, st)
 		}
-		if got := names(t, rt, map[string]string{runtime.LabelInstance: n}); len(got) != 0 {
+		if got := Names(t, rt, map[string]string{runtime.LabelInstance: n}); len(got) != 0 {
 			t.Errorf("after Destroy, List(drift.instance=%s) = %v", n, got)
 		}
 		if err := rt.Destroy(ctx, n); err != nil {
@@ -245,18 +243,18 @@ func conformance(t *testing.T, rt runtime.Runtime, c conformanceCase) {
 	}
 	if c.Serves {
 		for _, e := range []runtime.Endpoint{ep2, epB2} {
-			if err := get(e.URL+c.Health, nil); err == nil {
+			if err := Get(e.URL+c.Health, nil); err == nil {
 				t.Errorf("%s still answers after Destroy", e.URL)
 			}
 		}
 	}
 
 	t.Log("nothing of ours is left")
-	if got := names(t, rt, map[string]string{runtime.LabelCloud: c.Cloud}); len(got) != 0 {
+	if got := Names(t, rt, map[string]string{runtime.LabelCloud: c.Cloud}); len(got) != 0 {
 		// Other suites may share the backend, but not this cloud id.
 		t.Errorf("List(drift.cloud=%s) after Destroy = %v", c.Cloud, got)
 	}
-	if after := names(t, rt, nil); !slices.Equal(after, before) {
+	if after := Names(t, rt, nil); !slices.Equal(after, before) {
 		t.Errorf("List(nil): before %v, after %v", before, after)
 	}
 	if c.Leftovers != nil {
@@ -266,7 +264,9 @@ func conformance(t *testing.T, rt runtime.Runtime, c conformanceCase) {
 	}
 }
 
-func deploy(t *testing.T, rt runtime.Runtime, name string, spec runtime.Spec, timeout time.Duration) runtime.Endpoint {
+// Deploy deploys spec as name, failing the test on an error or an empty
+// endpoint.
+func Deploy(t *testing.T, rt runtime.Runtime, name string, spec runtime.Spec, timeout time.Duration) runtime.Endpoint {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -282,7 +282,8 @@ func deploy(t *testing.T, rt runtime.Runtime, name string, spec runtime.Spec, ti
 	return ep
 }
 
-func status(t *testing.T, rt runtime.Runtime, name string) runtime.Status {
+// Status reports name, failing the test on an error.
+func Status(t *testing.T, rt runtime.Runtime, name string) runtime.Status {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -293,7 +294,9 @@ func status(t *testing.T, rt runtime.Runtime, name string) runtime.Status {
 	return st
 }
 
-func list(t *testing.T, rt runtime.Runtime, sel map[string]string) []runtime.Instance {
+// List lists the instances matching sel, failing the test on an error and
+// flagging a list not sorted by name.
+func List(t *testing.T, rt runtime.Runtime, sel map[string]string) []runtime.Instance {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -307,16 +310,18 @@ func list(t *testing.T, rt runtime.Runtime, sel map[string]string) []runtime.Ins
 	return in
 }
 
-func names(t *testing.T, rt runtime.Runtime, sel map[string]string) []string {
+// Names is List's instance names.
+func Names(t *testing.T, rt runtime.Runtime, sel map[string]string) []string {
 	t.Helper()
 	var out []string
-	for _, in := range list(t, rt, sel) {
+	for _, in := range List(t, rt, sel) {
 		out = append(out, in.Name)
 	}
 	return out
 }
 
-func find(in []runtime.Instance, name string) (runtime.Instance, bool) {
+// Find picks the instance called name out of in.
+func Find(in []runtime.Instance, name string) (runtime.Instance, bool) {
 	for _, i := range in {
 		if i.Name == name {
 			return i, true
@@ -327,8 +332,8 @@ func find(in []runtime.Instance, name string) (runtime.Instance, bool) {
 
 var httpClient = &http.Client{Timeout: 5 * time.Second}
 
-// get fetches url and decodes a JSON body into v (when v is not nil).
-func get(url string, v any) error {
+// Get fetches url and decodes a JSON body into v (when v is not nil).
+func Get(url string, v any) error {
 	resp, err := httpClient.Get(url)
 	if err != nil {
 		return err
@@ -343,14 +348,14 @@ func get(url string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-// expectServes checks that the example app answers at ep as itself, for
+// ExpectServes checks that the example app answers at ep as itself, for
 // cloud, in version (when not empty).
-func expectServes(t *testing.T, ep runtime.Endpoint, cloud, version string) {
+func ExpectServes(t *testing.T, ep runtime.Endpoint, cloud, version string) {
 	t.Helper()
 	var body struct {
 		App, Cloud, Version string
 	}
-	if err := get(ep.URL+"/", &body); err != nil {
+	if err := Get(ep.URL+"/", &body); err != nil {
 		t.Errorf("fetch %s: %v", ep.URL, err)
 		return
 	}
@@ -359,10 +364,10 @@ func expectServes(t *testing.T, ep runtime.Endpoint, cloud, version string) {
 	}
 }
 
-// deployConcurrently deploys one instance through several runtimes (as
+// DeployConcurrently deploys one instance through several runtimes (as
 // several workers would) at once, checks they all got the same endpoint and
 // returns it.
-func deployConcurrently(t *testing.T, name string, spec runtime.Spec, rts ...runtime.Runtime) runtime.Endpoint {
+func DeployConcurrently(t *testing.T, name string, spec runtime.Spec, rts ...runtime.Runtime) runtime.Endpoint {
 	t.Helper()
 	eps := make([]runtime.Endpoint, len(rts))
 	errs := make([]error, len(rts))

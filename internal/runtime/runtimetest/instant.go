@@ -1,10 +1,7 @@
-// Package bench measures mobility sessions on real parts: handover switch
-// time on the Docker and process runtimes, orchestration overhead against a
-// no-op Update, the pre-deploy prediction, and the memory one worker spends
-// per open session. `make bench` runs the measurements (DRIFT_BENCH=1) and
-// writes docs/bench/mobility.md; plain `go test` runs only quick checks of
-// the bench's own parts.
-package bench
+// Package runtimetest holds what tests of runtimes and of their users
+// share: Instant, an in-memory runtime.Runtime that runs nothing, and
+// Conformance, the behaviour every runtime (Instant included) must have.
+package runtimetest
 
 import (
 	"context"
@@ -16,20 +13,29 @@ import (
 	"github.com/edgedrift/drift/internal/runtime"
 )
 
-// KindInstant is the Kind of the bench-only runtime. It is not a kind a
-// topology can declare: the bench passes Instant runtimes ready-made
-// through app.WorkerOptions.Runtimes.
+// KindInstant is the Kind of Instant. It is not a kind a topology can
+// declare: tests and benchmarks pass Instant runtimes ready-made through
+// workerhost.WorkerOptions.Runtimes.
 const KindInstant = "instant"
 
-// Instant is a bench-only runtime.Runtime whose Deploy and Destroy return
-// at once: it keeps instance records in memory and runs nothing. With it a
-// session's cost is the orchestration alone (Temporal round trips, workflow
-// code, activities), not a container's start-up.
+// Instant is a runtime.Runtime whose Deploy and Destroy return at once: it
+// keeps instance records in memory and runs nothing. With it a session's
+// cost is the orchestration alone (Temporal round trips, workflow code,
+// activities), not a container's start-up, and workflow tests run the real
+// cloud activities without an engine.
 //
 // It keeps the contract the real runtimes keep: names and specs are
 // validated, Deploy is idempotent by name, instances carry drift's labels
 // and List filters by them, Destroy of a missing instance is no error.
+// Endpoints do not serve.
 type Instant struct {
+	// OnDeploy, when set, runs in every Deploy of a valid spec before
+	// anything is recorded; an error it returns is the Deploy's, and the
+	// instance is then left as it was. Tests use it to fail the deploys of
+	// one cloud (one Instant) or of one instance name, or to hold a deploy
+	// until they release it. Set it before the runtime is used.
+	OnDeploy func(ctx context.Context, name string, spec runtime.Spec) error
+
 	cloud string
 
 	mu        sync.Mutex
@@ -48,7 +54,8 @@ func NewInstant(cloud string) *Instant {
 // Kind is KindInstant.
 func (r *Instant) Kind() string { return KindInstant }
 
-// Deploy records the instance and returns its (fictitious) endpoint.
+// Deploy records the instance and returns its endpoint,
+// instant://<cloud>/<name>, which nothing answers.
 func (r *Instant) Deploy(ctx context.Context, name string, spec runtime.Spec) (runtime.Endpoint, error) {
 	labels, err := runtime.ValidateSpec(name, r.cloud, spec)
 	if err != nil {
@@ -56,6 +63,11 @@ func (r *Instant) Deploy(ctx context.Context, name string, spec runtime.Spec) (r
 	}
 	if err := ctx.Err(); err != nil {
 		return runtime.Endpoint{}, err
+	}
+	if r.OnDeploy != nil {
+		if err := r.OnDeploy(ctx, name, spec); err != nil {
+			return runtime.Endpoint{}, err
+		}
 	}
 	ep := runtime.Endpoint{URL: fmt.Sprintf("instant://%s/%s", r.cloud, name), Host: r.cloud, Port: spec.Port}
 	r.mu.Lock()
