@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -17,7 +18,7 @@ func newRegistryCommand(g *globals) *cobra.Command {
 		Use:   "registry",
 		Short: "The center cloud's image registry (CNCF Distribution)",
 	}
-	cmd.AddCommand(newRegistryServeCommand(g))
+	cmd.AddCommand(newRegistryServeCommand(g), newRegistryAddUserCommand(g))
 	return cmd
 }
 
@@ -66,5 +67,40 @@ HTTP, which image clients accept only from a loopback address.`,
 	f.StringVar(&o.TLSKey, "tls-key", "", "and this key")
 	f.StringVar(&o.Htpasswd, "htpasswd", "", "bcrypt htpasswd file: every request authenticates")
 	f.StringVar(&o.Realm, "realm", "drift", "basic-auth realm")
+	return cmd
+}
+
+func newRegistryAddUserCommand(g *globals) *cobra.Command {
+	var htpasswd, dockerConfig, host string
+	cmd := &cobra.Command{
+		Use:   "adduser NAME --htpasswd FILE --docker-config DIR --registry HOST:PORT < PASSWORD",
+		Short: "Let NAME in: its bcrypt entry in the registry's htpasswd file, its credentials in a Docker config",
+		Long: `adduser reads the password from standard input (never from the command line),
+sets NAME's bcrypt entry in the htpasswd file drift registry serve --htpasswd
+reads, and the registry's credentials in DIR/config.json, the Docker config
+file drift-worker and drift read (point DOCKER_CONFIG at DIR). Both files are
+written 0600; other entries in them are kept.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if htpasswd == "" || dockerConfig == "" || host == "" {
+				return fmt.Errorf("--htpasswd, --docker-config and --registry are required")
+			}
+			b, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), 4096))
+			if err != nil {
+				return err
+			}
+			password := strings.TrimRight(string(b), "\r\n")
+			if err := registry.AddUser(htpasswd, dockerConfig, host, args[0], password); err != nil {
+				return err
+			}
+			return g.print(cmd.OutOrStdout(), map[string]string{"user": args[0], "registry": host}, func(w io.Writer) {
+				fmt.Fprintf(w, "%s may use %s (htpasswd %s, Docker config %s)\n", args[0], host, htpasswd, dockerConfig)
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&htpasswd, "htpasswd", "", "htpasswd file of the registry")
+	f.StringVar(&dockerConfig, "docker-config", os.Getenv("DOCKER_CONFIG"), "Docker config dir to hold the credentials (env DOCKER_CONFIG)")
+	f.StringVar(&host, "registry", os.Getenv("DRIFT_REGISTRY"), "the registry's host:port (env DRIFT_REGISTRY)")
 	return cmd
 }
