@@ -143,9 +143,20 @@ func (t Temporal) SetupCommand() string {
 }
 
 // missingAttributes lists drift's search attributes the namespace lacks,
-// sorted.
+// sorted. A namespace registered moments ago may be unknown to the
+// operator service until its namespace cache refreshes (about 10s): that
+// answer is asked again for up to setupWait.
 func (t Temporal) missingAttributes(ctx context.Context, c client.Client) ([]string, error) {
-	have, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: t.Namespace})
+	var have *operatorservice.ListSearchAttributesResponse
+	err := waitFor(ctx, func() error {
+		var err error
+		have, err = c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: t.Namespace})
+		var notFound *serviceerror.NamespaceNotFound
+		if err != nil && !errors.As(err, &notFound) {
+			return finalError{err}
+		}
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("list search attributes of %s: %w", t.Namespace, err)
 	}
@@ -172,12 +183,22 @@ func attributeText(name string) string {
 	return fmt.Sprintf("search attribute %s (%s)", name, strings.ToUpper(typ[:1])+strings.ToLower(typ[1:]))
 }
 
-// waitFor retries check every 200ms until it passes or setupWait is up.
+// finalError ends a waitFor at once with its error.
+type finalError struct{ err error }
+
+func (f finalError) Error() string { return f.err.Error() }
+
+// waitFor retries check every 200ms until it passes, fails with a
+// finalError, or setupWait is up.
 func waitFor(ctx context.Context, check func() error) error {
 	ctx, cancel := context.WithTimeout(ctx, setupWait)
 	defer cancel()
 	for {
 		err := check()
+		var final finalError
+		if errors.As(err, &final) {
+			return final.err
+		}
 		if err == nil {
 			return nil
 		}

@@ -17,6 +17,7 @@ import (
 
 	"go.temporal.io/api/enums/v1"
 
+	driftclient "github.com/edgedrift/drift/internal/client"
 	"github.com/edgedrift/drift/internal/demo"
 	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/runtime"
@@ -226,13 +227,13 @@ func TestProductionShape(t *testing.T) {
 	wantLine(t, worker.Output(), "lacks drift's search attributes DriftApp, DriftCloud, DriftKind, DriftUser", "run `drift setup --address")
 
 	out := o.mustRun(ctx, Steps[stepSetup])
-	if !strings.Contains(out, "search attribute DriftKind (Keyword)   created") || !strings.Contains(out, "ready for drift") {
+	if words := strings.Join(strings.Fields(out), " "); !strings.Contains(words, "search attribute DriftKind (Keyword) created") || !strings.Contains(words, "ready for drift") {
 		t.Fatalf("drift setup:\n%s", out)
 	}
 	if out = o.mustRun(ctx, Steps[stepSetup]); strings.Contains(out, "created") { // idempotent
 		t.Fatalf("drift setup again created something:\n%s", out)
 	}
-	if out = o.mustRun(ctx, "drift setup --namespace drift-other --retention 24h"); !strings.Contains(out, "namespace drift-other") || !strings.Contains(out, "created retention 24h0m0s") {
+	if out = o.mustRun(ctx, "drift setup --namespace drift-other --retention 24h"); !strings.Contains(strings.Join(strings.Fields(out), " "), "namespace drift-other created retention 24h0m0s") {
 		t.Fatalf("drift setup of a new namespace:\n%s", out)
 	}
 
@@ -266,7 +267,7 @@ func TestProductionShape(t *testing.T) {
 				t.Errorf("%s at %s answers %d", tp.Cloud, tp.Endpoint.URL, code)
 			}
 		}
-		o.ranOnItsSite(ctx, cluster, names.PipelineID("hello", "r1"), "center", "fog-1", "edge-1")
+		o.ranOnItsSite(ctx, cluster, names.PipelineID("hello", "r1"), names.TaskQueue, "fog-1", "edge-1")
 	})
 	if o.env["IMAGE"] == "" {
 		t.FailNow()
@@ -286,6 +287,23 @@ func TestProductionShape(t *testing.T) {
 		}
 		for _, s := range o.sites {
 			eventually(t, "http://"+s.metrics+"/readyz", http.StatusOK, time.Minute)
+		}
+		// The server knows pollers once the workers poll again (their SDK
+		// backs off while it is down).
+		c, err := cluster.Dial(ctx, "drift")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		all := []string{"center", "fog-1", "fog-2", "edge-1", "edge-2"}
+		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(time.Second) {
+			unpolled, err := driftclient.New(c).Unpolled(ctx, all)
+			if err == nil && len(unpolled) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("queues not polled again after the restart: %v (%v)", unpolled, err)
+			}
 		}
 	})
 
@@ -340,7 +358,7 @@ func TestProductionShape(t *testing.T) {
 		if !strings.Contains(out, "every instance destroyed") && !strings.Contains(out, "ended") {
 			t.Logf("exit:\n%s", out)
 		}
-		o.ranOnItsSite(ctx, cluster, names.SessionID("alice", "hello"), "center", "fog-1", "fog-2", "edge-1", "edge-2")
+		o.ranOnItsSite(ctx, cluster, names.SessionID("alice", "hello"), names.TaskQueue, "center", "fog-1", "fog-2", "edge-1", "edge-2")
 	})
 
 	// Only the pipeline's deployments are left; the session left nothing.
