@@ -359,6 +359,14 @@ func TestProductionShape(t *testing.T) {
 			t.Logf("exit:\n%s", out)
 		}
 		o.ranOnItsSite(ctx, cluster, names.SessionID("alice", "hello"), names.TaskQueue, "center", "fog-1", "fog-2", "edge-1", "edge-2")
+		if path := os.Getenv("DRIFT_RECORD_HISTORY"); path != "" { // make record-histories
+			c, err := cluster.Dial(ctx, "drift")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			harness.RecordHistory(t, ctx, c, names.SessionID("alice", "hello"), path)
+		}
 	})
 
 	// Only the pipeline's deployments are left; the session left nothing.
