@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -54,9 +55,15 @@ func newStopCommands(g *globals, use string, args cobra.PositionalArgs, id jobID
 }
 
 // warnUnpolled tells on stderr which queues a job needs that no worker
-// polls: the job would wait there until its schedule-to-start bound.
+// polls: the job would wait there until its schedule-to-start bound. The
+// server learns of a poller at its first poll, so a worker that has just
+// started gets a few seconds before it is reported.
 func warnUnpolled(ctx context.Context, g *globals, c *client.Client, clouds []string) {
 	unpolled, err := c.Unpolled(ctx, clouds)
+	for try := 0; err == nil && len(unpolled) > 0 && try < 3; try++ {
+		time.Sleep(time.Second)
+		unpolled, err = c.Unpolled(ctx, clouds)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "warning: cannot check the task queues' pollers: %v\n", err)
 		return

@@ -334,13 +334,28 @@ func TestProductionShape(t *testing.T) {
 		}
 		st := o.settled(ctx, "edge-2", "edge-2", "fog-2")
 
-		// No worker polls edge-1 now: a move there fails within the 30s
-		// bound, naming the queue, and the session keeps serving.
+		// The edge site's metrics tell its queues' pollers and waits, and
+		// its log has a line per activity.
+		_, _, metrics := harness.HTTPGet(t, "http://"+o.sites["edge"].metrics+"/metrics")
+		for _, want := range []string{`drift_worker_queue_pollers{cloud="edge-2",queue="drift.cloud.edge-2"}`,
+			`drift_worker_queue_schedule_to_start_seconds_count{cloud="edge-2",queue="drift.cloud.edge-2"}`} {
+			if !strings.Contains(metrics, want) {
+				t.Errorf("edge metrics lack %s", want)
+			}
+		}
+		if log := o.sites["edge"].proc.Output(); !strings.Contains(log, `"msg":"activity done","workflow_id":"session/alice/hello","activity":"DeployInstance","cloud":"edge-2"`) {
+			t.Errorf("edge worker's log has no line for the deploy on edge-2:\n%s", log)
+		}
+
+		// No worker polls the edge clouds now: opening the session in
+		// downtown again (a move back to edge-1) warns first, then fails
+		// within the 30s bound naming the queue; the session keeps serving.
 		o.kill("edge")
 		began := time.Now()
-		out, err := o.run(ctx, "drift session move downtown --user alice --app hello")
+		out, err := o.run(ctx, Steps[stepSessionStart])
 		took := time.Since(began)
-		if err == nil || !strings.Contains(out, "no worker polls drift.cloud.edge-1") || !strings.Contains(out, workflows.ErrTypeNoWorker) {
+		if err == nil || !strings.Contains(out, "warning: no worker polls drift.cloud.edge-1") ||
+			!strings.Contains(out, "cannot serve from edge-1: no worker polls drift.cloud.edge-1") || !strings.Contains(out, workflows.ErrTypeNoWorker) {
 			t.Fatalf("move to an unpolled cloud: %v\n%s", err, out)
 		}
 		if took > 90*time.Second {
