@@ -34,8 +34,8 @@ const PauseImage = "drift.test/pause:1"
 // RealNode is a Kubernetes node that runs pods for real: kubelet on a
 // containerd of its own (Debian's, with CRI), pods on a bridge of its own,
 // kube-proxy in iptables mode for Services. Everything it makes on the host
-// (bridge, cgroups, iptables chains, sysctls, network namespaces, mounts)
-// is undone when the cluster stops.
+// (bridge, routes, cgroups, iptables chains, sysctls, mounts) is undone when
+// the cluster stops.
 type RealNode struct {
 	Name        string // node name, labelled RealNodeLabel=true
 	IP          string // the node's InternalIP: the bridge's own address, reachable from this host
@@ -49,29 +49,6 @@ type RealNode struct {
 	registries []string
 	procs      []*proc.Proc // containerd, kubelet, kube-proxy
 	host       hostState    // what the host looked like before
-}
-
-// The host state kubelet, kube-proxy and the CNI plugins may change.
-var watchedSysctls = []string{
-	"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
-	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
-	"net/ipv4/ip_forward", "net/ipv4/conf/all/route_localnet",
-	"net/netfilter/nf_conntrack_max", "net/netfilter/nf_conntrack_tcp_timeout_established",
-	"net/netfilter/nf_conntrack_tcp_timeout_close_wait", "net/netfilter/nf_conntrack_tcp_be_liberal",
-}
-
-// Host dirs the node's programs create when missing; removed again if they
-// did not exist before and are empty. kubelet's device-plugin socket is at a
-// fixed path, whatever its root dir.
-const devicePluginSocket = "/var/lib/kubelet/device-plugins/kubelet.sock"
-
-var hostDirs = []string{"/var/log/containers", "/var/log/pods", "/var/lib/kubelet/device-plugins", "/var/lib/kubelet", "/var/lib/cni/results", "/var/lib/cni", "/run/containerd/s", "/run/containerd"}
-
-type hostState struct {
-	sysctls  map[string]string
-	chains   map[string]map[string]bool // "iptables/nat" → chains
-	dirs     map[string]bool            // hostDirs that existed
-	snapshot bool
 }
 
 func (n *RealNode) ctr(ctx context.Context, args ...string) (string, error) {

@@ -15,9 +15,31 @@ import (
 	"github.com/edgedrift/drift/tests/internal/proc"
 )
 
+// The host state kubelet, kube-proxy and the CNI plugins may change.
+var watchedSysctls = []string{
+	"vm/overcommit_memory", "vm/panic_on_oom", "kernel/panic", "kernel/panic_on_oops",
+	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
+	"net/ipv4/ip_forward", "net/ipv4/conf/all/route_localnet",
+	"net/netfilter/nf_conntrack_max", "net/netfilter/nf_conntrack_tcp_timeout_established",
+	"net/netfilter/nf_conntrack_tcp_timeout_close_wait", "net/netfilter/nf_conntrack_tcp_be_liberal",
+}
+
+// Host dirs the node's programs create when missing; removed again if they
+// did not exist before and are empty. kubelet's device-plugin socket is at a
+// fixed path, whatever its root dir.
+const devicePluginSocket = "/var/lib/kubelet/device-plugins/kubelet.sock"
+
+var hostDirs = []string{"/var/log/containers", "/var/log/pods", "/var/lib/kubelet/device-plugins", "/var/lib/kubelet", "/var/lib/cni/results", "/var/lib/cni", "/run/containerd/s", "/run/containerd"}
+
+type hostState struct {
+	sysctls map[string]string
+	chains  map[string]map[string]bool // "iptables/nat" → chains
+	dirs    map[string]bool            // hostDirs that existed
+}
+
 // snapshotHost records the host state the real node may change.
 func snapshotHost() hostState {
-	h := hostState{sysctls: map[string]string{}, chains: iptablesChains(), dirs: map[string]bool{}, snapshot: true}
+	h := hostState{sysctls: map[string]string{}, chains: iptablesChains(), dirs: map[string]bool{}}
 	for _, s := range watchedSysctls {
 		if b, err := os.ReadFile("/proc/sys/" + s); err == nil {
 			h.sysctls[s] = strings.TrimSpace(string(b))
