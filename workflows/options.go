@@ -5,6 +5,7 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.temporal.io/api/enums/v1"
@@ -169,6 +170,10 @@ func pipelineRetry(attempts int32) *temporal.RetryPolicy {
 // cloud's queue within the schedule-to-start bound: nothing polls that queue.
 const ErrTypeNoWorker = "NoWorker"
 
+// portServiceScheduleToStart bounds the wait for the worker of the cloud a
+// ported service is deployed on: a port has no bound of the user's.
+const portServiceScheduleToStart = 2 * time.Minute
+
 // DefaultScheduleToStart bounds how long an activity waits on a cloud's
 // queue for a worker to take it, unless the job's input says otherwise.
 const DefaultScheduleToStart = 5 * time.Minute
@@ -236,4 +241,13 @@ func central(ctx workflow.Context, opts workflow.ActivityOptions, summary string
 	opts.TaskQueue = names.TaskQueue
 	opts.Summary = summary
 	return workflow.WithActivityOptions(ctx, opts)
+}
+
+// portDeployOptions: a ported service deployed on a cloud of its arch; a
+// cloud whose worker does not poll is noticed within
+// portServiceScheduleToStart.
+var portDeployOptions = workflow.ActivityOptions{
+	StartToCloseTimeout: 5 * time.Minute,
+	HeartbeatTimeout:    30 * time.Second,
+	RetryPolicy:         retry(3, 30*time.Second, slices.Concat(nonRetryable, []string{activities.ErrTypeWrongPlatform})...),
 }

@@ -31,3 +31,10 @@ var Pipeline []byte
 //
 //go:embed apps/hello/*.go
 var HelloSource embed.FS
+
+// PortDemo is port/_sysinfo: a Go module (go.mod.txt is its go.mod) that
+// does not build for linux/loong64 today, which `drift demo port` ports.
+// The leading underscore keeps it out of drift's own build.
+//
+//go:embed port/_sysinfo
+var PortDemo embed.FS

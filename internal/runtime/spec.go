@@ -69,13 +69,14 @@ func ValidateSpec(name, cloud string, spec Spec) (map[string]string, error) {
 // changed spec is noticed and the instance is recreated.
 func SpecHash(spec Spec, labels map[string]string) string {
 	b, _ := json.Marshal(struct {
-		Image   string            `json:"image"`
-		Port    int               `json:"port"`
-		Env     map[string]string `json:"env"`
-		Command []string          `json:"command"`
-		Labels  map[string]string `json:"labels"`
-		Health  string            `json:"health"`
-	}{spec.Image, spec.Port, spec.Env, spec.Command, labels, spec.Health})
+		Image    string            `json:"image"`
+		Port     int               `json:"port"`
+		Env      map[string]string `json:"env"`
+		Command  []string          `json:"command"`
+		Labels   map[string]string `json:"labels"`
+		Health   string            `json:"health"`
+		Platform string            `json:"platform,omitempty"`
+	}{spec.Image, spec.Port, spec.Env, spec.Command, labels, spec.Health, spec.Platform})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])[:16]
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/docker/go-connections/nat"
 	"github.com/google/go-containerregistry/pkg/authn"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	driftimage "github.com/edgedrift/drift/internal/image"
 	"github.com/edgedrift/drift/internal/runtime"
@@ -141,7 +142,7 @@ func (r *Runtime) Deploy(ctx context.Context, name string, spec runtime.Spec) (r
 			}
 		}
 		if !pulled {
-			if err := r.pull(ctx, spec.Image); err != nil {
+			if err := r.pull(ctx, spec.Image, spec.Platform); err != nil {
 				return runtime.Endpoint{}, fmt.Errorf("deploy %s: %w", name, err)
 			}
 			pulled = true
@@ -311,14 +312,15 @@ func registryAuth(ref string) string {
 	return enc
 }
 
-// pull makes the engine pull ref, unless ref names a digest the engine has.
-func (r *Runtime) pull(ctx context.Context, ref string) error {
+// pull makes the engine pull ref (the platform entry of an index, when
+// set), unless ref names a digest the engine has for that platform.
+func (r *Runtime) pull(ctx context.Context, ref, platform string) error {
 	if strings.Contains(ref, "@") {
-		if _, err := r.cli.ImageInspect(ctx, ref); err == nil {
+		if img, err := r.cli.ImageInspect(ctx, ref); err == nil && (platform == "" || img.Os+"/"+img.Architecture == platform) {
 			return nil
 		}
 	}
-	rc, err := r.cli.ImagePull(ctx, ref, image.PullOptions{RegistryAuth: registryAuth(ref)})
+	rc, err := r.cli.ImagePull(ctx, ref, image.PullOptions{Platform: platform, RegistryAuth: registryAuth(ref)})
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
@@ -363,7 +365,11 @@ func (r *Runtime) create(ctx context.Context, name string, spec runtime.Spec, la
 		PortBindings:  nat.PortMap{port: {{HostIP: loopback, HostPort: ""}}},
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
 	}
-	resp, err := r.cli.ContainerCreate(ctx, cfg, hc, nil, nil, name)
+	var platform *ocispec.Platform
+	if os, arch, ok := strings.Cut(spec.Platform, "/"); ok {
+		platform = &ocispec.Platform{OS: os, Architecture: arch}
+	}
+	resp, err := r.cli.ContainerCreate(ctx, cfg, hc, nil, platform, name)
 	if err != nil {
 		return "", err
 	}
