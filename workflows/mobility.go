@@ -649,7 +649,7 @@ func (s *session) applyResults(ctx workflow.Context) {
 		case isType(r.err, activities.ErrTypeAtCapacity):
 			inst.Status, inst.Error = StatusSkipped, "cloud at capacity"
 		default:
-			inst.Status, inst.Error, inst.NoWorker = StatusFailed, RootMessage(r.err), isType(r.err, ErrTypeNoWorker)
+			inst.Status, inst.Error, inst.NoWorker = StatusFailed, errText(r.err), isType(r.err, ErrTypeNoWorker)
 		}
 	}
 	s.results = s.results[:0]

@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -816,20 +815,6 @@ func (p *porting) timed(ctx workflow.Context, name, summary string, f func() err
 	err := f()
 	p.took(name, workflow.Now(ctx).Sub(start))
 	return err
-}
-
-// errText is what an activity said when it failed (its application
-// error's whole message, with the container's last log lines, say), or
-// the innermost error's text.
-func errText(err error) string {
-	var appErr *temporal.ApplicationError
-	switch {
-	case err == nil:
-		return ""
-	case errors.As(err, &appErr):
-		return appErr.Message()
-	}
-	return RootMessage(err)
 }
 
 func firstOfString(a, b string) string {

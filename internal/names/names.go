@@ -35,6 +35,9 @@ func SessionID(user, app string) string { return "session/" + user + "/" + app }
 // PipelineID is the workflow ID of one run of an app's pipeline.
 func PipelineID(app, run string) string { return "pipeline/" + app + "/" + run }
 
+// UndeployID is the workflow ID of removing an app's pipeline deployment.
+func UndeployID(app string) string { return "undeploy/" + app }
+
 // UpgradeID is the workflow ID of the upgrade of a component on a cloud.
 func UpgradeID(cloud, component string) string { return "upgrade/" + cloud + "/" + component }
 
