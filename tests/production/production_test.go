@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -263,14 +262,26 @@ func TestProductionShape(t *testing.T) {
 	}
 
 	t.Run("pipeline", func(t *testing.T) {
-		out := o.mustRun(ctx, Steps[stepPipeline])
-		if !strings.Contains(out, "pipeline/hello/r1 succeeded") {
-			t.Fatalf("pipeline:\n%s", out)
+		// The central worker dies while it builds; the run carries on once
+		// it is back, and the CLI that follows it sees it succeed.
+		done := make(chan string, 1)
+		go func() {
+			out, err := o.run(ctx, Steps[stepPipeline])
+			done <- fmt.Sprintf("%v\n%s", err, out)
+		}()
+		o.waitStep(ctx, "r1", workflows.StepBuild)
+		o.kill("central")
+		o.startSite("central")
+		var out string
+		select {
+		case out = <-done:
+		case <-time.After(5 * time.Minute):
+			t.Fatal("pipeline did not end after the central worker came back")
 		}
-		var pr workflows.PipelineProgress
-		if err := json.Unmarshal([]byte(o.mustRun(ctx, "drift pipeline status hello r1 --json")), &pr); err != nil {
-			t.Fatal(err)
+		if !strings.HasPrefix(out, "<nil>") || !strings.Contains(out, "pipeline/hello/r1 succeeded") {
+			t.Fatalf("pipeline across the central worker's restart:\n%s", out)
 		}
+		pr := o.pipeline(ctx, "r1")
 		if !strings.HasPrefix(pr.Image, o.env["DRIFT_REGISTRY"]+"/hello@sha256:") {
 			t.Fatalf("image %q not in the registry", pr.Image)
 		}
@@ -280,52 +291,43 @@ func TestProductionShape(t *testing.T) {
 				t.Errorf("%s at %s answers %d", tp.Cloud, tp.Endpoint.URL, code)
 			}
 		}
-		o.ranOnItsSite(ctx, cluster, names.PipelineID("hello", "r1"), names.TaskQueue, "fog-1", "edge-1")
+		if retried := o.ranOnItsSite(ctx, cluster, names.PipelineID("hello", "r1"), names.TaskQueue, "fog-1", "edge-1"); len(retried) == 0 {
+			t.Error("no activity of the run was attempted again after the central worker's SIGKILL")
+		}
 	})
 	if o.env["IMAGE"] == "" {
 		t.FailNow()
 	}
 
-	t.Run("readyz follows Temporal", func(t *testing.T) {
-		ready := "http://" + o.sites["central"].metrics + "/readyz"
-		if err := cluster.StopServer(); err != nil {
-			t.Fatal(err)
-		}
-		eventually(t, ready, http.StatusServiceUnavailable, 30*time.Second)
-		if code := status("http://" + o.sites["central"].metrics + "/healthz"); code != http.StatusOK {
-			t.Errorf("/healthz (liveness) %d while Temporal is down", code)
-		}
-		if err := cluster.StartServer(ctx); err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range o.sites {
-			eventually(t, "http://"+s.metrics+"/readyz", http.StatusOK, time.Minute)
-		}
-		// The server knows pollers once the workers poll again (their SDK
-		// backs off while it is down).
-		c, err := cluster.Dial(ctx, "drift")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		all := []string{"center", "fog-1", "fog-2", "edge-1", "edge-2"}
-		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(time.Second) {
-			unpolled, err := driftclient.New(c).Unpolled(ctx, all)
-			if err == nil && len(unpolled) == 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("queues not polled again after the restart: %v (%v)", unpolled, err)
-			}
-		}
-	})
+	// The registry restarts: what it holds and its password stay (the
+	// session's sites pull the image from it anew).
+	registry.Cmd.Process.Signal(syscall.SIGTERM)
+	if exited, _ := registry.Wait(30 * time.Second); !exited {
+		t.Fatal("registry did not stop on SIGTERM")
+	}
+	registry = o.start(Steps[stepRegistry])
+	registry.WaitFor(t, "registry serving", time.Minute)
+	if code := status("http://" + o.env["DRIFT_REGISTRY"] + "/v2/"); code != http.StatusUnauthorized {
+		t.Fatalf("restarted registry answers an anonymous client %d, want 401", code)
+	}
 
 	t.Run("session", func(t *testing.T) {
 		out := o.mustRun(ctx, Steps[stepSessionStart])
 		if !strings.Contains(out, "from edge-1") || strings.Contains(out, "warning") {
 			t.Fatalf("session start:\n%s", out)
 		}
-		o.settled(ctx, "edge-1", "edge-1", "fog-1")
+		before := o.settled(ctx, "edge-1", "edge-1", "fog-1")
+
+		// Temporal restarts under the running session: it keeps its state
+		// and serves on.
+		o.restartTemporal(ctx, t, cluster)
+		after := o.settled(ctx, "edge-1", "edge-1", "fog-1")
+		if after.Endpoint != before.Endpoint || after.Totals.Handovers != before.Totals.Handovers {
+			t.Fatalf("session across Temporal's restart: before %+v, after %+v", before, after)
+		}
+		if code := status(after.Endpoint.URL + "/healthz"); code != http.StatusOK {
+			t.Fatalf("the serving instance answers %d after Temporal's restart", code)
+		}
 
 		// The edge worker dies; the move waits on edge-2's queue and
 		// completes once the worker is back.
@@ -397,7 +399,26 @@ func TestProductionShape(t *testing.T) {
 		}
 	})
 
-	// Only the pipeline's deployments are left; the session left nothing.
+	// The pipeline's deployment comes off its targets; a name no app can
+	// have is refused before anything is asked of a worker.
+	if out, err := o.run(ctx, "drift pipeline undeploy '../héllo' --clouds fog-1 -t deploy/production/topology.yaml"); err == nil || !strings.Contains(out, "must be a DNS-1035 label") {
+		t.Errorf("undeploy of a bad name: %v\n%s", err, out)
+	}
+	if out = o.mustRun(ctx, Steps[stepUndeploy]); !strings.Contains(out, workflows.PipelineInstance("hello")+" removed from fog-1, edge-1") {
+		t.Errorf("undeploy:\n%s", out)
+	}
+	o.ranOnItsSite(ctx, cluster, names.UndeployID("hello"), "fog-1", "edge-1")
+	if path := os.Getenv("DRIFT_RECORD_HISTORY"); path != "" { // make record-histories: beside the session's
+		c, err := cluster.Dial(ctx, "drift")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		harness.RecordHistory(t, ctx, c, names.UndeployID("hello"), filepath.Join(filepath.Dir(path), "pipeline-undeploy.json"))
+	}
+
+	// Nothing is left: the session destroyed its instances, undeploy the
+	// pipeline's.
 	for _, s := range o.sites {
 		if err := s.proc.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
@@ -408,12 +429,49 @@ func TestProductionShape(t *testing.T) {
 	}
 	registry.Cmd.Process.Signal(syscall.SIGTERM)
 	registry.Wait(30 * time.Second)
-	pipeline := workflows.PipelineInstance("hello")
-	if left := removeInstances(t, data); !maps.EqualFunc(left, map[string][]string{"fog-1": {pipeline}, "edge-1": {pipeline}}, slices.Equal) {
-		t.Errorf("instances left: %v, want only the pipeline's %s on fog-1 and edge-1", left, pipeline)
+	if left := removeInstances(t, data); len(left) != 0 {
+		t.Errorf("instances left: %v", left)
 	}
 	if n := harness.ProcessesUnder(t, data); n != 0 {
 		t.Fatalf("%d processes of drift's instances left under %s", n, data)
+	}
+}
+
+// restartTemporal stops the Temporal server and starts it again: /readyz
+// of every site follows it down and back up while /healthz stays 200, and
+// every queue is polled again.
+func (o *operator) restartTemporal(ctx context.Context, t *testing.T, cluster *temporalpg.Cluster) {
+	t.Helper()
+	ready := "http://" + o.sites["central"].metrics + "/readyz"
+	if err := cluster.StopServer(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, ready, http.StatusServiceUnavailable, 30*time.Second)
+	if code := status("http://" + o.sites["central"].metrics + "/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz (liveness) %d while Temporal is down", code)
+	}
+	if err := cluster.StartServer(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range o.sites {
+		eventually(t, "http://"+s.metrics+"/readyz", http.StatusOK, time.Minute)
+	}
+	// The server knows pollers once the workers poll again (their SDK
+	// backs off while it is down).
+	c, err := cluster.Dial(ctx, "drift")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	all := []string{"center", "fog-1", "fog-2", "edge-1", "edge-2"}
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(time.Second) {
+		unpolled, err := driftclient.New(c).Unpolled(ctx, all)
+		if err == nil && len(unpolled) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queues not polled again after the restart: %v (%v)", unpolled, err)
+		}
 	}
 }
 
@@ -449,8 +507,9 @@ func wantLine(t *testing.T, out string, parts ...string) {
 
 // ranOnItsSite checks in a workflow's history that every activity on a
 // cloud's queue was taken by the worker of that cloud's site, and that
-// activities ran on each of clouds.
-func (o *operator) ranOnItsSite(ctx context.Context, cluster *temporalpg.Cluster, id string, clouds ...string) {
+// activities ran on each of clouds. It returns the activities that took
+// more than one attempt.
+func (o *operator) ranOnItsSite(ctx context.Context, cluster *temporalpg.Cluster, id string, clouds ...string) (retried []string) {
 	o.t.Helper()
 	c, err := cluster.Dial(ctx, "drift")
 	if err != nil {
@@ -461,6 +520,7 @@ func (o *operator) ranOnItsSite(ctx context.Context, cluster *temporalpg.Cluster
 		names.CloudQueue("fog-1"): "fog", names.CloudQueue("fog-2"): "fog",
 		names.CloudQueue("edge-1"): "edge", names.CloudQueue("edge-2"): "edge"}
 	queueOf := map[int64]string{}
+	typeOf := map[int64]string{}
 	ran := map[string]int{}
 	it := c.GetWorkflowHistory(ctx, id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
@@ -470,9 +530,13 @@ func (o *operator) ranOnItsSite(ctx context.Context, cluster *temporalpg.Cluster
 		}
 		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
 			queueOf[ev.GetEventId()] = a.GetTaskQueue().GetName()
+			typeOf[ev.GetEventId()] = a.GetActivityType().GetName()
 		}
 		if a := ev.GetActivityTaskStartedEventAttributes(); a != nil {
 			q := queueOf[a.GetScheduledEventId()]
+			if a.GetAttempt() > 1 {
+				retried = append(retried, fmt.Sprintf("%s (attempt %d)", typeOf[a.GetScheduledEventId()], a.GetAttempt()))
+			}
 			want := o.sites[siteOf[q]]
 			if want == nil || a.GetIdentity() != want.identity {
 				o.t.Errorf("%s: an activity on %s ran on %q, want %s's worker", id, q, a.GetIdentity(), siteOf[q])
@@ -486,7 +550,37 @@ func (o *operator) ranOnItsSite(ctx context.Context, cluster *temporalpg.Cluster
 			o.t.Errorf("%s: no activity ran on %s (ran: %v)", id, cloud, ran)
 		}
 	}
-	o.t.Logf("%s: activities by queue, each on its site's worker: %v", id, ran)
+	o.t.Logf("%s: activities by queue, each on its site's worker: %v; attempted again: %v", id, ran, retried)
+	return retried
+}
+
+// pipeline reads a run's progress with the CLI.
+func (o *operator) pipeline(ctx context.Context, run string) workflows.PipelineProgress {
+	o.t.Helper()
+	var pr workflows.PipelineProgress
+	out := o.mustRun(ctx, "drift pipeline status hello "+run+" --json")
+	if err := json.Unmarshal([]byte(out), &pr); err != nil {
+		o.t.Fatalf("pipeline status: %v\n%s", err, out)
+	}
+	return pr
+}
+
+// waitStep waits until run is at step, running (the run may not have
+// started yet).
+func (o *operator) waitStep(ctx context.Context, run string, step workflows.StepName) {
+	o.t.Helper()
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(300 * time.Millisecond) {
+		var pr workflows.PipelineProgress
+		out, err := o.run(ctx, "drift pipeline status hello "+run+" --json")
+		if err == nil && json.Unmarshal([]byte(out), &pr) == nil {
+			if s, _ := pr.StepByName(step); s.Status == workflows.StepRunning {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			o.t.Fatalf("run %s never ran %s", run, step)
+		}
+	}
 }
 
 // siteClouds are the clouds of each site's worker, whose instances live

@@ -27,6 +27,7 @@ var Steps = []string{
 	`drift session start -t deploy/production/topology.yaml --schedule-to-start 30s --user alice --app hello --image $IMAGE --region downtown`,
 	`drift session move harbour --user alice --app hello`,
 	`drift session exit --user alice --app hello`,
+	`drift pipeline undeploy hello -f deploy/production/pipeline.yaml -t deploy/production/topology.yaml`,
 }
 
 // The steps by what they do, for the test to name them.
@@ -42,6 +43,7 @@ const (
 	stepSessionStart
 	stepMove
 	stepExit
+	stepUndeploy
 )
 
 // Env lists the variables the steps read, as the README explains them.
