@@ -83,7 +83,11 @@ func (o *operator) run(ctx context.Context, step string) (string, error) {
 	cmd := exec.CommandContext(ctx, "bash", "-c", step)
 	cmd.Dir = harness.RepoRoot()
 	cmd.Env = append(os.Environ(), o.environ()...)
+	began := time.Now()
 	out, err := cmd.CombinedOutput()
+	if took := time.Since(began); took > 5*time.Second {
+		o.t.Logf("%.70s… took %s", step, took.Round(time.Second))
+	}
 	return string(out), err
 }
 
@@ -187,8 +191,12 @@ func eventually(t *testing.T, url string, code int, within time.Duration) {
 // its bound while the session keeps serving; every cloud's activities ran
 // on its own site; nothing is left.
 func TestProductionShape(t *testing.T) {
-	drift, _ := harness.Binaries(t)
+	began := time.Now()
+	phase := func(what string) { t.Logf("%s after %s", what, time.Since(began).Round(time.Second)) }
+	harness.PrebuildBinaries() // while PostgreSQL and Temporal start
 	cluster := temporalpg.Start(t)
+	drift, _ := harness.Binaries(t)
+	phase("Temporal up and drift built")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	data := t.TempDir()
@@ -256,10 +264,14 @@ func TestProductionShape(t *testing.T) {
 	if st := o.workflowStatus(ctx, cluster, names.PipelineID("hello", "r0")); st != enums.WORKFLOW_EXECUTION_STATUS_TERMINATED {
 		t.Fatalf("pipeline r0 is %s after terminate", st)
 	}
-	for _, name := range []string{"central", "fog", "edge"} {
-		o.startSite(name)
-		eventually(t, "http://"+o.sites[name].metrics+"/readyz", http.StatusOK, 30*time.Second)
+	for _, s := range o.sites { // all at once: they start in parallel
+		s.proc = o.start(Steps[s.step])
 	}
+	for _, s := range o.sites {
+		s.proc.WaitFor(t, "worker polling", time.Minute)
+		eventually(t, "http://"+s.metrics+"/readyz", http.StatusOK, 30*time.Second)
+	}
+	phase("set up, registry serving, three sites polling")
 
 	t.Run("pipeline", func(t *testing.T) {
 		// The central worker dies while it builds; the run carries on once
@@ -299,6 +311,7 @@ func TestProductionShape(t *testing.T) {
 		t.FailNow()
 	}
 
+	phase("pipeline done")
 	// The registry restarts: what it holds and its password stay (the
 	// session's sites pull the image from it anew).
 	registry.Cmd.Process.Signal(syscall.SIGTERM)
@@ -399,6 +412,7 @@ func TestProductionShape(t *testing.T) {
 		}
 	})
 
+	phase("session done")
 	// The pipeline's deployment comes off its targets; a name no app can
 	// have is refused before anything is asked of a worker.
 	if out, err := o.run(ctx, "drift pipeline undeploy '../héllo' --clouds fog-1 -t deploy/production/topology.yaml"); err == nil || !strings.Contains(out, "must be a DNS-1035 label") {
@@ -432,6 +446,7 @@ func TestProductionShape(t *testing.T) {
 	if left := removeInstances(t, data); len(left) != 0 {
 		t.Errorf("instances left: %v", left)
 	}
+	phase("undeployed, workers stopped, nothing left")
 	if n := harness.ProcessesUnder(t, data); n != 0 {
 		t.Fatalf("%d processes of drift's instances left under %s", n, data)
 	}
