@@ -375,13 +375,12 @@ func TestProductionShape(t *testing.T) {
 			t.Errorf("edge worker's log has no line for the deploy on edge-2:\n%s", log)
 		}
 
-		// No worker polls the edge clouds now: opening the session in
-		// downtown again (a move back to edge-1) fails within the 30s bound
-		// naming the queue; the session keeps serving. (The server lists a
-		// poller for a while after it stopped polling, so no warning here.)
+		// No worker polls the edge clouds now: a move back to downtown
+		// (edge-1) fails within the 30s bound naming the queue; the session
+		// keeps serving.
 		o.kill("edge")
 		began := time.Now()
-		out, err := o.run(ctx, Steps[stepSessionStart])
+		out, err := o.run(ctx, "drift session move downtown --user alice --app hello")
 		took := time.Since(began)
 		if err == nil || !strings.Contains(out, "cannot serve from edge-1: no worker polls drift.cloud.edge-1") || !strings.Contains(out, workflows.ErrTypeNoWorker) {
 			t.Fatalf("move to an unpolled cloud: %v\n%s", err, out)
