@@ -98,6 +98,9 @@ record-histories: docker-up kube-build
 		$(GO) test -count=1 -timeout 40m -run TestPortBoltAndGopsutilProgramToLoong64 ./tests/port
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/pipeline-run.json \
 		$(GO) test -count=1 -run TestPipelineFromGitToDockerAndKubernetes ./tests/pipeline
+	# The production test writes the undeploy's history beside the session's, as pipeline-undeploy.json.
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-noworker.json \
+		$(GO) test -count=1 -run TestProductionShape ./tests/production
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/pipeline-rollback.json \
 		$(GO) test -count=1 -run TestFailedVerificationRollsBackToThePreviousImage ./tests/pipeline
 

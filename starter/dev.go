@@ -22,6 +22,7 @@ func newDevCommand(g *globals) *cobra.Command {
 	var cfg workerhost.DevConfig
 	var topologyFile string
 	var runDemo, demoListen string
+	var temporalAddress string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run Temporal, its Web UI, the image registry and an all-clouds worker in one process",
@@ -50,6 +51,10 @@ unless --fog-runtime or --edge-kubeconfig say otherwise.`,
 			if runDemo == demoUpgrade && demoUpgradeCloud(cfg.Topology) == "" {
 				return fmt.Errorf("--demo=upgrade runs on a fog cloud; topology %q has none", cfg.Topology.Name())
 			}
+			if temporalAddress != "" {
+				cfg.Temporal = g.temporal
+				cfg.Temporal.Address = temporalAddress
+			}
 			return runDev(ctx, g, cfg, runDemo, demoListen, cmd.OutOrStdout())
 		},
 	}
@@ -67,6 +72,8 @@ unless --fog-runtime or --edge-kubeconfig say otherwise.`,
 	fl.Lookup("demo").NoOptDefVal = demoPipelineWalk
 	fl.StringVar(&demoListen, "demo-listen", defaultDemoListen, "--demo=install: the demo tenant's gateway on loopback")
 	fl.StringVar(&cfg.EdgeKubeconfig, "edge-kubeconfig", "", "run edge clouds without a runtime in the topology on this Kubernetes cluster (namespace drift-<cloud>)")
+	fl.StringVar(&temporalAddress, "temporal-address", "", "use this existing Temporal cluster (and --namespace, TLS, API key flags) instead of the embedded server; its namespace is set up as drift setup does")
+	fl.BoolVar(&cfg.NoWorker, "no-worker", false, "run no worker: drift-worker processes of their own poll the queues")
 	return cmd
 }
 
@@ -109,6 +116,10 @@ func runDev(ctx context.Context, g *globals, cfg workerhost.DevConfig, runDemo, 
 		fmt.Fprintf(w, "  API        %s (bearer token in %s)\n", d.APIURL, d.APITokenFile)
 		fmt.Fprintf(w, "  repository %s (admin token in %s)\n", d.RepoURL, filepath.Join(cfg.DataDir, "repo-token"))
 		fmt.Fprintf(w, "  gateway    %s (management use); network node %q runs tenant gateway pairs\n", d.GatewayURL, d.Node)
+		if d.Workers == nil {
+			fmt.Fprintf(w, "  worker     none (--no-worker): start drift-worker for %s and the clouds' queues\n", names.TaskQueue)
+			return
+		}
 		fmt.Fprintf(w, "  worker     queues %s and %s.<cloud> for %d clouds of %q\n", names.TaskQueue, names.TaskQueue, len(clouds), cfg.Topology.Name())
 		for _, cl := range clouds {
 			fmt.Fprintf(w, "             %-18s %s\n", cl.ID, d.Workers.Runtimes[cl.ID].Kind())

@@ -33,6 +33,9 @@ version once (exact, ^1.2, ~1.2, >= 1.2, < 2 or latest), installs on at most
 new ones once more than --max-errors VMs have failed.`,
 	}
 	cmd.AddCommand(newInstallRunCommand(g), newInstallStatusCommand(g), newInstallReportCommand(g))
+	cmd.AddCommand(newStopCommands(g, "TENANT VM PACKAGE", cobra.ExactArgs(3), func(args []string) (string, error) {
+		return names.InstallID(args[0], args[1], args[2]), nil
+	})...)
 	return cmd
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edgedrift/drift/internal/client"
+	"github.com/edgedrift/drift/internal/names"
 
 	"github.com/spf13/cobra"
 
@@ -51,6 +52,9 @@ contract migration runs and that env is retired.`,
 	cmd.AddCommand(newUpgradeRunCommand(g, &uf), newUpgradeStatusCommand(g, &uf),
 		newUpgradeDecisionCommand(g, &uf, "promote", "Let the switch held at the promotion gate go"),
 		newUpgradeDecisionCommand(g, &uf, "rollback", "Switch back to the env upgraded from, within the rollback window, and wait until it serves"))
+	cmd.AddCommand(newStopCommands(g, "--cloud C --component NAME", cobra.NoArgs, func([]string) (string, error) {
+		return names.UpgradeID(uf.cloud, uf.component), uf.need()
+	})...)
 	return cmd
 }
 
@@ -80,10 +84,12 @@ func newUpgradeRunCommand(g *globals, uf *upgradeFlags) *cobra.Command {
 				return fmt.Errorf("--index: %w", err)
 			}
 			in.Index = string(index)
+			in.ScheduleToStart = g.scheduleToStart
 			if showPath {
 				return printPath(cmd.OutOrStdout(), ix, in)
 			}
 			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
+				warnUnpolled(ctx, g, c, []string{in.Cloud})
 				wr, err := c.StartUpgrade(ctx, in)
 				if err != nil {
 					return err

@@ -143,6 +143,9 @@ type UpgradeInput struct {
 	// PromotionTimeout.
 	Gate        bool          `json:"gate,omitempty"`
 	GateTimeout time.Duration `json:"gateTimeout,omitempty"`
+	// ScheduleToStart bounds each activity's wait for a worker on a cloud's
+	// queue (0: DefaultScheduleToStart); past it the step fails with NoWorker.
+	ScheduleToStart time.Duration `json:"scheduleToStart,omitempty"`
 }
 
 // Decision is who promoted or rolled back an upgrade, and why.
@@ -265,7 +268,7 @@ func ComponentUpgrade(ctx workflow.Context, in UpgradeInput) (UpgradeProgress, e
 	if err := u.validate(); err != nil {
 		return u.fail(ctx, err)
 	}
-	return u.run(ctx)
+	return u.run(withScheduleToStart(ctx, in.ScheduleToStart))
 }
 
 type upgradeRun struct {
@@ -569,8 +572,7 @@ func (u *upgradeRun) precheck(ctx workflow.Context, h *HopState, hop upgrade.Hop
 	c := u.in.Component
 	h.Checks = []activities.Check{{Name: "path", OK: true, Detail: hop.String()}}
 	var room int
-	actx := onCloud(ctx, lookupOptions, u.in.Cloud, fmt.Sprintf("hop %d: room for a second env of %s on %s", h.N, c.Name, u.in.Cloud))
-	if err := workflow.ExecuteActivity(actx, cloudActs.Room).Get(ctx, &room); err != nil {
+	if err := executeOnCloud(ctx, lookupOptions, u.in.Cloud, fmt.Sprintf("hop %d: room for a second env of %s on %s", h.N, c.Name, u.in.Cloud), cloudActs.Room).Get(ctx, &room); err != nil {
 		return err
 	}
 	need := 2 // the new env: the component and its related service
@@ -628,9 +630,8 @@ func (u *upgradeRun) firstSideEffects(ctx workflow.Context) error {
 		return nil
 	}
 	var s activities.DataSample
-	actx := onCloud(ctx, lookupOptions, u.in.Cloud, fmt.Sprintf("sample %d volumes of %s before the upgrade", d.Sample, u.in.Component.Name))
 	req := activities.SampleRequest{Endpoint: u.st.Serving.Endpoints[0], List: d.List, N: d.Sample}
-	if err := workflow.ExecuteActivity(actx, upgradeActs.SampleData, req).Get(ctx, &s); err != nil {
+	if err := executeOnCloud(ctx, lookupOptions, u.in.Cloud, fmt.Sprintf("sample %d volumes of %s before the upgrade", d.Sample, u.in.Component.Name), upgradeActs.SampleData, req).Get(ctx, &s); err != nil {
 		return err
 	}
 	u.st.Sample = &s
@@ -643,8 +644,7 @@ func (u *upgradeRun) route(ctx workflow.Context, env EnvState, summary string) e
 	req := activities.RouteRequest{Name: c.Name, Instance: env.Instances[0], Labels: map[string]string{
 		activities.LabelComponent: c.Name, runtime.LabelWorkflow: u.st.ID}}
 	var r runtime.Route
-	actx := onCloud(ctx, routeOptions, u.in.Cloud, fmt.Sprintf(summary, c.Name, env.Name, env.Version))
-	if err := workflow.ExecuteActivity(actx, upgradeActs.RouteEndpoint, req).Get(ctx, &r); err != nil {
+	if err := executeOnCloud(ctx, routeOptions, u.in.Cloud, fmt.Sprintf(summary, c.Name, env.Name, env.Version), upgradeActs.RouteEndpoint, req).Get(ctx, &r); err != nil {
 		return err
 	}
 	u.st.Endpoint = &r
@@ -657,8 +657,8 @@ func (u *upgradeRun) route(ctx workflow.Context, env EnvState, summary string) e
 func (u *upgradeRun) findServing(ctx workflow.Context) error {
 	c := u.in.Component
 	var found []runtime.Instance
-	actx := onCloud(ctx, lookupOptions, u.in.Cloud, fmt.Sprintf("find the running env of %s on %s", c.Name, u.in.Cloud))
-	if err := workflow.ExecuteActivity(actx, cloudActs.ListInstances, map[string]string{activities.LabelComponent: c.Name}).Get(ctx, &found); err != nil {
+	summary := fmt.Sprintf("find the running env of %s on %s", c.Name, u.in.Cloud)
+	if err := executeOnCloud(ctx, lookupOptions, u.in.Cloud, summary, cloudActs.ListInstances, map[string]string{activities.LabelComponent: c.Name}).Get(ctx, &found); err != nil {
 		return err
 	}
 	if len(found) == 0 {
@@ -703,8 +703,8 @@ func (u *upgradeRun) probeDriver(ctx workflow.Context) error {
 	err := u.loadDriver(ctx, &env, u.current)
 	if err == nil {
 		spec := u.spec(env, u.in.Related.Name, u.in.Related.Env, u.in.Related.Health)
-		actx := onCloud(ctx, probeOptions, u.in.Cloud, fmt.Sprintf("probe: start %s %s with driver %s %s", u.in.Related.Name, u.current.Tag, u.in.Driver.Name, u.in.Driver.Version))
-		derr := workflow.ExecuteActivity(actx, cloudActs.DeployInstance, activities.DeployRequest{Name: env.Instances[0], Spec: spec}).Get(ctx, nil)
+		summary := fmt.Sprintf("probe: start %s %s with driver %s %s", u.in.Related.Name, u.current.Tag, u.in.Driver.Name, u.in.Driver.Version)
+		derr := executeOnCloud(ctx, probeOptions, u.in.Cloud, summary, cloudActs.DeployInstance, activities.DeployRequest{Name: env.Instances[0], Spec: spec}).Get(ctx, nil)
 		if derr != nil {
 			out = message(derr)
 		}
@@ -801,8 +801,7 @@ func (u *upgradeRun) task(ctx workflow.Context, env EnvState, step, summary stri
 		Command: append(slices.Clone(c.Data.Manage), args...),
 		Labels:  map[string]string{runtime.LabelWorkflow: u.st.ID, runtime.LabelCloud: u.in.Cloud}}
 	var res runtime.TaskResult
-	actx := onCloud(ctx, taskOptions, u.in.Cloud, summary)
-	err := workflow.ExecuteActivity(actx, upgradeActs.RunTask, activities.TaskRequest{Name: runtime.InstanceName(env.Name, step), Spec: spec}).Get(ctx, &res)
+	err := executeOnCloud(ctx, taskOptions, u.in.Cloud, summary, upgradeActs.RunTask, activities.TaskRequest{Name: runtime.InstanceName(env.Name, step), Spec: spec}).Get(ctx, &res)
 	return res, err
 }
 
@@ -811,8 +810,8 @@ func (u *upgradeRun) deployEnv(ctx workflow.Context, a *Attempt, target upgrade.
 	specs := []runtime.Spec{u.spec(a.Env, c.Name, c.Env, c.Health), u.spec(a.Env, r.Name, r.Env, r.Health)}
 	for i, name := range a.Env.Instances {
 		var ep runtime.Endpoint
-		actx := onCloud(ctx, envDeployOptions, u.in.Cloud, fmt.Sprintf("attempt %d: start %s %s beside the running env", a.N, name, target.Tag))
-		if err := workflow.ExecuteActivity(actx, cloudActs.DeployInstance, activities.DeployRequest{Name: name, Spec: specs[i]}).Get(ctx, &ep); err != nil {
+		summary := fmt.Sprintf("attempt %d: start %s %s beside the running env", a.N, name, target.Tag)
+		if err := executeOnCloud(ctx, envDeployOptions, u.in.Cloud, summary, cloudActs.DeployInstance, activities.DeployRequest{Name: name, Spec: specs[i]}).Get(ctx, &ep); err != nil {
 			return err
 		}
 		a.Env.Endpoints = append(a.Env.Endpoints, ep)
@@ -827,8 +826,8 @@ func (u *upgradeRun) verify(ctx workflow.Context, a *Attempt) error {
 		{Instance: a.Env.Instances[1], Endpoint: a.Env.Endpoints[1], Health: r.Health, Verify: r.Verify},
 	}}
 	var v activities.Verification
-	actx := onCloud(ctx, envVerifyOptions, u.in.Cloud, fmt.Sprintf("attempt %d: verify %s %s and driver %s", a.N, c.Name, a.Version, u.in.Driver.Name))
-	if err := workflow.ExecuteActivity(actx, upgradeActs.VerifyEnv, req).Get(ctx, &v); err != nil {
+	summary := fmt.Sprintf("attempt %d: verify %s %s and driver %s", a.N, c.Name, a.Version, u.in.Driver.Name)
+	if err := executeOnCloud(ctx, envVerifyOptions, u.in.Cloud, summary, upgradeActs.VerifyEnv, req).Get(ctx, &v); err != nil {
 		return err
 	}
 	a.Verification = &v
@@ -887,8 +886,7 @@ func (u *upgradeRun) switchTo(ctx workflow.Context, h *HopState, a Attempt) {
 		return
 	}
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	actx := onCloud(dctx, destroyOptions, u.in.Cloud, fmt.Sprintf("keep %s %s (env %s) stopped for a rollback", u.in.Component.Name, prev.Version, prev.Name))
-	if err := workflow.ExecuteActivity(actx, upgradeActs.KeepEnv, u.envSelector(prev.Name)).Get(dctx, nil); err != nil {
+	if err := executeOnCloud(dctx, destroyOptions, u.in.Cloud, fmt.Sprintf("keep %s %s (env %s) stopped for a rollback", u.in.Component.Name, prev.Version, prev.Name), upgradeActs.KeepEnv, u.envSelector(prev.Name)).Get(dctx, nil); err != nil {
 		workflow.GetLogger(ctx).Error("old env not stopped", "env", prev.Name, "error", err)
 	}
 	u.st.Kept = &prev
@@ -949,8 +947,7 @@ func (u *upgradeRun) rollBack(ctx workflow.Context) (UpgradeProgress, error) {
 	u.st.Phase, u.st.Rollback = "rolling back", u.rollbackTo
 	u.publish(ctx)
 	var eps map[string]runtime.Endpoint
-	actx := onCloud(ctx, envDeployOptions, u.in.Cloud, fmt.Sprintf("roll back: start %s %s (env %s) again", u.in.Component.Name, kept.Version, kept.Name))
-	if err := workflow.ExecuteActivity(actx, upgradeActs.RestoreEnv, u.envSelector(kept.Name)).Get(ctx, &eps); err != nil {
+	if err := executeOnCloud(ctx, envDeployOptions, u.in.Cloud, fmt.Sprintf("roll back: start %s %s (env %s) again", u.in.Component.Name, kept.Version, kept.Name), upgradeActs.RestoreEnv, u.envSelector(kept.Name)).Get(ctx, &eps); err != nil {
 		return u.fail(ctx, err)
 	}
 	for i, name := range kept.Instances {
@@ -1012,8 +1009,8 @@ func (u *upgradeRun) loadDriver(ctx workflow.Context, env *EnvState, r upgrade.R
 		Driver: d.Image,
 		To:     u.in.Component.Repository + "-drivers:" + runtime.LabelValue(r.Tag+"-"+d.Name+"-"+d.Version),
 	}
-	actx := onCloud(ctx, lookupOptions, u.in.Cloud, fmt.Sprintf("load driver %s %s into %s %s", d.Name, d.Version, u.in.Component.Name, r.Tag))
-	return workflow.ExecuteActivity(actx, upgradeActs.LoadDriver, req).Get(ctx, &env.Image)
+	summary := fmt.Sprintf("load driver %s %s into %s %s", d.Name, d.Version, u.in.Component.Name, r.Tag)
+	return executeOnCloud(ctx, lookupOptions, u.in.Cloud, summary, upgradeActs.LoadDriver, req).Get(ctx, &env.Image)
 }
 
 func (u *upgradeRun) spec(env EnvState, service string, extra map[string]string, health string) runtime.Spec {
@@ -1043,7 +1040,7 @@ func (u *upgradeRun) envSelector(env string) map[string]string {
 // listing, so a half-made env goes too. It retries until it succeeds.
 func (u *upgradeRun) destroyEnv(ctx workflow.Context, env, summary string) {
 	ctx, _ = workflow.NewDisconnectedContext(ctx)
-	if err := workflow.ExecuteActivity(onCloud(ctx, destroyOptions, u.in.Cloud, summary), cloudActs.DestroyOwned, u.envSelector(env)).Get(ctx, nil); err != nil {
+	if err := executeOnCloud(ctx, destroyOptions, u.in.Cloud, summary, cloudActs.DestroyOwned, u.envSelector(env)).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Error("env not destroyed", "env", env, "error", err)
 	}
 }

@@ -42,6 +42,9 @@ const SubscriptionsID = "subscriptions/mobility"
 // PipelineID is the workflow ID of one run of an app's pipeline.
 func PipelineID(app, run string) string { return "pipeline/" + app + "/" + run }
 
+// UndeployID is the workflow ID of removing an app's pipeline deployment.
+func UndeployID(app string) string { return "undeploy/" + app }
+
 // UpgradeID is the workflow ID of the upgrade of a component on a cloud.
 func UpgradeID(cloud, component string) string { return "upgrade/" + cloud + "/" + component }
 

@@ -37,6 +37,8 @@ type DevConfig struct {
 	RepoPort       int
 	GatewayPort    int
 	Namespace      string
+	Temporal       config.Temporal // an existing cluster instead of the embedded server, when its Address is set
+	NoWorker       bool            // run no worker: workers of their own poll this stack
 	Topology       *topology.Topology
 	FogRuntime     string // auto, docker or process
 	EdgeKubeconfig string
@@ -72,14 +74,13 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	}()
 	d.Stack, err = devstack.Start(ctx, devstack.Options{
 		DataDir: cfg.DataDir, Port: cfg.Port, UIPort: cfg.UIPort, RegistryPort: cfg.RegistryPort,
-		Namespace: cfg.Namespace, Logger: cfg.Logger,
+		Namespace: cfg.Namespace, Temporal: cfg.Temporal, Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
 	}
 	d.stops = append(d.stops, d.Stack.Stop)
-	t := config.Temporal{Address: d.Stack.Address(), Namespace: d.Stack.Namespace()}
-	if d.Client, err = t.Dial(ctx, cfg.Logger); err != nil {
+	if d.Client, err = d.Stack.Temporal().Dial(ctx, cfg.Logger); err != nil {
 		return nil, err
 	}
 	d.stops = append(d.stops, d.Client.Close)
@@ -88,18 +89,20 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if err != nil {
 		return nil, err
 	}
-	var clouds []string
-	for _, cl := range cfg.Topology.Clouds() {
-		clouds = append(clouds, cl.ID)
+	if !cfg.NoWorker {
+		var clouds []string
+		for _, cl := range cfg.Topology.Clouds() {
+			clouds = append(clouds, cl.ID)
+		}
+		d.Workers, err = StartWorkers(d.Client, WorkerOptions{
+			Topology: cfg.Topology, Clouds: clouds, Central: true, DataDir: cfg.DataDir, Registry: d.Stack.RegistryHost(),
+			RuntimeFor: runtimeFor, Install: node, Logger: cfg.Logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+		d.stops = append(d.stops, d.Workers.Stop)
 	}
-	d.Workers, err = StartWorkers(d.Client, WorkerOptions{
-		Topology: cfg.Topology, Clouds: clouds, Central: true, DataDir: cfg.DataDir, Registry: d.Stack.RegistryHost(),
-		RuntimeFor: runtimeFor, Install: node, Logger: cfg.Logger,
-	})
-	if err != nil {
-		return nil, err
-	}
-	d.stops = append(d.stops, d.Workers.Stop)
 	sctx, cancel := context.WithCancel(ctx)
 	d.stops = append(d.stops, cancel)
 	gw, err := ServeManagement(sctx, loopback(cfg.GatewayPort), *node)
@@ -159,9 +162,12 @@ func (d *Dev) Stop() {
 	d.stops = nil
 }
 
-// RuntimeKinds names each cloud's runtime kind.
+// RuntimeKinds names each cloud's runtime kind (none without a worker).
 func (d *Dev) RuntimeKinds() map[string]string {
 	kinds := map[string]string{}
+	if d.Workers == nil {
+		return kinds
+	}
 	for id, rt := range d.Workers.Runtimes {
 		kinds[id] = rt.Kind()
 	}

@@ -31,11 +31,14 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/docker/go-connections/nat"
+	"github.com/google/go-containerregistry/pkg/authn"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	driftimage "github.com/edgedrift/drift/internal/image"
 	"github.com/edgedrift/drift/internal/runtime"
 )
 
@@ -287,6 +290,28 @@ func endpoint(port int) runtime.Endpoint {
 	}
 }
 
+// registryAuth is the engine's encoding of the credentials the Docker
+// config file holds for ref's registry ("" : anonymous).
+func registryAuth(ref string) string {
+	r, err := driftimage.ParseReference(ref)
+	if err != nil {
+		return ""
+	}
+	auth, err := authn.DefaultKeychain.Resolve(r.Context())
+	if err != nil {
+		return ""
+	}
+	cfg, err := auth.Authorization()
+	if err != nil || cfg.Username == "" {
+		return ""
+	}
+	enc, err := registry.EncodeAuthConfig(registry.AuthConfig{Username: cfg.Username, Password: cfg.Password, ServerAddress: r.Context().RegistryStr()})
+	if err != nil {
+		return ""
+	}
+	return enc
+}
+
 // pull makes the engine pull ref (the platform entry of an index, when
 // set), unless ref names a digest the engine has for that platform.
 func (r *Runtime) pull(ctx context.Context, ref, platform string) error {
@@ -295,7 +320,7 @@ func (r *Runtime) pull(ctx context.Context, ref, platform string) error {
 			return nil
 		}
 	}
-	rc, err := r.cli.ImagePull(ctx, ref, image.PullOptions{Platform: platform})
+	rc, err := r.cli.ImagePull(ctx, ref, image.PullOptions{Platform: platform, RegistryAuth: registryAuth(ref)})
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
