@@ -32,6 +32,12 @@ var Pipeline []byte
 //go:embed apps/hello/*.go
 var HelloSource embed.FS
 
+// CinderSource is the example platform component's source (cinder/*.go):
+// the upgrade demo and tests build it into one image per release.
+//
+//go:embed cinder/*.go
+var CinderSource embed.FS
+
 // PortDemo is port/_sysinfo: a Go module (go.mod.txt is its go.mod) that
 // does not build for linux/loong64 today, which `drift demo port` ports.
 // The leading underscore keeps it out of drift's own build.

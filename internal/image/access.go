@@ -87,13 +87,13 @@ func User(host string) string {
 // Options are the go-containerregistry options of every registry call
 // drift makes: its keychain and its TLS roots.
 func Options(ctx context.Context) []remote.Option {
-	return []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(Keychain()), remote.WithTransport(roundTripper())}
+	return []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(Keychain()), remote.WithTransport(Transport())}
 }
 
-// roundTripper is the default transport with drift's TLS roots, upgrading
+// Transport is the default transport with drift's TLS roots, upgrading
 // requests to HTTPS for registries with a CA of their own
 // (go-containerregistry speaks plain HTTP to every loopback registry).
-func roundTripper() http.RoundTripper {
+func Transport() http.RoundTripper {
 	access.RLock()
 	roots := access.roots
 	access.RUnlock()
@@ -139,7 +139,7 @@ func unauthorized(ref string, status int) error {
 		return fmt.Errorf("%w: %s answered %d to user %q (wrong password or no permission for %s); check --registry-user and --registry-password-file",
 			ErrUnauthorized, host, status, u, ref)
 	}
-	return fmt.Errorf("%w: %s answered %d to %s and drift has no credentials for it; give --registry-user and --registry-password-file, or log in with docker",
+	return fmt.Errorf("%w: %s answered %d to %s and drift has no credentials for it; give --registry-user and --registry-password-file, or its credentials in the Docker config ($DOCKER_CONFIG; drift registry adduser writes them)",
 		ErrUnauthorized, host, status, ref)
 }
 

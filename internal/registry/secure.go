@@ -5,16 +5,12 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"fmt"
 	"math/big"
 	"net"
-	"os"
 	"path/filepath"
-	"sort"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -25,43 +21,36 @@ import (
 // htpasswd users (user → password). It returns the CA's PEM, which clients
 // must trust.
 func StartSecure(ctx context.Context, dir string, users map[string]string) (*Server, []byte, error) {
-	caPEM, cert, err := selfSigned()
+	caPEM, certPEM, keyPEM, err := selfSigned()
 	if err != nil {
+		return nil, nil, err
+	}
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := writePrivate(certFile, certPEM); err != nil {
+		return nil, nil, err
+	}
+	if err := writePrivate(keyFile, keyPEM); err != nil {
 		return nil, nil, err
 	}
 	htpasswd := filepath.Join(dir, "htpasswd")
-	if err := writeHtpasswd(htpasswd, users); err != nil {
-		return nil, nil, err
+	for user, password := range users {
+		hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := setHtpasswd(htpasswd, user, string(hash)); err != nil {
+			return nil, nil, err
+		}
 	}
-	s, err := StartWith(ctx, Options{Dir: filepath.Join(dir, "data"), Addr: "127.0.0.1:0", Htpasswd: htpasswd, TLS: &cert})
+	s, err := Serve(ctx, Options{Dir: filepath.Join(dir, "data"), Addr: "127.0.0.1:0", Htpasswd: htpasswd, TLSCert: certFile, TLSKey: keyFile})
 	return s, caPEM, err
 }
 
-func writeHtpasswd(file string, users map[string]string) error {
-	names := make([]string, 0, len(users))
-	for u := range users {
-		names = append(names, u)
-	}
-	sort.Strings(names)
-	var out []byte
-	for _, u := range names {
-		h, err := bcrypt.GenerateFromPassword([]byte(users[u]), bcrypt.MinCost)
-		if err != nil {
-			return err
-		}
-		out = fmt.Appendf(out, "%s:%s\n", u, h)
-	}
-	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
-		return err
-	}
-	return os.WriteFile(file, out, 0o600)
-}
-
 // selfSigned makes a CA and a server certificate it signed.
-func selfSigned() (caPEM []byte, cert tls.Certificate, err error) {
+func selfSigned() (caPEM, certPEM, keyPEM []byte, err error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, cert, err
+		return nil, nil, nil, err
 	}
 	now := time.Now()
 	ca := &x509.Certificate{
@@ -71,11 +60,11 @@ func selfSigned() (caPEM []byte, cert tls.Certificate, err error) {
 	}
 	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
 	if err != nil {
-		return nil, cert, err
+		return nil, nil, nil, err
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, cert, err
+		return nil, nil, nil, err
 	}
 	leaf := &x509.Certificate{
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
@@ -85,12 +74,17 @@ func selfSigned() (caPEM []byte, cert tls.Certificate, err error) {
 	}
 	caCert, err := x509.ParseCertificate(caDER)
 	if err != nil {
-		return nil, cert, err
+		return nil, nil, nil, err
 	}
 	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
 	if err != nil {
-		return nil, cert, err
+		return nil, nil, nil, err
 	}
-	caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	return caPEM, tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: key}, nil
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
 }

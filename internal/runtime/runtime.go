@@ -42,6 +42,7 @@ type Spec struct {
 	Replicas int               `json:"replicas,omitempty"` // Kubernetes replicas; 0 means 1
 	Labels   map[string]string `json:"labels,omitempty"`   // extra labels (drift.workflow, drift.cloud, …); values are sanitised with LabelValue
 	Health   string            `json:"health,omitempty"`   // HTTP path answered when ready; "" means "/"
+	Volumes  []Volume          `json:"volumes,omitempty"`  // mounted volumes (runtimes that are Stateful)
 	// Platform (os/arch) is the entry of a multi-platform image to run, the
 	// cloud's; "" is the runtime host's own.
 	Platform string `json:"platform,omitempty"`

@@ -43,6 +43,9 @@ func ValidateSpec(name, cloud string, spec Spec) (map[string]string, error) {
 	if strings.ContainsAny(spec.Health, " \t\r\n\x00?#") {
 		return nil, fmt.Errorf("%w: instance %s: bad health path %q", ErrInvalid, name, spec.Health)
 	}
+	if err := validateVolumes(name, spec.Volumes); err != nil {
+		return nil, err
+	}
 	for k := range spec.Labels {
 		if k == "" {
 			return nil, fmt.Errorf("%w: instance %s: empty label key", ErrInvalid, name)
@@ -66,7 +69,8 @@ func ValidateSpec(name, cloud string, spec Spec) (map[string]string, error) {
 }
 
 // SpecHash identifies everything about a spec that shapes an instance, so a
-// changed spec is noticed and the instance is recreated.
+// changed spec is noticed and the instance is recreated. (A spec without
+// volumes hashes as it did before specs had them.)
 func SpecHash(spec Spec, labels map[string]string) string {
 	b, _ := json.Marshal(struct {
 		Image    string            `json:"image"`
@@ -75,8 +79,9 @@ func SpecHash(spec Spec, labels map[string]string) string {
 		Command  []string          `json:"command"`
 		Labels   map[string]string `json:"labels"`
 		Health   string            `json:"health"`
+		Volumes  []Volume          `json:"volumes,omitempty"`
 		Platform string            `json:"platform,omitempty"`
-	}{spec.Image, spec.Port, spec.Env, spec.Command, labels, spec.Health, spec.Platform})
+	}{spec.Image, spec.Port, spec.Env, spec.Command, labels, spec.Health, spec.Volumes, spec.Platform})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])[:16]
 }

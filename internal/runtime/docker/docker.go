@@ -346,11 +346,10 @@ func (r *Runtime) create(ctx context.Context, name string, spec runtime.Spec, la
 		PortBindings:  nat.PortMap{port: {{HostIP: loopback, HostPort: ""}}},
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
 	}
-	var platform *ocispec.Platform
-	if os, arch, ok := strings.Cut(spec.Platform, "/"); ok {
-		platform = &ocispec.Platform{OS: os, Architecture: arch}
+	if err := r.mountVolumes(ctx, hc, spec.Volumes); err != nil {
+		return "", err
 	}
-	resp, err := r.cli.ContainerCreate(ctx, cfg, hc, nil, platform, name)
+	resp, err := r.cli.ContainerCreate(ctx, cfg, hc, nil, platformOf(spec), name)
 	if err != nil {
 		return "", err
 	}
@@ -602,4 +601,12 @@ func registryAuth(ref string) (string, error) {
 		return "", err
 	}
 	return registry.EncodeAuthConfig(registry.AuthConfig{Username: c.Username, Password: c.Password, IdentityToken: c.IdentityToken, RegistryToken: c.RegistryToken})
+}
+
+// platformOf is the image entry a spec asks for; nil is the engine's own.
+func platformOf(spec runtime.Spec) *ocispec.Platform {
+	if os, arch, ok := strings.Cut(spec.Platform, "/"); ok {
+		return &ocispec.Platform{OS: os, Architecture: arch}
+	}
+	return nil
 }

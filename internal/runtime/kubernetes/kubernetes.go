@@ -118,6 +118,9 @@ func (r *Runtime) Deploy(ctx context.Context, name string, spec runtime.Spec) (r
 	if err := r.waitApplicable(ctx, name); err != nil {
 		return runtime.Endpoint{}, err
 	}
+	if err := r.ensureVolumes(ctx, spec.Volumes); err != nil {
+		return runtime.Endpoint{}, err
+	}
 	apply := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
 	svc, err := r.client.CoreV1().Services(r.namespace).Apply(ctx, r.serviceFor(name, spec, labels), apply)
 	if err != nil {
@@ -130,7 +133,8 @@ func (r *Runtime) Deploy(ctx context.Context, name string, spec runtime.Spec) (r
 	if err := r.waitRollout(ctx, dep); err != nil {
 		return runtime.Endpoint{}, err
 	}
-	return endpointOf(svc), nil
+	// The endpoint is the Service: ready once it sends to the pods.
+	return endpointOf(svc), r.waitEndpoints(ctx, name, name)
 }
 
 // Status reports the instance's Deployment and Service.
@@ -179,6 +183,8 @@ func (r *Runtime) Status(ctx context.Context, name string) (runtime.Status, erro
 	switch {
 	case err != nil:
 		st.Message = err.Error()
+	case stopped(dep):
+		st.Message = "stopped (scaled to zero)"
 	case svc == nil:
 		st.Message = "deployment without service"
 	default:
@@ -220,7 +226,7 @@ func (r *Runtime) Destroy(ctx context.Context, name string) error {
 	case apierrors.IsNotFound(err):
 	case err != nil:
 		return r.apiErr("get service", name, err)
-	case r.foreign(svc.Labels) == "":
+	case r.foreign(svc.Labels) == "" && svc.Labels[runtime.LabelEndpoint] == "":
 		svcOurs = true
 		err := r.client.CoreV1().Services(r.namespace).Delete(ctx, name, metav1.DeleteOptions{
 			Preconditions: &metav1.Preconditions{UID: &svc.UID},
@@ -289,7 +295,7 @@ func (r *Runtime) List(ctx context.Context, selector map[string]string) ([]runti
 			inst.Endpoint = endpointOf(svc)
 		}
 		done, _, err := rolloutStatus(d)
-		inst.Ready = done && err == nil && svc != nil
+		inst.Ready = done && err == nil && svc != nil && !stopped(d)
 		out = append(out, inst)
 	}
 	runtime.SortInstances(out)
@@ -341,6 +347,9 @@ func (r *Runtime) waitApplicable(ctx context.Context, name string) error {
 		if err == nil {
 			if why := r.foreign(svc.Labels); why != "" {
 				return false, "", fmt.Errorf("kubernetes %s: deploy %s: the service name is taken by %s", r.namespace, name, why)
+			}
+			if svc.Labels[runtime.LabelEndpoint] != "" {
+				return false, "", fmt.Errorf("%w: kubernetes %s: deploy %s: the service name is taken by a stable endpoint", runtime.ErrInvalid, r.namespace, name)
 			}
 			if svc.DeletionTimestamp != nil {
 				return false, "service is being deleted", nil

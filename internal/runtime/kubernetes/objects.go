@@ -79,19 +79,13 @@ func envFor(spec runtime.Spec) []*corev1ac.EnvVarApplyConfiguration {
 
 // deploymentFor is the Deployment drift applies for an instance.
 func (r *Runtime) deploymentFor(name string, spec runtime.Spec, labels map[string]string) *appsv1ac.DeploymentApplyConfiguration {
-	container := corev1ac.Container().
-		WithName(name).
-		WithImage(spec.Image).
-		WithEnv(envFor(spec)...).
+	container := containerFor(name, spec).
 		WithPorts(corev1ac.ContainerPort().WithName(portName).WithContainerPort(int32(spec.Port)).WithProtocol(corev1.ProtocolTCP)).
 		WithReadinessProbe(corev1ac.Probe().
 			WithHTTPGet(corev1ac.HTTPGetAction().WithPath(healthPath(spec)).WithPort(intstr.FromInt32(int32(spec.Port)))).
 			WithPeriodSeconds(2).
 			WithTimeoutSeconds(2).
 			WithFailureThreshold(3))
-	if len(spec.Command) > 0 {
-		container.WithCommand(spec.Command...)
-	}
 	return appsv1ac.Deployment(name, r.namespace).
 		WithLabels(labels).
 		WithSpec(appsv1ac.DeploymentSpec().
@@ -100,7 +94,31 @@ func (r *Runtime) deploymentFor(name string, spec runtime.Spec, labels map[strin
 			WithSelector(metav1ac.LabelSelector().WithMatchLabels(selectorFor(name))).
 			WithTemplate(corev1ac.PodTemplateSpec().
 				WithLabels(labels).
-				WithSpec(corev1ac.PodSpec().WithContainers(container))))
+				WithSpec(corev1ac.PodSpec().WithContainers(container).WithVolumes(volumesFor(spec)...))))
+}
+
+// containerFor is the container of an instance's or a task's pods: image,
+// environment, command and volume mounts.
+func containerFor(name string, spec runtime.Spec) *corev1ac.ContainerApplyConfiguration {
+	c := corev1ac.Container().WithName(name).WithImage(spec.Image).WithEnv(envFor(spec)...)
+	if len(spec.Command) > 0 {
+		c.WithCommand(spec.Command...)
+	}
+	for _, v := range spec.Volumes {
+		c.WithVolumeMounts(corev1ac.VolumeMount().WithName(v.Name).WithMountPath(v.Path))
+	}
+	return c
+}
+
+// volumesFor are the pod volumes of spec's volumes: each its
+// PersistentVolumeClaim of the same name.
+func volumesFor(spec runtime.Spec) []*corev1ac.VolumeApplyConfiguration {
+	var out []*corev1ac.VolumeApplyConfiguration
+	for _, v := range spec.Volumes {
+		out = append(out, corev1ac.Volume().WithName(v.Name).
+			WithPersistentVolumeClaim(corev1ac.PersistentVolumeClaimVolumeSource().WithClaimName(v.Name)))
+	}
+	return out
 }
 
 // serviceFor is the ClusterIP Service drift applies for an instance.

@@ -15,7 +15,10 @@
 //	<dir>/.locks/<name>                            flock serializing operations on one instance (gone after Destroy)
 //	<dir>/<name>/rootfs/                           the instance's tree: hard links into the image
 //	<dir>/<name>/log                               stdout and stderr of the process
-//	<dir>/<name>/instance.json                     the record: pid, start time, port, image, digest, labels, spec hash
+//	<dir>/<name>/instance.json                     the record: pid, start time, port, image, digest, labels, spec hash, spec
+//	<dir>/<name>/exit                              a one-shot task's exit code, once this worker saw it end
+//	<dir>/.volumes/<name>/data/                    a volume; an instance's tree links its mount path there
+//	<dir>/.volumes/<name>/volume.json              its labels
 //
 // The record is written (atomically) as soon as the process has a pid, so a
 // worker that restarts, or a second Runtime on the same directory, finds,
@@ -178,6 +181,9 @@ func (r *Runtime) start(name, inst string, img *cachedImage, argv []string, spec
 	if err := linkTree(img.Rootfs, rootfs); err != nil {
 		return nil, nil, fmt.Errorf("instance tree: %w", err)
 	}
+	if err := r.mountVolumes(rootfs, spec.Volumes); err != nil {
+		return nil, nil, err
+	}
 	env := environ(img.Config.Config.Env, spec.Env)
 	workdir := img.Config.Config.WorkingDir
 	if workdir == "" {
@@ -240,6 +246,7 @@ func (r *Runtime) start(name, inst string, img *cachedImage, argv []string, spec
 		SpecHash: hash,
 		Health:   spec.Health,
 		Argv:     argv,
+		Spec:     &spec,
 	}
 	st, err := readStat(rec.PID)
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/edgedrift/drift/internal/runtime"
 )
 
 // recordFile is the name of an instance's record inside its directory.
@@ -28,6 +30,9 @@ type record struct {
 	SpecHash   string            `json:"specHash"`
 	Health     string            `json:"health,omitempty"`
 	Argv       []string          `json:"argv"`
+	// Spec is what Deploy was given, so a kept (stopped) instance starts
+	// again as it was.
+	Spec *runtime.Spec `json:"spec,omitempty"`
 }
 
 func (rec *record) validate() error {

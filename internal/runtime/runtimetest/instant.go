@@ -35,11 +35,16 @@ type Instant struct {
 	// one cloud (one Instant) or of one instance name, or to hold a deploy
 	// until they release it. Set it before the runtime is used.
 	OnDeploy func(ctx context.Context, name string, spec runtime.Spec) error
+	// OnRun, when set, is how every one-shot task of a valid spec ends.
+	OnRun func(ctx context.Context, name string, spec runtime.Spec) (runtime.TaskResult, error)
 
 	cloud string
 
 	mu        sync.Mutex
 	instances map[string]runtime.Instance
+	volumes   map[string]runtime.Volume
+	routes    map[string]runtime.Route
+	tasks     []string
 
 	deploys, destroys atomic.Int64
 }
@@ -48,7 +53,7 @@ var _ runtime.Runtime = (*Instant)(nil)
 
 // NewInstant returns an empty instant runtime for cloud.
 func NewInstant(cloud string) *Instant {
-	return &Instant{cloud: cloud, instances: map[string]runtime.Instance{}}
+	return &Instant{cloud: cloud, instances: map[string]runtime.Instance{}, volumes: map[string]runtime.Volume{}, routes: map[string]runtime.Route{}}
 }
 
 // Kind is KindInstant.
@@ -70,6 +75,7 @@ func (r *Instant) Deploy(ctx context.Context, name string, spec runtime.Spec) (r
 		}
 	}
 	ep := runtime.Endpoint{URL: fmt.Sprintf("instant://%s/%s", r.cloud, name), Host: r.cloud, Port: spec.Port}
+	r.mount(spec.Volumes)
 	r.mu.Lock()
 	r.instances[name] = runtime.Instance{Name: name, Image: spec.Image, Labels: labels, Ready: true, Endpoint: ep}
 	r.mu.Unlock()
@@ -88,7 +94,7 @@ func (r *Instant) Status(ctx context.Context, name string) (runtime.Status, erro
 	if !ok {
 		return runtime.Status{}, nil
 	}
-	return runtime.Status{Exists: true, Ready: true, Image: in.Image, Endpoint: in.Endpoint}, nil
+	return runtime.Status{Exists: true, Ready: in.Ready, Image: in.Image, Endpoint: in.Endpoint}, nil
 }
 
 // Destroy forgets the instance; a missing one is no error.
