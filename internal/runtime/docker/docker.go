@@ -757,7 +757,7 @@ func (r *Runtime) List(ctx context.Context, selector map[string]string) ([]runti
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
 	byName := map[string]*runtime.Instance{}
-	want := map[string][]string{}          // instance → its services
+	want := map[string][]string{}           // instance → its services
 	running := map[string]map[string]bool{} // instance → its running services
 	for _, c := range cs {
 		name := c.Labels[runtime.LabelInstance]
