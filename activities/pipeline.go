@@ -75,12 +75,12 @@ type StepRequest struct {
 type ImageRequest struct {
 	Spec pipelinespec.Spec `json:"spec"`
 	// Service names the image of images: to make ("": the one image).
-	Service  string            `json:"service,omitempty"`
-	Package  Package           `json:"package"`
-	Tree     string            `json:"tree"`
-	BuildKey string            `json:"buildKey"`
-	Tag      string            `json:"tag"`    // the run's tag
-	Digest   string            `json:"digest"` // expected digest (Push)
+	Service  string  `json:"service,omitempty"`
+	Package  Package `json:"package"`
+	Tree     string  `json:"tree"`
+	BuildKey string  `json:"buildKey"`
+	Tag      string  `json:"tag"`    // the run's tag
+	Digest   string  `json:"digest"` // expected digest (Push)
 }
 
 // logTailLines is how many lines of a step's log travel in its result.

@@ -163,9 +163,9 @@ type TargetProgress struct {
 	// PreviousImages are a project's images before this run, by service
 	// (nil: none), what a failed target is put back to.
 	PreviousImages map[string]string `json:"previousImages,omitempty"`
-	Endpoint runtime.Endpoint `json:"endpoint"`
-	Verified string           `json:"verified,omitempty"`
-	Error    string           `json:"error,omitempty"`
+	Endpoint       runtime.Endpoint  `json:"endpoint"`
+	Verified       string            `json:"verified,omitempty"`
+	Error          string            `json:"error,omitempty"`
 }
 
 // PipelineProgress is what Query Progress returns and a run's result.
@@ -186,12 +186,12 @@ type PipelineProgress struct {
 	Image    string             `json:"image,omitempty"` // pinned by digest
 	// Images are a project's images (a spec with images:), in its order;
 	// Digest and Image are then empty.
-	Images []BuiltImage    `json:"images,omitempty"`
-	Steps  []StepProgress  `json:"steps"`
-	Targets  []TargetProgress   `json:"targets"`
-	Approval *Approval          `json:"approval,omitempty"`
-	Error    string             `json:"error,omitempty"`
-	Resumed  int                `json:"resumed,omitempty"` // how many times resumed
+	Images   []BuiltImage     `json:"images,omitempty"`
+	Steps    []StepProgress   `json:"steps"`
+	Targets  []TargetProgress `json:"targets"`
+	Approval *Approval        `json:"approval,omitempty"`
+	Error    string           `json:"error,omitempty"`
+	Resumed  int              `json:"resumed,omitempty"` // how many times resumed
 }
 
 // BuiltImage is one image of a project a run made (or reused).
