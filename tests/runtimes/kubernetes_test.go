@@ -55,7 +55,7 @@ func TestKubernetes(t *testing.T) {
 	})
 	// The harness has no storage provisioner: volumes for the projects'
 	// claims to bind (one per claim the test makes).
-	persistentVolumes(t, cs, prefix, 4)
+	harness.PersistentVolumes(t, cs, prefix, 4)
 
 	t.Run("conformance", func(t *testing.T) {
 		runtimetest.Conformance(t, rt, runtimetest.Case{
@@ -406,32 +406,6 @@ func kubeProject(t *testing.T, cs kubernetes.Interface, rt *kuberuntime.Runtime,
 	}
 	if left := ownedEverywhere(t, cs, name); len(left) != 0 {
 		t.Errorf("right after Destroy: %v", left)
-	}
-}
-
-// persistentVolumes makes n hostPath volumes for the test's claims to bind
-// to, and removes them when the test ends.
-func persistentVolumes(t *testing.T, cs kubernetes.Interface, prefix string, n int) {
-	t.Helper()
-	ctx := context.Background()
-	for i := range n {
-		pv := &corev1.PersistentVolume{
-			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-pv-%d", prefix, i)},
-			Spec: corev1.PersistentVolumeSpec{
-				Capacity:                      corev1.ResourceList{corev1.ResourceStorage: kuberuntime.DefaultVolumeSize},
-				AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-				PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
-				PersistentVolumeSource:        corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/tmp/" + prefix + fmt.Sprint(i)}},
-			},
-		}
-		if _, err := cs.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if err := cs.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-				t.Errorf("delete %s: %v", pv.Name, err)
-			}
-		})
 	}
 }
 
