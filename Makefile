@@ -81,6 +81,8 @@ record-histories: docker-up kube-build
 		$(GO) test -count=1 -run TestPipelineFromGitToDockerAndKubernetes ./tests/pipeline
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/pipeline-rollback.json \
 		$(GO) test -count=1 -run TestFailedVerificationRollsBackToThePreviousImage ./tests/pipeline
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/pipeline-project.json \
+		$(GO) test -count=1 -run TestPipelineReleasesAProject ./tests/pipeline
 
 docker-up:
 	bash tests/docker-up.sh

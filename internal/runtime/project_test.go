@@ -17,6 +17,7 @@ func TestObjectName(t *testing.T) {
 	for _, p := range [][2]string{
 		{"a", "b-c"}, {"a-b", "c"}, {"web", "store"}, {"web", "Store_Data"},
 		{strings.Repeat("x", 63), "store"}, {strings.Repeat("x", 63), "web"},
+		{"a", "../x"}, {"a", "日本語"}, {"a", strings.Repeat("z", 300)}, {"a", "Data.Volume_1"},
 	} {
 		got := ObjectName(p[0], p[1])
 		if err := ValidateName(got); err != nil {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -261,6 +262,41 @@ func TestProcess(t *testing.T) {
 		}
 		if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("instance directory (with its volume) left: %v", err)
+		}
+	})
+
+	t.Run("a failed project keeps its volume until Destroy", func(t *testing.T) {
+		name := prefix + "-projfail"
+		destroyAtEnd(t, rt, name)
+		spec := runtimetest.CounterSpec(t, web, store, cloud, nil)
+		spec.Services[0].Command = []string{"/no-such-binary"} // web cannot start; store can
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := rt.Deploy(ctx, name, spec); err == nil {
+			t.Fatal("Deploy of a project whose web cannot start succeeded")
+		}
+		if pids := processesUnder(t, filepath.Join(dir, name)); len(pids) != 0 {
+			t.Errorf("processes %v run after a failed deploy", pids)
+		}
+		ents, _ := os.ReadDir(filepath.Join(dir, name))
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		if !slices.Equal(names, []string{"instance.json", "volumes"}) {
+			t.Errorf("after a failed deploy the instance holds %v, want its record and volumes", names)
+		}
+		if st := runtimetest.Status(t, rt, name); !st.Exists || st.Ready {
+			t.Errorf("Status after a failed deploy: %+v, want exists (its volume), not ready", st)
+		}
+		if got := runtimetest.Names(t, rt, map[string]string{runtime.LabelInstance: name}); !slices.Equal(got, []string{name}) {
+			t.Errorf("List finds %v, want [%s]", got, name)
+		}
+		if err := rt.Destroy(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("after Destroy: %v", err)
 		}
 	})
 

@@ -453,8 +453,8 @@ func (r *Runtime) waitReady(ctx context.Context, rec *record, exited <-chan erro
 }
 
 // fail stops what a failed deploy started and returns err with the last
-// lines of the logs. The one-service form's directory goes; a project keeps
-// its volumes (and a record saying so, so List and Destroy find them).
+// lines of the logs. Everything goes but a project's volumes, which stay
+// with a record saying so (so that List and Destroy find them).
 func (r *Runtime) fail(name string, rec *record, err error) error {
 	inst := r.instDir(name)
 	var logs []string
@@ -467,7 +467,8 @@ func (r *Runtime) fail(name string, rec *record, err error) error {
 	} else if t := tailFile(filepath.Join(inst, "log"), 20); t != "" {
 		logs = append(logs, t)
 	}
-	keep := rec != nil && rec.Project
+	_, err2 := os.Stat(filepath.Join(inst, volumesDir))
+	keep := rec != nil && rec.Project && err2 == nil
 	if serr := r.clear(name, rec, keep); serr != nil {
 		err = fmt.Errorf("%w (and cleaning up failed: %v)", err, serr)
 	} else if keep {
@@ -515,6 +516,7 @@ func (r *Runtime) clear(name string, rec *record, keepVolumes bool) error {
 			return fmt.Errorf("remove %s: %w", filepath.Join(inst, e.Name()), err)
 		}
 	}
+	_ = os.Remove(inst) // when it held no volumes: nothing is left
 	return nil
 }
 
