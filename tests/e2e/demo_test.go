@@ -55,6 +55,11 @@ func TestDevDemoReleasesThroughThePipeline(t *testing.T) {
 			t.Errorf("no pipeline image of counter's %s in the demo output", service)
 		}
 	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "counte") {
+			t.Log(line)
+		}
+	}
 	// The counter's summary agrees with what the walk saw after each move.
 	survived := strings.Count(out, ": survived the handover")
 	lost := strings.Count(out, ": did NOT survive the handover")
