@@ -9,7 +9,7 @@ UNIT_PKGS    := ./activities/... ./internal/... ./starter/... ./worker/... ./wor
 WORKFLOWCHECK_VERSION := v0.6.0
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build dev test test-integration test-all lint bench bench-mobility bench-upgrade docker-up kube-build record-histories clean bench-install bench-port bench-pipeline
+.PHONY: all build dev test test-integration test-all lint bench bench-mobility bench-upgrade docker-up kube-build temporal-build record-histories clean bench-install bench-port bench-pipeline
 
 all: build
 
@@ -26,7 +26,7 @@ test:
 	$(GO) test -count=1 $(UNIT_PKGS)
 
 # Integration tests on real parts: Temporal, registry, Docker, Kubernetes.
-test-integration: docker-up kube-build
+test-integration: docker-up kube-build temporal-build
 	$(GO) test -count=1 -p 1 -timeout 60m ./tests/...
 
 # Everything CI runs.
@@ -89,6 +89,10 @@ docker-up:
 
 kube-build:
 	bash tests/kube/build.sh
+
+# temporal-server + temporal-sql-tool for the production-shape tests (~6 min cold, cached).
+temporal-build:
+	bash tests/production/build.sh
 
 clean:
 	rm -rf bin

@@ -7,7 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	goruntime "runtime"
-	"strings"
+
+	"github.com/edgedrift/drift/tests/internal/proc"
 )
 
 // Versions of the control plane this harness runs. KubernetesVersion must
@@ -38,11 +39,12 @@ const StagesFile = "kwok-stages-fast.yaml"
 // to a control plane that was started and misbehaved.
 var ErrUnavailable = errors.New("kubernetes test harness unavailable")
 
-var builtBinaries = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+var builtBinaries = []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kwok"}
 
 // Binaries are the paths of everything the harness runs.
 type Binaries struct {
 	Etcd, APIServer, ControllerManager, Scheduler, Kwok string
+	Kubelet, KubeProxy                                  string // for the real node (WithRealNode)
 	Stages                                              string // kwok Stages YAML
 }
 
@@ -52,15 +54,7 @@ func BinDir() string {
 	if d := os.Getenv(EnvBin); d != "" {
 		return d
 	}
-	root := os.Getenv(EnvCache)
-	if root == "" {
-		home, err := os.UserHomeDir()
-		if err != nil || home == "" {
-			home = os.TempDir()
-		}
-		root = filepath.Join(home, ".cache", "drift")
-	}
-	return filepath.Join(root, "kube-"+KubernetesVersion, "bin")
+	return filepath.Join(proc.CacheRoot(), "kube-"+KubernetesVersion, "bin")
 }
 
 // BuildScript is the path of tests/kube/build.sh in this source tree.
@@ -81,26 +75,11 @@ func FindBinaries(logf func(format string, args ...any)) (Binaries, error) {
 		logf = func(string, ...any) {}
 	}
 	dir := BinDir()
-	if missing := missingIn(dir); len(missing) > 0 {
-		script := BuildScript()
-		if _, err := os.Stat(script); err != nil {
-			return Binaries{}, fmt.Errorf("%w: %s lacks %s and %s is not there to build them: %v",
-				ErrUnavailable, dir, strings.Join(missing, ", "), script, err)
-		}
-		logf("kube: %s lacks %s; running %s (a cold build takes several minutes)", dir, strings.Join(missing, ", "), script)
-		cmd := exec.Command("bash", script)
-		cmd.Env = append(os.Environ(), EnvBin+"="+dir)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return Binaries{}, fmt.Errorf("%w: %s failed: %v\n%s", ErrUnavailable, script, err, tail(string(out), 40))
-		}
-		logf("kube: %s", strings.TrimSpace(tail(string(out), 8)))
-		if missing := missingIn(dir); len(missing) > 0 {
-			return Binaries{}, fmt.Errorf("%w: %s still lacks %s after build.sh", ErrUnavailable, dir, strings.Join(missing, ", "))
-		}
+	if err := proc.Build(BuildScript(), EnvBin, dir, missingIn, func(format string, args ...any) { logf("kube: "+format, args...) }); err != nil {
+		return Binaries{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	etcd := filepath.Join(dir, "etcd")
-	if !isExecutable(etcd) {
+	if !proc.IsExecutable(etcd) {
 		p, err := exec.LookPath("etcd")
 		if err != nil {
 			return Binaries{}, fmt.Errorf("%w: etcd not found in %s or on PATH (apt-get install -y etcd-server)", ErrUnavailable, dir)
@@ -113,6 +92,8 @@ func FindBinaries(logf func(format string, args ...any)) (Binaries, error) {
 		ControllerManager: filepath.Join(dir, "kube-controller-manager"),
 		Scheduler:         filepath.Join(dir, "kube-scheduler"),
 		Kwok:              filepath.Join(dir, "kwok"),
+		Kubelet:           filepath.Join(dir, "kubelet"),
+		KubeProxy:         filepath.Join(dir, "kube-proxy"),
 		Stages:            filepath.Join(dir, StagesFile),
 	}, nil
 }
@@ -120,7 +101,7 @@ func FindBinaries(logf func(format string, args ...any)) (Binaries, error) {
 func missingIn(dir string) []string {
 	var missing []string
 	for _, b := range builtBinaries {
-		if !isExecutable(filepath.Join(dir, b)) {
+		if !proc.IsExecutable(filepath.Join(dir, b)) {
 			missing = append(missing, b)
 		}
 	}
@@ -128,25 +109,5 @@ func missingIn(dir string) []string {
 		missing = append(missing, StagesFile)
 	}
 	// build.sh records what it built; a dir filled by other means has no records.
-	for stamp, want := range map[string]string{".kubernetes-version": KubernetesVersion, ".kwok-version": KwokVersion} {
-		if b, err := os.ReadFile(filepath.Join(dir, stamp)); err == nil && strings.TrimSpace(string(b)) != want {
-			missing = append(missing, fmt.Sprintf("%s (built for %s)", want, strings.TrimSpace(string(b))))
-		}
-	}
-	return missing
-}
-
-func isExecutable(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0
-}
-
-// tail returns the last n lines of s.
-func tail(s string, n int) string {
-	s = strings.TrimRight(s, "\n")
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return append(missing, proc.StampsDiffer(dir, map[string]string{".kubernetes-version": KubernetesVersion, ".kwok-version": KwokVersion})...)
 }

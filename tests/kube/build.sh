@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes control plane that drift's tests run (tests/kube):
 #   kube-apiserver, kube-controller-manager, kube-scheduler  from the tools module (tests/kube/tools)
+#   kubelet, kube-proxy                                      the same, for the real node (kube.WithRealNode)
 #   kwok                                                     by `go install sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION`
 #   kwok-stages-fast.yaml                                    kwok's "fast" node and pod Stages, one multi-document YAML
 # into a cache dir outside the clone:
@@ -12,65 +13,27 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-tools="$here/tools"
+. "$here/../internal/buildcache.sh"
 
 KWOK_VERSION="${KWOK_VERSION:-v0.7.0}"
 # The Kubernetes version is the one tools/go.mod requires: bumping it there rebuilds into a new dir.
-KUBE_VERSION="$(awk '$1 == "require" && $2 == "k8s.io/kubernetes" {print $3}' "$tools/go.mod")"
-if [[ -z "$KUBE_VERSION" ]]; then
-	echo "build.sh: cannot read the k8s.io/kubernetes version from $tools/go.mod" >&2
-	exit 1
-fi
-
+KUBE_VERSION="$(module_version "$here/tools/go.mod" k8s.io/kubernetes)"
 bin="${DRIFT_KUBE_BIN:-${DRIFT_CACHE:-$HOME/.cache/drift}/kube-$KUBE_VERSION/bin}"
-if [[ "${1:-}" == "--print-bin-dir" ]]; then
-	echo "$bin"
-	exit 0
-fi
-
-log() { echo "build.sh: $*"; }
-mkdir -p "$bin"
+cache_open "$bin" "$@"
 start=$SECONDS
 
-# One build at a time per cache dir: test binaries of several packages may call this at once.
-if command -v flock >/dev/null 2>&1; then
-	exec 9>"$bin/.lock"
-	if ! flock -n 9; then
-		log "waiting for another build.sh that holds $bin/.lock"
-		flock 9
-	fi
-fi
-
-# --- kube-apiserver, kube-controller-manager, kube-scheduler -------------------------------------
-kube_cmds=(kube-apiserver kube-controller-manager kube-scheduler)
-stamp="$bin/.kubernetes-version"
-need_kube=0
-for c in "${kube_cmds[@]}"; do
-	[[ -x "$bin/$c" ]] || need_kube=1
+# --- kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy ----------------
+minor="${KUBE_VERSION#v}"; minor="${minor#*.}"; minor="${minor%%.*}"
+ldflags="-s -w"
+ldflags+=" -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION"
+ldflags+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
+ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION"
+ldflags+=" -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+cmds=()
+for c in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
+	cmds+=("$c=k8s.io/kubernetes/cmd/$c")
 done
-[[ "$(cat "$stamp" 2>/dev/null || true)" == "$KUBE_VERSION" ]] || need_kube=1
-
-if (( need_kube )); then
-	log "building ${kube_cmds[*]} $KUBE_VERSION into $bin (cold: several minutes on 2 cores)"
-	minor="${KUBE_VERSION#v}"; minor="${minor#*.}"; minor="${minor%%.*}"
-	ldflags="-s -w"
-	ldflags+=" -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION"
-	ldflags+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
-	ldflags+=" -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION"
-	ldflags+=" -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
-	tmp="$(mktemp -d "$bin/.build.XXXXXX")"
-	trap 'rm -rf "$tmp"' EXIT
-	pkgs=()
-	for c in "${kube_cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
-	(cd "$tools" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$tmp/" "${pkgs[@]}")
-	for c in "${kube_cmds[@]}"; do
-		mv -f "$tmp/$c" "$bin/$c"
-	done
-	echo "$KUBE_VERSION" > "$stamp"
-	log "built ${kube_cmds[*]} in $((SECONDS - start))s"
-else
-	log "${kube_cmds[*]} $KUBE_VERSION already in $bin"
-fi
+go_build_cached "$bin" "$here/tools" .kubernetes-version "$KUBE_VERSION" "$ldflags" "${cmds[@]}"
 
 # --- kwok -----------------------------------------------------------------------------------------
 kstamp="$bin/.kwok-version"

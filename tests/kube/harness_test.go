@@ -15,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
+
+	"github.com/edgedrift/drift/tests/internal/proc"
 )
 
 // The Go constant and the tools module must name the same Kubernetes, or
@@ -135,8 +137,8 @@ func TestSmokeDeployment(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range c.procs {
-		if log := p.logTail(1000); strings.Contains(log, "a watch stream was requested by the client") {
-			t.Errorf("%s's watches fail:\n%s", p.name, tail(log, 5))
+		if log := p.LogTail(1000); strings.Contains(log, "a watch stream was requested by the client") {
+			t.Errorf("%s's watches fail:\n%s", p.Name, proc.Tail(log, 5))
 		}
 	}
 
@@ -150,8 +152,8 @@ func TestSmokeDeployment(t *testing.T) {
 	}
 	t.Logf("stopped in %s", time.Since(began).Round(time.Millisecond))
 	for _, p := range c.procs {
-		if done, _ := p.exited(); !done || groupAlive(p.cmd.Process.Pid) {
-			t.Errorf("%s (pid %d) still alive after Stop", p.name, p.cmd.Process.Pid)
+		if done, _ := p.Exited(); !done || proc.GroupAlive(p.Pid()) {
+			t.Errorf("%s (pid %d) still alive after Stop", p.Name, p.Pid())
 		}
 	}
 	if err := c.Stop(); err != nil {

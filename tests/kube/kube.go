@@ -16,10 +16,46 @@
 //
 // or, with full control, New + (*Cluster).Stop.
 //
-// Pods never run anything: kwok marks them Running and Ready on the fake
-// node, so tests prove API behaviour (apply, rollout, labels, deletion), not
-// that an image serves. When the harness cannot run (binaries missing and not
-// buildable, etcd not installed) the test fails, or skips when
+// On fake nodes pods never run anything: kwok marks them Running and Ready,
+// so tests prove API behaviour (apply, rollout, labels, deletion), not that
+// an image serves.
+//
+// # The real node
+//
+// WithRealNode adds a node whose pods really run (c.Real, node
+// "drift-real-node", label drift.test/real-node=true): kubelet and
+// kube-proxy from the same tools module, on a second containerd (Debian's
+// 1.6) with its own root, state and socket, pods on a bridge of their own
+// (10.244.X.0/24, picked free; the cluster's Service range is then
+// 10.97.X.0/24, routed to that bridge). Its sandbox image (PauseImage) is built here
+// from ./pause, since nothing can be pulled from outside; app images are
+// imported (RealNode.ImportImage, for imagePullPolicy Never) or pulled over
+// plain HTTP from a registry on loopback (WithInsecureRegistry or
+// RealNode.TrustRegistry). Needs root, containerd, runc, iptables and the CNI
+// plugins in /usr/lib/cni.
+//
+// Choosing nodes: WithRealNode alone makes no fake node, so every pod (drift's
+// own Deployments included, which carry no scheduling hints) lands on the
+// real one. With WithNodes(n) as well, the fake nodes carry the taint
+// FakeNodeTaint=fake:NoSchedule: pods without a toleration go to the real
+// node, and scale tests put pods on fakes with that toleration and
+// nodeSelector type=kwok. The real node has no kwok annotation, so kwok
+// leaves it alone.
+//
+// Reaching pods from the test (the host): a pod IP (http://<podIP>:<port>),
+// a Service's ClusterIP (http://<clusterIP>:<port>, the endpoint drift's
+// Kubernetes runtime returns; kube-proxy's iptables rules route it from the
+// host), or a NodePort on the node's IP (http://<c.Real.IP>:<nodePort>; only
+// that address, not loopback). None is reachable from other machines.
+//
+// Stop deletes the node's pods through the API, stops kube-proxy, kubelet
+// and containerd, kills what is left, and undoes what they did to the host:
+// mounts, network namespaces, the cgroup tree, the bridge, KUBE-/CNI-
+// iptables chains, sysctls kubelet sets, log links; RealNode.Leftovers lists
+// anything that remains (and Stop fails then).
+//
+// When the harness cannot run (binaries missing and not buildable, etcd or
+// the real node's prerequisites not installed) the test fails, or skips when
 // DRIFT_SKIP_HEAVY=1.
 package kube
 
@@ -33,7 +69,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -52,10 +87,17 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/edgedrift/drift/tests/internal/proc"
 )
 
 // NodeAnnotation is the annotation that hands a Node to this harness's kwok.
 const NodeAnnotation = "kwok.x-k8s.io/node"
+
+// FakeNodeTaint (NoSchedule, value "fake") is on the fake nodes of a cluster
+// that also has a real node: scale tests that want the fakes tolerate it
+// and select the label type=kwok.
+const FakeNodeTaint = NodeAnnotation
 
 // Cluster is a running control plane with fake nodes.
 type Cluster struct {
@@ -65,8 +107,9 @@ type Cluster struct {
 	Dir        string               // etcd data, certs, kubeconfig, component logs
 	Server     string               // https://127.0.0.1:PORT
 	Nodes      []string             // names of the fake nodes
+	Real       *RealNode            // the node that runs pods for real (WithRealNode), else nil
 
-	procs   []*proc
+	procs   []*proc.Proc
 	ownDir  bool // Dir was made by New and is removed by a clean Stop
 	stopMu  sync.Mutex
 	stopped bool
@@ -83,10 +126,24 @@ type options struct {
 	logf                 func(format string, args ...any)
 	startTimeout         time.Duration
 	controllerManagerArg []string
+	realNode             bool
+	registries           []string
 }
 
-// WithNodes sets the number of fake nodes (default 1), named kwok-node-0, ….
+// WithNodes sets the number of fake nodes (default 1, or 0 WithRealNode),
+// named kwok-node-0, ….
 func WithNodes(n int) Option { return func(o *options) { o.nodes = n } }
+
+// WithRealNode adds a node whose pods really run (see RealNode): the
+// cluster's Real. Its fake nodes, if any (WithNodes), are then tainted
+// FakeNodeTaint, so pods land on the real node unless they tolerate that.
+func WithRealNode() Option { return func(o *options) { o.realNode = true } }
+
+// WithInsecureRegistry lets the real node pull from registries at host:port
+// on loopback over plain HTTP (RealNode.TrustRegistry adds more later).
+func WithInsecureRegistry(hosts ...string) Option {
+	return func(o *options) { o.registries = append(o.registries, hosts...) }
+}
 
 // WithNodeResources sets each fake node's allocatable cpu, memory and pods
 // (defaults "32", "256Gi", "110").
@@ -195,14 +252,20 @@ func Shared(t testing.TB, opts ...Option) *Cluster {
 // caller must Stop it. Errors wrapping ErrUnavailable mean the harness cannot
 // run here.
 func New(ctx context.Context, opts ...Option) (*Cluster, error) {
-	o := options{nodes: 1, cpu: "32", memory: "256Gi", pods: "110", startTimeout: 2 * time.Minute}
+	o := options{nodes: -1, cpu: "32", memory: "256Gi", pods: "110", startTimeout: 2 * time.Minute}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if o.logf == nil {
 		o.logf = func(string, ...any) {}
 	}
-	if o.nodes < 1 {
+	if o.nodes == -1 {
+		o.nodes = 1
+		if o.realNode {
+			o.nodes = 0
+		}
+	}
+	if o.nodes < 1 && !o.realNode {
 		return nil, fmt.Errorf("kube: need at least one node, not %d", o.nodes)
 	}
 	for _, q := range []string{o.cpu, o.memory, o.pods} {
@@ -225,6 +288,10 @@ func New(ctx context.Context, opts ...Option) (*Cluster, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.startTimeout)
 	defer cancel()
 	began := time.Now()
+	if o.realNode {
+		// The real node's start includes a kubelet's first sync.
+		o.startTimeout += 2 * time.Minute
+	}
 	if err := c.start(ctx, bins, o); err != nil {
 		logs := c.LogTail(30)
 		if stopErr := c.Stop(); stopErr != nil {
@@ -232,12 +299,21 @@ func New(ctx context.Context, opts ...Option) (*Cluster, error) {
 		}
 		return nil, fmt.Errorf("kube: start in %s: %w\ncomponent logs (tail):\n%s", c.Dir, err, logs)
 	}
-	o.logf("kube: cluster up at %s with %d node(s) in %s (files in %s)", c.Server, len(c.Nodes), time.Since(began).Round(time.Millisecond), c.Dir)
+	nodes := fmt.Sprintf("%d fake node(s)", len(c.Nodes))
+	if c.Real != nil {
+		nodes += " and a real one"
+	}
+	o.logf("kube: cluster up at %s with %s in %s (files in %s)", c.Server, nodes, time.Since(began).Round(time.Millisecond), c.Dir)
 	return c, nil
 }
 
 func (c *Cluster) start(ctx context.Context, bins Binaries, o options) error {
-	ports, err := freePorts(6)
+	if o.realNode {
+		if err := c.newRealNode(ctx, o); err != nil {
+			return err
+		}
+	}
+	ports, err := proc.FreePorts(6)
 	if err != nil {
 		return err
 	}
@@ -248,7 +324,7 @@ func (c *Cluster) start(ctx context.Context, bins Binaries, o options) error {
 	// etcd
 	etcdURL := "http://" + lo(etcdPort)
 	peerURL := "http://" + lo(peerPort)
-	p, err := startProc(c.Dir, "etcd", bins.Etcd, env,
+	p, err := proc.Start(c.Dir, "etcd", bins.Etcd, env,
 		"--name=drift",
 		"--data-dir="+filepath.Join(c.Dir, "etcd"),
 		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
@@ -280,7 +356,7 @@ func (c *Cluster) start(ctx context.Context, bins Binaries, o options) error {
 
 	// kube-apiserver
 	c.Server = "https://" + lo(apiPort)
-	p, err = startProc(c.Dir, "kube-apiserver", bins.APIServer, env,
+	p, err = proc.Start(c.Dir, "kube-apiserver", bins.APIServer, env,
 		"--etcd-servers="+etcdURL,
 		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port="+strconv.Itoa(apiPort),
 		"--cert-dir="+filepath.Join(c.Dir, "certs"),
@@ -289,7 +365,7 @@ func (c *Cluster) start(ctx context.Context, bins Binaries, o options) error {
 		"--service-account-issuer=https://kubernetes.default.svc",
 		"--service-account-key-file="+saPub,
 		"--service-account-signing-key-file="+saKey,
-		"--service-cluster-ip-range=10.96.0.0/16",
+		"--service-cluster-ip-range="+c.serviceCIDR(),
 		"--endpoint-reconciler-type=none",
 		// WatchList (beta, on in 1.34) turns every legacy watch from
 		// resourceVersion 0 into a watch-list, which needs etcd's
@@ -337,14 +413,14 @@ func (c *Cluster) start(ctx context.Context, bins Binaries, o options) error {
 		"--authentication-skip-lookup",
 		"--profiling=false",
 	}
-	p, err = startProc(c.Dir, "kube-controller-manager", bins.ControllerManager, env, append(cmArgs, o.controllerManagerArg...)...)
+	p, err = proc.Start(c.Dir, "kube-controller-manager", bins.ControllerManager, env, append(cmArgs, o.controllerManagerArg...)...)
 	if err != nil {
 		return err
 	}
 	c.procs = append(c.procs, p)
 
 	// kube-scheduler
-	p, err = startProc(c.Dir, "kube-scheduler", bins.Scheduler, env,
+	p, err = proc.Start(c.Dir, "kube-scheduler", bins.Scheduler, env,
 		"--kubeconfig="+c.Kubeconfig,
 		"--authentication-kubeconfig="+c.Kubeconfig,
 		"--authorization-kubeconfig="+c.Kubeconfig,
@@ -358,7 +434,7 @@ func (c *Cluster) start(ctx context.Context, bins Binaries, o options) error {
 	c.procs = append(c.procs, p)
 
 	// kwok: the kubelet of the nodes annotated kwok.x-k8s.io/node=fake
-	p, err = startProc(c.Dir, "kwok", bins.Kwok, env,
+	p, err = proc.Start(c.Dir, "kwok", bins.Kwok, env,
 		"--kubeconfig="+c.Kubeconfig,
 		"--config="+bins.Stages,
 		"--manage-all-nodes=false",
@@ -374,7 +450,7 @@ func (c *Cluster) start(ctx context.Context, bins Binaries, o options) error {
 	c.procs = append(c.procs, p)
 
 	for _, hc := range []struct {
-		p   *proc
+		p   *proc.Proc
 		url string
 	}{
 		{c.procs[2], "https://" + lo(cmPort) + "/healthz"},
@@ -394,7 +470,21 @@ func (c *Cluster) start(ctx context.Context, bins Binaries, o options) error {
 		}
 		c.Nodes = append(c.Nodes, name)
 	}
+	if o.realNode {
+		if err := c.startRealNode(ctx, bins, o); err != nil {
+			return err
+		}
+	}
 	return c.WaitNodesReady(ctx)
+}
+
+// serviceCIDR is the cluster's Service IP range: the real node's own, which
+// its host routes to its bridge, or one no packet ever leaves for.
+func (c *Cluster) serviceCIDR() string {
+	if c.Real != nil {
+		return c.Real.ServiceCIDR
+	}
+	return "10.96.0.0/16"
 }
 
 // createNode registers a fake node for kwok to manage.
@@ -417,6 +507,9 @@ func (c *Cluster) createNode(ctx context.Context, name string, o options) error 
 		},
 		Status: corev1.NodeStatus{Allocatable: res, Capacity: res.DeepCopy()},
 	}
+	if o.realNode {
+		node.Spec.Taints = []corev1.Taint{{Key: FakeNodeTaint, Value: "fake", Effect: corev1.TaintEffectNoSchedule}}
+	}
 	_, err := c.Clientset.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create node %s: %w", name, err)
@@ -425,14 +518,19 @@ func (c *Cluster) createNode(ctx context.Context, name string, o options) error 
 }
 
 // WaitNodesReady waits until every node of the cluster is Ready, carries no
-// NoSchedule or NoExecute taint, and has a Lease (kwok's heartbeat).
+// NoSchedule or NoExecute taint but the harness's own, and has a Lease
+// (kwok's or kubelet's heartbeat).
 func (c *Cluster) WaitNodesReady(ctx context.Context) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	names := c.Nodes
+	if c.Real != nil {
+		names = append(append([]string(nil), names...), c.Real.Name)
+	}
 	var why string
 	for {
 		why = ""
-		for _, name := range c.Nodes {
+		for _, name := range names {
 			n, err := c.Clientset.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
 				why = err.Error()
@@ -473,6 +571,9 @@ func nodeNotReady(n *corev1.Node) string {
 		return "not Ready"
 	}
 	for _, taint := range n.Spec.Taints {
+		if taint.Key == FakeNodeTaint {
+			continue
+		}
 		if taint.Effect == corev1.TaintEffectNoSchedule || taint.Effect == corev1.TaintEffectNoExecute {
 			return "tainted " + taint.ToString()
 		}
@@ -481,7 +582,7 @@ func nodeNotReady(n *corev1.Node) string {
 }
 
 // waitHTTP polls url until ok(body) holds for a 200 answer, failing early if p exits.
-func (c *Cluster) waitHTTP(ctx context.Context, p *proc, url, token string, ok func(string) bool) error {
+func (c *Cluster) waitHTTP(ctx context.Context, p *proc.Proc, url, token string, ok func(string) bool) error {
 	client := &http.Client{
 		Timeout:   2 * time.Second,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, Proxy: nil},
@@ -507,16 +608,16 @@ func (c *Cluster) waitHTTP(ctx context.Context, p *proc, url, token string, ok f
 			if resp.StatusCode == http.StatusOK && ok(body) {
 				return nil
 			}
-			last = fmt.Sprintf("%s: %s", resp.Status, tail(body, 5))
+			last = fmt.Sprintf("%s: %s", resp.Status, proc.Tail(body, 5))
 		} else {
 			last = err.Error()
 		}
-		if done, werr := p.exited(); done {
-			return fmt.Errorf("%s exited (%v) before %s answered; last: %s", p.name, werr, url, last)
+		if done, werr := p.Exited(); done {
+			return fmt.Errorf("%s exited (%v) before %s answered; last: %s", p.Name, werr, url, last)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s: %s not ready: %s (%w)", p.name, url, last, ctx.Err())
+			return fmt.Errorf("%s: %s not ready: %s (%w)", p.Name, url, last, ctx.Err())
 		case <-tick.C:
 		}
 	}
@@ -524,9 +625,13 @@ func (c *Cluster) waitHTTP(ctx context.Context, p *proc, url, token string, ok f
 
 // anyExited reports a component that has exited.
 func (c *Cluster) anyExited() error {
-	for _, p := range c.procs {
-		if done, err := p.exited(); done {
-			return fmt.Errorf("%s exited: %v", p.name, err)
+	all := c.procs
+	if c.Real != nil {
+		all = append(append([]*proc.Proc(nil), all...), c.Real.procs...)
+	}
+	for _, p := range all {
+		if done, err := p.Exited(); done {
+			return fmt.Errorf("%s exited: %v", p.Name, err)
 		}
 	}
 	return nil
@@ -539,13 +644,18 @@ func (c *Cluster) Check() error { return c.anyExited() }
 func (c *Cluster) LogTail(n int) string {
 	var b strings.Builder
 	for _, p := range c.procs {
-		fmt.Fprintf(&b, "==> %s (%s) <==\n%s\n", p.name, p.logPath, p.logTail(n))
+		fmt.Fprintf(&b, "==> %s (%s) <==\n%s\n", p.Name, p.LogPath, p.LogTail(n))
+	}
+	if c.Real != nil {
+		b.WriteString(c.Real.logTail(n))
 	}
 	return b.String()
 }
 
 // Stop stops every component (SIGTERM, then SIGKILL), newest first, and
-// reports an error if any process is still alive afterwards. A clean Stop
+// reports an error if any process is still alive afterwards. The real node
+// goes first, while the API still answers: its pods are deleted, then its
+// programs stopped and what they did to the host undone. A clean Stop
 // removes the cluster's dir when New made it. Stop is idempotent.
 func (c *Cluster) Stop() error {
 	c.stopMu.Lock()
@@ -555,11 +665,14 @@ func (c *Cluster) Stop() error {
 	}
 	c.stopped = true
 	var errs []error
+	if c.Real != nil {
+		errs = append(errs, c.stopRealNode())
+	}
 	// kwok, scheduler and controller-manager together; then the apiserver; then etcd.
-	var clients []*proc
-	var core []*proc
+	var clients []*proc.Proc
+	var core []*proc.Proc
 	for _, p := range c.procs {
-		if p.name == "etcd" || p.name == "kube-apiserver" {
+		if p.Name == "etcd" || p.Name == "kube-apiserver" {
 			core = append(core, p)
 		} else {
 			clients = append(clients, p)
@@ -571,7 +684,7 @@ func (c *Cluster) Stop() error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := p.stop(); err != nil {
+			if err := p.Stop(); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -580,7 +693,7 @@ func (c *Cluster) Stop() error {
 	}
 	wg.Wait()
 	for i := len(core) - 1; i >= 0; i-- {
-		if err := core[i].stop(); err != nil {
+		if err := core[i].Stop(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -593,44 +706,14 @@ func (c *Cluster) Stop() error {
 	return c.stopErr
 }
 
-// childEnv is the environment of every component: the test's, with HOME set
-// to the cluster's dir (so nothing reads or writes the user's ~/.kube or
-// ~/.kwok) and no KUBECONFIG or proxy settings.
+// childEnv is the environment of every component: HOME is the cluster's dir
+// (so nothing reads or writes the user's ~/.kube or ~/.kwok), no KUBECONFIG.
 func childEnv(dir string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch strings.ToUpper(k) {
-		case "HOME", "KUBECONFIG", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY":
-			continue
-		}
-		env = append(env, kv)
-	}
-	env = append(env, "HOME="+dir, "NO_PROXY=127.0.0.1,localhost")
+	var extra []string
 	if goruntime.GOARCH != "amd64" {
-		env = append(env, "ETCD_UNSUPPORTED_ARCH="+goruntime.GOARCH)
+		extra = append(extra, "ETCD_UNSUPPORTED_ARCH="+goruntime.GOARCH)
 	}
-	return env
-}
-
-// freePorts returns n distinct free TCP ports on 127.0.0.1.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
+	return proc.Env(dir, []string{"KUBECONFIG"}, extra...)
 }
 
 func writeServiceAccountKeys(keyPath, pubPath string) error {

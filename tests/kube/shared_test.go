@@ -9,6 +9,8 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/edgedrift/drift/tests/internal/proc"
 )
 
 func TestMain(m *testing.M) { os.Exit(RunShared(m)) }
@@ -58,27 +60,7 @@ func TestFailedStartLeavesNothing(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "etcd.log")); err != nil {
 		t.Errorf("no etcd log: %v", err)
 	}
-	if pids := processesIn(t, dir); len(pids) != 0 {
-		t.Errorf("processes still running in %s: %v", dir, pids)
+	if pids, err := proc.In(dir); err != nil || len(pids) != 0 {
+		t.Errorf("processes still running in %s: %v (%v)", dir, pids, err)
 	}
-}
-
-// processesIn lists the processes whose working directory is dir.
-func processesIn(t *testing.T, dir string) []string {
-	t.Helper()
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Skipf("no /proc: %v", err)
-	}
-	var out []string
-	for _, e := range entries {
-		if e.Name()[0] < '0' || e.Name()[0] > '9' {
-			continue
-		}
-		if cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd")); err == nil && cwd == dir {
-			cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-			out = append(out, e.Name()+" "+strings.ReplaceAll(string(cmd), "\x00", " "))
-		}
-	}
-	return out
 }

@@ -1,10 +1,10 @@
 //go:build !linux
 
-package kube
+package proc
 
 import "syscall"
 
-// sysProcAttr puts a component in its own process group.
+// sysProcAttr puts a process in its own process group.
 func sysProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true}
 }
