@@ -86,6 +86,12 @@ func ExampleImage(t testing.TB, reg *registry.Server, ex demo.Example, version s
 	return ref
 }
 
+// HelloBinary is ExampleBinary of the hello app.
+func HelloBinary(t testing.TB, arch, version string) []byte {
+	t.Helper()
+	return ExampleBinary(t, demo.Hello, arch, version)
+}
+
 // HelloImage is ExampleImage of the hello app.
 func HelloImage(t testing.TB, reg *registry.Server, version string) string {
 	t.Helper()
