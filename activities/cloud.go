@@ -6,12 +6,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/edgedrift/drift/internal/image"
 	"github.com/edgedrift/drift/internal/runtime"
 )
 
@@ -24,6 +27,11 @@ type Cloud struct {
 	// Capacity is the most drift instances the cloud takes (0: unlimited).
 	// Only pre-deploys are refused at capacity: serving always wins.
 	Capacity int
+	// Arch is the GOARCH the cloud runs (its topology arch; "" : whatever
+	// its runtime's host runs, unchecked). Every deploy on a cloud with an
+	// arch is refused unless the image has linux/<arch>, and the runtime
+	// runs that platform of a multi-platform index.
+	Arch string
 
 	mu      sync.Mutex
 	pending map[string]bool // pre-deploys admitted but not finished
@@ -47,6 +55,12 @@ const heartbeatEvery = 5 * time.Second
 func (c *Cloud) DeployInstance(ctx context.Context, req DeployRequest) (runtime.Endpoint, error) {
 	stop := heartbeat(ctx)
 	defer stop()
+	if c.Arch != "" {
+		if err := checkPlatform(ctx, req.Spec.Image, c.ID, c.Arch); err != nil {
+			return runtime.Endpoint{}, err
+		}
+		req.Spec.Platform = "linux/" + c.Arch
+	}
 	if req.PreDeploy && c.Capacity > 0 {
 		release, err := c.admit(ctx, req.Name)
 		if err != nil {
@@ -114,11 +128,29 @@ func (c *Cloud) ListInstances(ctx context.Context, selector map[string]string) (
 
 // Application error types drift's activities return; none is retried.
 const (
-	ErrTypeInvalidSpec  = "InvalidSpec"  // bad input no retry can fix
-	ErrTypeAtCapacity   = "AtCapacity"   // a pre-deploy found its cloud full
-	ErrTypeInvalidImage = "InvalidImage" // a malformed image reference
-	ErrTypeUnknownImage = "UnknownImage" // no registry has the image
+	ErrTypeInvalidSpec   = "InvalidSpec"   // bad input no retry can fix
+	ErrTypeAtCapacity    = "AtCapacity"    // a pre-deploy found its cloud full
+	ErrTypeInvalidImage  = "InvalidImage"  // a malformed image reference
+	ErrTypeUnknownImage  = "UnknownImage"  // no registry has the image
+	ErrTypeWrongPlatform = "WrongPlatform" // the image has no build for the cloud's platform
 )
+
+// checkPlatform refuses an image the registry holds without linux/<arch>.
+func checkPlatform(ctx context.Context, ref, cloud, arch string) error {
+	platforms, err := image.Platforms(ctx, ref)
+	if errors.Is(err, image.ErrNotFound) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeUnknownImage, err)
+	}
+	if err != nil {
+		return err
+	}
+	want := "linux/" + arch
+	if !slices.Contains(platforms, want) {
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("cloud %s runs %s, and %s has only %s", cloud, want, ref, strings.Join(platforms, ", ")), ErrTypeWrongPlatform, nil)
+	}
+	return nil
+}
 
 // classify turns bad-input errors into non-retryable application errors.
 func classify(err error) error {

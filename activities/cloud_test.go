@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/edgedrift/drift/internal/image"
+	"github.com/edgedrift/drift/internal/registry"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/runtime/runtimetest"
 )
@@ -76,5 +79,47 @@ func TestDestroyOwnedSweepsBySelector(t *testing.T) {
 	left, _ := rt.List(context.Background(), nil)
 	if len(left) != 1 || left[0].Name != "c" {
 		t.Fatalf("left %v, want only c", left)
+	}
+}
+
+// A cloud with an arch refuses an image without linux/<arch> before its
+// runtime is asked, and runs that platform of an index.
+func TestDeployChecksTheCloudsPlatform(t *testing.T) {
+	ctx := context.Background()
+	reg, err := registry.Start(ctx, t.TempDir(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	img, err := image.Build(v1.Platform{OS: "linux", Architecture: "loong64"}, []image.File{{Path: "/app/x", Mode: 0o755, Data: []byte("x")}}, image.Config{Entrypoint: []string{"/app/x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := image.Push(ctx, reg.Host()+"/port/x:loong64", img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var platform string
+	rt := runtimetest.NewInstant("fog")
+	rt.OnDeploy = func(_ context.Context, _ string, spec runtime.Spec) error {
+		platform = spec.Platform
+		return nil
+	}
+	amd := &Cloud{ID: "fog-amd", Arch: "amd64", Runtime: rt}
+	_, err = amd.DeployInstance(ctx, DeployRequest{Name: "x", Spec: runtime.Spec{Image: ref, Port: 8080}})
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != ErrTypeWrongPlatform || !appErr.NonRetryable() || rt.Len() != 0 {
+		t.Fatalf("amd64 cloud: %v, %d instances", err, rt.Len())
+	}
+	loong := &Cloud{ID: "fog-loong", Arch: "loong64", Runtime: rt}
+	if _, err := loong.DeployInstance(ctx, DeployRequest{Name: "x", Spec: runtime.Spec{Image: ref, Port: 8080}}); err != nil {
+		t.Fatal(err)
+	}
+	if platform != "linux/loong64" {
+		t.Errorf("the runtime was asked for platform %q", platform)
+	}
+	// A cloud without an arch is not checked.
+	if _, err := (&Cloud{ID: "any", Runtime: rt}).DeployInstance(ctx, DeployRequest{Name: "y", Spec: runtime.Spec{Image: ref, Port: 8080}}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -6,16 +6,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
-	goruntime "runtime"
 	"slices"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/edgedrift/drift/internal/appspec"
 	"github.com/edgedrift/drift/internal/git"
 	"github.com/edgedrift/drift/internal/image"
 	"github.com/edgedrift/drift/internal/port"
@@ -44,7 +46,22 @@ type PortSource struct {
 	Module string `json:"module"` // module path from go.mod
 	Base   string `json:"base"`   // commit the port starts from
 	Arch   string `json:"arch"`
+	// GoMod is go.mod as the port found it, to say what changed.
+	GoMod *port.GoMod `json:"goMod,omitempty"`
+	// Service is the HTTP service a compose file at the root declares.
+	Service *PortComposeService `json:"service,omitempty"`
 }
+
+// PortComposeService is what a module's compose file says of its service.
+type PortComposeService struct {
+	File   string `json:"file"`
+	Port   int    `json:"port,omitempty"`
+	Health string `json:"health,omitempty"`
+	Error  string `json:"error,omitempty"` // why the file gives no service
+}
+
+// composeFiles are the names a compose file may have at a module's root.
+var composeFiles = []string{"compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"}
 
 // PortFetchInput names what to fetch.
 type PortFetchInput struct {
@@ -94,6 +111,10 @@ func (a *Port) PortFetch(ctx context.Context, in PortFetchInput) (PortSource, er
 	if err := json.Unmarshal([]byte(modJSON), &mod); err != nil {
 		return PortSource{}, err
 	}
+	goMod, err := port.ParseGoModJSON([]byte(modJSON))
+	if err != nil {
+		return PortSource{}, err
+	}
 	if _, err := git.Run(ctx, dir, "checkout", "-q", "-B", PortBranch(in.Arch)); err != nil {
 		return PortSource{}, err
 	}
@@ -101,7 +122,26 @@ func (a *Port) PortFetch(ctx context.Context, in PortFetchInput) (PortSource, er
 	if err != nil {
 		return PortSource{}, err
 	}
-	return PortSource{Dir: dir, Module: mod.Module.Path, Base: base, Arch: in.Arch}, nil
+	return PortSource{Dir: dir, Module: mod.Module.Path, Base: base, Arch: in.Arch, GoMod: &goMod, Service: composeService(dir)}, nil
+}
+
+// composeService reads the first compose file at the module's root.
+func composeService(dir string) *PortComposeService {
+	for _, name := range composeFiles {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			continue
+		}
+		s := &PortComposeService{File: name}
+		app, err := appspec.FromCompose(data, "")
+		if err != nil {
+			s.Error = err.Error()
+			return s
+		}
+		s.Port, s.Health = app.Port, app.Health
+		return s
+	}
+	return nil
 }
 
 // fetchSource fetches repo at ref into dir; a local directory that is not
@@ -216,10 +256,7 @@ func (a *Port) PortUpgrade(ctx context.Context, in PortFixInput) (PortUpgrade, e
 		return res, err
 	}
 	defer saved.done()
-	var pkgs []string
-	for _, p := range in.Module.Packages {
-		pkgs = append(pkgs, p.Package)
-	}
+	pkgs := in.Module.BuildList()
 	buildsFor := func(v string) (bool, error) {
 		if !slices.Contains(res.Tried, v) {
 			res.Tried = append(res.Tried, v)
@@ -276,6 +313,7 @@ type PortPatch struct {
 	Unresolved []string        `json:"unresolved,omitempty"`
 	Errors     []string        `json:"errors,omitempty"` // what still fails (copy reverted)
 	Reason     string          `json:"reason,omitempty"` // why no patch works
+	Stat       string          `json:"stat,omitempty"`   // diff stat of the copy against the module
 }
 
 // patchRounds bounds regeneration: a donor file may need more donor files.
@@ -308,6 +346,10 @@ func (a *Port) PortPatch(ctx context.Context, in PortFixInput) (PortPatch, error
 		res.Reason = "it is the module being ported: its own code needs changing"
 		return res, nil
 	}
+	if onlyCgo(mod) {
+		res.Reason = "no file derived from another arch replaces C: " + port.CgoAdvice(mod, src.Arch)
+		return res, nil
+	}
 	rel := filepath.Join("third_party", filepath.FromSlash(mod.Path))
 	copyDir := filepath.Join(src.Dir, rel)
 	if !mod.Replaced {
@@ -320,10 +362,7 @@ func (a *Port) PortPatch(ctx context.Context, in PortFixInput) (PortPatch, error
 		}
 	}
 	res.Dir = filepath.ToSlash(rel)
-	var pkgs []string
-	for _, p := range mod.Packages {
-		pkgs = append(pkgs, p.Package)
-	}
+	pkgs := mod.BuildList()
 	failing := mod.Packages
 	for round := 0; round < patchRounds && len(failing) > 0; round++ {
 		wrote := 0
@@ -355,7 +394,8 @@ func (a *Port) PortPatch(ctx context.Context, in PortFixInput) (PortPatch, error
 		}
 	}
 	if len(failing) == 0 {
-		return res, nil
+		res.Stat, err = git.DiffStat(ctx, mod.Dir, copyDir)
+		return res, err
 	}
 	for _, p := range failing {
 		res.Errors = append(res.Errors, p.Errors...)
@@ -372,6 +412,13 @@ func (a *Port) PortPatch(ctx context.Context, in PortFixInput) (PortPatch, error
 	}
 	res.Files = nil
 	return res, os.RemoveAll(copyDir)
+}
+
+// onlyCgo reports whether every failing package of m fails for cgo alone.
+func onlyCgo(m port.ModuleFailure) bool {
+	return !slices.ContainsFunc(m.Packages, func(p port.PackageFailure) bool {
+		return !slices.Equal(p.Causes, []port.Cause{port.CauseCgo})
+	})
 }
 
 // copyModule copies a module from the read-only module cache to dst
@@ -394,6 +441,9 @@ func copyModule(from, dst, path string) error {
 type PortCommitInput struct {
 	Source  PortSource `json:"source"`
 	Message string     `json:"message"`
+	// Tidy runs go mod tidy first and reports every module whose
+	// requirement changed.
+	Tidy bool `json:"tidy,omitempty"`
 }
 
 // PortCommit is the port's change set.
@@ -402,14 +452,37 @@ type PortCommit struct {
 	Commit string `json:"commit"`
 	Patch  string `json:"patch"` // file holding `git diff base..branch`
 	Stat   string `json:"stat"`
+	// Tidy is what go mod tidy said ("" when it was not run).
+	Tidy string `json:"tidy,omitempty"`
+	// Modules are the requirements that changed, as go.mod ends.
+	Modules []port.ModuleChange `json:"modules,omitempty"`
 }
 
-// PortCommit commits the work tree on the port branch and writes the
-// change set as a patch next to it.
+// PortCommit tidies go.mod and go.sum (tidy covers every platform, the
+// host's and the target's), commits the work tree on the port branch and
+// writes the change set as a patch next to it.
 func (a *Port) PortCommit(ctx context.Context, in PortCommitInput) (PortCommit, error) {
 	stop := heartbeat(ctx)
 	defer stop()
 	dir := in.Source.Dir
+	var res PortCommit
+	if in.Tidy {
+		res.Tidy = "go.mod and go.sum tidy"
+		if out, err := goCmd(ctx, dir, nil, "mod", "tidy", "-e"); err != nil {
+			res.Tidy = "go mod tidy failed: " + lastLines(out, 5)
+		}
+		modJSON, err := goOutput(ctx, dir, nil, "mod", "edit", "-json")
+		if err != nil {
+			return res, err
+		}
+		after, err := port.ParseGoModJSON([]byte(modJSON))
+		if err != nil {
+			return res, err
+		}
+		if in.Source.GoMod != nil {
+			res.Modules = port.ModuleChanges(*in.Source.GoMod, after)
+		}
+	}
 	head, err := git.Commit(ctx, dir, in.Message, true)
 	if err != nil {
 		return PortCommit{}, err
@@ -422,7 +495,8 @@ func (a *Port) PortCommit(ctx context.Context, in PortCommitInput) (PortCommit, 
 	if err != nil {
 		return PortCommit{}, err
 	}
-	return PortCommit{Branch: PortBranch(in.Source.Arch), Commit: head, Patch: patch, Stat: stat}, nil
+	res.Branch, res.Commit, res.Patch, res.Stat = PortBranch(in.Source.Arch), head, patch, stat
+	return res, nil
 }
 
 // PortBinary is one cross-built command.
@@ -460,74 +534,6 @@ func (a *Port) PortBuild(ctx context.Context, in PortDiagnoseInput) ([]PortBinar
 		bins = append(bins, PortBinary{Name: e.Name(), Path: filepath.Join(out, e.Name()), Size: info.Size()})
 	}
 	return bins, nil
-}
-
-// PortTestInput names the modules whose tests run under emulation.
-type PortTestInput struct {
-	Source  PortSource `json:"source"`
-	Modules []string   `json:"modules"` // module paths; the port's own first
-}
-
-// PortTestRun is one package's tests under emulation.
-type PortTestRun struct {
-	Module  string `json:"module"`
-	Package string `json:"package"`
-	Passed  bool   `json:"passed"`
-	Output  string `json:"output,omitempty"` // the end of it, on failure
-}
-
-// PortTest compiles each package's tests for linux/<arch> and runs them
-// under the arch's qemu user-mode emulator from the package's directory,
-// as `go test -exec` does. The test binary is run without go test's
-// -test.* flags: test mains of old modules (bolt) parse flags in init
-// and reject them.
-func (a *Port) PortTest(ctx context.Context, in PortTestInput) ([]PortTestRun, error) {
-	stop := heartbeat(ctx)
-	defer stop()
-	src := in.Source
-	emulator := port.Emulator(src.Arch)
-	binDir, err := os.MkdirTemp(filepath.Dir(src.Dir), "tests-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(binDir)
-	var runs []PortTestRun
-	for _, mod := range in.Modules {
-		pattern := mod + "/..."
-		if mod == src.Module {
-			pattern = "./..."
-		}
-		listed, err := goOutput(ctx, src.Dir, targetEnv(src.Arch), "list", "-f", "{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}\t{{.Dir}}{{end}}", pattern)
-		if err != nil {
-			return nil, fmt.Errorf("list tests of %s: %w", mod, err)
-		}
-		for _, line := range strings.Split(strings.TrimSpace(listed), "\n") {
-			pkg, dir, ok := strings.Cut(line, "\t")
-			if !ok {
-				continue
-			}
-			run := PortTestRun{Module: mod, Package: pkg}
-			bin := filepath.Join(binDir, strings.ReplaceAll(pkg, "/", "_")+".test")
-			out, err := goCmd(ctx, src.Dir, targetEnv(src.Arch), "test", "-c", "-vet=off", "-o", bin, pkg)
-			if err == nil {
-				cmd := exec.CommandContext(ctx, bin)
-				if emulator != "" && src.Arch != goruntime.GOARCH {
-					cmd = exec.CommandContext(ctx, emulator, bin)
-				}
-				cmd.Dir = dir
-				var buf bytes.Buffer
-				cmd.Stdout, cmd.Stderr = &buf, &buf
-				err = cmd.Run()
-				out = buf.String()
-			}
-			run.Passed = err == nil
-			if !run.Passed {
-				run.Output = lastLines(out, 30)
-			}
-			runs = append(runs, run)
-		}
-	}
-	return runs, nil
 }
 
 // PortImageInput says which binaries go into the image.
@@ -649,4 +655,164 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// PortSuccessorInput asks whether moving a module to the module that
+// continues it makes the port build and keeps the host green.
+type PortSuccessorInput struct {
+	Source   PortSource `json:"source"`
+	Packages []string   `json:"packages"`
+	Module   string     `json:"module"`
+	// Apply keeps a rewrite that works in the work tree; otherwise it is
+	// tried in a scratch copy and only reported.
+	Apply bool `json:"apply,omitempty"`
+}
+
+// PortSuccessor is the outcome of moving a module to its successor.
+type PortSuccessor struct {
+	Successor string   `json:"successor"`
+	Version   string   `json:"version,omitempty"` // "" when no version works
+	Tried     []string `json:"tried,omitempty"`
+	Files     []string `json:"files,omitempty"` // rewritten, relative to the module root
+	Applied   bool     `json:"applied,omitempty"`
+	Reason    string   `json:"reason,omitempty"`
+}
+
+// PortSuccessor rewrites the main module's imports of an archived module
+// to the module that continues it (keeping the package name), drops the
+// old module's patched copy, and looks for the lowest version of the
+// successor with which the port cross-builds and the host build and tests
+// stay green, as an upgrade does.
+func (a *Port) PortSuccessor(ctx context.Context, in PortSuccessorInput) (PortSuccessor, error) {
+	stop := heartbeat(ctx)
+	defer stop()
+	succ, ok := port.Successor(in.Module)
+	res := PortSuccessor{Successor: succ}
+	if !ok {
+		res.Reason = "drift knows no module that continues " + in.Module
+		return res, nil
+	}
+	dir := in.Source.Dir
+	if !in.Apply {
+		dir = filepath.Join(filepath.Dir(in.Source.Dir), "successor")
+		if err := os.RemoveAll(dir); err != nil {
+			return res, err
+		}
+		if err := os.CopyFS(dir, os.DirFS(in.Source.Dir)); err != nil {
+			return res, err
+		}
+		defer os.RemoveAll(dir)
+	}
+	saved, err := saveModFiles(dir, dir+".gomod.json")
+	if err != nil {
+		return res, err
+	}
+	defer saved.done()
+	name, _ := goOutput(ctx, dir, targetEnv(in.Source.Arch), "list", "-e", "-f", "{{.Name}}", in.Module)
+	if name = strings.TrimSpace(name); name == "" {
+		name = path.Base(in.Module)
+	}
+	originals, err := rewriteImports(dir, in.Module, succ, name)
+	if err != nil {
+		return res, err
+	}
+	for f := range originals {
+		res.Files = append(res.Files, f)
+	}
+	slices.Sort(res.Files)
+	if len(originals) == 0 {
+		res.Reason = "the module's own code does not import " + in.Module + ": its importers would need the rewrite"
+		return res, nil
+	}
+	undo := func() error {
+		for f, b := range originals {
+			if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+				return err
+			}
+		}
+		return saved.restore()
+	}
+	out, err := goOutput(ctx, dir, nil, "list", "-m", "-versions", "-json", succ)
+	var listed struct{ Versions []string }
+	if err == nil {
+		err = json.Unmarshal([]byte(out), &listed)
+	}
+	candidates := port.Candidates("v0.0.0", listed.Versions)
+	if err != nil || len(candidates) == 0 {
+		res.Reason = fmt.Sprintf("no published version of %s (%v)", succ, err)
+		return res, undo()
+	}
+	buildsFor := func(v string) (bool, error) {
+		if !slices.Contains(res.Tried, v) {
+			res.Tried = append(res.Tried, v)
+		}
+		if err := saved.restore(); err != nil {
+			return false, err
+		}
+		for _, args := range [][]string{{"mod", "edit", "-dropreplace", in.Module}, {"get", succ + "@" + v}, {"mod", "tidy", "-e"}} {
+			if _, err := goCmd(ctx, dir, nil, args...); err != nil {
+				return false, ctx.Err()
+			}
+		}
+		_, err := goCmd(ctx, dir, targetEnv(in.Source.Arch), append([]string{"build", "-o", os.DevNull}, in.Packages...)...)
+		return err == nil, ctx.Err()
+	}
+	lowest, ok, err := port.LowestBuilding(candidates, buildsFor)
+	if err != nil || !ok {
+		res.Reason = fmt.Sprintf("no version of %s up to %s builds for %s", succ, candidates[len(candidates)-1], in.Source.Arch)
+		return res, errors.Join(err, undo())
+	}
+	start := slices.Index(candidates, lowest)
+	for _, v := range candidates[start:min(len(candidates), start+hostTries)] {
+		if ok, err := buildsFor(v); err != nil || !ok {
+			continue
+		}
+		if err := hostGreen(ctx, dir, in.Packages); err != nil {
+			res.Reason += fmt.Sprintf("%s breaks the host: %v; ", v, err)
+			continue
+		}
+		res.Version, res.Reason, res.Applied = v, "", in.Apply
+		if in.Apply {
+			return res, os.RemoveAll(filepath.Join(dir, "third_party", filepath.FromSlash(in.Module)))
+		}
+		return res, nil
+	}
+	return res, undo()
+}
+
+// rewriteImports rewrites the imports of from to to in the module's own
+// Go files (not third_party, vendor or testdata) and returns the original
+// content of each file it changed, by path relative to dir.
+func rewriteImports(dir, from, to, name string) (map[string][]byte, error) {
+	originals := map[string][]byte{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			switch d.Name() {
+			case "third_party", "vendor", "testdata", ".git":
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(p, ".go") {
+			return nil
+		}
+		src, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		out, changed, err := port.RewriteImports(src, from, to, name)
+		if err != nil || !changed {
+			return nil // a file that does not parse is not the port's to fix
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		originals[filepath.ToSlash(rel)] = src
+		return os.WriteFile(p, out, 0o644)
+	})
+	return originals, err
 }

@@ -1,9 +1,11 @@
 package activities
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestCopyModuleMakesAWritableReplaceTarget(t *testing.T) {
@@ -76,5 +78,23 @@ func TestRestoreModFilesUndoesATriedUpgrade(t *testing.T) {
 	}
 	if _, err := os.Stat(snapshot); !os.IsNotExist(err) {
 		t.Errorf("snapshot kept after done: %v", err)
+	}
+}
+
+// A run ends by itself or is killed at its limit with its process group;
+// it runs as ./<name> in a fresh directory, with PORT=0.
+func TestRunProgramIsBounded(t *testing.T) {
+	ctx := context.Background()
+	r, _, err := runProgram(ctx, "", "/bin/sh", []string{"-c", `echo "$0 $PORT"; exit 3`}, 5*time.Second)
+	if err != nil || r.Exit != 3 || r.TimedOut || r.Output != "./sh 0\n" {
+		t.Fatalf("run %+v (%v)", r, err)
+	}
+	start := time.Now()
+	r, took, err := runProgram(ctx, "", "/bin/sh", []string{"-c", "sleep 30 & sleep 30"}, 300*time.Millisecond)
+	if err != nil || !r.TimedOut || took > 5*time.Second || time.Since(start) > 5*time.Second {
+		t.Fatalf("run %+v after %s (%v)", r, took, err)
+	}
+	if got := emulatedLimit(10*time.Second, time.Second, false); got != 20*time.Second {
+		t.Errorf("emulated limit %s", got)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/edgedrift/drift/deploy/examples"
 	"github.com/edgedrift/drift/internal/appspec"
 	"github.com/edgedrift/drift/internal/client"
@@ -312,4 +314,57 @@ func (c *counterCheck) summary() string {
 		return fmt.Sprintf("counter survived %d of %d handovers (%d could not be checked from here)", c.survived, c.moves, c.unchecked)
 	}
 	return fmt.Sprintf("counter survived %d of %d handovers: the app's state stayed behind on the others", c.survived, c.moves)
+}
+
+// newDemoCommand runs a demo against a running stack (drift dev).
+func newDemoCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "demo", Short: "Show a job on the example inputs against a running stack (drift dev)"}
+	var dataDir string
+	port := &cobra.Command{
+		Use:   "port",
+		Short: "Port the example module (bolt v1.3.1, x/sys 2018) to loong64, run it under qemu and print the report",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
+				return portDemo(ctx, c, dataDir, cmd.OutOrStdout())
+			})
+		},
+	}
+	port.Flags().StringVar(&dataDir, "data-dir", defaultDataDir(), "where the example module's git repository is made")
+	cmd.AddCommand(port)
+	return cmd
+}
+
+// portDemo commits the porting example (deploy/examples/port) to a git
+// repository under dataDir and ports it to loong64 with PortToArch:
+// diagnose, upgrade x/sys, patch bolt, cross-build, run the program under
+// qemu against the host build, run its tests under qemu, push the image.
+// It prints each step and the report.
+func portDemo(ctx context.Context, c *client.Client, dataDir string, out io.Writer) error {
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		return err
+	}
+	repo, err := demo.PortRepo(ctx, filepath.Join(abs, "demo", "port"))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nport file://%s (bolt v1.3.1, x/sys 2018-09: no build for linux/loong64 today) → linux/loong64\n", repo)
+	r, err := c.StartPort(ctx, workflows.PortInput{Repo: "file://" + repo, Ref: "main"})
+	if err != nil {
+		return err
+	}
+	last := ""
+	rep, err := client.Follow(ctx, c, r, 500*time.Millisecond, func(rep workflows.PortReport) {
+		if rep.Step != last {
+			last = rep.Step
+			fmt.Fprintf(out, "  %s  %s\n", time.Now().Format("15:04:05"), rep.Step)
+		}
+	})
+	if rep.ID == "" {
+		return err
+	}
+	fmt.Fprintln(out)
+	printPortReport(out, rep)
+	return err
 }

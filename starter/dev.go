@@ -19,7 +19,7 @@ import (
 func newDevCommand(g *globals) *cobra.Command {
 	var cfg workerhost.DevConfig
 	var topologyFile string
-	var runDemo bool
+	var runDemo string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run Temporal, its Web UI, the image registry and an all-clouds worker in one process",
@@ -42,6 +42,9 @@ unless --fog-runtime or --edge-kubeconfig say otherwise.`,
 				return err
 			}
 			cfg.Namespace = g.temporal.Namespace
+			if runDemo != "" && runDemo != demoPipelineWalk && runDemo != demoPort {
+				return fmt.Errorf("--demo=%s: want --demo (the pipeline and a mobility walk) or --demo=port", runDemo)
+			}
 			return runDev(ctx, g, cfg, runDemo, cmd.OutOrStdout())
 		},
 	}
@@ -55,12 +58,19 @@ unless --fog-runtime or --edge-kubeconfig say otherwise.`,
 	fl.IntVar(&cfg.GatewayPort, "gateway-port", 8081, "management gateway port for management use (loopback)")
 	fl.StringVarP(&topologyFile, "topology", "t", "", "topology file (default: the embedded example)")
 	fl.StringVar(&cfg.FogRuntime, "fog-runtime", "auto", "runtime of fog clouds without one in the topology: auto (Docker when an engine answers), docker or process")
-	fl.BoolVar(&runDemo, "demo", false, "release the example app through the pipeline (git → image → fog-north, edge-latin) and walk a mobility session with its image")
+	fl.StringVar(&runDemo, "demo", "", "--demo: release the example app through the pipeline (git → image → fog-north, edge-latin) and walk a mobility session with its image; --demo=port: port the example module to loong64 and run it under qemu")
+	fl.Lookup("demo").NoOptDefVal = demoPipelineWalk
 	fl.StringVar(&cfg.EdgeKubeconfig, "edge-kubeconfig", "", "run edge clouds without a runtime in the topology on this Kubernetes cluster (namespace drift-<cloud>)")
 	return cmd
 }
 
-func runDev(ctx context.Context, g *globals, cfg workerhost.DevConfig, runDemo bool, out io.Writer) error {
+// The demos drift dev can run.
+const (
+	demoPipelineWalk = "walk"
+	demoPort         = "port"
+)
+
+func runDev(ctx context.Context, g *globals, cfg workerhost.DevConfig, runDemo string, out io.Writer) error {
 	d, err := workerhost.StartDev(ctx, cfg)
 	if err != nil {
 		return err
@@ -87,11 +97,17 @@ func runDev(ctx context.Context, g *globals, cfg workerhost.DevConfig, runDemo b
 	}); err != nil {
 		return err
 	}
-	if runDemo {
+	switch runDemo {
+	case demoPipelineWalk:
 		if err := walkDemo(ctx, client.New(d.Client), cfg.Topology, cfg.DataDir, out); err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}
 		fmt.Fprintf(out, "\nOpen %s to see the pipeline's steps, the session's history, its handovers and every activity.\n", d.Stack.UIURL())
+	case demoPort:
+		if err := portDemo(ctx, client.New(d.Client), cfg.DataDir, out); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		fmt.Fprintf(out, "\nOpen %s to see the port's steps and activities.\n", d.Stack.UIURL())
 	}
 	fmt.Fprintln(out, "Press Ctrl-C to stop.")
 	<-ctx.Done()

@@ -3,6 +3,7 @@
 package workflows
 
 import (
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -173,4 +174,13 @@ func central(ctx workflow.Context, opts workflow.ActivityOptions, summary string
 	opts.TaskQueue = names.TaskQueue
 	opts.Summary = summary
 	return workflow.WithActivityOptions(ctx, opts)
+}
+
+// portDeployOptions: a ported service deployed on a cloud of its arch; a
+// cloud whose worker does not poll is noticed within ScheduleToStartTimeout.
+var portDeployOptions = workflow.ActivityOptions{
+	StartToCloseTimeout:    5 * time.Minute,
+	ScheduleToStartTimeout: 2 * time.Minute,
+	HeartbeatTimeout:       30 * time.Second,
+	RetryPolicy:            retry(3, 30*time.Second, slices.Concat(nonRetryable, []string{activities.ErrTypeWrongPlatform})...),
 }

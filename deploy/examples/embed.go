@@ -53,3 +53,10 @@ var CounterCompose []byte
 // ReadFile reads a file the example pipeline specs name, relative to this
 // directory (what pipelinespec.Parse asks for).
 func ReadFile(name string) ([]byte, error) { return CounterSource.ReadFile(name) }
+
+// PortDemo is port/_sysinfo: a Go module (go.mod.txt is its go.mod) that
+// does not build for linux/loong64 today, which `drift demo port` ports.
+// The leading underscore keeps it out of drift's own build.
+//
+//go:embed port/_sysinfo
+var PortDemo embed.FS

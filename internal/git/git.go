@@ -109,3 +109,15 @@ func Commit(ctx context.Context, dir, message string, allowEmpty bool) (string, 
 	}
 	return Run(ctx, dir, "rev-parse", "HEAD")
 }
+
+// DiffStat compares two directories that need not be in a repository
+// (git diff --no-index) and returns the shortstat ("" when they are equal).
+func DiffStat(ctx context.Context, a, b string) (string, error) {
+	var out bytes.Buffer
+	err := run(ctx, "", &out, "diff", "--no-index", "--shortstat", "--", a, b)
+	var exit *exec.ExitError
+	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 1) {
+		return "", fmt.Errorf("git diff --no-index: %w: %s", err, strings.TrimSpace(out.String()))
+	}
+	return strings.TrimSpace(out.String()), nil
+}

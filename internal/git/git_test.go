@@ -53,3 +53,21 @@ func TestIsLocalPath(t *testing.T) {
 		}
 	}
 }
+
+func TestDiffStatComparesDirectories(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	for _, d := range []string{a, b} {
+		if err := os.WriteFile(filepath.Join(d, "x.go"), []byte("package x\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s, err := DiffStat(context.Background(), a, b); err != nil || s != "" {
+		t.Fatalf("equal dirs: %q %v", s, err)
+	}
+	if err := os.WriteFile(filepath.Join(b, "x_loong64.go"), []byte("package x\n\nconst y = 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := DiffStat(context.Background(), a, b); err != nil || s != "1 file changed, 3 insertions(+)" {
+		t.Fatalf("stat %q %v", s, err)
+	}
+}

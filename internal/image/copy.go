@@ -73,3 +73,42 @@ func notFound(ref string, err error) error {
 	}
 	return fmt.Errorf("fetch %s: %w", ref, err)
 }
+
+// Platforms lists the os/arch pairs ref provides: each entry of an index,
+// or the one of a single image.
+func Platforms(ctx context.Context, ref string) ([]string, error) {
+	r, err := ParseReference(ref)
+	if err != nil {
+		return nil, err
+	}
+	desc, err := remote.Get(r, remote.WithContext(ctx))
+	if err != nil {
+		return nil, notFound(ref, err)
+	}
+	if !desc.MediaType.IsIndex() {
+		img, err := desc.Image()
+		if err != nil {
+			return nil, err
+		}
+		cf, err := img.ConfigFile()
+		if err != nil {
+			return nil, err
+		}
+		return []string{cf.OS + "/" + cf.Architecture}, nil
+	}
+	idx, err := desc.ImageIndex()
+	if err != nil {
+		return nil, err
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, d := range m.Manifests {
+		if d.Platform != nil {
+			out = append(out, d.Platform.OS+"/"+d.Platform.Architecture)
+		}
+	}
+	return out, nil
+}

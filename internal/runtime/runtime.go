@@ -61,6 +61,10 @@ type Spec struct {
 	Volumes  []string  `json:"volumes,omitempty"`  // named volumes, one copy per instance, removed with it
 	Serve    string    `json:"serve,omitempty"`    // the service users reach ("": the first)
 	State    *State    `json:"state,omitempty"`    // where the app's state is read (GET) and replaced (PUT)
+
+	// Platform (os/arch) is the entry of a multi-platform image to run, the
+	// cloud's; "" is the runtime host's own.
+	Platform string `json:"platform,omitempty"`
 }
 
 // Service is one service of a project.

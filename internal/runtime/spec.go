@@ -165,7 +165,8 @@ func SpecHash(spec Spec, labels map[string]string) string {
 		Volumes  []string          `json:"volumes,omitempty"`
 		Serve    string            `json:"serve,omitempty"`
 		State    *State            `json:"state,omitempty"`
-	}{spec.Image, spec.Port, spec.Env, spec.Command, labels, spec.Health, spec.Services, spec.Volumes, spec.Serve, spec.State})
+		Platform string            `json:"platform,omitempty"`
+	}{spec.Image, spec.Port, spec.Env, spec.Command, labels, spec.Health, spec.Services, spec.Volumes, spec.Serve, spec.State, spec.Platform})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])[:16]
 }

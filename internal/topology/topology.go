@@ -49,6 +49,10 @@ type Cloud struct {
 	// Uplink is the latency of the edge to Parent; 0 is unknown.
 	Uplink  time.Duration  `yaml:"uplink,omitempty" json:"uplink,omitempty"`
 	Runtime runtime.Config `yaml:"runtime,omitempty" json:"runtime,omitempty"`
+	// Arch is the GOARCH the cloud's machines run (loong64, amd64, …).
+	// A cloud with an arch takes only images that have linux/<arch> and
+	// runs that platform of a multi-platform image; "" is unchecked.
+	Arch string `yaml:"arch,omitempty" json:"arch,omitempty"`
 }
 
 // Link is an extra edge between two clouds besides parent ↔ child.

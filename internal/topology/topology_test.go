@@ -246,3 +246,16 @@ func TestExampleTopology(t *testing.T) {
 		}
 	}
 }
+
+func TestCloudArch(t *testing.T) {
+	topo, err := Parse([]byte("clouds:\n  - {id: c, tier: center}\n  - {id: fog-loong, tier: fog, parent: c, arch: loong64, runtime: {kind: docker}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := topo.Cloud("fog-loong"); c.Arch != "loong64" {
+		t.Errorf("arch %q", c.Arch)
+	}
+	if c, _ := topo.Cloud("c"); c.Arch != "" {
+		t.Errorf("a cloud without arch: %q", c.Arch)
+	}
+}

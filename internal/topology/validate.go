@@ -2,6 +2,7 @@ package topology
 
 import (
 	"fmt"
+	"go/types"
 	"maps"
 	"regexp"
 	"slices"
@@ -81,6 +82,9 @@ func (d *document) problems() []string {
 		}
 		if l := c.Location; l != nil && (l.Lat < -90 || l.Lat > 90 || l.Lon < -180 || l.Lon > 180) {
 			add("%s: location (%g, %g) out of range (lat -90..90, lon -180..180)", name, l.Lat, l.Lon)
+		}
+		if c.Arch != "" && types.SizesFor("gc", c.Arch) == nil {
+			add("%s: unknown arch %q (a GOARCH such as amd64, arm64, loong64)", name, c.Arch)
 		}
 		if err := c.Runtime.Validate(); err != nil {
 			add("%s: runtime: %v", name, err)

@@ -32,6 +32,7 @@ func TestValidateProblems(t *testing.T) {
 		{"uplink without parent", "clouds:\n" + center + "  - {id: f, tier: fog, uplink: 2ms}\n", `cloud "f": uplink 2ms without a parent`},
 		{"latitude out of range", "clouds:\n  - {id: c, tier: center, location: {lat: 91, lon: 0}}\n", `cloud "c": location (91, 0) out of range`},
 		{"longitude out of range", "clouds:\n  - {id: c, tier: center, location: {lat: 0, lon: -181}}\n", `cloud "c": location (0, -181) out of range`},
+		{"unknown arch", "clouds:\n  - {id: c, tier: center, arch: z80}\n", `cloud "c": unknown arch "z80"`},
 		{"unknown runtime kind", "clouds:\n  - {id: c, tier: center, runtime: {kind: lxc}}\n", `cloud "c": runtime: invalid input: unknown runtime kind "lxc"`},
 		{"kubernetes without kubeconfig", "clouds:\n  - {id: c, tier: center, runtime: {kind: kubernetes}}\n", `cloud "c": runtime: invalid input: kubernetes runtime needs a kubeconfig`},
 		{"region to missing cloud", "clouds:\n" + center + "regions:\n  paris-north: edge-1\n", `region "paris-north": unknown cloud "edge-1"`},

@@ -103,7 +103,7 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 	for _, id := range opts.Clouds {
 		cloud, _ := opts.Topology.Cloud(id)
 		w := worker.New(c, names.CloudQueue(id), worker.Options{})
-		w.RegisterActivity(&activities.Cloud{ID: id, Runtime: ws.Runtimes[id], Capacity: cloud.Capacity})
+		w.RegisterActivity(&activities.Cloud{ID: id, Runtime: ws.Runtimes[id], Capacity: cloud.Capacity, Arch: cloud.Arch})
 		w.RegisterActivity(&activities.Upgrade{Runtime: ws.Runtimes[id], HTTP: &http.Client{Timeout: time.Minute}})
 		ws.workers = append(ws.workers, w)
 	}

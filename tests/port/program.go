@@ -137,12 +137,20 @@ func TestFacts(t *testing.T) {
 // resolved from the module proxy, and returns its directory.
 func makeProgram(t *testing.T) string {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "sysfacts")
+	return makeModule(t, "sysfacts", map[string]string{"go.mod": programGoMod, "main.go": programMain, "main_test.go": programTest})
+}
+
+// makeModule writes files as the module name, tidied against the module
+// proxy and committed in a git repository of its own, and returns its
+// directory.
+func makeModule(t *testing.T, name string, files map[string]string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for name, src := range map[string]string{"go.mod": programGoMod, "main.go": programMain, "main_test.go": programTest} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644); err != nil {
+	for file, src := range files {
+		if err := os.WriteFile(filepath.Join(dir, file), []byte(src), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -51,6 +51,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/docker/go-connections/nat"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/edgedrift/drift/internal/runtime"
 )
@@ -312,7 +313,7 @@ func (r *Runtime) ensureContainer(ctx context.Context, d *deployment, svc runtim
 			}
 		}
 		if !d.pulled[svc.Image] {
-			if err := r.pull(ctx, svc.Image); err != nil {
+			if err := r.pull(ctx, svc.Image, d.spec.Platform); err != nil {
 				return runtime.Endpoint{}, fmt.Errorf("deploy %s: %w", d.name, err)
 			}
 			d.pulled[svc.Image] = true
@@ -484,14 +485,15 @@ func endpoint(port int) runtime.Endpoint {
 	}
 }
 
-// pull makes the engine pull ref, unless ref names a digest the engine has.
-func (r *Runtime) pull(ctx context.Context, ref string) error {
+// pull makes the engine pull ref (the platform entry of an index, when
+// set), unless ref names a digest the engine has for that platform.
+func (r *Runtime) pull(ctx context.Context, ref, platform string) error {
 	if strings.Contains(ref, "@") {
-		if _, err := r.cli.ImageInspect(ctx, ref); err == nil {
+		if img, err := r.cli.ImageInspect(ctx, ref); err == nil && (platform == "" || img.Os+"/"+img.Architecture == platform) {
 			return nil
 		}
 	}
-	rc, err := r.cli.ImagePull(ctx, ref, image.PullOptions{})
+	rc, err := r.cli.ImagePull(ctx, ref, image.PullOptions{Platform: platform})
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
@@ -552,7 +554,11 @@ func (r *Runtime) create(ctx context.Context, d *deployment, cname string, svc r
 			hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeVolume, Source: runtime.ObjectName(d.name, m.Volume), Target: m.Path, ReadOnly: m.ReadOnly})
 		}
 	}
-	resp, err := r.cli.ContainerCreate(ctx, cfg, hc, nc, nil, cname)
+	var platform *ocispec.Platform
+	if os, arch, ok := strings.Cut(d.spec.Platform, "/"); ok {
+		platform = &ocispec.Platform{OS: os, Architecture: arch}
+	}
+	resp, err := r.cli.ContainerCreate(ctx, cfg, hc, nc, platform, cname)
 	if err != nil {
 		return "", err
 	}
