@@ -272,3 +272,118 @@ func TestProjectJSONRoundTrip(t *testing.T) {
 		t.Errorf("an old spec: %#v", old)
 	}
 }
+
+// The seed's application as people write it: a web front, an app server
+// and a database, with published and exposed ports, both environment
+// forms, healthchecks of every shape, depends_on with conditions, named
+// volumes, networks, hostnames and restart policies. drift takes it whole:
+// start order from depends_on, HTTP probes where the healthcheck asks a
+// URL of the service and TCP probes for the rest, the volumes per
+// instance, the front as the service users reach.
+func TestFromComposeThreeTierApp(t *testing.T) {
+	const file = `
+name: shop
+x-restart: &restart
+  restart: unless-stopped
+services:
+  front:
+    <<: *restart
+    image: 127.0.0.1:5000/shop/nginx:1.25
+    hostname: www
+    ports: ["80:8080"]
+    depends_on:
+      app: {condition: service_healthy}
+    networks: [edge, back]
+    healthcheck:
+      test: ["CMD-SHELL", "curl -fsS http://localhost:8080/ || exit 1"]
+      interval: 10s
+      retries: 3
+  app:
+    <<: *restart
+    image: 127.0.0.1:5000/shop/tomcat:9
+    expose: ["8080"]
+    environment:
+      - JDBC_URL=jdbc:mysql://db:3306/shop
+      - JAVA_OPTS=-Xmx256m
+    depends_on:
+      db:
+        condition: service_healthy
+        restart: true
+    networks: [back]
+    volumes:
+      - type: volume
+        source: uploads
+        target: /usr/local/tomcat/webapps/uploads
+    deploy:
+      replicas: 2
+    healthcheck:
+      test: ["CMD", "wget", "-q", "--spider", "http://localhost:8080/health"]
+  db:
+    <<: *restart
+    image: 127.0.0.1:5000/shop/mysql:8.0
+    environment:
+      MYSQL_DATABASE: shop
+      MYSQL_ROOT_PASSWORD: ${DB_PASSWORD:-change-me}
+    expose: ["3306"]
+    networks: [back]
+    volumes: ["db-data:/var/lib/mysql", "uploads:/srv/uploads:ro"]
+    healthcheck:
+      test: ["CMD-SHELL", "mysqladmin ping -h localhost"]
+      start_period: 30s
+networks:
+  edge: {}
+  back: {}
+volumes:
+  db-data: {}
+  uploads:
+`
+	a, err := FromCompose([]byte(file), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if a.Name != "shop" || a.Serve != "front" || a.State != nil || len(a.Services) != 3 {
+		t.Fatalf("project %#v", a)
+	}
+	front, app, db := a.Services[0], a.Services[1], a.Services[2]
+	for _, c := range []struct {
+		what      string
+		got, want any
+	}{
+		{"front", []any{front.Name, front.Port, front.Health, front.Probe, front.Hostname, front.DependsOn, front.Networks}, []any{"front", 8080, "/", "", "www", []string{"app"}, []string{"back", "edge"}}},
+		{"front ports", front.Ports, []Port{{Target: 8080, Published: "80", Protocol: "tcp"}}},
+		{"app", []any{app.Name, app.Port, app.Health, app.Replicas, app.DependsOn}, []any{"app", 8080, "/health", 2, []string{"db"}}},
+		{"app env", app.Env, map[string]string{"JDBC_URL": "jdbc:mysql://db:3306/shop", "JAVA_OPTS": "-Xmx256m"}},
+		{"db", []any{db.Name, db.Port, db.Health, db.Probe, db.DependsOn}, []any{"db", 3306, "", runtime.ProbeTCP, []string(nil)}},
+		{"db env", db.Env, map[string]string{"MYSQL_DATABASE": "shop", "MYSQL_ROOT_PASSWORD": "change-me"}},
+		{"db volumes", db.Volumes, []Volume{{Type: "volume", Source: "db-data", Target: "/var/lib/mysql"}, {Type: "volume", Source: "uploads", Target: "/srv/uploads", ReadOnly: true}}},
+	} {
+		if !reflect.DeepEqual(c.got, c.want) {
+			t.Errorf("%s: got %#v, want %#v", c.what, c.got, c.want)
+		}
+	}
+
+	spec := a.RuntimeSpec("fog-1", nil)
+	if _, err := runtime.ValidateSpec("shop-alice-fog-1", "fog-1", spec); err != nil {
+		t.Fatalf("the runtimes refuse it: %v", err)
+	}
+	if !reflect.DeepEqual(spec.Volumes, []string{"uploads", "db-data"}) {
+		t.Errorf("volumes %v, want one per named volume, in the order the services mount them", spec.Volumes)
+	}
+	order, err := runtime.StartOrder(spec.Services)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var started []string
+	for _, s := range order {
+		started = append(started, s.Name)
+	}
+	if !reflect.DeepEqual(started, []string{"db", "app", "front"}) {
+		t.Errorf("start order %v, want the database first and the front last", started)
+	}
+	if m := spec.Services[2].Mounts; !reflect.DeepEqual(m, []runtime.Mount{{Volume: "db-data", Path: "/var/lib/mysql"}, {Volume: "uploads", Path: "/srv/uploads", ReadOnly: true}}) {
+		t.Errorf("db mounts %v", m)
+	}
+}

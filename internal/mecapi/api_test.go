@@ -213,6 +213,22 @@ func TestRegisterRejectsBadInputBeforeAnyCall(t *testing.T) {
 			}
 		})
 	}
+	// A project refused by drift's compose reading: the reason says what.
+	two := "name: shop\\nservices:\\n  web:\\n    image: 127.0.0.1:5000/web:v1\\n    ports: [\\\"8080:8080\\\"]\\n"
+	for _, c := range []struct{ name, compose, says string }{
+		{"unsupported field", two + "    privileged: true\\n  db:\\n    image: 127.0.0.1:5000/db:v1\\n    expose: [\\\"5432\\\"]\\n", "field services.web.privileged is not supported"},
+		{"cyclic depends_on", two + "    depends_on: [db]\\n  db:\\n    image: 127.0.0.1:5000/db:v1\\n    expose: [\\\"5432\\\"]\\n    depends_on: [web]\\n", "cycle"},
+		{"one published port twice", two + "  db:\\n    image: 127.0.0.1:5000/db:v1\\n    ports: [\\\"8080:5432\\\"]\\n", "both publish port 8080/tcp"},
+		{"images the pipeline builds", "name: shop\\nservices:\\n  web:\\n    build: ./web\\n    ports: [\\\"8080:8080\\\"]\\n  db:\\n    image: 127.0.0.1:5000/db:v1\\n    expose: [\\\"5432\\\"]\\n", "release it through a pipeline"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			resp, body := do(t, "POST", srv.URL+sessionsPath, `{"user":"alice","app":{"compose":"`+c.compose+`"},"region":"bastille"}`)
+			p := expectProblem(t, resp, body, http.StatusBadRequest)
+			if len(p.InvalidParams) != 1 || p.InvalidParams[0].Param != "app.compose" || !strings.Contains(p.InvalidParams[0].Reason, c.says) {
+				t.Errorf("invalid params %+v, want app.compose saying %q", p.InvalidParams, c.says)
+			}
+		})
+	}
 	// Every problem at once.
 	resp, body := do(t, "POST", srv.URL+sessionsPath, `{"user":"","app":{"name":"hello","image":"127.0.0.1:5000/hello:v1"},"region":"atlantis","preDeploy":"x"}`)
 	if p := expectProblem(t, resp, body, http.StatusBadRequest); len(p.InvalidParams) != 3 {
