@@ -72,6 +72,8 @@ endef
 record-histories: docker-up kube-build
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-session.json \
 		$(GO) test -count=1 -run TestSessionAcrossDockerKubernetesAndProcesses ./tests/mobility
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-session-project.json \
+		$(GO) test -count=1 -run TestSessionOfAComposeProject ./tests/mobility
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/component-upgrade.json \
 		$(GO) test -count=1 -run TestUpgradeOnDocker ./tests/upgrade
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/install-software.json \
