@@ -22,8 +22,9 @@
 // The Endpoint of an instance is its serving Service's cluster IP and port
 // (http://<clusterIP>:<port>): it is reachable from inside the cluster (and
 // from workers that run there), not necessarily from the host that calls
-// Deploy. In drift's tests the cluster's nodes are kwok fakes, whose pods
-// never run, so tests check the API objects and never dial the endpoint.
+// Deploy. Most of drift's tests run on kwok's fake nodes, whose pods never
+// run, and check the API objects; the Kubernetes harness's real node
+// (tests/kube) runs pods, and a project's services reach each other there.
 package kubernetes
 
 import (
