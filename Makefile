@@ -9,7 +9,7 @@ UNIT_PKGS    := ./activities/... ./internal/... ./starter/... ./worker/... ./wor
 WORKFLOWCHECK_VERSION := v0.6.0
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build dev test test-integration test-all lint bench bench-mobility bench-upgrade docker-up kube-build temporal-build record-histories clean bench-install bench-port bench-pipeline
+.PHONY: all build dev test test-integration test-all lint bench bench-mobility bench-upgrade docker-up kube-build temporal-build record-histories clean bench-install bench-port bench-pipeline bench-api
 
 all: build
 
@@ -41,7 +41,7 @@ $(CACHE)/bin/workflowcheck:
 	GOBIN=$(CACHE)/bin $(GO) install go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION)
 
 # Each bench-<name> runs one benchmark and rewrites docs/bench/<name>.md.
-bench: bench-mobility bench-upgrade bench-install bench-port bench-pipeline
+bench: bench-mobility bench-upgrade bench-install bench-port bench-pipeline bench-api
 
 bench-mobility: docker-up
 	@$(call run-bench,mobility,^TestMobilityBench$$,./tests/bench)
@@ -57,6 +57,9 @@ bench-port:
 	@$(call run-bench,port,^TestPortBench$$,./tests/port,100m)
 bench-pipeline: docker-up
 	@$(call run-bench,pipeline,^TestPipelineBench$$,./tests/pipeline)
+# A live API subscriber's notification delay beside 8 dead ones (about 15 minutes).
+bench-api:
+	@$(call run-bench,api,^TestIsolationBench$$,./tests/mecapi)
 
 # run-bench,<name>,<test regexp>,<package>[,<timeout>]: a DRIFT_BENCH=1 go
 # test whose report goes to docs/bench/<name>.md, timed as a whole.
@@ -74,6 +77,9 @@ record-histories: docker-up kube-build
 		$(GO) test -count=1 -run TestSessionAcrossDockerKubernetesAndProcesses ./tests/mobility
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-session-project.json \
 		$(GO) test -count=1 -run TestSessionOfAComposeProject ./tests/mobility
+	# also mobility-session-api.json beside it: the session the API drove.
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-subscriptions.json \
+		$(GO) test -count=1 -run TestConformanceOfResourcesAndNotifications ./tests/mecapi
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/component-upgrade.json \
 		$(GO) test -count=1 -run TestUpgradeOnDocker ./tests/upgrade
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/install-software.json \

@@ -78,7 +78,7 @@ func runDev(ctx context.Context, g *globals, cfg workerhost.DevConfig, runDemo s
 	defer d.Stop()
 	clouds := cfg.Topology.Clouds()
 	info := map[string]any{
-		"api": d.APIURL, "repo": d.RepoURL, "gateway": d.GatewayURL,
+		"api": d.APIURL, "apiTokenFile": d.APITokenFile, "repo": d.RepoURL, "gateway": d.GatewayURL,
 		"temporal": d.Stack.Address(), "namespace": d.Stack.Namespace(), "ui": d.Stack.UIURL(),
 		"registry": d.Stack.RegistryHost(), "dataDir": cfg.DataDir, "topology": cfg.Topology.Name(), "runtimes": d.RuntimeKinds(),
 	}
@@ -87,7 +87,7 @@ func runDev(ctx context.Context, g *globals, cfg workerhost.DevConfig, runDemo s
 		fmt.Fprintf(w, "  Temporal   %s (namespace %s)\n", d.Stack.Address(), d.Stack.Namespace())
 		fmt.Fprintf(w, "  Web UI     %s\n", d.Stack.UIURL())
 		fmt.Fprintf(w, "  registry   %s\n", d.Stack.RegistryHost())
-		fmt.Fprintf(w, "  API        %s\n", d.APIURL)
+		fmt.Fprintf(w, "  API        %s (bearer token in %s)\n", d.APIURL, d.APITokenFile)
 		fmt.Fprintf(w, "  repository %s (admin token in %s)\n", d.RepoURL, filepath.Join(cfg.DataDir, "repo-token"))
 		fmt.Fprintf(w, "  gateway    %s (management use); network node %q runs tenant gateway pairs\n", d.GatewayURL, d.Node)
 		fmt.Fprintf(w, "  worker     queues %s and %s.<cloud> for %d clouds of %q\n", names.TaskQueue, names.TaskQueue, len(clouds), cfg.Topology.Name())

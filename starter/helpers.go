@@ -12,6 +12,8 @@ import (
 
 	"github.com/edgedrift/drift/deploy/examples"
 	"github.com/edgedrift/drift/internal/client"
+	"github.com/edgedrift/drift/internal/names"
+	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/topology"
 )
 
@@ -29,10 +31,17 @@ func withClient(cmd *cobra.Command, g *globals, fn func(context.Context, *client
 	return fn(ctx, client.New(c))
 }
 
-// need fails unless --user and --app are given.
+// need fails unless --user and --app name a session: the user by the rule
+// every entry point applies, the app as a DNS-1035 label.
 func need(user, app string) error {
 	if user == "" || app == "" {
 		return fmt.Errorf("--user and --app are required")
+	}
+	if err := names.CheckUser(user); err != nil {
+		return fmt.Errorf("--user: %w", err)
+	}
+	if err := runtime.ValidateName(app); err != nil {
+		return fmt.Errorf("--app: %w", err)
 	}
 	return nil
 }

@@ -43,11 +43,14 @@ func newSessionStartCommand(g *globals, sf *sessionFlags) *cobra.Command {
 	}
 	cmd := &cobra.Command{
 		Use:   "start --user U (--image REF --port P | --compose FILE) --region R",
-		Short: "Open a session (or find the open one) and serve the user in a region",
+		Short: "Open a session and serve the user in a region (an open one with the same settings is found; other settings conflict)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if sf.user == "" || o.region == "" {
 				return fmt.Errorf("--user and --region are required")
+			}
+			if err := names.CheckUser(sf.user); err != nil {
+				return fmt.Errorf("--user: %w", err)
 			}
 			spec, err := appSpec(sf.app, o.image, o.compose, o.port, o.health)
 			if err != nil {
@@ -70,7 +73,11 @@ func newSessionStartCommand(g *globals, sf *sessionFlags) *cobra.Command {
 					return err
 				}
 				return g.print(cmd.OutOrStdout(), res, func(w io.Writer) {
-					fmt.Fprintf(w, "session %s serves %s in %s from %s at %s\n", names.SessionID(sf.user, spec.Name), sf.user, res.Region, res.Cloud, res.Endpoint.URL)
+					how := "was already open and serves"
+					if res.Created {
+						how = "serves"
+					}
+					fmt.Fprintf(w, "session %s %s %s in %s from %s at %s\n", names.SessionID(sf.user, spec.Name), how, sf.user, res.Region, res.Cloud, res.Endpoint.URL)
 				})
 			})
 		},

@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/edgedrift/drift/activities"
+	"github.com/edgedrift/drift/internal/amsi"
 	"github.com/edgedrift/drift/internal/appspec"
 	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/predict"
@@ -24,6 +26,10 @@ const (
 	ErrTypeInvalidSession = "InvalidSession"
 	ErrTypeUnknownRegion  = "UnknownRegion"
 	ErrTypeMoveFailed     = "MoveFailed"
+	ErrTypeMoveRefused    = "MoveRefused" // the Move validator's: the session takes no move now (exiting, not allowed)
+	// ErrTypeRegistrationConflict: a registration asked for something other
+	// than what the open session was registered with.
+	ErrTypeRegistrationConflict = "RegistrationConflict"
 )
 
 // Pre-deploy policies.
@@ -60,6 +66,24 @@ const throttleCloudIndexChange = "throttle-cloud-index"
 // continue-as-new); totals count them all.
 const recentHandovers = 50
 
+// RecentMoves bounds the move records kept in state (and carried over
+// continue-as-new): the oldest go first.
+const RecentMoves = 200
+
+// sessionEventsChange is the workflow.GetVersion change ID of move events
+// (published to the API's subscribers) and registration expiry; histories
+// from before it publish nothing.
+const sessionEventsChange = "session-events"
+
+// EventFlushInterval is the least time between two publishes of a
+// session's events: a burst of moves goes out as one batch, so
+// notifications cost the moves themselves next to nothing.
+const EventFlushInterval = 250 * time.Millisecond
+
+// exitFlushTimeout bounds how long an ending session waits for its last
+// events to be published.
+const exitFlushTimeout = 2 * time.Minute
+
 // SessionInput opens a mobility session.
 type SessionInput struct {
 	User       string             `json:"user"`
@@ -70,8 +94,55 @@ type SessionInput struct {
 	PreDeploy  string             `json:"preDeploy"`
 	// Predict tunes the predicted policy (coverage, k, min observations).
 	Predict predict.Options `json:"predict,omitzero"`
+	// Registration is what the registrant said beyond the definition above
+	// (zero when the session was opened without one, e.g. by the CLI).
+	Registration Registration `json:"registration,omitzero"`
 	// Resume carries the state across continue-as-new; nil on a new session.
 	Resume *SessionState `json:"resume,omitempty"`
+	// Pending carries the events not yet published across continue-as-new.
+	Pending []amsi.Event `json:"pending,omitempty"`
+}
+
+// Registration is what a session is registered as beyond its definition:
+// the fields of an ETSI MEC 021 RegistrationInfo that drift keeps
+// (internal/amsi gives them their meaning).
+type Registration struct {
+	Consumer             string `json:"consumer,omitempty"` // serviceConsumerId.appInstanceId
+	AssociateType        int    `json:"associateType,omitempty"`
+	ServiceLevel         int    `json:"serviceLevel,omitempty"` // appMobilityServiceLevel; 0: not given
+	ContextTransferState *int   `json:"contextTransferState,omitempty"`
+	// ExpiryTime is seconds after RegisteredAt at which the session ends; 0:
+	// never.
+	ExpiryTime   uint32    `json:"expiryTime,omitempty"`
+	RegisteredAt time.Time `json:"registeredAt,omitzero"`
+}
+
+// ExpiresAt is when the registration ends the session, or zero.
+func (r Registration) ExpiresAt() time.Time {
+	if r.ExpiryTime == 0 || r.RegisteredAt.IsZero() {
+		return time.Time{}
+	}
+	return r.RegisteredAt.Add(time.Duration(r.ExpiryTime) * time.Second)
+}
+
+// RegisterRequest is the Register update's argument: the session as the
+// registrant asks for it. A request that asks for the open session's
+// definition (app, region, policies, consumer and associate type) gets that
+// session; any other is a conflict.
+type RegisterRequest struct {
+	App          appspec.AppSpec `json:"app"`
+	Region       string          `json:"region"`
+	Neighbours   topology.Policy `json:"neighbours"`
+	PreDeploy    string          `json:"preDeploy"`
+	Registration Registration    `json:"registration,omitzero"`
+}
+
+// RegisterResult answers Register: where the session serves, and whether
+// this request opened it.
+type RegisterResult struct {
+	MoveResult
+	Created      bool         `json:"created"`
+	Registration Registration `json:"registration"`
 }
 
 // Role is what a session wants of an instance.
@@ -109,6 +180,7 @@ type Instance struct {
 
 // Handover is one switch of the serving cloud.
 type Handover struct {
+	MoveID     string        `json:"moveId,omitempty"`
 	FromRegion string        `json:"fromRegion"`
 	ToRegion   string        `json:"toRegion"`
 	FromCloud  string        `json:"fromCloud"`
@@ -125,6 +197,38 @@ type MoveResult struct {
 	Endpoint   runtime.Endpoint `json:"endpoint"`
 	Warm       bool             `json:"warm"`
 	SwitchTime time.Duration    `json:"switchTime"`
+}
+
+// Move statuses of a MoveRecord, as ETSI MEC 021 names a mobility
+// procedure's.
+const (
+	MoveTriggered = "TRIGGERED"
+	MoveCompleted = "COMPLETED"
+	MoveFailed    = "FAILED"
+)
+
+// Where a move came from.
+const (
+	FromUpdate = "update" // the Move update (the API, the CLI, any Temporal client); ID is the update's
+	FromSignal = "signal" // the Move signal; the session names it
+)
+
+// MoveRecord is what a session keeps of one move: its id (the Move
+// update's id, or one the session gives a signalled move), where it went
+// and how it ended.
+type MoveRecord struct {
+	ID         string           `json:"id"`
+	Source     string           `json:"source"`
+	Region     string           `json:"region"`
+	FromCloud  string           `json:"fromCloud,omitempty"`
+	ToCloud    string           `json:"toCloud"`
+	Status     string           `json:"status"`
+	Warm       bool             `json:"warm,omitempty"`
+	SwitchTime time.Duration    `json:"switchTime,omitempty"`
+	Endpoint   runtime.Endpoint `json:"endpoint,omitzero"`
+	Error      string           `json:"error,omitempty"`
+	ArrivedAt  time.Time        `json:"arrivedAt"`
+	FinishedAt time.Time        `json:"finishedAt,omitzero"`
 }
 
 // Totals count a whole session, across continue-as-new.
@@ -151,6 +255,12 @@ type SessionState struct {
 	Handovers []Handover       `json:"handovers,omitempty"` // most recent last
 	Totals    Totals           `json:"totals"`
 	Plan      predict.Plan     `json:"plan"` // why the warm clouds are the ones they are
+	// Moves are the latest RecentMoves moves, most recent last.
+	Moves        []MoveRecord `json:"moves,omitempty"`
+	Registration Registration `json:"registration,omitzero"`
+	Registered   bool         `json:"registered,omitempty"` // a Register has been answered
+	// Events counts the events the session has published (amsi.Event.Seq).
+	Events int64 `json:"events,omitempty"`
 
 	// Images are a compose project's images by service, pinned in the
 	// center registry (Image is then empty).
@@ -161,7 +271,8 @@ type SessionState struct {
 // they are in, pre-deployed on the neighbours of that cloud, and follows
 // them on Move until Exit.
 func MobilitySession(ctx workflow.Context, in SessionInput) (SessionState, error) {
-	s, err := newSession(ctx, in)
+	events := workflow.GetVersion(ctx, sessionEventsChange, workflow.DefaultVersion, 1) == 1
+	s, err := newSession(ctx, in, events)
 	if err != nil {
 		return SessionState{}, err
 	}
@@ -191,6 +302,8 @@ type opResult struct {
 }
 
 type moveRequest struct {
+	id      string
+	from    string // the serving cloud it left
 	region  string
 	cloud   string
 	arrived time.Time
@@ -216,14 +329,24 @@ type session struct {
 	models    []predict.Model // snapshots read, for the main loop to take in
 	logger    log.Logger
 
+	initial *moveRequest // the first placement, until the session continues as new
+
+	events      bool         // publish events (sessionEventsChange)
+	outbox      []amsi.Event // events not yet published, in order
+	adjacent    []amsi.Instance
+	expiryTimer workflow.CancelFunc
+	root        workflow.Context // the workflow's own context, for timers handlers start
+
 	throttleIndex bool      // index the serving cloud at most every CloudIndexInterval
 	indexed       string    // the cloud DriftCloud says serves
 	indexedAt     time.Time // when it was last written
 	indexWaiting  bool      // a timer will wake the main loop to index
 }
 
-func newSession(ctx workflow.Context, in SessionInput) (*session, error) {
-	if err := validateSession(in); err != nil {
+func newSession(ctx workflow.Context, in SessionInput, events bool) (*session, error) {
+	// A resumed session's user was checked when it began (and sessions
+	// from before names.CheckUser keep the names they had).
+	if err := validateSession(in, events && in.Resume == nil); err != nil {
 		return nil, err
 	}
 	s := &session{
@@ -231,6 +354,8 @@ func newSession(ctx workflow.Context, in SessionInput) (*session, error) {
 		instances: map[string]*Instance{},
 		ops:       map[string]*op{},
 		logger:    workflow.GetLogger(ctx),
+		events:    events,
+		outbox:    slices.Clone(in.Pending),
 	}
 	if in.Resume != nil {
 		s.st = *in.Resume
@@ -238,15 +363,25 @@ func newSession(ctx workflow.Context, in SessionInput) (*session, error) {
 			inst := s.st.Instances[i]
 			s.instances[inst.Cloud] = &inst
 		}
+		s.adjacent = s.readyWarm()
 	} else {
-		s.st = SessionState{ID: workflow.GetInfo(ctx).WorkflowExecution.ID, Phase: "starting", Image: in.App.Image}
-		s.moves = append(s.moves, &moveRequest{region: in.Region, cloud: s.firstCloud(in.Region), arrived: workflow.Now(ctx), initial: true})
+		s.st = SessionState{ID: workflow.GetInfo(ctx).WorkflowExecution.ID, Phase: "starting", Image: in.App.Image, Registration: in.Registration}
+		s.st.Registration.RegisteredAt = workflow.Now(ctx)
+		s.st.Registration.Consumer = firstOf(s.st.Registration.Consumer, in.App.Name)
+		s.initial = &moveRequest{region: in.Region, cloud: s.firstCloud(in.Region), arrived: workflow.Now(ctx), initial: true}
+		s.moves = append(s.moves, s.initial)
 	}
 	return s, nil
 }
 
-// validateSession rejects bad input before any side effect.
-func validateSession(in SessionInput) error {
+// validateSession rejects bad input before any side effect; strict checks
+// the user with the rule every entry point uses.
+func validateSession(in SessionInput, strict bool) error {
+	if strict {
+		if err := names.CheckUser(in.User); err != nil {
+			return invalid(ErrTypeInvalidSession, "%v", err)
+		}
+	}
 	switch {
 	case in.User == "" || strings.ContainsAny(in.User, "/ "):
 		return invalid(ErrTypeInvalidSession, "user %q must be non-empty without '/' or spaces", in.User)
@@ -296,6 +431,11 @@ func (s *session) run(ctx workflow.Context) (SessionState, error) {
 	if s.in.PreDeploy == PreDeployPredicted {
 		s.readModel(ctx)
 	}
+	s.root = ctx
+	if s.events {
+		workflow.Go(ctx, s.publishEvents)
+		s.armExpiry()
+	}
 	for {
 		s.applyResults(ctx)
 		s.takeModels()
@@ -306,6 +446,7 @@ func (s *session) run(ctx workflow.Context) (SessionState, error) {
 			s.beginExit()
 		}
 		s.reconcile(ctx)
+		s.noteAdjacent(ctx)
 		s.publish(ctx)
 		s.indexServing(ctx)
 		if s.st.Phase == "exiting" && len(s.instances) == 0 && len(s.ops) == 0 {
@@ -315,6 +456,7 @@ func (s *session) run(ctx workflow.Context) (SessionState, error) {
 			next := s.in
 			state := s.snapshot()
 			next.Resume = &state
+			next.Pending = slices.Clone(s.outbox) // a batch in flight goes again; the subscriptions drop what they have
 			return SessionState{}, workflow.NewContinueAsNewError(ctx, MobilitySession, next)
 		}
 		s.dirty = false
@@ -334,7 +476,7 @@ func (s *session) registerHandlers(ctx workflow.Context) error {
 	}
 	err := workflow.SetUpdateHandlerWithOptions(ctx, names.MoveUpdate,
 		func(ctx workflow.Context, region string) (MoveResult, error) {
-			m := s.enqueueMove(ctx, region, false)
+			m := s.enqueueMove(ctx, region, workflow.GetCurrentUpdateInfo(ctx).ID)
 			if err := workflow.Await(ctx, func() bool { return m.done }); err != nil {
 				return MoveResult{}, err
 			}
@@ -342,10 +484,66 @@ func (s *session) registerHandlers(ctx workflow.Context) error {
 		},
 		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, region string) error {
 			if _, err := s.in.Topology.FirstCloud(region); err != nil {
-				return err
+				return invalid(ErrTypeUnknownRegion, "%v", err)
 			}
+			if err := s.movable(); err != nil {
+				return invalid(ErrTypeMoveRefused, "%v", err)
+			}
+			return nil
+		}},
+	)
+	if err != nil {
+		return err
+	}
+	err = workflow.SetUpdateHandlerWithOptions(ctx, names.RegisterUpdate,
+		func(ctx workflow.Context, req RegisterRequest) (RegisterResult, error) {
+			// Only the request that came with the session's start finds it
+			// unanswered and still placing itself.
+			created := !s.st.Registered && s.initial != nil && !s.initial.done
+			s.st.Registered = true
+			if err := workflow.Await(ctx, func() bool { return s.initial == nil || s.initial.done }); err != nil {
+				return RegisterResult{}, err
+			}
+			if s.initial != nil && s.initial.err != nil {
+				return RegisterResult{}, s.initial.err
+			}
+			return RegisterResult{
+				MoveResult:   MoveResult{Region: s.st.Region, Cloud: s.st.Serving, Endpoint: s.st.Endpoint},
+				Created:      created,
+				Registration: s.st.Registration,
+			}, nil
+		},
+		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, req RegisterRequest) error {
 			if s.exit {
 				return errors.New("session is exiting")
+			}
+			return s.sameRegistration(req)
+		}},
+	)
+	if err != nil {
+		return err
+	}
+	err = workflow.SetUpdateHandlerWithOptions(ctx, names.ReregisterUpdate,
+		func(ctx workflow.Context, r Registration) (Registration, error) {
+			reg := &s.st.Registration
+			reg.ServiceLevel, reg.ContextTransferState, reg.ExpiryTime = r.ServiceLevel, r.ContextTransferState, r.ExpiryTime
+			reg.RegisteredAt = workflow.Now(ctx) // an expiry time counts from the update that set it
+			s.armExpiry()
+			return *reg, nil
+		},
+		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, r Registration) error {
+			reg := s.st.Registration
+			switch {
+			case s.exit:
+				return errors.New("session is exiting")
+			case r.Consumer != reg.Consumer || r.AssociateType != reg.AssociateType:
+				return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+					"registered by consumer %q with associate type %d; a change asked for consumer %q, type %d",
+					reg.Consumer, reg.AssociateType, r.Consumer, r.AssociateType), ErrTypeRegistrationConflict, nil)
+			case r.ServiceLevel < 0 || r.ServiceLevel > amsi.MobilityWithoutConfirmation:
+				return fmt.Errorf("appMobilityServiceLevel %d: want 1, 2 or 3", r.ServiceLevel)
+			case r.ContextTransferState != nil && (*r.ContextTransferState < amsi.ContextNotTransferred || *r.ContextTransferState > amsi.ContextTransferred):
+				return fmt.Errorf("contextTransferState %d: want 0 or 1", *r.ContextTransferState)
 			}
 			return nil
 		}},
@@ -366,7 +564,11 @@ func (s *session) registerHandlers(ctx workflow.Context) error {
 					s.logger.Warn("ignoring Move signal", "region", region, "error", err)
 					return
 				}
-				s.enqueueMove(ctx, region, true)
+				if err := s.movable(); err != nil && s.events {
+					s.logger.Warn("ignoring Move signal", "region", region, "error", err)
+					return
+				}
+				s.enqueueMove(ctx, region, "")
 			})
 			sel.AddReceive(exits, func(c workflow.ReceiveChannel, _ bool) {
 				c.Receive(ctx, nil)
@@ -379,13 +581,168 @@ func (s *session) registerHandlers(ctx workflow.Context) error {
 	return nil
 }
 
-// enqueueMove only records the move; the main loop acts on it in order.
-func (s *session) enqueueMove(ctx workflow.Context, region string, fromSig bool) *moveRequest {
-	m := &moveRequest{region: region, cloud: s.firstCloud(region), arrived: workflow.Now(ctx), fromSig: fromSig}
+// movable says why the session takes no move now, or nil.
+func (s *session) movable() error {
+	switch {
+	case s.exit:
+		return errors.New("session is exiting")
+	case s.st.Registration.ServiceLevel == amsi.MobilityNotAllowed:
+		return errors.New("the registration's appMobilityServiceLevel is APP_MOBILITY_NOT_ALLOWED: the session does not move")
+	}
+	return nil
+}
+
+// sameRegistration answers nil when req asks for the session as it was
+// registered, else a RegistrationConflict naming what differs.
+func (s *session) sameRegistration(req RegisterRequest) error {
+	var diffs []string
+	differ := func(what string, have, asked any) {
+		// Deterministic: plain structs, and json sorts map keys.
+		a, _ := json.Marshal(have)  //workflowcheck:ignore
+		b, _ := json.Marshal(asked) //workflowcheck:ignore
+		if string(a) != string(b) {
+			diffs = append(diffs, fmt.Sprintf("%s %s (asked: %s)", what, a, b))
+		}
+	}
+	differ("app", s.in.App, req.App)
+	differ("region", s.in.Region, req.Region)
+	differ("neighbours", s.in.Neighbours, req.Neighbours)
+	differ("pre-deploy", s.in.PreDeploy, req.PreDeploy)
+	differ("consumer", s.st.Registration.Consumer, firstOf(req.Registration.Consumer, req.App.Name))
+	differ("associate type", s.in.Registration.AssociateType, req.Registration.AssociateType)
+	if len(diffs) == 0 {
+		return nil
+	}
+	return temporal.NewNonRetryableApplicationError(
+		fmt.Sprintf("%s is open and registered with %s", s.st.ID, strings.Join(diffs, "; ")), ErrTypeRegistrationConflict, nil)
+}
+
+// enqueueMove records the move (TRIGGERED) and queues it; the main loop
+// acts on it in order. id is the Move update's id; a signalled move ("")
+// gets one from the session.
+func (s *session) enqueueMove(ctx workflow.Context, region, id string) *moveRequest {
+	m := &moveRequest{id: id, region: region, cloud: s.firstCloud(region), arrived: workflow.Now(ctx), fromSig: id == ""}
+	source := FromUpdate
+	if m.fromSig {
+		source = FromSignal
+		m.id = fmt.Sprintf("signal-%s-%d", shortID(chainID(ctx)), s.st.Events+1)
+	}
+	s.record(MoveRecord{ID: m.id, Source: source, Region: region, FromCloud: s.st.Serving, ToCloud: m.cloud, Status: MoveTriggered, ArrivedAt: m.arrived})
+	s.emit(ctx, amsi.Event{Kind: amsi.KindMove, MoveID: m.id, Status: amsi.MoveTriggered, Region: region,
+		FromCloud: s.st.Serving, ToCloud: m.cloud, Instance: s.instanceName(m.cloud)})
 	s.moves = append(s.moves, m)
 	s.dirty = true
 	return m
 }
+
+// record keeps a move record, the latest RecentMoves of them.
+func (s *session) record(r MoveRecord) {
+	s.st.Moves = append(s.st.Moves, r)
+	if len(s.st.Moves) > RecentMoves {
+		s.st.Moves = slices.Clone(s.st.Moves[len(s.st.Moves)-RecentMoves:])
+	}
+}
+
+// emit numbers an event and queues it for the subscribers.
+func (s *session) emit(ctx workflow.Context, e amsi.Event) {
+	s.st.Events++
+	if !s.events {
+		return
+	}
+	e.Session, e.Chain, e.Seq, e.At = s.st.ID, chainID(ctx), s.st.Events, workflow.Now(ctx)
+	e.User, e.App, e.AssociateType = s.in.User, s.in.App.Name, s.st.Registration.AssociateType
+	s.outbox = append(s.outbox, e)
+}
+
+// publishEvents hands the session's events to the subscriptions workflow,
+// in order, in batches at most every EventFlushInterval, off the moves'
+// path. A batch that cannot be published stays and goes again.
+func (s *session) publishEvents(ctx workflow.Context) {
+	var last time.Time
+	for {
+		if err := workflow.Await(ctx, func() bool { return len(s.outbox) > 0 }); err != nil {
+			return
+		}
+		if wait := last.Add(EventFlushInterval).Sub(workflow.Now(ctx)); wait > 0 {
+			if err := workflow.Sleep(ctx, wait); err != nil {
+				return
+			}
+		}
+		batch := slices.Clone(s.outbox)
+		actx := central(ctx, publishOptions, fmt.Sprintf("tell subscribers of %d event(s) of %s", len(batch), s.st.ID))
+		err := workflow.ExecuteActivity(actx, notifyActs.PublishSessionEvents, batch).Get(ctx, nil)
+		last = workflow.Now(ctx)
+		if err != nil {
+			s.logger.Warn("events not published; trying again later", "events", len(batch), "error", err)
+			if err := workflow.Sleep(ctx, publishPause); err != nil {
+				return
+			}
+			continue
+		}
+		s.outbox = s.outbox[len(batch):]
+	}
+}
+
+// noteAdjacent tells subscribers when the session's ready pre-deploys
+// changed, once the session is quiet.
+func (s *session) noteAdjacent(ctx workflow.Context) {
+	if !s.events || s.st.Phase != "serving" || len(s.ops) > 0 {
+		return
+	}
+	if cur := s.readyWarm(); !slices.Equal(cur, s.adjacent) {
+		s.adjacent = cur
+		s.emit(ctx, amsi.Event{Kind: amsi.KindAdjacent, Region: s.st.Region, ToCloud: s.st.Serving, Adjacent: cur})
+	}
+}
+
+// readyWarm lists the ready pre-deploys, by cloud.
+func (s *session) readyWarm() []amsi.Instance {
+	out := []amsi.Instance{}
+	for _, cloud := range sortedKeys(s.instances) {
+		if inst := s.instances[cloud]; inst.Role == RoleWarm && inst.Status == StatusReady {
+			out = append(out, amsi.Instance{Cloud: cloud, Name: inst.Name, Endpoint: inst.Endpoint})
+		}
+	}
+	return out
+}
+
+// armExpiry (re)starts the timer that ends the session when its
+// registration expires.
+func (s *session) armExpiry() {
+	if s.expiryTimer != nil {
+		s.expiryTimer()
+		s.expiryTimer = nil
+	}
+	at := s.st.Registration.ExpiresAt()
+	if !s.events || at.IsZero() {
+		return
+	}
+	ctx, cancel := workflow.WithCancel(s.root)
+	s.expiryTimer = cancel
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		if wait := at.Sub(workflow.Now(ctx)); wait > 0 {
+			if err := workflow.Sleep(ctx, wait); err != nil {
+				return // re-armed or cancelled
+			}
+		}
+		s.logger.Info("registration expired: the session ends", "expiryTime", s.st.Registration.ExpiryTime)
+		s.exit, s.dirty = true, true
+	})
+}
+
+func (s *session) instanceName(cloud string) string {
+	return runtime.InstanceName(s.in.App.Name, s.in.User, cloud)
+}
+
+// chainID names the session's chain of runs: its first run's id.
+func chainID(ctx workflow.Context) string {
+	info := workflow.GetInfo(ctx)
+	return firstOf(info.FirstRunID, info.WorkflowExecution.RunID)
+}
+
+// shortID is the first 12 characters of a run id: enough to tell sessions
+// of one user and app apart.
+func shortID(id string) string { return id[:min(len(id), 12)] }
 
 // ensureImage puts the app's image in the center registry, pinned by digest.
 func (s *session) ensureImage(ctx workflow.Context) error {
@@ -407,14 +764,15 @@ func (s *session) handleMoves(ctx workflow.Context) error {
 	for len(s.moves) > 0 {
 		m := s.moves[0]
 		if s.st.Phase == "exiting" {
-			s.finishMove(m, MoveResult{}, temporal.NewNonRetryableApplicationError("session is exiting", ErrTypeMoveFailed, nil))
+			s.finishMove(ctx, m, MoveResult{}, temporal.NewNonRetryableApplicationError("session is exiting", ErrTypeMoveFailed, nil))
 			continue
 		}
 		inst := s.instances[m.cloud]
 		switch {
 		case m.cloud == s.st.Serving && !m.initial:
 			s.st.Region = m.region
-			s.finishMove(m, MoveResult{Region: m.region, Cloud: m.cloud, Endpoint: s.st.Endpoint, Warm: true}, nil)
+			m.from = s.st.Serving
+			s.finishMove(ctx, m, MoveResult{Region: m.region, Cloud: m.cloud, Endpoint: s.st.Endpoint, Warm: true}, nil)
 			continue
 		case inst != nil && inst.Status == StatusReady && s.ops[m.cloud] == nil:
 			s.switchTo(ctx, m, inst)
@@ -433,7 +791,7 @@ func (s *session) handleMoves(ctx workflow.Context) error {
 			if m.initial {
 				return err
 			}
-			s.finishMove(m, MoveResult{}, err)
+			s.finishMove(ctx, m, MoveResult{}, err)
 			s.plan()
 			continue
 		default:
@@ -447,7 +805,7 @@ func (s *session) handleMoves(ctx workflow.Context) error {
 func (s *session) switchTo(ctx workflow.Context, m *moveRequest, inst *Instance) {
 	now := workflow.Now(ctx)
 	warm := !m.started
-	h := Handover{FromRegion: s.st.Region, ToRegion: m.region, FromCloud: s.st.Serving, ToCloud: m.cloud, Warm: warm, SwitchTime: now.Sub(m.arrived), At: now}
+	h := Handover{MoveID: m.id, FromRegion: s.st.Region, ToRegion: m.region, FromCloud: s.st.Serving, ToCloud: m.cloud, Warm: warm, SwitchTime: now.Sub(m.arrived), At: now}
 	if !inst.WarmAt.IsZero() {
 		s.st.Totals.PreDeploySeconds += now.Sub(inst.WarmAt).Seconds()
 		inst.WarmAt = time.Time{}
@@ -469,8 +827,9 @@ func (s *session) switchTo(ctx workflow.Context, m *moveRequest, inst *Instance)
 	if !slices.Contains(s.st.Totals.CloudsUsed, m.cloud) {
 		s.st.Totals.CloudsUsed = append(s.st.Totals.CloudsUsed, m.cloud)
 	}
+	m.from = s.st.Serving
 	s.st.Serving, s.st.Region, s.st.Endpoint, s.st.Phase = m.cloud, m.region, inst.Endpoint, "serving"
-	s.finishMove(m, MoveResult{Region: m.region, Cloud: m.cloud, Endpoint: inst.Endpoint, Warm: warm, SwitchTime: h.SwitchTime}, nil)
+	s.finishMove(ctx, m, MoveResult{Region: m.region, Cloud: m.cloud, Endpoint: inst.Endpoint, Warm: warm, SwitchTime: h.SwitchTime}, nil)
 	s.plan()
 	if !s.throttleIndex {
 		_ = workflow.UpsertTypedSearchAttributes(ctx, names.CloudKey.ValueSet(m.cloud))
@@ -497,9 +856,32 @@ func (s *session) indexServing(ctx workflow.Context) {
 	s.indexed, s.indexedAt = s.st.Serving, workflow.Now(ctx)
 }
 
-func (s *session) finishMove(m *moveRequest, res MoveResult, err error) {
+// finishMove answers the move at the head of the queue, records how it
+// ended and tells subscribers (COMPLETED or FAILED).
+func (s *session) finishMove(ctx workflow.Context, m *moveRequest, res MoveResult, err error) {
 	m.result, m.err, m.done = res, err, true
 	s.moves = s.moves[1:]
+	if m.initial {
+		return
+	}
+	if m.from == "" {
+		m.from = s.st.Serving
+	}
+	e := amsi.Event{Kind: amsi.KindMove, MoveID: m.id, Region: m.region, FromCloud: m.from, ToCloud: m.cloud, Instance: s.instanceName(m.cloud)}
+	status := MoveCompleted
+	if err != nil {
+		status, e.Status, e.Error = MoveFailed, amsi.MoveFailed, RootMessage(err)
+	} else {
+		e.Status, e.Endpoint, e.Warm, e.SwitchTime = amsi.MoveCompleted, res.Endpoint, res.Warm, res.SwitchTime
+	}
+	for i := len(s.st.Moves) - 1; i >= 0; i-- {
+		if r := &s.st.Moves[i]; r.ID == m.id {
+			r.Status, r.FromCloud, r.Warm, r.SwitchTime, r.Endpoint, r.Error, r.FinishedAt =
+				status, m.from, res.Warm, res.SwitchTime, res.Endpoint, e.Error, workflow.Now(ctx)
+			break
+		}
+	}
+	s.emit(ctx, e)
 }
 
 func (s *session) moveInProgress() bool { return len(s.moves) > 0 && s.moves[0].started }
@@ -545,7 +927,7 @@ func (s *session) plan() {
 func (s *session) want(cloud string, role Role) {
 	inst := s.instances[cloud]
 	if inst == nil {
-		inst = &Instance{Cloud: cloud, Name: runtime.InstanceName(s.in.App.Name, s.in.User, cloud), Status: StatusUnknown}
+		inst = &Instance{Cloud: cloud, Name: s.instanceName(cloud), Status: StatusUnknown}
 		s.instances[cloud] = inst
 	}
 	inst.Role = role
@@ -684,6 +1066,7 @@ func (s *session) snapshot() SessionState {
 	}
 	st.InFlight = s.inFlight()
 	st.Handovers = slices.Clone(s.st.Handovers)
+	st.Moves = slices.Clone(s.st.Moves)
 	st.Totals.CloudsUsed = slices.Clone(s.st.Totals.CloudsUsed)
 	return st
 }
@@ -735,10 +1118,26 @@ func (s *session) teardown(ctx workflow.Context, cause error) (SessionState, err
 	s.st.Phase = "ended"
 	s.st.Serving, s.st.Endpoint = "", runtime.Endpoint{}
 	s.publish(ctx)
+	s.flushEvents(ctx, cause)
 	if cause != nil {
 		return s.snapshot(), cause
 	}
 	return s.snapshot(), nil
+}
+
+// flushEvents fails the moves the session never got to (it failed) and
+// waits, a bounded while, for its last events to be published.
+func (s *session) flushEvents(ctx workflow.Context, cause error) {
+	if !s.events {
+		return
+	}
+	for len(s.moves) > 0 {
+		s.finishMove(ctx, s.moves[0], MoveResult{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("the session ended before the move: %v", cause), ErrTypeMoveFailed, nil))
+	}
+	if ok, _ := workflow.AwaitWithTimeout(ctx, exitFlushTimeout, func() bool { return len(s.outbox) == 0 }); !ok {
+		s.logger.Warn("the session ends with events not published", "events", len(s.outbox))
+	}
 }
 
 // learn feeds a handover to the app's model: at once into the session's

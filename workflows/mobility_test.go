@@ -18,6 +18,7 @@ import (
 
 	"github.com/edgedrift/drift/activities"
 	"github.com/edgedrift/drift/deploy/examples"
+	"github.com/edgedrift/drift/internal/amsi"
 	"github.com/edgedrift/drift/internal/appspec"
 	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/predict"
@@ -31,6 +32,8 @@ type fakeCenter struct {
 	images map[string]bool         // images EnsureImage knows
 	model  predict.Model           // the app's model workflow
 	taught []activities.RegionMove // moves recorded into it
+	events []amsi.Event            // events published to the subscriptions
+	fail   int                     // publishes to fail first
 }
 
 // pinnedHello is hello's image as the center registry pins it.
@@ -43,6 +46,18 @@ func newFakeCenter() *fakeCenter {
 func (f *fakeCenter) install(env *testsuite.TestWorkflowEnvironment) {
 	env.RegisterActivity(&activities.Images{})
 	env.RegisterActivity(&activities.Models{})
+	env.RegisterActivity(&activities.Notifier{})
+	env.OnActivity(notifyActs.PublishSessionEvents, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, events []amsi.Event) error {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.fail > 0 {
+				f.fail--
+				return temporal.NewNonRetryableApplicationError("subscriptions unreachable", "Test", nil)
+			}
+			f.events = append(f.events, events...)
+			return nil
+		})
 	env.OnActivity(modelActs.ModelSnapshot, mock.Anything, mock.Anything).Return(
 		func(context.Context, string) (predict.Model, error) {
 			f.mu.Lock()

@@ -19,6 +19,7 @@ var (
 	cloudActs    *activities.Cloud
 	imageActs    *activities.Images
 	modelActs    *activities.Models
+	notifyActs   *activities.Notifier
 	upgradeActs  *activities.Upgrade
 	pipelineActs *activities.Pipeline
 	portActs     *activities.Port
@@ -71,6 +72,32 @@ var (
 		RetryPolicy:         retry(10, 30*time.Second, nonRetryable...),
 	}
 )
+
+// Option sets of the mobility API's notifications.
+var (
+	// publishOptions: a session's events to the subscriptions workflow. It
+	// retries for a while; then the session keeps the events and tries again
+	// after publishPause.
+	publishOptions = workflow.ActivityOptions{
+		StartToCloseTimeout:    30 * time.Second,
+		ScheduleToCloseTimeout: 5 * time.Minute,
+		RetryPolicy:            retry(0, 30*time.Second),
+	}
+	// deliverOptions: a batch of notifications to one callback (an attempt
+	// stops early rather than run out of time). A callback that does not
+	// answer is tried again with backoff for a few minutes, then its
+	// subscription is suspended; an answer no retry can fix suspends it at
+	// once.
+	deliverOptions = workflow.ActivityOptions{
+		StartToCloseTimeout:    time.Minute,
+		ScheduleToCloseTimeout: 3 * time.Minute,
+		RetryPolicy:            retry(6, 30*time.Second, activities.ErrTypeCallbackRefused),
+	}
+)
+
+// publishPause is how long a session waits before publishing events again
+// after publishOptions gave up.
+const publishPause = time.Minute
 
 // Option sets of component upgrades: an attempt's env gets one retry (a
 // release that does not start is the attempt's answer, not a hiccup); the

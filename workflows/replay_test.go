@@ -20,6 +20,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflow(MobilitySession)
 			r.RegisterWorkflow(AppModel)
+			r.RegisterWorkflow(MobilitySubscriptions)
 			r.RegisterWorkflow(ComponentUpgrade)
 			r.RegisterWorkflow(InstallSoftware)
 			r.RegisterWorkflow(PortToArch)

@@ -2,12 +2,15 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	temporalclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/edgedrift/drift/internal/appspec"
 	"github.com/edgedrift/drift/internal/names"
@@ -23,13 +26,21 @@ type Open struct {
 	Topology   *topology.Topology
 	Neighbours topology.Policy
 	PreDeploy  string
+	// Registration is what a MEC registrant says beyond the above (zero
+	// for the CLI).
+	Registration workflows.Registration
 }
 
-// OpenSession opens the session, or finds the one already open, and moves
-// it to Region in one call (update-with-start); it returns once the app
-// serves there.
-func (c *Client) OpenSession(ctx context.Context, o Open) (workflows.MoveResult, error) {
+// OpenSession registers the session (the Register update, with start): the
+// first call opens it and answers once the app serves (Created); a call
+// asking for the open session as it was registered gets it as it is now;
+// any other fails with workflows.ErrTypeRegistrationConflict. Concurrent
+// calls for one user and app make one session.
+func (c *Client) OpenSession(ctx context.Context, o Open) (workflows.RegisterResult, error) {
 	id := names.SessionID(o.User, o.App.Name)
+	if o.Registration.Consumer == "" {
+		o.Registration.Consumer = o.App.Name
+	}
 	start := c.Temporal.NewWithStartWorkflowOperation(temporalclient.StartWorkflowOptions{
 		ID:                       id,
 		TaskQueue:                names.TaskQueue,
@@ -39,22 +50,39 @@ func (c *Client) OpenSession(ctx context.Context, o Open) (workflows.MoveResult,
 			o.App.Name, o.App.Image, o.Neighbours, o.PreDeploy),
 	}, workflows.MobilitySession, workflows.SessionInput{
 		User: o.User, App: o.App, Region: o.Region, Topology: o.Topology,
-		Neighbours: o.Neighbours, PreDeploy: o.PreDeploy,
+		Neighbours: o.Neighbours, PreDeploy: o.PreDeploy, Registration: o.Registration,
 	})
 	h, err := c.Temporal.UpdateWithStartWorkflow(ctx, temporalclient.UpdateWithStartWorkflowOptions{
 		StartWorkflowOperation: start,
 		UpdateOptions: temporalclient.UpdateWorkflowOptions{
-			UpdateName: names.MoveUpdate, Args: []any{o.Region}, WaitForStage: temporalclient.WorkflowUpdateStageCompleted,
+			UpdateName: names.RegisterUpdate, WaitForStage: temporalclient.WorkflowUpdateStageCompleted,
+			Args: []any{workflows.RegisterRequest{
+				App: o.App, Region: o.Region, Neighbours: o.Neighbours, PreDeploy: o.PreDeploy, Registration: o.Registration,
+			}},
 		},
 	})
-	var res workflows.MoveResult
+	var res workflows.RegisterResult
 	if err == nil {
 		err = h.Get(ctx, &res)
 	}
 	if err != nil {
-		return workflows.MoveResult{}, fmt.Errorf("open session %s: %w", id, c.sessionFailure(ctx, id, err))
+		return workflows.RegisterResult{}, fmt.Errorf("open session %s: %w", id, c.sessionFailure(ctx, id, err))
 	}
 	return res, nil
+}
+
+// Reregister changes what the session's registration says (service level,
+// context transfer state, expiry).
+func (c *Client) Reregister(ctx context.Context, user, app string, r workflows.Registration) (workflows.Registration, error) {
+	h, err := c.Temporal.UpdateWorkflow(ctx, temporalclient.UpdateWorkflowOptions{
+		WorkflowID: names.SessionID(user, app), UpdateName: names.ReregisterUpdate,
+		Args: []any{r}, WaitForStage: temporalclient.WorkflowUpdateStageCompleted,
+	})
+	var out workflows.Registration
+	if err == nil {
+		err = h.Get(ctx, &out)
+	}
+	return out, err
 }
 
 // sessionFailure explains a failed open: when the session itself has ended
@@ -88,10 +116,38 @@ func (c *Client) Move(ctx context.Context, user, app, region string) (workflows.
 	return res, nil
 }
 
-// Exit ends the session and returns its report once everything is destroyed.
+// AskMove sends the Move update with id as its update id and returns once
+// the session has taken the move up (or its validator refused it, which
+// the error says); the handle tells the outcome. Sending the same id
+// again asks for the same move.
+func (c *Client) AskMove(ctx context.Context, user, app, id, region string) (temporalclient.WorkflowUpdateHandle, error) {
+	h, err := c.Temporal.UpdateWorkflow(ctx, temporalclient.UpdateWorkflowOptions{
+		WorkflowID: names.SessionID(user, app), UpdateID: id, UpdateName: names.MoveUpdate,
+		Args: []any{region}, WaitForStage: temporalclient.WorkflowUpdateStageAccepted,
+	})
+	if err != nil {
+		return nil, err
+	}
+	// A refused update comes back completed with the validator's error:
+	// Get with a done context returns an outcome already known, and only
+	// then.
+	probe, stop := context.WithCancel(ctx)
+	stop()
+	var appErr *temporal.ApplicationError
+	if err := h.Get(probe, nil); errors.As(err, &appErr) &&
+		(appErr.Type() == workflows.ErrTypeUnknownRegion || appErr.Type() == workflows.ErrTypeMoveRefused) {
+		return nil, err
+	}
+	return h, nil
+}
+
+// Exit ends the session and returns its report once everything is
+// destroyed. Asked again after the session ended, it returns the same
+// report.
 func (c *Client) Exit(ctx context.Context, user, app string) (workflows.SessionState, error) {
 	id := names.SessionID(user, app)
-	if err := c.Temporal.SignalWorkflow(ctx, id, "", names.ExitSignal, nil); err != nil {
+	var notFound *serviceerror.NotFound
+	if err := c.Temporal.SignalWorkflow(ctx, id, "", names.ExitSignal, nil); err != nil && !errors.As(err, &notFound) {
 		return workflows.SessionState{}, fmt.Errorf("exit %s: %w", id, err)
 	}
 	var report workflows.SessionState
@@ -109,6 +165,22 @@ func (c *Client) Session(ctx context.Context, user, app string) (workflows.Sessi
 		return st, fmt.Errorf("state of %s: %w", id, err)
 	}
 	return st, nil
+}
+
+// SessionRecord is a session's state while it runs and its report once it
+// ended (ended tells which): where its move records are, from any process,
+// after any restart.
+func (c *Client) SessionRecord(ctx context.Context, user, app string) (st workflows.SessionState, ended bool, err error) {
+	id := names.SessionID(user, app)
+	desc, err := c.Temporal.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		return st, false, err
+	}
+	if desc.GetWorkflowExecutionInfo().GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		st, err = query[workflows.SessionState](ctx, c, id)
+		return st, false, err
+	}
+	return st, true, c.Temporal.GetWorkflow(ctx, id, "").Get(ctx, &st)
 }
 
 // SessionSummary is one line of the session list.

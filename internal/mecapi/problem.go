@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/edgedrift/drift/activities"
+	"github.com/edgedrift/drift/internal/amsi"
 	"github.com/edgedrift/drift/workflows"
 )
 
@@ -30,14 +31,13 @@ type Problem struct {
 }
 
 // InvalidParam is one bad field of a request.
-type InvalidParam struct {
-	Param  string `json:"param"`
-	Reason string `json:"reason"`
-}
+type InvalidParam = amsi.FieldError
 
 // Problem types: URNs, so nothing suggests a page to fetch.
 const (
 	typeInvalidParameter = "urn:drift:amsi:invalid-parameter"
+	typeUnauthorized     = "urn:drift:amsi:unauthorized"
+	typeForbidden        = "urn:drift:amsi:forbidden"
 	typeUnknownRegion    = "urn:drift:amsi:unknown-region"
 	typeNotFound         = "urn:drift:amsi:not-found"
 	typeMethodNotAllowed = "urn:drift:amsi:method-not-allowed"
@@ -169,17 +169,31 @@ func fromError(err error, what string) Problem {
 	case errors.As(err, &started):
 		return problem(http.StatusConflict, typeConflict, fmt.Sprintf("%s: already open", what))
 	case errors.As(err, &appErr):
+		msg := appErr.Message()
 		switch appErr.Type() {
 		case activities.ErrTypeInvalidImage, activities.ErrTypeUnknownImage:
-			p := problem(http.StatusBadRequest, typeInvalidParameter, fmt.Sprintf("%s: %s", what, appErr.Message()))
-			p.InvalidParams = []InvalidParam{{Param: "app.image", Reason: appErr.Message()}}
+			p := problem(http.StatusBadRequest, typeInvalidParameter, fmt.Sprintf("%s: %s", what, msg))
+			p.InvalidParams = []InvalidParam{{Param: "drift.app.image", Reason: msg}}
 			return p
-		case workflows.ErrTypeInvalidSession, activities.ErrTypeInvalidSpec:
-			return problem(http.StatusBadRequest, typeInvalidParameter, fmt.Sprintf("%s: %s", what, appErr.Message()))
+		case workflows.ErrTypeInvalidSession, activities.ErrTypeInvalidSpec, workflows.ErrTypeInvalidSubscription:
+			return problem(http.StatusBadRequest, typeInvalidParameter, fmt.Sprintf("%s: %s", what, msg))
 		case workflows.ErrTypeUnknownRegion:
-			return problem(http.StatusBadRequest, typeUnknownRegion, fmt.Sprintf("%s: %s", what, appErr.Message()))
+			p := problem(http.StatusBadRequest, typeUnknownRegion, fmt.Sprintf("%s: %s", what, msg))
+			p.InvalidParams = []InvalidParam{{Param: "region", Reason: msg}}
+			return p
+		case workflows.ErrTypeRegistrationConflict:
+			return problem(http.StatusConflict, typeConflict, msg+"; DELETE it first to register it differently")
+		case workflows.ErrTypeMoveRefused:
+			return problem(http.StatusConflict, typeConflict, fmt.Sprintf("%s takes no move now: %s", what, msg))
+		case workflows.ErrTypeNoSuchSubscription:
+			return problem(http.StatusNotFound, typeNotFound, msg)
+		case workflows.ErrTypeTooManySubscriptions:
+			return problem(http.StatusConflict, typeLimit, msg)
 		case workflows.ErrTypeMoveFailed:
-			return problem(http.StatusBadGateway, typeMoveFailed, fmt.Sprintf("%s: %s", what, appErr.Message()))
+			return problem(http.StatusBadGateway, typeMoveFailed, fmt.Sprintf("%s: %s", what, msg))
+		}
+		if strings.Contains(msg, "session is exiting") {
+			return problem(http.StatusConflict, typeConflict, fmt.Sprintf("%s is exiting", what))
 		}
 		return problem(http.StatusBadGateway, typeSessionFailed, fmt.Sprintf("%s: %v", what, err))
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &timeout):

@@ -29,8 +29,15 @@ func NodeQueue(node string) string { return TaskQueue + ".node." + node }
 
 // Workflow IDs: readable, one per thing a user names.
 
-// SessionID is the workflow ID of a user's session of an app.
-func SessionID(user, app string) string { return "session/" + user + "/" + app }
+// SessionID is the workflow ID of a user's session of an app. The user
+// appears escaped (EscapeUser), so a Unicode user never puts a non-ASCII
+// byte into an ID, which Temporal carries in request headers.
+func SessionID(user, app string) string { return "session/" + EscapeUser(user) + "/" + app }
+
+// SubscriptionsID is the workflow ID of the namespace's mobility
+// subscriptions: every subscription of the session API, its delivery state
+// and the session events not yet delivered.
+const SubscriptionsID = "subscriptions/mobility"
 
 // PipelineID is the workflow ID of one run of an app's pipeline.
 func PipelineID(app, run string) string { return "pipeline/" + app + "/" + run }
@@ -77,6 +84,14 @@ const (
 	ReportSignal  = "Report"  // install: the VM agent's report, delivered by the repository
 	ObserveSignal = "Observe" // app model: a handover, by region
 	ModelQuery    = "Model"   // app model: the model itself
+
+	RegisterUpdate     = "Register"      // session: open it, or answer for the open one (same or conflict)
+	ReregisterUpdate   = "Reregister"    // session: change what its registration says (PUT)
+	EventsSignal       = "Events"        // subscriptions: a batch of session events, in order
+	SubscribeUpdate    = "Subscribe"     // subscriptions: add one
+	ResubscribeUpdate  = "Resubscribe"   // subscriptions: replace one (PUT), resuming it when suspended
+	UnsubscribeUpdate  = "Unsubscribe"   // subscriptions: remove one
+	SubscriptionsQuery = "Subscriptions" // subscriptions: every subscription and its delivery state
 )
 
 // Query names of the live state before the Progress convention, still
@@ -88,7 +103,10 @@ const (
 )
 
 // Workflow type names other processes start by name.
-const AppModelWorkflow = "AppModel"
+const (
+	AppModelWorkflow      = "AppModel"
+	SubscriptionsWorkflow = "MobilitySubscriptions"
+)
 
 // Search attributes drift's workflows set, so the Web UI can filter by them.
 var (
@@ -109,10 +127,11 @@ var SearchAttributes = map[string]enums.IndexedValueType{
 
 // Kinds of workflow, the values of KindKey.
 const (
-	KindSession  = "session"
-	KindPipeline = "pipeline"
-	KindUpgrade  = "upgrade"
-	KindPort     = "port"
-	KindInstall  = "install"
-	KindModel    = "model"
+	KindSession       = "session"
+	KindPipeline      = "pipeline"
+	KindUpgrade       = "upgrade"
+	KindPort          = "port"
+	KindInstall       = "install"
+	KindModel         = "model"
+	KindSubscriptions = "subscriptions"
 )

@@ -2,6 +2,7 @@ package workerhost
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -44,13 +45,15 @@ type DevConfig struct {
 
 // Dev is a running development stack.
 type Dev struct {
-	Stack      *devstack.Stack
-	Client     temporalclient.Client
-	Workers    *Workers
-	APIURL     string
-	RepoURL    string
-	GatewayURL string
-	Node       string // the network node the worker stands for
+	Stack   *devstack.Stack
+	Client  temporalclient.Client
+	Workers *Workers
+	APIURL  string
+	// APITokenFile holds a bearer token of the API (client "dev").
+	APITokenFile string
+	RepoURL      string
+	GatewayURL   string
+	Node         string // the network node the worker stands for
 
 	stops []func() // in reverse order of start
 }
@@ -109,11 +112,43 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("session API: %w", err)
 	}
-	api := mecapi.New(d.Client, mecapi.Options{Topology: cfg.Topology, Logger: cfg.Logger})
-	d.stops = append(d.stops, api.Close)
-	d.serve(ctx, apiLn, api)
+	tokens, err := DevAPITokens(cfg.DataDir)
+	if err != nil {
+		apiLn.Close()
+		return nil, fmt.Errorf("session API: %w", err)
+	}
+	d.serve(ctx, apiLn, mecapi.New(d.Client, mecapi.Options{Topology: cfg.Topology, Tokens: tokens, Logger: cfg.Logger}))
 	d.APIURL = "http://" + apiLn.Addr().String() + mecapi.BasePath
+	d.APITokenFile = filepath.Join(cfg.DataDir, APITokenFile)
 	return d, nil
+}
+
+// Files of drift dev's API credentials under the data dir: the tokens file
+// (hashes) and one usable token for the "dev" client (mode 0600).
+const (
+	APITokensFile = "api-tokens"
+	APITokenFile  = "api-token"
+)
+
+// DevAPITokens returns the tokens drift dev's API accepts, making a token
+// for client "dev" (read and write) on first use.
+func DevAPITokens(dataDir string) (*mecapi.Tokens, error) {
+	tokensFile, tokenFile := filepath.Join(dataDir, APITokensFile), filepath.Join(dataDir, APITokenFile)
+	if _, err := ReadSecret(tokenFile); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dataDir, 0o700); err != nil {
+			return nil, err
+		}
+		token, err := mecapi.AddToken(tokensFile, "dev", []string{mecapi.ScopeRead, mecapi.ScopeWrite})
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	return mecapi.LoadTokens(tokensFile)
 }
 
 // Stop stops everything StartDev started, last first.

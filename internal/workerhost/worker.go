@@ -90,6 +90,7 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 		w := worker.New(c, names.TaskQueue, worker.Options{})
 		w.RegisterWorkflow(workflows.MobilitySession)
 		w.RegisterWorkflow(workflows.AppModel)
+		w.RegisterWorkflow(workflows.MobilitySubscriptions)
 		w.RegisterWorkflow(workflows.ComponentUpgrade)
 		w.RegisterWorkflow(workflows.InstallSoftware)
 		w.RegisterWorkflow(workflows.PortToArch)
@@ -97,6 +98,7 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 		w.RegisterActivity(&activities.Images{Center: opts.Registry})
 		w.RegisterActivity(&activities.Pipeline{Center: opts.Registry, DataDir: opts.DataDir})
 		w.RegisterActivity(&activities.Models{Client: c})
+		w.RegisterActivity(&activities.Notifier{Client: c})
 		w.RegisterActivity(&activities.Port{WorkDir: filepath.Join(opts.DataDir, "port"), Registry: opts.Registry})
 		ws.workers = append(ws.workers, w)
 	}

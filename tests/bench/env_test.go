@@ -207,10 +207,11 @@ func startEnv(t testing.TB, c client.Client, topo *topology.Topology, instant []
 
 // open starts a session for user in region and returns once it serves.
 func (e *env) open(ctx context.Context, user, region, preDeploy string) (workflows.MoveResult, error) {
-	return drift.New(e.c).OpenSession(ctx, drift.Open{
+	res, err := drift.New(e.c).OpenSession(ctx, drift.Open{
 		User: user, App: e.spec, Region: region, Topology: e.topo,
 		Neighbours: nearestOne, PreDeploy: preDeploy,
 	})
+	return res.MoveResult, err
 }
 
 // quiet waits until the session serves with nothing in flight and every

@@ -695,9 +695,6 @@ func (r *Runtime) serviceStatus(ctx context.Context, id, service string) (runtim
 // volumes), its network and its volumes. A missing instance, or objects
 // drift (of this cloud) does not own, are no error (and are left alone).
 func (r *Runtime) Destroy(ctx context.Context, name string) error {
-	if err := runtime.ValidateName(name); err != nil {
-		return err
-	}
 	unlock, err := r.lock(ctx, name)
 	if err != nil {
 		return err
@@ -988,9 +985,13 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// lock serializes operations on one instance name within this Runtime.
+// lock serializes operations on one instance name within this Runtime; an
+// invalid name is refused.
 // Across Runtimes and processes the engine's name uniqueness does the job.
 func (r *Runtime) lock(ctx context.Context, name string) (func(), error) {
+	if err := runtime.ValidateName(name); err != nil {
+		return nil, err
+	}
 	r.mu.Lock()
 	ch, ok := r.locks[name]
 	if !ok {

@@ -585,9 +585,6 @@ func probe(ctx context.Context, p *record) runtime.ServiceStatus {
 // after StopGrace) and removes its directory, volumes included. A missing
 // instance is no error.
 func (r *Runtime) Destroy(ctx context.Context, name string) error {
-	if err := runtime.ValidateName(name); err != nil {
-		return err
-	}
 	unlock, err := r.lock(ctx, name)
 	if err != nil {
 		return err
@@ -642,6 +639,9 @@ func (r *Runtime) List(ctx context.Context, selector map[string]string) ([]runti
 // pile up); a waiter that then wins the flock on the unlinked file notices
 // and starts over on a fresh one.
 func (r *Runtime) lock(ctx context.Context, name string) (unlock func(remove bool), err error) {
+	if err := runtime.ValidateName(name); err != nil {
+		return nil, err // the name becomes a path below
+	}
 	dir := filepath.Join(r.dir, ".locks")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
