@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -37,11 +38,12 @@ type testClouds struct {
 	deploys  []string            // "cloud/name" of every DeployInstance, in order
 	deployed map[string][]string // cloud → images DeployInstance was given, in order
 	sweeps   []string            // "cloud selector" of every DestroyOwned, in order
+	unpolled map[string]bool     // clouds no worker polls
 }
 
 func newTestClouds(t *testing.T, topo *topology.Topology, deployTime time.Duration) *testClouds {
 	c := &testClouds{t: t, clouds: map[string]*activities.Cloud{}, runtimes: map[string]*runtimetest.Instant{},
-		deployTime: deployTime, deployed: map[string][]string{}}
+		deployTime: deployTime, deployed: map[string][]string{}, unpolled: map[string]bool{}}
 	for _, cl := range topo.Clouds() {
 		c.runtimes[cl.ID] = runtimetest.NewInstant(cl.ID)
 		c.clouds[cl.ID] = &activities.Cloud{ID: cl.ID, Runtime: c.runtimes[cl.ID], Capacity: cl.Capacity}
@@ -63,6 +65,10 @@ func (c *testClouds) install(env *testsuite.TestWorkflowEnvironment) {
 func (c *testClouds) on(ctx context.Context) (*activities.Cloud, error) {
 	queue := activity.GetInfo(ctx).TaskQueue
 	for id, cloud := range c.clouds {
+		if names.CloudQueue(id) == queue && c.isUnpolled(id) {
+			// What the server says once the schedule-to-start bound is up.
+			return nil, temporal.NewTimeoutError(enums.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)
+		}
 		if names.CloudQueue(id) == queue {
 			return cloud, nil
 		}
@@ -109,6 +115,14 @@ func (c *testClouds) InstanceStatus(ctx context.Context, name string) (runtime.S
 	return cloud.InstanceStatus(ctx, name)
 }
 
+func (c *testClouds) Room(ctx context.Context) (int, error) {
+	cloud, err := c.on(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return cloud.Room(ctx)
+}
+
 func (c *testClouds) ListInstances(ctx context.Context, selector map[string]string) ([]runtime.Instance, error) {
 	cloud, err := c.on(ctx)
 	if err != nil {
@@ -149,6 +163,19 @@ func (c *testClouds) failDeploys(cloud, why string) {
 	c.runtimes[cloud].OnDeploy = func(context.Context, string, runtime.Spec) error {
 		return temporal.NewNonRetryableApplicationError(why, "Test", nil)
 	}
+}
+
+// setPolled says whether a worker polls cloud's queue.
+func (c *testClouds) setPolled(cloud string, polled bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.unpolled[cloud] = !polled
+}
+
+func (c *testClouds) isUnpolled(cloud string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.unpolled[cloud]
 }
 
 // liveClouds lists the clouds that hold an instance, sorted.

@@ -572,3 +572,30 @@ func ownedObjects(t *testing.T, ctx context.Context, cs kubernetes.Interface, se
 	}
 	return out
 }
+
+// TestKubernetesOnARealNode runs the conformance suite with Serves: the
+// cluster's only node is real (kubelet, containerd, kube-proxy: tests/kube
+// WithRealNode), it pulls hello from drift's registry on loopback, and every
+// endpoint the runtime returns (the Service's ClusterIP, routed from this
+// host by kube-proxy, as from a site worker on the node) answers HTTP.
+func TestKubernetesOnARealNode(t *testing.T) {
+	reg := harness.Registry(t)
+	v1 := harness.HelloImage(t, reg, "v1")
+	v2 := harness.HelloImage(t, reg, "v2")
+	cluster := kube.Start(t, kube.WithRealNode(), kube.WithInsecureRegistry(reg.Host()))
+	cloud := runtimetest.UniqueName("edge")
+	prefix := runtimetest.UniqueName("kr")
+	rt := newKube(t, cluster, cloud)
+	leftovers := func(t *testing.T) []string { return clusterLeftovers(t, cluster.Clientset, cloud, prefix) }
+	t.Cleanup(func() {
+		for _, name := range leftovers(t) {
+			t.Errorf("%s left behind", name)
+		}
+	})
+	runtimetest.Conformance(t, rt, runtimetest.Case{
+		Image: v1, Image2: v2, Version: "v1", Version2: "v2",
+		Cloud: cloud, Prefix: prefix + "-c", Serves: true,
+		Timeout:   3 * time.Minute,
+		Leftovers: leftovers,
+	})
+}
