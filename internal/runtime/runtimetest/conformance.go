@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -427,7 +428,13 @@ func expectCount(t *testing.T, ep runtime.Endpoint, cloud, method string, want i
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A refused connection reached no one, so it is tried again (a real
+	// node's kube-proxy routes a new ClusterIP a few seconds after the
+	// Service has its endpoints, as ExpectServes allows for).
 	resp, err := httpClient.Do(req)
+	for began := time.Now(); errors.Is(err, syscall.ECONNREFUSED) && time.Since(began) < serveWithin; resp, err = httpClient.Do(req) {
+		time.Sleep(200 * time.Millisecond)
+	}
 	if err != nil {
 		t.Errorf("%s %s: %v", method, url, err)
 		return
