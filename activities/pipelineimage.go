@@ -49,7 +49,11 @@ func (p *Pipeline) Push(ctx context.Context, req ImageRequest) (string, error) {
 		return "", temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("push: image rebuilt from package %s has digest %s, not %s", req.Package.SHA256, d, req.Digest), ErrTypeInvalidImage, nil)
 	}
-	repo := p.repository(req.Spec.Image.Name)
+	spec, err := imageSpec(req)
+	if err != nil {
+		return "", err
+	}
+	repo := p.repository(spec.Name)
 	pinned, err := image.Push(ctx, repo+":"+req.Tag, idx)
 	if err != nil {
 		return "", err
@@ -79,19 +83,36 @@ func (p *Pipeline) repository(name string) string { return pipelinespec.InRegist
 
 func buildTag(key string) string { return "build-" + key[:40] }
 
-// imageOf builds the image index of a package: per platform, the artifacts
-// at the image's root.
+// imageSpec is the image of the spec the request names.
+func imageSpec(req ImageRequest) (pipelinespec.Image, error) {
+	for _, img := range req.Spec.ImageSpecs() {
+		if img.Service == req.Service {
+			return img, nil
+		}
+	}
+	return pipelinespec.Image{}, temporal.NewNonRetryableApplicationError(
+		fmt.Sprintf("image: the spec has no image for service %q", req.Service), ErrTypeInvalidSpec, nil)
+}
+
+// imageOf builds the image index of one image of a package: per platform,
+// its artifacts at the image's root.
 func imageOf(req ImageRequest) (v1.ImageIndex, error) {
+	spec, err := imageSpec(req)
+	if err != nil {
+		return nil, err
+	}
 	files, err := readPackage(req.Package)
 	if err != nil {
 		return nil, err
 	}
-	spec := req.Spec
 	var imgs []v1.Image
-	for _, pl := range spec.Platforms() {
+	for _, pl := range req.Spec.Platforms() {
+		if !spec.Has(pl) {
+			continue
+		}
 		var layer []image.File
 		for _, a := range spec.Artifacts {
-			data, ok := files[pl.OS+"-"+pl.Arch+"/"+path.Base(a)]
+			data, ok := files[packagePath(spec, pl, a)]
 			if !ok {
 				return nil, temporal.NewNonRetryableApplicationError(
 					fmt.Sprintf("image: package %s has no %s for %s", req.Package.SHA256, a, pl), ErrTypeNoArtifact, nil)
@@ -99,10 +120,10 @@ func imageOf(req ImageRequest) (v1.ImageIndex, error) {
 			layer = append(layer, image.File{Path: "/" + path.Base(a), Mode: 0o755, Data: data})
 		}
 		img, err := image.Build(v1.Platform{OS: pl.OS, Architecture: pl.Arch}, layer, image.Config{
-			Entrypoint: spec.Image.Entrypoint, Env: spec.Image.Env, Ports: spec.Image.Ports,
+			Entrypoint: spec.Entrypoint, Env: spec.Env, Ports: spec.Ports,
 			// Nothing of the run (commit, time) goes in: the digest is a
 			// function of the artifacts, so the same source gives the same digest.
-			Labels: map[string]string{"drift.app": spec.App},
+			Labels: map[string]string{"drift.app": req.Spec.App},
 		})
 		if err != nil {
 			return nil, err
