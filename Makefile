@@ -75,6 +75,8 @@ endef
 record-histories: docker-up kube-build
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-session.json \
 		$(GO) test -count=1 -run TestSessionAcrossDockerKubernetesAndProcesses ./tests/mobility
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-session-project.json \
+		$(GO) test -count=1 -run TestSessionOfAComposeProject ./tests/mobility
 	# also mobility-session-api.json beside it: the session the API drove.
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-subscriptions.json \
 		$(GO) test -count=1 -run TestConformanceOfResourcesAndNotifications ./tests/mecapi
@@ -105,6 +107,10 @@ record-histories: docker-up kube-build
 		$(GO) test -count=1 -run TestProductionShape ./tests/production
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/pipeline-rollback.json \
 		$(GO) test -count=1 -run TestFailedVerificationRollsBackToThePreviousImage ./tests/pipeline
+	# pipeline-project.json is a project's run from before the sign step
+	# (kept as recorded); this one signs every image of the project.
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/pipeline-project-signed.json \
+		$(GO) test -count=1 -run TestPipelineReleasesAProject ./tests/pipeline
 
 docker-up:
 	bash tests/docker-up.sh

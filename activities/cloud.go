@@ -60,15 +60,19 @@ const heartbeatEvery = 5 * time.Second
 func (c *Cloud) DeployInstance(ctx context.Context, req DeployRequest) (runtime.Endpoint, error) {
 	stop := heartbeat(ctx)
 	defer stop()
-	if c.Trust != nil {
-		if err := c.checkTrust(ctx, req.Spec.Image); err != nil {
-			return runtime.Endpoint{}, err
+	for _, svc := range req.Spec.Project() {
+		if c.Trust != nil {
+			if err := c.checkTrust(ctx, svc.Image); err != nil {
+				return runtime.Endpoint{}, err
+			}
+		}
+		if c.Arch != "" {
+			if err := checkPlatform(ctx, svc.Image, c.ID, c.Arch); err != nil {
+				return runtime.Endpoint{}, err
+			}
 		}
 	}
 	if c.Arch != "" {
-		if err := checkPlatform(ctx, req.Spec.Image, c.ID, c.Arch); err != nil {
-			return runtime.Endpoint{}, err
-		}
 		req.Spec.Platform = "linux/" + c.Arch
 	}
 	if req.PreDeploy && c.Capacity > 0 {

@@ -171,4 +171,12 @@ func TestUntrustedImageIsRefusedBeforeTheRuntime(t *testing.T) {
 	if _, err := c.DeployInstance(ctx, DeployRequest{Name: "good", Spec: runtime.Spec{Image: signed, Port: 80}}); err != nil {
 		t.Fatalf("signed image: %v", err)
 	}
+	// A project runs only when every service's image is trusted.
+	project := runtime.Spec{Services: []runtime.Service{{Name: "web", Image: signed, Port: 80}, {Name: "store", Image: unsigned, Port: 81}}}
+	if _, err := c.DeployInstance(ctx, DeployRequest{Name: "pair", Spec: project}); errType(err) != ErrTypeUntrustedImage || !strings.Contains(err.Error(), strings.TrimPrefix(unsigned, reg.Host()+"/app@sha256:")) {
+		t.Fatalf("a project with an unsigned service: want UntrustedImage naming it, got %v", err)
+	}
+	if st, _ := rt.Status(ctx, "pair"); st.Exists {
+		t.Fatal("the project with an untrusted image was deployed")
+	}
 }

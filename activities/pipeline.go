@@ -81,14 +81,16 @@ type StepRequest struct {
 	Checkout Checkout          `json:"checkout"`
 }
 
-// ImageRequest makes or pushes the image of a package.
+// ImageRequest makes or pushes an image of a package.
 type ImageRequest struct {
-	Spec     pipelinespec.Spec `json:"spec"`
-	Package  Package           `json:"package"`
-	Tree     string            `json:"tree"`
-	BuildKey string            `json:"buildKey"`
-	Tag      string            `json:"tag"`    // the run's tag
-	Digest   string            `json:"digest"` // expected digest (Push)
+	Spec pipelinespec.Spec `json:"spec"`
+	// Service names the image of images: to make ("": the one image).
+	Service  string  `json:"service,omitempty"`
+	Package  Package `json:"package"`
+	Tree     string  `json:"tree"`
+	BuildKey string  `json:"buildKey"`
+	Tag      string  `json:"tag"`    // the run's tag
+	Digest   string  `json:"digest"` // expected digest (Push)
 	// DeferBuildTag leaves the build-<key> tag to Attest, which writes it
 	// once the image is signed.
 	DeferBuildTag bool `json:"deferBuildTag,omitempty"`
@@ -119,7 +121,8 @@ func (p *Pipeline) openStep(ctx context.Context, req StepRequest, step string) (
 }
 
 // Build runs the build commands once per image platform (GOOS and GOARCH
-// set) and keeps each platform's artifacts in out/<os>-<arch>.
+// set) and keeps each platform's artifacts in out/<os>-<arch> (one image)
+// or out/<service>/<os>-<arch> (images:).
 func (p *Pipeline) Build(ctx context.Context, req StepRequest) (StepLogs, error) {
 	stop := heartbeat(ctx)
 	defer stop()
@@ -136,22 +139,29 @@ func (p *Pipeline) Build(ctx context.Context, req StepRequest) (StepLogs, error)
 		if err := lg.runAll(ctx, src, env, req.Spec.Build.Commands, pl.String(), "build for "+pl.String(), ErrTypeBuildFailed); err != nil {
 			return lg.logs(), err
 		}
-		out := filepath.Join(p.runDir(req.Ref), "out", pl.OS+"-"+pl.Arch)
-		if err := os.MkdirAll(out, 0o755); err != nil {
-			return lg.logs(), err
-		}
-		for _, a := range req.Spec.Artifacts {
-			data, err := os.ReadFile(filepath.Join(src, filepath.FromSlash(a)))
-			if err != nil {
-				return lg.logs(), temporal.NewNonRetryableApplicationError(
-					fmt.Sprintf("build for %s made no artifact %s: %v", pl, a, err), ErrTypeNoArtifact, err)
+		n := 0
+		for _, img := range req.Spec.ImageSpecs() {
+			if !img.Has(pl) {
+				continue
 			}
-			if err := os.WriteFile(filepath.Join(out, path.Base(a)), data, 0o755); err != nil {
+			out := filepath.Join(p.runDir(req.Ref), "out", img.Service, pl.OS+"-"+pl.Arch)
+			if err := os.MkdirAll(out, 0o755); err != nil {
 				return lg.logs(), err
 			}
+			for _, a := range img.Artifacts {
+				data, err := os.ReadFile(filepath.Join(src, filepath.FromSlash(a)))
+				if err != nil {
+					return lg.logs(), temporal.NewNonRetryableApplicationError(
+						fmt.Sprintf("build for %s made no artifact %s: %v", pl, a, err), ErrTypeNoArtifact, err)
+				}
+				if err := os.WriteFile(filepath.Join(out, path.Base(a)), data, 0o755); err != nil {
+					return lg.logs(), err
+				}
+				n++
+			}
 		}
+		fmt.Fprintf(lg, "built %d artifact(s) for %s\n", n, pl)
 	}
-	fmt.Fprintf(lg, "built %d artifact(s) for %s\n", len(req.Spec.Artifacts), strings.Join(req.Spec.Image.Platforms, ", "))
 	return lg.logs(), nil
 }
 
@@ -216,28 +226,34 @@ func Emulator(goarch string) (string, error) {
 	return name, nil
 }
 
-// Package writes every platform's artifacts into one reproducible tar.gz
-// (entries <os>-<arch>/<file>, fixed owners and times), kept by its sha256;
-// the built files are removed once packaged.
+// Package writes every image's artifacts of every platform into one
+// reproducible tar.gz (entries <os>-<arch>/<file> for the one image,
+// <service>/<os>-<arch>/<file> for images:, fixed owners and times), kept
+// by its sha256; the built files are removed once packaged.
 func (p *Pipeline) Package(ctx context.Context, r RunRef, spec pipelinespec.Spec) (Package, error) {
 	out := filepath.Join(p.runDir(r), "out")
 	var buf bytes.Buffer
 	gz, _ := gzip.NewWriterLevel(&buf, gzip.DefaultCompression) // zero header: no name, no time
 	tw := tar.NewWriter(gz)
-	for _, pl := range spec.Platforms() {
-		dir := pl.OS + "-" + pl.Arch
-		for _, a := range spec.Artifacts {
-			data, err := os.ReadFile(filepath.Join(out, dir, path.Base(a)))
-			if err != nil {
-				return Package{}, temporal.NewNonRetryableApplicationError(
-					fmt.Sprintf("package: artifact %s for %s is missing (build again): %v", a, pl, err), ErrTypeNoArtifact, err)
+	for _, img := range spec.ImageSpecs() {
+		for _, pl := range spec.Platforms() {
+			if !img.Has(pl) {
+				continue
 			}
-			hdr := &tar.Header{Typeflag: tar.TypeReg, Name: dir + "/" + path.Base(a), Mode: 0o755, Size: int64(len(data)), Format: tar.FormatPAX}
-			if err := tw.WriteHeader(hdr); err != nil {
-				return Package{}, err
-			}
-			if _, err := tw.Write(data); err != nil {
-				return Package{}, err
+			for _, a := range img.Artifacts {
+				entry := packagePath(img, pl, a)
+				data, err := os.ReadFile(filepath.Join(out, filepath.FromSlash(entry)))
+				if err != nil {
+					return Package{}, temporal.NewNonRetryableApplicationError(
+						fmt.Sprintf("package: artifact %s for %s is missing (build again): %v", a, pl, err), ErrTypeNoArtifact, err)
+				}
+				hdr := &tar.Header{Typeflag: tar.TypeReg, Name: entry, Mode: 0o755, Size: int64(len(data)), Format: tar.FormatPAX}
+				if err := tw.WriteHeader(hdr); err != nil {
+					return Package{}, err
+				}
+				if _, err := tw.Write(data); err != nil {
+					return Package{}, err
+				}
 			}
 		}
 	}
@@ -254,6 +270,12 @@ func (p *Pipeline) Package(ctx context.Context, r RunRef, spec pipelinespec.Spec
 		return Package{}, err
 	}
 	return pkg, os.RemoveAll(out)
+}
+
+// packagePath is where an artifact of an image for a platform is, under
+// out/ and in the package.
+func packagePath(img pipelinespec.Image, pl pipelinespec.Platform, artifact string) string {
+	return path.Join(img.Service, pl.OS+"-"+pl.Arch, path.Base(artifact))
 }
 
 // Cleanup removes the run's checkout; logs and packages stay.

@@ -307,3 +307,81 @@ func layerFiles(t *testing.T, l v1.Layer) map[string][]byte {
 		out[h.Name], _ = io.ReadAll(tr)
 	}
 }
+
+// A spec of several images (a compose project) builds once per platform,
+// packages each image's artifacts under its service and makes one image
+// per service, each with its own files and platforms.
+func TestStepsMakeOneImagePerService(t *testing.T) {
+	ctx := context.Background()
+	p := &Pipeline{Center: "127.0.0.1:1", DataDir: t.TempDir()}
+	repo := scriptRepo(t)
+	compose := []byte("name: pair\nservices:\n  web:\n    build: .\n    ports: [\"8080:8080\"]\n  worker:\n    build: .\n    expose: [\"9000\"]\n")
+	spec, err := pipelinespec.Parse([]byte(`
+app: pair
+repo: `+repo+`
+ref: main
+build:
+  commands: ['mkdir -p out && echo "web $GOARCH" > out/web && echo "worker $GOARCH" > out/worker']
+images:
+  - {service: web, name: 127.0.0.1:1/pair-web, artifacts: [out/web], platforms: [linux/amd64, linux/loong64]}
+  - {service: worker, name: 127.0.0.1:1/pair-worker, artifacts: [out/worker], platforms: [linux/amd64]}
+deploy:
+  compose: compose.yaml
+  targets: [{cloud: fog-north}]
+`), func(string) ([]byte, error) { return compose, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := RunRef{App: "pair", Run: "r1"}
+	co, err := p.Clone(ctx, ref, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := StepRequest{Ref: ref, Spec: spec, Checkout: co}
+	if _, err := p.Build(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	pkg, err := p.Package(ctx, ref, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := readPackage(pkg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"web/linux-amd64/web":       "web amd64\n",
+		"web/linux-loong64/web":     "web loong64\n",
+		"worker/linux-amd64/worker": "worker amd64\n",
+	}
+	if len(files) != len(want) {
+		t.Errorf("package holds %d files, want %d", len(files), len(want))
+	}
+	for k, v := range want {
+		if string(files[k]) != v {
+			t.Errorf("package %s = %q, want %q", k, files[k], v)
+		}
+	}
+	digests := map[string]string{}
+	for _, svc := range []string{"web", "worker"} {
+		idx, err := imageOf(ctx, ImageRequest{Spec: spec, Service: svc, Package: pkg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := idx.IndexManifest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(m.Manifests); (svc == "web") != (n == 2) {
+			t.Errorf("%s: %d platforms", svc, n)
+		}
+		d, _ := idx.Digest()
+		digests[svc] = d.String()
+	}
+	if digests["web"] == digests["worker"] {
+		t.Error("two services, one image")
+	}
+	if _, err := imageOf(ctx, ImageRequest{Spec: spec, Service: "db", Package: pkg}); err == nil {
+		t.Error("an image for a service the spec lacks")
+	}
+}

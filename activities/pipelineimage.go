@@ -53,7 +53,11 @@ func (p *Pipeline) Push(ctx context.Context, req ImageRequest) (string, error) {
 		return "", temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("push: image rebuilt from package %s has digest %s, not %s", req.Package.SHA256, d, req.Digest), ErrTypeInvalidImage, nil)
 	}
-	repo := p.repository(req.Spec.Image.Name)
+	spec, err := imageSpec(req)
+	if err != nil {
+		return "", err
+	}
+	repo := p.repository(spec.Name)
 	pinned, err := image.Push(ctx, repo+":"+req.Tag, idx)
 	if err != nil {
 		return "", registryError(err)
@@ -124,13 +128,17 @@ func (p *Pipeline) release(ctx context.Context, req AttestRequest, idx v1.ImageI
 		return release.Release{}, err
 	}
 	spec := req.Image.Spec
+	img, err := imageSpec(req.Image)
+	if err != nil {
+		return release.Release{}, err
+	}
 	r := release.Release{Repo: repo, Digest: digest, Created: req.Started}
 	prov := &r.Provenance
 	prov.BuildDefinition = release.BuildDefinition{
 		BuildType: release.BuildType,
 		ExternalParameters: release.ExternalParameters{
 			Source: release.Source{Repository: spec.Repo, Ref: spec.Ref},
-			Spec:   map[string]any{"build": spec.Build, "test": spec.Test, "artifacts": spec.Artifacts, "image": spec.Image},
+			Spec:   map[string]any{"build": spec.Build, "test": spec.Test, "artifacts": img.Artifacts, "image": img},
 		},
 		InternalParameters: map[string]string{"buildKey": req.Image.BuildKey},
 		ResolvedDependencies: []release.ResourceDescriptor{{URI: "git+" + spec.Repo + "@" + spec.Ref,
@@ -146,8 +154,8 @@ func (p *Pipeline) release(ctx context.Context, req AttestRequest, idx v1.ImageI
 	for _, d := range m.Manifests {
 		pl := d.Platform.OS + "/" + d.Platform.Architecture
 		pi := release.PlatformImage{Platform: pl, Digest: d.Digest.String()}
-		for _, a := range spec.Artifacts {
-			pi.Binaries = append(pi.Binaries, release.Binary{Path: "/" + path.Base(a), Data: files[d.Platform.OS+"-"+d.Platform.Architecture+"/"+path.Base(a)]})
+		for _, a := range img.Artifacts {
+			pi.Binaries = append(pi.Binaries, release.Binary{Path: "/" + path.Base(a), Data: files[packagePath(img, pipelinespec.Platform{OS: d.Platform.OS, Arch: d.Platform.Architecture}, a)]})
 		}
 		r.Platforms = append(r.Platforms, pi)
 		prov.RunDetails.Byproducts = append(prov.RunDetails.Byproducts, release.ResourceDescriptor{Name: "image " + pl, Digest: map[string]string{"sha256": d.Digest.Hex}})
@@ -177,23 +185,40 @@ func (p *Pipeline) repository(name string) string { return pipelinespec.InRegist
 
 func buildTag(key string) string { return "build-" + key[:40] }
 
-// imageOf builds the image index of a package: per platform, the artifacts
-// at the image's root, over the spec's base.
+// imageSpec is the image of the spec the request names.
+func imageSpec(req ImageRequest) (pipelinespec.Image, error) {
+	for _, img := range req.Spec.ImageSpecs() {
+		if img.Service == req.Service {
+			return img, nil
+		}
+	}
+	return pipelinespec.Image{}, temporal.NewNonRetryableApplicationError(
+		fmt.Sprintf("image: the spec has no image for service %q", req.Service), ErrTypeInvalidSpec, nil)
+}
+
+// imageOf builds the image index of one image of a package: per platform,
+// its artifacts at the image's root, over the image's base.
 func imageOf(ctx context.Context, req ImageRequest) (v1.ImageIndex, error) {
+	spec, err := imageSpec(req)
+	if err != nil {
+		return nil, err
+	}
 	files, err := readPackage(req.Package)
 	if err != nil {
 		return nil, err
 	}
-	spec := req.Spec
 	var imgs []v1.Image
-	for _, pl := range spec.Platforms() {
-		base, err := baseImage(ctx, spec.Image.Base, v1.Platform{OS: pl.OS, Architecture: pl.Arch})
+	for _, pl := range req.Spec.Platforms() {
+		if !spec.Has(pl) {
+			continue
+		}
+		base, err := baseImage(ctx, spec.Base, v1.Platform{OS: pl.OS, Architecture: pl.Arch})
 		if err != nil {
 			return nil, err
 		}
 		var layer []image.File
 		for _, a := range spec.Artifacts {
-			data, ok := files[pl.OS+"-"+pl.Arch+"/"+path.Base(a)]
+			data, ok := files[packagePath(spec, pl, a)]
 			if !ok {
 				return nil, temporal.NewNonRetryableApplicationError(
 					fmt.Sprintf("image: package %s has no %s for %s", req.Package.SHA256, a, pl), ErrTypeNoArtifact, nil)
@@ -201,10 +226,10 @@ func imageOf(ctx context.Context, req ImageRequest) (v1.ImageIndex, error) {
 			layer = append(layer, image.File{Path: "/" + path.Base(a), Mode: 0o755, Data: data})
 		}
 		img, err := image.BuildOn(base, v1.Platform{OS: pl.OS, Architecture: pl.Arch}, layer, image.Config{
-			Entrypoint: spec.Image.Entrypoint, Env: spec.Image.Env, Ports: spec.Image.Ports,
+			Entrypoint: spec.Entrypoint, Env: spec.Env, Ports: spec.Ports,
 			// Nothing of the run (commit, time) goes in: the digest is a
 			// function of the artifacts, so the same source gives the same digest.
-			Labels: map[string]string{"drift.app": spec.App},
+			Labels: map[string]string{"drift.app": req.Spec.App},
 		})
 		if err != nil {
 			return nil, err

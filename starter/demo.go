@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,6 +20,7 @@ import (
 	"github.com/edgedrift/drift/internal/demo"
 	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/pipelinespec"
+	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/topology"
 	"github.com/edgedrift/drift/workflows"
 )
@@ -26,8 +29,10 @@ import (
 // ones across the city.
 var demoRegions = []string{"quartier-latin", "montparnasse", "bastille", "montmartre", "la-defense", "quartier-latin"}
 
-// walkDemo releases the example app through the pipeline, then walks a
-// session with the image the pipeline made.
+// walkDemo releases the example apps through the pipeline, then walks a
+// session of each with the images the pipeline made: hello, one service;
+// then counter, a compose project of two services whose count the walk
+// reads after every move.
 func walkDemo(ctx context.Context, c *client.Client, topo *topology.Topology, dataDir string, out io.Writer) error {
 	for _, r := range demoRegions {
 		if _, err := topo.FirstCloud(r); err != nil {
@@ -38,30 +43,69 @@ func walkDemo(ctx context.Context, c *client.Client, topo *topology.Topology, da
 	if err != nil {
 		return err
 	}
-	pr, err := demoRelease(ctx, c, topo, abs, out)
+	pr, err := demoRelease(ctx, c, topo, abs, helloRelease, out)
 	if err != nil {
 		return err
 	}
-	_, err = demoWalk(ctx, c, topo, pr.Image, "alice", demoRegions, out)
-	return err
+	hello, err := appspec.FromImage("hello", pr.Image, 8080)
+	if err != nil {
+		return err
+	}
+	hello.Health = "/healthz"
+	if _, err := demoWalk(ctx, c, topo, hello, "alice", demoRegions, nil, out); err != nil {
+		return err
+	}
+
+	pr, err = demoRelease(ctx, c, topo, abs, counterRelease, out)
+	if err != nil {
+		return err
+	}
+	counter, err := appspec.FromCompose(examples.CounterCompose, "")
+	if err != nil {
+		return err
+	}
+	images := map[string]string{}
+	for _, b := range pr.Images {
+		images[b.Service] = b.Image
+	}
+	counter = counter.WithImages(images)
+	check := &counterCheck{}
+	if _, err := demoWalk(ctx, c, topo, counter, "alice", demoRegions, check, out); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "  %s\n", check.summary())
+	return nil
 }
 
-// demoRelease puts the example app's source in a git repository of its own
-// under dataDir (demo/hello.git) and runs the example pipeline on it
-// (deploy/examples/pipeline.yaml): clone, build and test for every
-// platform, package, image, push to the center registry, deploy to the
+// exampleApp is one example app's release: its source, as a repository of
+// its own, and its pipeline spec.
+type exampleApp struct {
+	name  string
+	files func() (map[string][]byte, error)
+	spec  []byte
+}
+
+var (
+	helloRelease   = exampleApp{"hello", demo.HelloFiles, examples.Pipeline}
+	counterRelease = exampleApp{"counter", demo.CounterFiles, examples.CounterPipeline}
+)
+
+// demoRelease puts an example app's source in a git repository of its own
+// under dataDir (demo/<app>.git) and runs its example pipeline on it
+// (deploy/examples/pipeline*.yaml): clone, build and test for every
+// platform, package, image(s), push to the center registry, deploy to the
 // spec's targets. It prints each step and returns the run's progress; its
-// Image is what the walk deploys.
-func demoRelease(ctx context.Context, c *client.Client, topo *topology.Topology, dataDir string, out io.Writer) (workflows.PipelineProgress, error) {
-	files, err := demo.HelloFiles()
+// images are what the walk deploys.
+func demoRelease(ctx context.Context, c *client.Client, topo *topology.Topology, dataDir string, rel exampleApp, out io.Writer) (workflows.PipelineProgress, error) {
+	files, err := rel.files()
 	if err != nil {
 		return workflows.PipelineProgress{}, err
 	}
-	bare, err := demo.GitRepo(ctx, filepath.Join(dataDir, "demo"), "hello", files)
+	bare, err := demo.GitRepo(ctx, filepath.Join(dataDir, "demo"), rel.name, files)
 	if err != nil {
 		return workflows.PipelineProgress{}, err
 	}
-	spec, err := pipelinespec.Parse(examples.Pipeline, nil)
+	spec, err := pipelinespec.Parse(rel.spec, examples.ReadFile)
 	if err != nil {
 		return workflows.PipelineProgress{}, err
 	}
@@ -71,8 +115,15 @@ func demoRelease(ctx context.Context, c *client.Client, topo *topology.Topology,
 	for _, t := range spec.Deploy.Targets {
 		targets = append(targets, t.Cloud)
 	}
-	fmt.Fprintf(out, "\npipeline %s: %s@%s → build + test → %s image (%s) → center registry → %s\n",
-		names.PipelineID(spec.App, run), spec.Repo, spec.Ref, spec.App, strings.Join(spec.Image.Platforms, ", "), strings.Join(targets, ", "))
+	var imgs, plats []string
+	for _, img := range spec.ImageSpecs() {
+		imgs = append(imgs, img.Name)
+	}
+	for _, pl := range spec.Platforms() {
+		plats = append(plats, pl.String())
+	}
+	fmt.Fprintf(out, "\npipeline %s: %s@%s → build + test → image %s (%s) → center registry → %s\n",
+		names.PipelineID(spec.App, run), spec.Repo, spec.Ref, strings.Join(imgs, ", "), strings.Join(plats, ", "), strings.Join(targets, ", "))
 	wr, err := c.StartPipeline(ctx, workflows.PipelineInput{Run: run, Spec: spec, Topology: topo})
 	if err != nil {
 		return workflows.PipelineProgress{}, err
@@ -85,7 +136,12 @@ func demoRelease(ctx context.Context, c *client.Client, topo *topology.Topology,
 	if pr.Reused {
 		how = "reused (same source tree and build spec as an earlier run)"
 	}
-	fmt.Fprintf(out, "  image %s %s\n", pr.Image, how)
+	if pr.Image != "" {
+		fmt.Fprintf(out, "  image %s %s\n", pr.Image, how)
+	}
+	for _, b := range pr.Images {
+		fmt.Fprintf(out, "  image of %s: %s %s\n", b.Service, b.Image, how)
+	}
 	eps := pr.Endpoints()
 	for _, cloud := range slices.Sorted(maps.Keys(eps)) {
 		fmt.Fprintf(out, "  released on %-16s %s\n", cloud, eps[cloud].URL)
@@ -94,14 +150,11 @@ func demoRelease(ctx context.Context, c *client.Client, topo *topology.Topology,
 	return pr, nil
 }
 
-// demoWalk opens a session for user in the first region, moves it through the
-// others and exits, printing each step and the report.
-func demoWalk(ctx context.Context, c *client.Client, topo *topology.Topology, ref, user string, regions []string, out io.Writer) (workflows.SessionState, error) {
-	spec, err := appspec.FromImage("hello", ref, 8080)
-	if err != nil {
-		return workflows.SessionState{}, err
-	}
-	spec.Health = "/healthz"
+// demoWalk opens a session of spec for user in the first region, moves it
+// through the others and exits, printing each step and the report; check,
+// when not nil, looks at the app after the session opens and after each
+// move and adds what it saw.
+func demoWalk(ctx context.Context, c *client.Client, topo *topology.Topology, spec appspec.AppSpec, user string, regions []string, check *counterCheck, out io.Writer) (workflows.SessionState, error) {
 	fmt.Fprintf(out, "\nmobility session %s over %q (pre-deploy to adjacent clouds):\n", names.SessionID(user, spec.Name), topo.Name())
 	res, err := c.OpenSession(ctx, client.Open{
 		User: user, App: spec, Region: regions[0], Topology: topo,
@@ -111,6 +164,9 @@ func demoWalk(ctx context.Context, c *client.Client, topo *topology.Topology, re
 		return workflows.SessionState{}, err
 	}
 	fmt.Fprintf(out, "  %-15s served from %-18s %s\n", regions[0], res.Cloud, res.Endpoint.URL)
+	if check != nil {
+		fmt.Fprintf(out, "  %-15s %s\n", "", check.opened(ctx, res.Endpoint))
+	}
 	for _, region := range regions[1:] {
 		if err := settle(ctx, c, user, spec.Name); err != nil {
 			return workflows.SessionState{}, err
@@ -124,6 +180,9 @@ func demoWalk(ctx context.Context, c *client.Client, topo *topology.Topology, re
 			kind = "warm"
 		}
 		fmt.Fprintf(out, "  %-15s served from %-18s %s  (%s handover, switch %s)\n", region, res.Cloud, res.Endpoint.URL, kind, res.SwitchTime)
+		if check != nil {
+			fmt.Fprintf(out, "  %-15s %s\n", "", check.moved(ctx, res.Endpoint))
+		}
 	}
 	if err := settle(ctx, c, user, spec.Name); err != nil {
 		return workflows.SessionState{}, err
@@ -166,6 +225,95 @@ func settle(ctx context.Context, c *client.Client, user, app string) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// counterCheck follows the counter app's count across a walk: the user
+// counts a few times when the session opens, and after each move the walk
+// reads the count where the user is served now, says whether it is the
+// count the user saw before the move, and counts once more. It checks
+// rather than assumes: the count survives a handover only if the state
+// moved with the user.
+type counterCheck struct {
+	seen      int // the count the user saw last
+	moves     int
+	survived  int
+	unchecked int // moves after which the count could not be read
+}
+
+// counterClient reads the demo's endpoints (on this host for Docker and
+// processes; a cluster's service addresses may not answer from here).
+var counterClient = &http.Client{Timeout: 5 * time.Second}
+
+// count asks the counter app at ep: GET / reads, POST /count adds one.
+func (*counterCheck) count(ctx context.Context, ep runtime.Endpoint, method string) (int, error) {
+	url := ep.URL + "/"
+	if method == http.MethodPost {
+		url = ep.URL + "/count"
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := counterClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s %s: %s", method, url, resp.Status)
+	}
+	var body struct{ Count int }
+	err = json.NewDecoder(resp.Body).Decode(&body)
+	return body.Count, err
+}
+
+// opened counts three times where the session opened.
+func (c *counterCheck) opened(ctx context.Context, ep runtime.Endpoint) string {
+	for range 3 {
+		n, err := c.count(ctx, ep, http.MethodPost)
+		if err != nil {
+			return "cannot count: " + err.Error()
+		}
+		c.seen = n
+	}
+	return fmt.Sprintf("counted to %d", c.seen)
+}
+
+// moved reads the count after a move, compares, and counts once more.
+func (c *counterCheck) moved(ctx context.Context, ep runtime.Endpoint) string {
+	c.moves++
+	n, err := c.count(ctx, ep, http.MethodGet)
+	if err != nil {
+		c.unchecked++
+		return "cannot read the counter here: " + err.Error()
+	}
+	var said string
+	if n == c.seen {
+		c.survived++
+		said = fmt.Sprintf("counter %d: survived the handover", n)
+	} else {
+		said = fmt.Sprintf("counter %d: did NOT survive the handover (it was %d)", n, c.seen)
+	}
+	if next, err := c.count(ctx, ep, http.MethodPost); err == nil {
+		c.seen = next
+		said += fmt.Sprintf(", counted to %d", next)
+	} else {
+		c.seen = n
+	}
+	return said
+}
+
+// summary says how many handovers the count survived.
+func (c *counterCheck) summary() string {
+	switch {
+	case c.moves == 0:
+		return "counter: no handover to check"
+	case c.survived == c.moves:
+		return fmt.Sprintf("counter survived every handover (%d of %d)", c.survived, c.moves)
+	case c.unchecked > 0:
+		return fmt.Sprintf("counter survived %d of %d handovers (%d could not be checked from here)", c.survived, c.moves, c.unchecked)
+	}
+	return fmt.Sprintf("counter survived %d of %d handovers: the app's state stayed behind on the others", c.survived, c.moves)
 }
 
 // newDemoCommand runs a demo against a running stack (drift dev).

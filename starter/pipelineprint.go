@@ -43,14 +43,20 @@ func printPipeline(w io.Writer, pr workflows.PipelineProgress) {
 	if pr.Commit != "" {
 		fmt.Fprintf(w, "  commit   %s (tree %s)\n", pr.Commit, pr.Tree)
 	}
+	reused := ""
+	if pr.Reused {
+		reused = " (reused: same source and build spec as an earlier run)"
+	}
 	if pr.Image != "" {
-		reused := ""
-		if pr.Reused {
-			reused = " (reused: same source and build spec as an earlier run)"
-		}
 		fmt.Fprintf(w, "  image    %s%s\n", pr.Image, reused)
 	}
 	printRelease(w, pr.Release)
+	for _, b := range pr.Images {
+		if b.Image != "" {
+			fmt.Fprintf(w, "  image    %s: %s%s\n", b.Service, b.Image, reused)
+		}
+		printRelease(w, b.Release)
+	}
 	for _, s := range pr.Steps {
 		fmt.Fprintf(w, "  %-9s %-10s %8s  %s\n", s.Name, s.Status, duration(s), oneLine(firstOf(s.Error, s.Detail)))
 	}

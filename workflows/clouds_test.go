@@ -83,7 +83,7 @@ func (c *testClouds) DeployInstance(ctx context.Context, req activities.DeployRe
 	}
 	c.mu.Lock()
 	c.deploys = append(c.deploys, cloud.ID+"/"+req.Name)
-	c.deployed[cloud.ID] = append(c.deployed[cloud.ID], req.Spec.Image)
+	c.deployed[cloud.ID] = append(c.deployed[cloud.ID], req.Spec.ServeService().Image)
 	c.mu.Unlock()
 	return cloud.DeployInstance(ctx, req)
 }

@@ -265,6 +265,10 @@ type SessionState struct {
 	Registered   bool         `json:"registered,omitempty"` // a Register has been answered
 	// Events counts the events the session has published (amsi.Event.Seq).
 	Events int64 `json:"events,omitempty"`
+
+	// Images are a compose project's images by service, pinned in the
+	// center registry (Image is then empty).
+	Images map[string]string `json:"images,omitempty"`
 }
 
 // MobilitySession keeps a user's app served from the cloud of the region
@@ -746,6 +750,9 @@ func shortID(id string) string { return id[:min(len(id), 12)] }
 
 // ensureImage puts the app's image in the center registry, pinned by digest.
 func (s *session) ensureImage(ctx workflow.Context) error {
+	if s.in.App.IsProject() {
+		return s.ensureProjectImages(ctx)
+	}
 	var pinned string
 	actx := central(ctx, lookupOptions, "ensure image "+s.in.App.Image+" is in the center registry")
 	if err := workflow.ExecuteActivity(actx, imageActs.EnsureImage, s.in.App.Image).Get(ctx, &pinned); err != nil {
@@ -983,7 +990,7 @@ func (s *session) start(ctx workflow.Context, inst *Instance, kind opKind) {
 	labels := map[string]string{runtime.LabelWorkflow: s.st.ID, runtime.LabelCloud: cloud}
 	req := activities.DeployRequest{
 		Name:      name,
-		Spec:      s.in.App.WithImage(s.st.Image).RuntimeSpec(cloud, labels),
+		Spec:      s.app().RuntimeSpec(cloud, labels),
 		PreDeploy: inst.Role == RoleWarm,
 	}
 	verb := "deploy"

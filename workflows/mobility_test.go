@@ -434,6 +434,19 @@ func TestBadInputDeploysNothing(t *testing.T) {
 	malformed.App.Image = "NOT A REF"
 	noImage := sessionInput("quartier-latin")
 	noImage.App.Image = "registry.test/missing:v1"
+	// The counter project, with a cycle in its depends_on, and with one
+	// service's image missing from the center registry.
+	counter, err := appspec.FromCompose(examples.CounterCompose, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter = counter.WithImages(map[string]string{"web": "registry.test/hello:v1", "store": "registry.test/counter-store:missing"})
+	cyclic := sessionInput("quartier-latin")
+	cyclic.App = counter
+	cyclic.App.Services = slices.Clone(counter.Services)
+	cyclic.App.Services[1].DependsOn = []string{"web"}
+	storeMissing := sessionInput("quartier-latin")
+	storeMissing.App = counter
 	for name, c := range map[string]struct {
 		in  SessionInput
 		typ string
@@ -443,6 +456,8 @@ func TestBadInputDeploysNothing(t *testing.T) {
 		"no user":         {func() SessionInput { in := sessionInput("bastille"); in.User = ""; return in }(), ErrTypeInvalidSession},
 		"malformed image": {malformed, activities.ErrTypeInvalidSpec},
 		"unknown image":   {noImage, activities.ErrTypeUnknownImage},
+		"cyclic project":  {cyclic, activities.ErrTypeInvalidSpec},
+		"project image":   {storeMissing, activities.ErrTypeUnknownImage},
 	} {
 		t.Run(name, func(t *testing.T) {
 			st := newSessionTest(t)

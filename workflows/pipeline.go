@@ -161,13 +161,16 @@ func (s StepProgress) Duration(now time.Time) time.Duration {
 
 // TargetProgress is one target of a run.
 type TargetProgress struct {
-	Cloud    string           `json:"cloud"`
-	Instance string           `json:"instance"`
-	Status   TargetStatus     `json:"status"`
-	Previous string           `json:"previous,omitempty"` // image before this run ("" : none)
-	Endpoint runtime.Endpoint `json:"endpoint"`
-	Verified string           `json:"verified,omitempty"`
-	Error    string           `json:"error,omitempty"`
+	Cloud    string       `json:"cloud"`
+	Instance string       `json:"instance"`
+	Status   TargetStatus `json:"status"`
+	Previous string       `json:"previous,omitempty"` // image before this run ("" : none)
+	// PreviousImages are a project's images before this run, by service
+	// (nil: none), what a failed target is put back to.
+	PreviousImages map[string]string `json:"previousImages,omitempty"`
+	Endpoint       runtime.Endpoint  `json:"endpoint"`
+	Verified       string            `json:"verified,omitempty"`
+	Error          string            `json:"error,omitempty"`
 }
 
 // PipelineProgress is what Query Progress returns and a run's result.
@@ -187,12 +190,36 @@ type PipelineProgress struct {
 	Digest   string             `json:"digest,omitempty"`
 	Image    string             `json:"image,omitempty"` // pinned by digest
 	// Release is where the image's signature, SBOMs and provenance are.
-	Release  *release.Attached `json:"release,omitempty"`
-	Steps    []StepProgress    `json:"steps"`
-	Targets  []TargetProgress  `json:"targets"`
-	Approval *Approval         `json:"approval,omitempty"`
-	Error    string            `json:"error,omitempty"`
-	Resumed  int               `json:"resumed,omitempty"` // how many times resumed
+	Release *release.Attached `json:"release,omitempty"`
+	// Images are a project's images (a spec with images:), in its order;
+	// Digest and Image are then empty.
+	Images   []BuiltImage     `json:"images,omitempty"`
+	Steps    []StepProgress   `json:"steps"`
+	Targets  []TargetProgress `json:"targets"`
+	Approval *Approval        `json:"approval,omitempty"`
+	Error    string           `json:"error,omitempty"`
+	Resumed  int              `json:"resumed,omitempty"` // how many times resumed
+}
+
+// BuiltImage is one image of a project a run made (or reused).
+type BuiltImage struct {
+	Service string `json:"service"`
+	Name    string `json:"name"`
+	Digest  string `json:"digest,omitempty"`
+	Image   string `json:"image,omitempty"` // pinned by digest
+	// Release is where the image's signature, SBOMs and provenance are.
+	Release *release.Attached `json:"release,omitempty"`
+}
+
+// ImageOf is the image the run made for a service of its project, pinned by
+// digest ("" : none).
+func (p PipelineProgress) ImageOf(service string) string {
+	for _, b := range p.Images {
+		if b.Service == service {
+			return b.Image
+		}
+	}
+	return ""
 }
 
 // Endpoints lists the ready targets' endpoints by cloud.
@@ -241,6 +268,8 @@ type pipeline struct {
 	before map[int]workflow.Future
 	// signs: this run signs and attests what it pushes (see signedReleases).
 	signs bool
+	// project: the spec makes one image per service (images:).
+	project bool
 }
 
 // signedReleases is the workflow.GetVersion change ID under which a run
@@ -255,11 +284,17 @@ const signedReleases = "signed-releases"
 // trips fewer on the path of every run. Older histories do neither.
 const earlyTargetReads = "early-target-reads"
 
+// composeProjects is the workflow.GetVersion change ID under which a run
+// releases a compose project: an image, a push and a build lookup per
+// service with a build section, and the whole project deployed. Runs of one
+// image do exactly what they did before.
+const composeProjects = "compose-projects"
+
 func newPipeline(ctx workflow.Context, in PipelineInput) (*pipeline, error) {
 	if err := validatePipeline(in); err != nil {
 		return nil, err
 	}
-	p := &pipeline{in: in, ref: activities.RunRef{App: in.Spec.App, Run: in.Run}, idx: map[StepName]int{}}
+	p := &pipeline{in: in, ref: activities.RunRef{App: in.Spec.App, Run: in.Run}, idx: map[StepName]int{}, project: len(in.Spec.Images) > 0}
 	now := workflow.Now(ctx)
 	if in.Resume != nil {
 		p.pr = *in.Resume
@@ -268,6 +303,11 @@ func newPipeline(ctx workflow.Context, in PipelineInput) (*pipeline, error) {
 		p.pr.Steps = withEveryStep(p.pr.Steps)
 	} else {
 		p.pr = PipelineProgress{ID: names.PipelineID(in.Spec.App, in.Run), App: in.Spec.App, Run: in.Run}
+		if p.project {
+			for _, img := range in.Spec.Images {
+				p.pr.Images = append(p.pr.Images, BuiltImage{Service: img.Service, Name: img.Name})
+			}
+		}
 		for _, name := range pipelineSteps {
 			p.pr.Steps = append(p.pr.Steps, StepProgress{Name: name, Status: StepPending})
 		}
@@ -318,7 +358,7 @@ func validatePipeline(in PipelineInput) error {
 			return invalid(ErrTypeUnknownTarget, "deploy: target %q is not a cloud of topology %q", t.Cloud, in.Topology.Name())
 		}
 	}
-	if r := in.Resume; r != nil && (r.App != in.Spec.App || len(withEveryStep(r.Steps)) != len(pipelineSteps) || len(r.Targets) != len(in.Spec.Deploy.Targets)) {
+	if r := in.Resume; r != nil && (r.App != in.Spec.App || len(withEveryStep(r.Steps)) != len(pipelineSteps) || len(r.Targets) != len(in.Spec.Deploy.Targets) || len(r.Images) != len(in.Spec.Images)) {
 		return invalid(ErrTypeInvalidPipeline, "resume: the progress given (app %q, %d steps, %d targets) is not a run of this spec", r.App, len(r.Steps), len(r.Targets))
 	}
 	return nil
@@ -427,6 +467,10 @@ func (p *pipeline) registerHandlers(ctx workflow.Context) error {
 // resumed is not run again.
 func (p *pipeline) steps(ctx workflow.Context) error {
 	p.early = workflow.GetVersion(ctx, earlyTargetReads, workflow.DefaultVersion, 1) == 1
+	if p.project && workflow.GetVersion(ctx, composeProjects, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		// Only code that knows projects can have started a run of one.
+		return invalid(ErrTypeInvalidPipeline, "this run of a compose project was started by a worker that cannot release projects")
+	}
 	if p.early {
 		p.readTargets(ctx)
 	}
@@ -468,32 +512,71 @@ func (p *pipeline) clone(ctx workflow.Context) (string, error) {
 	return "commit " + co.Commit, nil
 }
 
-// reuse looks for an image built earlier from the same tree and build
-// spec; when there is one, the steps up to push are skipped.
+// reuse looks for the images built earlier from the same tree and build
+// spec; when there are (all of them), the steps up to push are skipped.
 func (p *pipeline) reuse(ctx workflow.Context) (string, error) {
-	var found string
-	summary := "look for an earlier build of tree " + short(p.pr.Tree)
-	var f workflow.Future
-	if p.early {
-		opts := findBuildOptions
-		opts.Summary = summary
-		f = workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, opts), pipelineActs.FindBuild, p.in.Spec.Image.Name, p.pr.BuildKey)
-	} else {
-		f = workflow.ExecuteActivity(central(ctx, quickOptions, summary), pipelineActs.FindBuild, p.in.Spec.Image.Name, p.pr.BuildKey)
+	var futures []workflow.Future
+	for _, img := range p.in.Spec.ImageSpecs() {
+		summary := "look for an earlier build of tree " + short(p.pr.Tree)
+		if p.project {
+			summary += " for " + img.Service
+		}
+		if p.early {
+			opts := findBuildOptions
+			opts.Summary = summary
+			futures = append(futures, workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, opts), pipelineActs.FindBuild, img.Name, p.pr.BuildKey))
+		} else {
+			futures = append(futures, workflow.ExecuteActivity(central(ctx, quickOptions, summary), pipelineActs.FindBuild, img.Name, p.pr.BuildKey))
+		}
 	}
-	if err := f.Get(ctx, &found); err != nil {
-		return "", err
+	found := make([]string, len(futures))
+	for i, f := range futures {
+		if err := f.Get(ctx, &found[i]); err != nil {
+			return "", err
+		}
 	}
-	if found == "" {
+	if slices.Contains(found, "") {
 		return "no earlier build of this source and spec", nil
 	}
-	p.pr.Reused, p.pr.Image = true, found
-	p.pr.Digest = found[strings.LastIndex(found, "@")+1:]
+	p.pr.Reused = true
+	for i, ref := range found {
+		p.setImage(i, ref)
+	}
 	for _, s := range []StepName{StepBuild, StepTest, StepPackage, StepImage, StepPush, StepSign} {
 		p.pr.Steps[p.idx[s]].Status = StepSkipped
-		p.pr.Steps[p.idx[s]].Detail = "reused " + found
+		p.pr.Steps[p.idx[s]].Detail = "reused " + strings.Join(found, ", ")
 	}
-	return "reusing " + found, nil
+	return "reusing " + strings.Join(found, ", "), nil
+}
+
+// setImage records the pushed image i of the run, pinned by digest.
+func (p *pipeline) setImage(i int, ref string) {
+	digest := ref[strings.LastIndex(ref, "@")+1:]
+	if !p.project {
+		p.pr.Image, p.pr.Digest = ref, digest
+		return
+	}
+	p.pr.Images[i].Image, p.pr.Images[i].Digest = ref, digest
+}
+
+// imageRef is the run's pushed image i, pinned by digest.
+func (p *pipeline) imageRef(i int) string {
+	if !p.project {
+		return p.pr.Image
+	}
+	return p.pr.Images[i].Image
+}
+
+// images are the run's pushed images, joined for the UI.
+func (p *pipeline) images() string {
+	if !p.project {
+		return p.pr.Image
+	}
+	var refs []string
+	for _, b := range p.pr.Images {
+		refs = append(refs, b.Service+"="+b.Image)
+	}
+	return strings.Join(refs, ", ")
 }
 
 // build runs the build commands once per image platform.
@@ -533,47 +616,90 @@ func (p *pipeline) pack(ctx workflow.Context) (string, error) {
 	return fmt.Sprintf("%d bytes, sha256 %s", p.pr.Package.Size, p.pr.Package.SHA256), nil
 }
 
-// image builds the OCI index of the package.
+// image builds the OCI index of each image of the package.
 func (p *pipeline) image(ctx workflow.Context) (string, error) {
-	actx := central(ctx, quickOptions, "build the OCI image of "+p.in.Spec.App)
-	if err := workflow.ExecuteActivity(actx, pipelineActs.BuildImage, p.imageRequest()).Get(ctx, &p.pr.Digest); err != nil {
-		return "", err
+	var done []string
+	for i, img := range p.in.Spec.ImageSpecs() {
+		what := p.in.Spec.App
+		if p.project {
+			what = img.Service + " of " + what
+		}
+		actx := central(ctx, quickOptions, "build the OCI image of "+what)
+		var digest string
+		if err := workflow.ExecuteActivity(actx, pipelineActs.BuildImage, p.imageRequest(i)).Get(ctx, &digest); err != nil {
+			return "", err
+		}
+		if !p.project {
+			p.pr.Digest = digest
+			return digest, nil
+		}
+		p.pr.Images[i].Digest = digest
+		done = append(done, img.Service+" "+digest)
 	}
-	return p.pr.Digest, nil
+	return strings.Join(done, ", "), nil
 }
 
-// push pushes the image to the center registry, pinned by digest.
+// push pushes each image to the center registry, pinned by digest.
 func (p *pipeline) push(ctx workflow.Context) (string, error) {
-	actx := central(ctx, pushOptions, "push "+p.in.Spec.Image.Name+":"+p.in.Run+" to the center registry")
-	if err := workflow.ExecuteActivity(actx, pipelineActs.Push, p.imageRequest()).Get(ctx, &p.pr.Image); err != nil {
-		return "", err
+	for i, img := range p.in.Spec.ImageSpecs() {
+		actx := central(ctx, pushOptions, "push "+img.Name+":"+p.in.Run+" to the center registry")
+		var ref string
+		if err := workflow.ExecuteActivity(actx, pipelineActs.Push, p.imageRequest(i)).Get(ctx, &ref); err != nil {
+			return "", err
+		}
+		if !p.project {
+			p.pr.Image = ref
+			return ref, nil
+		}
+		p.pr.Images[i].Image = ref
 	}
-	return p.pr.Image, nil
+	return p.images(), nil
 }
 
-// sign signs the pushed image and attaches its SBOMs and provenance, with
+// sign signs each pushed image and attaches its SBOMs and provenance, with
 // the test results of every platform.
 func (p *pipeline) sign(ctx workflow.Context) (string, error) {
-	actx := central(ctx, pushOptions, "sign "+p.pr.Image+", attach its SBOMs and provenance")
-	req := activities.AttestRequest{Image: p.imageRequest(), Pinned: p.pr.Image, Commit: p.pr.Commit, Run: p.pr.ID,
-		Started: p.pr.Started, Tests: p.pr.Steps[p.idx[StepTest]].Log.Tests}
-	var att release.Attached
-	if err := workflow.ExecuteActivity(actx, pipelineActs.Attest, req).Get(ctx, &att); err != nil {
-		return "", err
+	signed, sboms, key := 0, 0, ""
+	for i := range p.in.Spec.ImageSpecs() {
+		pinned := p.imageRef(i)
+		actx := central(ctx, pushOptions, "sign "+pinned+", attach its SBOMs and provenance")
+		req := activities.AttestRequest{Image: p.imageRequest(i), Pinned: pinned, Commit: p.pr.Commit, Run: p.pr.ID,
+			Started: p.pr.Started, Tests: p.pr.Steps[p.idx[StepTest]].Log.Tests}
+		var att release.Attached
+		if err := workflow.ExecuteActivity(actx, pipelineActs.Attest, req).Get(ctx, &att); err != nil {
+			return "", err
+		}
+		if att.Signature == "" {
+			continue
+		}
+		if p.project {
+			p.pr.Images[i].Release = &att
+		} else {
+			p.pr.Release = &att
+		}
+		signed, sboms, key = signed+1, sboms+len(att.SBOMs), att.Key
 	}
-	if att.Signature == "" {
+	if signed == 0 {
 		return "not signed: the build worker has no signing key (drift-worker --signing-key)", nil
 	}
-	p.pr.Release = &att
-	return fmt.Sprintf("signed with key %s; SBOM for %d platform(s); SLSA provenance", short(att.Key), len(att.SBOMs)), nil
+	what := ""
+	if p.project {
+		what = fmt.Sprintf("%d images ", signed)
+	}
+	return fmt.Sprintf("signed %swith key %s; SBOM for %d platform(s); SLSA provenance", what, short(key), sboms), nil
 }
 
 func (p *pipeline) stepRequest() activities.StepRequest {
 	return activities.StepRequest{Ref: p.ref, Spec: p.in.Spec, Checkout: activities.Checkout{Commit: p.pr.Commit, Tree: p.pr.Tree}}
 }
 
-func (p *pipeline) imageRequest() activities.ImageRequest {
-	return activities.ImageRequest{Spec: p.in.Spec, Package: p.pr.Package, Tree: p.pr.Tree, BuildKey: p.pr.BuildKey, Tag: p.in.Run, Digest: p.pr.Digest, DeferBuildTag: p.signs}
+// imageRequest asks for image i of the spec.
+func (p *pipeline) imageRequest(i int) activities.ImageRequest {
+	req := activities.ImageRequest{Spec: p.in.Spec, Package: p.pr.Package, Tree: p.pr.Tree, BuildKey: p.pr.BuildKey, Tag: p.in.Run, Digest: p.pr.Digest, DeferBuildTag: p.signs}
+	if p.project {
+		req.Service, req.Digest = p.pr.Images[i].Service, p.pr.Images[i].Digest
+	}
+	return req
 }
 
 // removeCheckout starts removing the run's checkout (also when the run is
@@ -686,7 +812,7 @@ func (p *pipeline) deploy(ctx workflow.Context) error {
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("deploy to %s rejected by %s: %s", strings.Join(rejected, ", "), a.Who, a.Why), ErrTypeRejected, nil)
 	}
 	deploy.Status, verify.Status = StepDone, StepDone
-	deploy.Detail = fmt.Sprintf("%d target(s) run %s", len(p.pr.Targets), p.pr.Image)
+	deploy.Detail = fmt.Sprintf("%d target(s) run %s", len(p.pr.Targets), p.images())
 	return nil
 }
 
@@ -730,7 +856,7 @@ func (p *pipeline) target(ctx workflow.Context, i int, t pipelinespec.Target) {
 		}
 	}
 	name := tp.Instance
-	if tp.Previous == "" {
+	if tp.Previous == "" && tp.PreviousImages == nil {
 		f := p.before[i]
 		if f == nil {
 			f = p.readTarget(ctx, t.Cloud, name)
@@ -740,14 +866,11 @@ func (p *pipeline) target(ctx workflow.Context, i int, t pipelinespec.Target) {
 			tp.Status, tp.Error = TargetFailed, "status: "+err.Error()
 			return
 		}
-		if st.Exists && st.Image != p.pr.Image {
-			tp.Previous = st.Image
-		}
+		p.setPrevious(tp, st)
 	}
 	tp.Status = TargetDeploying
 	p.publish(ctx)
-	app := p.in.Spec.Deploy.App.WithImage(p.pr.Image)
-	spec := app.RuntimeSpec(t.Cloud, map[string]string{runtime.LabelWorkflow: "pipeline/" + p.in.Spec.App})
+	spec := p.runtimeSpec(t.Cloud, nil)
 	opts := deployOptions
 	opts.StartToCloseTimeout = p.in.Spec.Deploy.RolloutTimeout
 	summary := fmt.Sprintf("deploy %s to %s", p.in.Spec.App, t.Cloud)
@@ -769,12 +892,52 @@ func (p *pipeline) target(ctx workflow.Context, i int, t pipelinespec.Target) {
 	p.publish(ctx)
 }
 
+// setPrevious records what a target ran before this run, when it ran
+// something else: the images a failed deploy is put back to.
+func (p *pipeline) setPrevious(tp *TargetProgress, st runtime.Status) {
+	if !st.Exists {
+		return
+	}
+	if !p.project {
+		if st.Image != p.pr.Image {
+			tp.Previous = st.Image
+		}
+		return
+	}
+	prev, same := map[string]string{}, true
+	for _, ss := range st.Services {
+		if ss.Image != "" {
+			prev[ss.Name] = ss.Image
+			same = same && ss.Image == p.pr.ImageOf(ss.Name)
+		}
+	}
+	if len(prev) > 0 && !same {
+		tp.PreviousImages = prev
+	}
+}
+
+// runtimeSpec is what a target's runtime deploys: the app with this run's
+// images, or with images (by service) instead when given.
+func (p *pipeline) runtimeSpec(cloud string, images map[string]string) runtime.Spec {
+	app := p.in.Spec.Deploy.App
+	if p.project {
+		built := map[string]string{}
+		for _, b := range p.pr.Images {
+			built[b.Service] = b.Image
+		}
+		app = app.WithImages(built).WithImages(images)
+	} else {
+		app = app.WithImage(p.pr.Image)
+	}
+	return app.RuntimeSpec(cloud, map[string]string{runtime.LabelWorkflow: "pipeline/" + p.in.Spec.App})
+}
+
 // readTargets starts reading what every target not yet done runs now,
 // the image a failed deploy is rolled back to.
 func (p *pipeline) readTargets(ctx workflow.Context) {
 	p.before = map[int]workflow.Future{}
 	for i, t := range p.in.Spec.Deploy.Targets {
-		if tp := p.pr.Targets[i]; tp.Status != TargetDone && tp.Previous == "" {
+		if tp := p.pr.Targets[i]; tp.Status != TargetDone && tp.Previous == "" && tp.PreviousImages == nil {
 			p.before[i] = p.readTarget(ctx, t.Cloud, tp.Instance)
 		}
 	}
@@ -792,12 +955,18 @@ func (p *pipeline) verify(ctx workflow.Context, t pipelinespec.Target, tp *Targe
 		if err := executeOnCloud(ctx, lookupOptions, t.Cloud, "check "+tp.Instance+" is ready on "+t.Cloud, cloudActs.InstanceStatus, tp.Instance).Get(ctx, &st); err != nil {
 			return "", err
 		}
-		if !st.Exists || !st.Ready || st.Image != p.pr.Image {
-			return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s on %s is not ready with %s (%+v)", tp.Instance, t.Cloud, p.pr.Image, st), activities.ErrTypeNotServing, nil)
+		if !st.Exists || !st.Ready || !p.runs(st) {
+			return "", temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s on %s is not ready with %s (%+v)", tp.Instance, t.Cloud, p.images(), st), activities.ErrTypeNotServing, nil)
+		}
+		if p.project {
+			return fmt.Sprintf("ready on the runtime: %d services with this run's images", len(st.Services)), nil
 		}
 		return "ready on the runtime with " + p.pr.Digest, nil
 	}
 	health := p.in.Spec.Deploy.App.Health
+	if p.project {
+		health = p.runtimeSpec(t.Cloud, nil).ServeService().Health
+	}
 	if health == "" {
 		health = "/"
 	}
@@ -808,20 +977,43 @@ func (p *pipeline) verify(ctx workflow.Context, t pipelinespec.Target, tp *Targe
 	return said, err
 }
 
+// runs reports whether a target's status shows this run's images.
+func (p *pipeline) runs(st runtime.Status) bool {
+	if !p.project {
+		return st.Image == p.pr.Image
+	}
+	for _, b := range p.pr.Images {
+		found := false
+		for _, ss := range st.Services {
+			found = found || ss.Name == b.Service && ss.Image == b.Image
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
 // rollback puts the target back to the image it ran before this run, or
 // removes the instance when there was none; also when the run is being
 // cancelled, so no target is left half-deployed.
 func (p *pipeline) rollback(ctx workflow.Context, cloud string, tp *TargetProgress, spec runtime.Spec) {
 	ctx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
-	if tp.Previous == "" {
+	if tp.Previous == "" && tp.PreviousImages == nil {
 		if err := executeOnCloud(ctx, destroyOptions, cloud, "roll back: remove "+tp.Instance+" from "+cloud, cloudActs.DestroyInstance, tp.Instance).Get(ctx, nil); err != nil {
 			tp.Error += "; rollback failed: " + err.Error()
 			return
 		}
 	} else {
-		spec.Image = tp.Previous
-		summary := "roll back " + tp.Instance + " on " + cloud + " to " + tp.Previous
+		to := tp.Previous
+		if p.project {
+			spec = p.runtimeSpec(cloud, tp.PreviousImages)
+			to = "its images before this run"
+		} else {
+			spec.Image = tp.Previous
+		}
+		summary := "roll back " + tp.Instance + " on " + cloud + " to " + to
 		if err := executeOnCloud(ctx, rollbackOptions, cloud, summary, cloudActs.DeployInstance, activities.DeployRequest{Name: tp.Instance, Spec: spec}).Get(ctx, &tp.Endpoint); err != nil {
 			tp.Error += "; rollback failed: " + err.Error()
 			return
@@ -836,8 +1028,8 @@ func (p *pipeline) publish(ctx workflow.Context) {
 	if p.pr.Step != "" {
 		details += " at " + string(p.pr.Step)
 	}
-	if p.pr.Image != "" {
-		details += "\n\nimage `" + p.pr.Image + "`"
+	if imgs := p.images(); imgs != "" && (!p.project || p.pr.Images[0].Image != "") {
+		details += "\n\nimage `" + imgs + "`"
 	}
 	for _, t := range p.pr.Targets {
 		details += fmt.Sprintf("\n- %s: %s %s", t.Cloud, t.Status, t.Endpoint.URL)

@@ -21,6 +21,7 @@ import (
 	"github.com/edgedrift/drift/internal/pipelinespec"
 	"github.com/edgedrift/drift/internal/release"
 	"github.com/edgedrift/drift/internal/runtime"
+	"github.com/edgedrift/drift/internal/runtime/runtimetest"
 )
 
 // fakeFactory stands in for the build worker, the registry and the
@@ -28,7 +29,7 @@ import (
 type fakeFactory struct {
 	mu             sync.Mutex
 	calls          []string          // activity names in order ("clone", "verify fog-north", …)
-	built          map[string]string // build key → pinned image (the registry's build tags)
+	built          map[string]string // image name + " " + build key → pinned image (the registry's build tags)
 	failTest       bool              // test commands fail
 	builtFilesLost bool              // the first Package finds no built files
 	pushFails      int               // pushes that fail before one works
@@ -76,11 +77,11 @@ func (f *fakeFactory) install(env *testsuite.TestWorkflowEnvironment) {
 			return activities.Checkout{Commit: "c0ffee", Tree: "7ree", BuildKey: "key-7ree", Log: logs}, nil
 		})
 	env.OnActivity(pipelineActs.FindBuild, mock.Anything, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, _, key string) (string, error) {
+		func(_ context.Context, name, key string) (string, error) {
 			f.called("find")
 			f.mu.Lock()
 			defer f.mu.Unlock()
-			return f.built[key], nil
+			return f.built[name+" "+key], nil
 		})
 	env.OnActivity(pipelineActs.Build, mock.Anything, mock.Anything).Return(
 		func(context.Context, activities.StepRequest) (activities.StepLogs, error) {
@@ -112,9 +113,9 @@ func (f *fakeFactory) install(env *testsuite.TestWorkflowEnvironment) {
 			return activities.Package{Path: "/data/artifacts/abc.tar.gz", SHA256: "abc", Size: 42}, nil
 		})
 	env.OnActivity(pipelineActs.BuildImage, mock.Anything, mock.Anything).Return(
-		func(context.Context, activities.ImageRequest) (string, error) {
+		func(_ context.Context, req activities.ImageRequest) (string, error) {
 			f.called("image")
-			return fakeDigest, nil
+			return digestOf(req.Service), nil
 		})
 	env.OnActivity(pipelineActs.Push, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, req activities.ImageRequest) (string, error) {
@@ -125,10 +126,14 @@ func (f *fakeFactory) install(env *testsuite.TestWorkflowEnvironment) {
 				f.pushFails--
 				return "", errors.New("registry answered 503")
 			}
-			if !req.DeferBuildTag {
-				f.built[req.BuildKey] = fakeImage
+			img := fakeImage
+			if req.Service != "" {
+				img = projectImage(req.Service)
 			}
-			return fakeImage, nil
+			if !req.DeferBuildTag {
+				f.built[imageName(req)+" "+req.BuildKey] = img
+			}
+			return img, nil
 		})
 	env.OnActivity(pipelineActs.Attest, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, req activities.AttestRequest) (release.Attached, error) {
@@ -139,7 +144,7 @@ func (f *fakeFactory) install(env *testsuite.TestWorkflowEnvironment) {
 			if f.attestFails {
 				return release.Attached{}, temporal.NewNonRetryableApplicationError("attest: registry refused", "Refused", nil)
 			}
-			f.built[req.Image.BuildKey] = req.Pinned
+			f.built[imageName(req.Image)+" "+req.Image.BuildKey] = req.Pinned
 			if f.noKey {
 				return release.Attached{}, nil
 			}
@@ -157,6 +162,33 @@ func (f *fakeFactory) install(env *testsuite.TestWorkflowEnvironment) {
 			}
 			return req.URL + req.Health + " answered 200", nil
 		}).After(10 * time.Second)
+}
+
+// digestOf is the digest the fake image step makes for a service's image
+// (fakeDigest for the one image).
+func digestOf(service string) string {
+	switch service {
+	case "":
+		return fakeDigest
+	case "web":
+		return "sha256:" + strings.Repeat("a", 64)
+	}
+	return "sha256:" + strings.Repeat("b", 64)
+}
+
+// projectImage is the image the fake registry pins for a service.
+func projectImage(service string) string {
+	return "center.test/counter-" + service + "@" + digestOf(service)
+}
+
+// imageName is the name of the image a request asks for.
+func imageName(req activities.ImageRequest) string {
+	for _, img := range req.Spec.ImageSpecs() {
+		if img.Service == req.Service {
+			return img.Name
+		}
+	}
+	return ""
 }
 
 // helloInstance is the instance the pipeline deploys hello as on every target.
@@ -432,7 +464,7 @@ func TestPipelineApprovalTimeout(t *testing.T) {
 
 func TestPipelineReusesAnEarlierBuild(t *testing.T) {
 	pt := newPipelineTest(t)
-	pt.f.built["key-7ree"] = fakeImage
+	pt.f.built["hello key-7ree"] = fakeImage
 	pr, err := pt.run(pipelineSpec(t, nil), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -602,6 +634,133 @@ func TestPipelineResumesARunFromBeforeSigning(t *testing.T) {
 	}
 	if second.f.count("build") != 0 || second.f.count("attest") != 1 || len(pr.Steps) != len(pipelineSteps) || pr.Release == nil {
 		t.Fatalf("resumed: calls %v, %d steps, release %+v", second.f.calls, len(pr.Steps), pr.Release)
+	}
+}
+
+// counterSpec is the example pipeline of the two-service counter app.
+func counterSpec(t *testing.T) pipelinespec.Spec {
+	t.Helper()
+	s, err := pipelinespec.Parse(examples.CounterPipeline, examples.ReadFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+var counterInstance = PipelineInstance("counter")
+
+// serviceImages maps the services of instance name on cloud to their images.
+func (c *testClouds) serviceImages(cloud, name string) map[string]string {
+	out := map[string]string{}
+	for _, ss := range runtimetest.Status(c.t, c.runtimes[cloud], name).Services {
+		out[ss.Name] = ss.Image
+	}
+	return out
+}
+
+// A compose project is released by one run: an image per service with a
+// build section, each built, pushed and deployed, the project whole on
+// every target.
+func TestPipelineReleasesAProject(t *testing.T) {
+	pt := newPipelineTest(t)
+	pr, err := pt.run(counterSpec(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"clone", "find", "find", "build", "test", "package", "image", "image", "push", "push", "attest", "attest"}
+	if got := pt.f.calls[:len(want)]; !slices.Equal(got, want) {
+		t.Fatalf("steps ran %v, want %v first", pt.f.calls, want)
+	}
+	wantImages := []BuiltImage{
+		{Service: "web", Name: "counter-web", Digest: digestOf("web"), Image: projectImage("web")},
+		{Service: "store", Name: "counter-store", Digest: digestOf("store"), Image: projectImage("store")},
+	}
+	for i, b := range pr.Images {
+		if b.Release == nil || b.Release.Signature == "" {
+			t.Errorf("%s is not signed", b.Service)
+		}
+		pr.Images[i].Release = nil
+	}
+	if pr.Status != RunSucceeded || !slices.Equal(pr.Images, wantImages) || pr.Image != "" || pr.Reused {
+		t.Fatalf("result %+v", pr)
+	}
+	for _, cloud := range []string{"fog-north", "edge-latin"} {
+		got := pt.clouds.serviceImages(cloud, counterInstance)
+		if got["web"] != projectImage("web") || got["store"] != projectImage("store") || len(got) != 2 {
+			t.Errorf("%s runs %v", cloud, got)
+		}
+	}
+	if eps := pr.Endpoints(); eps["fog-north"].StateURL != "instant://fog-north/pipeline-counter/store/state" {
+		t.Errorf("endpoints %v", eps)
+	}
+	if pt.f.count("verify fog-north") != 1 {
+		t.Error("the serving service was not verified over HTTP")
+	}
+}
+
+// A rerun finds every image of the project built before and builds
+// nothing; when one of them is missing, it builds them all.
+func TestPipelineReusesAProjectOnlyWhole(t *testing.T) {
+	pt := newPipelineTest(t)
+	pt.f.built["counter-web key-7ree"] = projectImage("web")
+	pt.f.built["counter-store key-7ree"] = projectImage("store")
+	pr, err := pt.run(counterSpec(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !pr.Reused || pr.ImageOf("web") != projectImage("web") || pr.ImageOf("store") != projectImage("store") || pt.f.count("build")+pt.f.count("push") != 0 {
+		t.Fatalf("a reuse of both: %+v, calls %v", pr, pt.f.calls)
+	}
+
+	half := newPipelineTest(t)
+	half.f.built["counter-web key-7ree"] = projectImage("web")
+	pr, err = half.run(counterSpec(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr.Reused || half.f.count("build") != 1 || half.f.count("push") != 2 {
+		t.Fatalf("one image of two found: reused %v, calls %v", pr.Reused, half.f.calls)
+	}
+}
+
+// A target that fails is put back to the images every service ran before.
+func TestPipelineRollsAProjectBack(t *testing.T) {
+	pt := newPipelineTest(t)
+	old := counterSpec(t).Deploy.App.WithImages(map[string]string{"web": oldImage, "store": oldImage}).RuntimeSpec("edge-latin", nil)
+	pt.clouds.seed("edge-latin", counterInstance, old)
+	pt.f.failVerify["edge-latin"] = true
+	pr, err := pt.run(counterSpec(t), nil)
+	if errorType(err) != ErrTypeRolledBack || !strings.Contains(err.Error(), "edge-latin") {
+		t.Fatalf("error %v, want RolledBack naming edge-latin", err)
+	}
+	if got := pt.clouds.serviceImages("edge-latin", counterInstance); got["web"] != oldImage || got["store"] != oldImage {
+		t.Errorf("edge-latin runs %v after the rollback", got)
+	}
+	if got := pt.clouds.serviceImages("fog-north", counterInstance); got["web"] != projectImage("web") {
+		t.Errorf("fog-north runs %v", got)
+	}
+	for _, tp := range pr.Targets {
+		if tp.Cloud == "edge-latin" && (tp.Status != TargetRolledBack || tp.PreviousImages["store"] != oldImage) {
+			t.Errorf("edge-latin %+v", tp)
+		}
+	}
+}
+
+// Verifying through the runtime checks every service runs this run's image.
+func TestPipelineVerifiesEveryServiceOfAProject(t *testing.T) {
+	pt := newPipelineTest(t)
+	spec := counterSpec(t)
+	for i := range spec.Deploy.Targets {
+		spec.Deploy.Targets[i].Verify = pipelinespec.VerifyReady
+	}
+	pr, err := pt.run(spec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tp := range pr.Targets {
+		if tp.Status != TargetDone || !strings.Contains(tp.Verified, "2 services") {
+			t.Errorf("target %+v", tp)
+		}
 	}
 }
 

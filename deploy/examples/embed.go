@@ -26,11 +26,33 @@ var Releases []byte
 //go:embed pipeline.yaml
 var Pipeline []byte
 
+// CounterPipeline is pipeline-counter.yaml: the two-service counter app
+// from git to two clouds, one image per service. Its compose file is
+// read from Files (see ReadFile).
+//
+//go:embed pipeline-counter.yaml
+var CounterPipeline []byte
+
 // HelloSource is the example app's source (apps/hello/*.go), which the demo
 // commits into a git repository of its own for the pipeline to build.
 //
 //go:embed apps/hello/*.go
 var HelloSource embed.FS
+
+// CounterSource is the two-service example app (apps/counter): the source
+// of its web and store services and its compose file.
+//
+//go:embed apps/counter/web/*.go apps/counter/store/*.go apps/counter/compose.yaml
+var CounterSource embed.FS
+
+// CounterCompose is apps/counter/compose.yaml.
+//
+//go:embed apps/counter/compose.yaml
+var CounterCompose []byte
+
+// ReadFile reads a file the example pipeline specs name, relative to this
+// directory (what pipelinespec.Parse asks for).
+func ReadFile(name string) ([]byte, error) { return CounterSource.ReadFile(name) }
 
 // CinderSource is the example platform component's source (cinder/*.go):
 // the upgrade demo and tests build it into one image per release.

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/url"
-	"path"
+	pathpkg "path"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,16 +25,25 @@ const (
 	composeProject = "drift"
 )
 
-// FromCompose reads one service of a compose file into an AppSpec, as
-// Kompose would: image (required, a full reference), the HTTP port (the
-// first TCP port of ports:/expose: in file order, or the drift.port label),
-// environment (list or map form), entrypoint + command, hostname, the
-// health path (from a wget/curl healthcheck URL, or the drift.health label),
-// deploy.replicas, and ports, volumes and networks as declared.
+// FromCompose reads a compose file into an AppSpec, as Kompose would. With
+// service "" it reads the whole project: a file of one service gives the
+// one-service form, one of several the project form (named by the file's
+// top-level name:). Naming a service reads that service alone, which may
+// then depend on no other.
 //
-// service "" means the file's only service. No variable is available: a
-// ${VAR} or an environment entry without a value is an error (see
-// FromComposeEnv). Every error wraps runtime.ErrInvalid.
+// Per service it reads: image (a full reference; may be missing when the
+// service has a build section, which a pipeline fills in), the service
+// port (the first TCP port of ports:/expose: in file order, or the
+// drift.port label), environment (list or map form), entrypoint + command,
+// the readiness probe (the URL path of a wget/curl healthcheck or the
+// drift.health label; any other healthcheck becomes a TCP probe),
+// deploy.replicas or scale, depends_on, named volumes, networks and
+// hostname as declared, and the labels drift.serve and drift.state. Fields
+// drift cannot honour are refused by name (see Fields).
+//
+// No variable is available: a ${VAR} or an environment entry without a
+// value is an error (see FromComposeEnv). Every error wraps
+// runtime.ErrInvalid.
 func FromCompose(data []byte, service string) (AppSpec, error) {
 	return FromComposeEnv(data, service, nil)
 }
@@ -48,11 +57,114 @@ func FromComposeEnv(data []byte, service string, env map[string]string) (AppSpec
 	if err != nil {
 		return AppSpec{}, err
 	}
-	s, err := pickService(project, service)
+	raw, err := readRaw(data)
 	if err != nil {
 		return AppSpec{}, err
 	}
-	return fromService(s, env)
+	if bad := raw.unsupported(); len(bad) > 0 {
+		return AppSpec{}, fmt.Errorf("%w: compose file: %s", runtime.ErrInvalid, strings.Join(bad, "; "))
+	}
+	picked, err := pickServices(project, raw.order, service)
+	if err != nil {
+		return AppSpec{}, err
+	}
+	var (
+		problems []string
+		services []Service
+		labels   = map[string]types.Labels{}
+	)
+	for _, s := range picked {
+		svc, p := fromService(s, env)
+		if service != "" && len(svc.DependsOn) > 0 {
+			p = append(p, fmt.Sprintf("depends on %s: deploy the whole project (name no service)", strings.Join(svc.DependsOn, ", ")))
+		}
+		for _, msg := range p {
+			problems = append(problems, fmt.Sprintf("service %q: %s", s.Name, msg))
+		}
+		services = append(services, svc)
+		labels[s.Name] = s.Labels
+	}
+	var a AppSpec
+	if len(services) == 1 {
+		s := services[0]
+		a = AppSpec{
+			Name: s.Name, Image: s.Image, Port: s.Port, Env: s.Env, Command: s.Command, Health: s.Health, Probe: s.Probe,
+			Replicas: s.Replicas, Hostname: s.Hostname, Ports: s.Ports, Volumes: s.Volumes, Networks: s.Networks, Build: s.Build,
+		}
+	} else {
+		a = AppSpec{Name: raw.name, Services: services}
+		if raw.name == "" {
+			problems = append(problems, "a project of several services needs a top-level name: (the app name)")
+		}
+	}
+	serve, state, p := projectLabels(services, labels)
+	problems = append(problems, p...)
+	if a.IsProject() {
+		a.Serve = serve
+	}
+	a.State = state
+	if len(problems) == 0 {
+		problems = a.withBuildPlaceholders().problems()
+	}
+	if len(problems) > 0 {
+		return AppSpec{}, fmt.Errorf("%w: compose file: %s", runtime.ErrInvalid, strings.Join(problems, "; "))
+	}
+	return a, nil
+}
+
+// withBuildPlaceholders fills the image of every service that a pipeline
+// builds and that has none yet, so the rest of it can be validated.
+func (a AppSpec) withBuildPlaceholders() AppSpec {
+	images := map[string]string{}
+	for _, s := range a.Project() {
+		if s.Build && s.Image == "" {
+			images[s.Name] = "registry.invalid/" + s.Name + ":build"
+		}
+	}
+	return a.WithImages(images)
+}
+
+// projectLabels reads drift.serve and drift.state from the services'
+// labels: the service users reach (labelled, else the first that publishes
+// a port, else the only one) and the state endpoint.
+func projectLabels(services []Service, labels map[string]types.Labels) (serve string, state *runtime.State, problems []string) {
+	var firstPublished string
+	for _, s := range services {
+		l := labels[s.Name]
+		if v, ok := l[LabelServe]; ok {
+			switch {
+			case v != "true":
+				problems = append(problems, fmt.Sprintf("service %q: label %s=%q: want \"true\" on the service users reach", s.Name, LabelServe, v))
+			case serve != "":
+				problems = append(problems, fmt.Sprintf("label %s is set on %s and %s: users reach one service", LabelServe, serve, s.Name))
+			default:
+				serve = s.Name
+			}
+		}
+		if v, ok := l[LabelState]; ok {
+			switch {
+			case !healthRE.MatchString(v):
+				problems = append(problems, fmt.Sprintf("service %q: label %s=%q must be an HTTP path (start with '/', no spaces, '?' or '#')", s.Name, LabelState, v))
+			case state != nil:
+				problems = append(problems, fmt.Sprintf("label %s is set on %s and %s: an app has one state endpoint", LabelState, state.Service, s.Name))
+			default:
+				state = &runtime.State{Service: s.Name, Path: v}
+			}
+		}
+		if firstPublished == "" && slices.ContainsFunc(s.Ports, func(p Port) bool { return p.Published != "" }) {
+			firstPublished = s.Name
+		}
+	}
+	switch {
+	case serve != "":
+	case firstPublished != "":
+		serve = firstPublished
+	case len(services) == 1:
+		serve = services[0].Name
+	default:
+		problems = append(problems, fmt.Sprintf("no service publishes a port: label the one users reach with %s: \"true\"", LabelServe))
+	}
+	return serve, state, problems
 }
 
 // loadCompose parses and validates data with compose-go, deterministically:
@@ -97,7 +209,7 @@ func (noFiles) Load(_ context.Context, p string) (string, error) {
 	return "", fmt.Errorf("refers to %q: drift reads one self-contained compose file (no include, extends.file or remote resources)", p)
 }
 
-func (noFiles) Dir(p string) string { return path.Dir(p) }
+func (noFiles) Dir(p string) string { return pathpkg.Dir(p) }
 
 // strictSubstitute interpolates like compose does, except that a variable
 // that is not set (and has no default) is an error instead of "".
@@ -114,41 +226,40 @@ func strictSubstitute(tmpl string, mapping template.Mapping) (string, error) {
 		}))
 }
 
-// pickService finds the named service, or the only one when name is "".
-func pickService(p *types.Project, name string) (types.ServiceConfig, error) {
+// pickServices returns the named service, or every service of the
+// project in file order when name is "".
+func pickServices(p *types.Project, order []string, name string) ([]types.ServiceConfig, error) {
 	all := make(map[string]types.ServiceConfig, len(p.Services)+len(p.DisabledServices))
 	maps.Copy(all, p.DisabledServices) // behind a profile: still deployable by name
 	maps.Copy(all, p.Services)
-	names := slices.Sorted(maps.Keys(all))
-	if name == "" {
-		switch len(all) {
-		case 0:
-			return types.ServiceConfig{}, fmt.Errorf("%w: compose file declares no service", runtime.ErrInvalid)
-		case 1:
-			return all[names[0]], nil
-		default:
-			return types.ServiceConfig{}, fmt.Errorf("%w: compose file declares %d services (%s): name the one to deploy", runtime.ErrInvalid, len(all), strings.Join(names, ", "))
+	if name != "" {
+		s, ok := all[name]
+		if !ok {
+			return nil, fmt.Errorf("%w: compose file has no service %q (it has: %s)", runtime.ErrInvalid, name, strings.Join(slices.Sorted(maps.Keys(all)), ", "))
+		}
+		return []types.ServiceConfig{s}, nil
+	}
+	// The project is what compose starts with no profile given.
+	var out []types.ServiceConfig
+	for _, n := range order {
+		if s, ok := p.Services[n]; ok {
+			out = append(out, s)
 		}
 	}
-	s, ok := all[name]
-	if !ok {
-		return types.ServiceConfig{}, fmt.Errorf("%w: compose file has no service %q (it has: %s)", runtime.ErrInvalid, name, strings.Join(names, ", "))
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: compose file declares no service (outside profiles)", runtime.ErrInvalid)
 	}
-	return s, nil
+	return out, nil
 }
 
-// fromService maps a loaded compose service and validates the result; the
-// problems found are reported at once.
-func fromService(s types.ServiceConfig, env map[string]string) (AppSpec, error) {
+// fromService maps a loaded compose service; the problems found are
+// reported together.
+func fromService(s types.ServiceConfig, env map[string]string) (Service, []string) {
 	var problems []string
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 
-	a := AppSpec{Name: s.Name, Image: s.Image, Hostname: s.Hostname}
-
-	switch {
-	case s.Image == "" && s.Build != nil:
-		bad("build: without image: drift deploys prebuilt images (build and push it, then name it under image:)")
-	case s.Image == "":
+	a := Service{Name: s.Name, Image: s.Image, Hostname: s.Hostname, Build: s.Build != nil}
+	if s.Image == "" && s.Build == nil {
 		bad("no image:")
 	}
 	if len(s.EnvFiles) > 0 {
@@ -205,8 +316,15 @@ func fromService(s types.ServiceConfig, env map[string]string) (AppSpec, error) 
 		if h != "" && !strings.HasPrefix(h, "/") {
 			a.Health = "/" + h
 		}
-	} else if s.HealthCheck != nil && !s.HealthCheck.Disable {
-		a.Health = healthPath(s.HealthCheck.Test, a.Port, s.Name, s.Hostname)
+	} else if hc := s.HealthCheck; hc != nil && !hc.Disable && len(hc.Test) > 0 && hc.Test[0] != "NONE" && hc.Test[0] != "none" {
+		// drift runs no command in the service (its image may hold none):
+		// an HTTP probe of the service itself is made by drift, anything
+		// else becomes "the port accepts connections".
+		if path, ok := healthPath(hc.Test, a.Port, s.Name, s.Hostname); ok {
+			a.Health = path
+		} else {
+			a.Probe = runtime.ProbeTCP
+		}
 	}
 
 	switch {
@@ -220,6 +338,12 @@ func fromService(s types.ServiceConfig, env map[string]string) (AppSpec, error) 
 	}
 
 	for _, v := range s.Volumes {
+		switch {
+		case v.Type != types.VolumeTypeVolume:
+			bad("volumes: %s mount of %q at %s is not supported: drift runs instances on other machines than yours; use a named volume (declared under the top-level volumes:)", v.Type, v.Source, v.Target)
+		case v.Source == "":
+			bad("volumes: anonymous volume at %s is not supported: name it (and declare it under the top-level volumes:) so every instance gets its own", v.Target)
+		}
 		a.Volumes = append(a.Volumes, Volume{Type: v.Type, Source: v.Source, Target: v.Target, ReadOnly: v.ReadOnly})
 	}
 	for _, n := range slices.Sorted(maps.Keys(s.Networks)) {
@@ -227,14 +351,13 @@ func fromService(s types.ServiceConfig, env map[string]string) (AppSpec, error) 
 			a.Networks = append(a.Networks, n)
 		}
 	}
-
-	if len(problems) == 0 {
-		problems = a.problems()
+	for _, d := range slices.Sorted(maps.Keys(s.DependsOn)) {
+		if c := s.DependsOn[d].Condition; c == types.ServiceConditionCompletedSuccessfully {
+			bad("depends_on: %s: condition %s is not supported: drift runs services, not jobs", d, c)
+		}
+		a.DependsOn = append(a.DependsOn, d)
 	}
-	if len(problems) > 0 {
-		return AppSpec{}, fmt.Errorf("%w: compose service %q: %s", runtime.ErrInvalid, s.Name, strings.Join(problems, "; "))
-	}
-	return a, nil
+	return a, problems
 }
 
 // parseExpose reads one expose: entry, "8080", "8080/tcp" or "8080-8082/udp".
@@ -282,16 +405,14 @@ func servicePort(ports []Port, labels types.Labels) (int, error) {
 }
 
 // healthPath takes the path of the URL a wget or curl healthcheck probes on
-// the service itself (localhost, or its own name) at port; "" when the test
-// is no such probe.
-func healthPath(test types.HealthCheckTest, port int, selfNames ...string) string {
+// the service itself (localhost, or its own name) at port; ok is false when
+// the test is no such probe.
+func healthPath(test types.HealthCheckTest, port int, selfNames ...string) (path string, ok bool) {
 	if len(test) == 0 {
-		return ""
+		return "", false
 	}
 	var args []string
 	switch test[0] {
-	case "NONE":
-		return ""
 	case "CMD":
 		args = test[1:]
 	case "CMD-SHELL":
@@ -300,11 +421,11 @@ func healthPath(test types.HealthCheckTest, port int, selfNames ...string) strin
 		args = test
 	}
 	tool := slices.IndexFunc(args, func(a string) bool {
-		b := path.Base(strings.Trim(a, `'"`))
+		b := pathpkg.Base(strings.Trim(a, `'"`))
 		return b == "wget" || b == "curl"
 	})
 	if tool < 0 {
-		return ""
+		return "", false
 	}
 	for _, a := range args[tool+1:] {
 		u, err := url.Parse(strings.Trim(a, `'"`))
@@ -317,12 +438,12 @@ func healthPath(test types.HealthCheckTest, port int, selfNames ...string) strin
 			continue
 		}
 		if u.Port() != "" && u.Port() != strconv.Itoa(port) {
-			return "" // probes another port than the one drift checks
+			return "", false // probes another port than the one drift checks
 		}
 		if p := u.EscapedPath(); p != "" {
-			return p
+			return p, true
 		}
-		return "/"
+		return "/", true
 	}
-	return ""
+	return "", false
 }

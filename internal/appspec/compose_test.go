@@ -105,7 +105,7 @@ services:
 			},
 		},
 	}, {
-		name: "drift.port label picks a later port; non-HTTP healthcheck ignored",
+		name: "drift.port label picks a later port; a non-HTTP healthcheck is a TCP probe",
 		yaml: `
 services:
   hello:
@@ -116,11 +116,11 @@ services:
       test: ["CMD", "/hello", "-check"]
 `,
 		want: AppSpec{
-			Name: "hello", Image: "127.0.0.1:5000/hello:v1", Port: 8080,
+			Name: "hello", Image: "127.0.0.1:5000/hello:v1", Port: 8080, Probe: runtime.ProbeTCP,
 			Ports: []Port{{Target: 9100, Published: "9100", Protocol: "tcp"}, {Target: 8080, Published: "8080", Protocol: "tcp"}},
 		},
 	}, {
-		name: "drift.port alone declares the port; probe on another port ignored",
+		name: "drift.port alone declares the port; a probe of another port is a TCP probe",
 		yaml: `
 services:
   hello:
@@ -130,7 +130,7 @@ services:
     healthcheck:
       test: ["CMD", "wget", "-qO-", "http://localhost:9000/metrics"]
 `,
-		want: AppSpec{Name: "hello", Image: "127.0.0.1:5000/hello:v1", Port: 8080},
+		want: AppSpec{Name: "hello", Image: "127.0.0.1:5000/hello:v1", Port: 8080, Probe: runtime.ProbeTCP},
 	}, {
 		name: "given variables: interpolation, defaults and environment without value",
 		yaml: `
@@ -181,17 +181,19 @@ services:
     labels: {drift.port: "8081"}
     profiles: [extra]
     hostname: api-0
-    volumes: ["./conf:/etc/api:ro", "/scratch"]
+    volumes: ["api-conf:/etc/api:ro"]
     networks: [back, front]
 networks:
   back: {}
   front: {}
+volumes:
+  api-conf: {}
 `,
 		want: AppSpec{
 			Name: "api", Image: "127.0.0.1:5000/api:v1", Port: 8081, Hostname: "api-0",
 			Env:      map[string]string{"FROM_BASE": "1"},
 			Ports:    []Port{{Target: 80, Protocol: "tcp"}, {Target: 8081, Published: "8081", Protocol: "tcp"}},
-			Volumes:  []Volume{{Type: "bind", Source: "./conf", Target: "/etc/api", ReadOnly: true}, {Type: "volume", Target: "/scratch"}},
+			Volumes:  []Volume{{Type: "volume", Source: "api-conf", Target: "/etc/api", ReadOnly: true}},
 			Networks: []string{"back", "front"},
 		},
 	}}
@@ -224,10 +226,9 @@ func TestFromComposeErrors(t *testing.T) {
 		{"unknown attribute", "services:\n  hello:\n    image: 127.0.0.1:5000/hello:v1\n    portz: [8080]\n", "", nil, []string{"portz"}},
 		{"no services", "services: {}\n", "", nil, []string{"no service"}},
 		{"no image", "services:\n  hello:\n    ports: [\"8080\"]\n", "", nil, []string{"hello", "image"}},
-		{"build without image", "services:\n  hello:\n    build: .\n    ports: [\"8080\"]\n", "", nil, []string{"build: without image"}},
 		{"no port", "services:\n  hello:\n    image: 127.0.0.1:5000/hello:v1\n", "", nil, []string{"no port"}},
 		{"only udp ports", "services:\n  hello:\n    image: 127.0.0.1:5000/hello:v1\n    ports: [\"53:53/udp\"]\n", "", nil, []string{"no port"}},
-		{"several services, none named", "services:\n  a:\n    image: 127.0.0.1:5000/a:v1\n  b:\n    image: 127.0.0.1:5000/b:v1\n", "", nil, []string{"2 services (a, b)", "name the one"}},
+		{"several services, no project name nor published port", "services:\n  a:\n    image: 127.0.0.1:5000/a:v1\n    expose: [\"80\"]\n  b:\n    image: 127.0.0.1:5000/b:v1\n    expose: [\"80\"]\n", "", nil, []string{"needs a top-level name:", "no service publishes a port", "drift.serve"}},
 		{"unknown service", "services:\n  a:\n    image: 127.0.0.1:5000/a:v1\n    ports: [\"80\"]\n", "web", nil, []string{`no service "web"`, "it has: a"}},
 		{"image without registry", "services:\n  hello:\n    image: hello:v1\n    ports: [\"8080\"]\n", "", nil, []string{"hello:v1", "registry"}},
 		{"image with bad tag", "services:\n  hello:\n    image: \"127.0.0.1:5000/hello:bad tag\"\n    ports: [\"8080\"]\n", "", nil, []string{"invalid image reference"}},
@@ -247,7 +248,7 @@ func TestFromComposeErrors(t *testing.T) {
 		{"reserved env", "services:\n  hello:\n    image: 127.0.0.1:5000/hello:v1\n    ports: [\"8080\"]\n    environment: {DRIFT_CLOUD: x}\n", "", nil, []string{"DRIFT_CLOUD is set by drift"}},
 		{"PORT differs", "services:\n  hello:\n    image: 127.0.0.1:5000/hello:v1\n    ports: [\"8080\"]\n    environment: {PORT: \"9000\"}\n", "", nil, []string{"PORT"}},
 		{"undefined network", "services:\n  hello:\n    image: 127.0.0.1:5000/hello:v1\n    ports: [\"8080\"]\n    networks: [nope]\n", "", nil, []string{"nope"}},
-		{"several problems at once", "services:\n  hello:\n    build: .\n    environment: [TOKEN]\n", "", nil, []string{"build: without image", "no port", "TOKEN"}},
+		{"several problems at once", "services:\n  hello:\n    build: .\n    environment: [TOKEN]\n    labels: {drift.state: state}\n", "", nil, []string{"no port", "TOKEN", `drift.state="state"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -299,7 +300,7 @@ func TestHealthPath(t *testing.T) {
 	tests := []struct {
 		test types.HealthCheckTest
 		port int
-		want string
+		want string // "" : no HTTP probe drift can make
 	}{
 		{types.HealthCheckTest{"CMD", "wget", "-qO-", "http://localhost:8080/healthz"}, 8080, "/healthz"},
 		{types.HealthCheckTest{"CMD", "/usr/bin/curl", "-f", "http://127.0.0.1:8080"}, 8080, "/"},
@@ -309,12 +310,13 @@ func TestHealthPath(t *testing.T) {
 		{types.HealthCheckTest{"CMD", "curl", "http://localhost:9000/healthz"}, 8080, ""},
 		{types.HealthCheckTest{"CMD", "nc", "-z", "localhost", "8080"}, 8080, ""},
 		{types.HealthCheckTest{"CMD", "echo", "http://localhost:8080/x"}, 8080, ""},
-		{types.HealthCheckTest{"NONE"}, 8080, ""},
+		{types.HealthCheckTest{"CMD-SHELL", "mysqladmin ping -h localhost"}, 3306, ""},
 		{nil, 8080, ""},
 	}
 	for _, tt := range tests {
-		if got := healthPath(tt.test, tt.port, "hello"); got != tt.want {
-			t.Errorf("healthPath(%q, %d) = %q, want %q", tt.test, tt.port, got, tt.want)
+		got, ok := healthPath(tt.test, tt.port, "hello")
+		if got != tt.want || ok != (tt.want != "") {
+			t.Errorf("healthPath(%q, %d) = %q, %v; want %q", tt.test, tt.port, got, ok, tt.want)
 		}
 	}
 }

@@ -4,26 +4,35 @@ import (
 	"context"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
+	"strings"
 
 	"github.com/edgedrift/drift/deploy/examples"
 	"github.com/edgedrift/drift/internal/git"
 )
 
-// HelloGoMod makes the example app a module of its own in its repository
-// (in drift's tree it is a package of the drift module).
-const HelloGoMod = "module example.com/hello\n\ngo 1.26\n"
-
-// HelloFiles is the example app's source as its own repository holds it.
+// HelloFiles is the hello app's source as its own repository holds it.
 func HelloFiles() (map[string][]byte, error) {
-	files := map[string][]byte{"go.mod": []byte(HelloGoMod)}
-	err := fs.WalkDir(examples.HelloSource, "apps/hello", func(p string, d fs.DirEntry, err error) error {
+	return appFiles(examples.HelloSource, "apps/hello", "hello")
+}
+
+// CounterFiles is the counter app's source as its own repository holds
+// it: web/ and store/, and its compose file.
+func CounterFiles() (map[string][]byte, error) {
+	return appFiles(examples.CounterSource, "apps/counter", "counter")
+}
+
+// appFiles is the example app under dir of src, at paths relative to dir,
+// with a go.mod making it a module of its own (in drift's tree it is part
+// of the drift module).
+func appFiles(src fs.ReadFileFS, dir, name string) (map[string][]byte, error) {
+	files := map[string][]byte{"go.mod": []byte("module example.com/" + name + "\n\ngo 1.26\n")}
+	err := fs.WalkDir(src, dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		b, err := examples.HelloSource.ReadFile(p)
-		files[path.Base(p)] = b
+		b, err := src.ReadFile(p)
+		files[strings.TrimPrefix(p, dir+"/")] = b
 		return err
 	})
 	return files, err

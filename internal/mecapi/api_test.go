@@ -244,3 +244,29 @@ func TestTokensFile(t *testing.T) {
 		}
 	}
 }
+
+// A compose project drift cannot run is refused with a 400 whose reason
+// names what is wrong, before any call to Temporal.
+func TestBadComposeNamesTheField(t *testing.T) {
+	srv := newTestAPI(t)
+	const web = "name: shop\nservices:\n  web:\n    image: 127.0.0.1:5000/web:v1\n    ports: [\"8080:8080\"]\n"
+	const db = "  db:\n    image: 127.0.0.1:5000/db:v1\n    expose: [\"5432\"]\n"
+	for name, c := range map[string]struct{ compose, says string }{
+		"unsupported field":          {web + "    privileged: true\n" + db, "field services.web.privileged is not supported"},
+		"cyclic depends_on":          {web + "    depends_on: [db]\n" + db + "    depends_on: [web]\n", "cycle"},
+		"one published port twice":   {web + "  db:\n    image: 127.0.0.1:5000/db:v1\n    ports: [\"8080:5432\"]\n", "both publish port 8080/tcp"},
+		"images the pipeline builds": {"name: shop\nservices:\n  web:\n    build: ./web\n    ports: [\"8080:8080\"]\n" + db, "release it through a pipeline"},
+	} {
+		compose, _ := json.Marshal(c.compose)
+		body := `{"serviceConsumerId":{"appInstanceId":"shop"},"deviceInformation":[{"associateId":{"type":1,"value":"alice"}}],` +
+			`"drift":{"app":{"compose":` + string(compose) + `},"region":"bastille"}}`
+		code, _, p := call(t, srv, writeToken, "POST", "/amsi/v1/app_mobility_services", body)
+		found := false
+		for _, ip := range p.InvalidParams {
+			found = found || ip.Param == "drift.app.compose" && strings.Contains(ip.Reason, c.says)
+		}
+		if code != http.StatusBadRequest || !found {
+			t.Errorf("%s: %d %+v, want 400 naming drift.app.compose with %q", name, code, p, c.says)
+		}
+	}
+}

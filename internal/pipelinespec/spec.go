@@ -1,7 +1,9 @@
 // Package pipelinespec reads and checks a pipeline spec: where the source
 // is (git URL + ref), how to build and test it, which files to package,
 // the image to make of them and where to deploy it. The deploy part may
-// name a compose file as the orchestration info (read with appspec).
+// name a compose file as the orchestration info (read with appspec); when
+// it is a project, images: lists one image per service with a build
+// section, all built, tested and pushed by the same run.
 //
 // The package is pure logic: it reads only the files it is handed.
 package pipelinespec
@@ -52,7 +54,11 @@ type Spec struct {
 	Test      Step     `yaml:"test" json:"test"`           // run once on the build host; a failure stops the run
 	Artifacts []string `yaml:"artifacts" json:"artifacts"` // files (relative to the checkout) to package per platform
 	Image     Image    `yaml:"image" json:"image"`
-	Deploy    Deploy   `yaml:"deploy" json:"deploy"`
+	// Images is the form for a compose project: one image per service with
+	// a build section, each with its own artifacts. Artifacts and Image
+	// are then empty.
+	Images []Image `yaml:"images" json:"images,omitempty"`
+	Deploy Deploy  `yaml:"deploy" json:"deploy"`
 }
 
 // Step is a list of shell commands and their environment.
@@ -64,9 +70,14 @@ type Step struct {
 
 // Image says how the packaged artifacts become an OCI image.
 type Image struct {
+	// Service is the compose service the image is for (images: only).
+	Service string `yaml:"service" json:"service,omitempty"`
 	// Name is a repository, e.g. hello or 127.0.0.1:5000/team/hello; without
 	// a registry host it goes to the center registry.
-	Name       string   `yaml:"name" json:"name"`
+	Name string `yaml:"name" json:"name"`
+	// Artifacts are the image's files (images: only; the one-image form
+	// lists them at the top).
+	Artifacts  []string `yaml:"artifacts" json:"artifacts,omitempty"`
 	Entrypoint []string `yaml:"entrypoint" json:"entrypoint,omitempty"` // default: /<first artifact's file name>
 	Env        []string `yaml:"env" json:"env,omitempty"`               // KEY=VALUE baked into the image
 	Ports      []int    `yaml:"ports" json:"ports,omitempty"`
@@ -182,6 +193,22 @@ func (s *Spec) fill() {
 	if len(s.Image.Entrypoint) == 0 && len(s.Artifacts) > 0 {
 		s.Image.Entrypoint = []string{"/" + path.Base(s.Artifacts[0])}
 	}
+	if len(s.Images) > 0 {
+		ports := map[string]int{}
+		for _, svc := range d.App.Project() {
+			ports[svc.Name] = svc.Port
+		}
+		for i := range s.Images {
+			img := &s.Images[i]
+			if len(img.Entrypoint) == 0 && len(img.Artifacts) > 0 {
+				img.Entrypoint = []string{"/" + path.Base(img.Artifacts[0])}
+			}
+			if len(img.Ports) == 0 && ports[img.Service] != 0 {
+				img.Ports = []int{ports[img.Service]}
+			}
+		}
+		return
+	}
 	if d.App.Name == "" { // no compose file
 		d.App.Name = s.App
 		d.App.Port = DefaultPort
@@ -255,53 +282,31 @@ func (s Spec) Validate() error {
 			add("%s.timeout is negative", st.name)
 		}
 	}
-	if len(s.Artifacts) == 0 {
-		add("artifacts is empty")
-	}
-	seen := map[string]bool{}
-	for _, a := range s.Artifacts {
-		clean := path.Clean(a)
-		if a == "" || path.IsAbs(a) || clean == "." || clean == ".." || strings.HasPrefix(clean, "../") {
-			add("artifact %q must be a file path inside the checkout", a)
+	if len(s.Images) == 0 {
+		one := s.Image
+		one.Artifacts = s.Artifacts
+		for _, msg := range imageProblems(one) {
+			add("%s", msg)
 		}
-		if seen[path.Base(clean)] {
-			add("two artifacts are named %q in the image", path.Base(clean))
+	} else {
+		if len(s.Artifacts) > 0 || s.Image.Name != "" || len(s.Image.Platforms) > 0 || len(s.Image.Entrypoint) > 0 || len(s.Image.Env) > 0 || s.Image.Base != "" {
+			add("images: and the one-image form (artifacts:, image:) exclude each other")
 		}
-		seen[path.Base(clean)] = true
-	}
-	if s.Image.Name == "" {
-		add("image.name is missing")
-	} else if strings.ContainsAny(s.Image.Name, "@") || strings.Count(path.Base(s.Image.Name), ":") > 0 {
-		add("image.name %q must be a repository without tag or digest (the run sets the tag)", s.Image.Name)
-	} else if _, err := name.NewRepository(InRegistry(s.Image.Name, "center.invalid"), name.StrictValidation); err != nil {
-		add("image.name %q: %v", s.Image.Name, err)
-	}
-	if len(s.Image.Platforms) == 0 {
-		add("image.platforms is empty")
-	}
-	if b := s.Image.Base; b != "" && b != BaseScratch && b != BaseDrift {
-		if _, err := name.ParseReference(b, name.StrictValidation); err != nil {
-			add("image.base %q: want scratch, drift or an image reference with its registry, tag or digest (%v)", b, err)
-		}
-	}
-	plats := map[string]bool{}
-	for _, pl := range s.Image.Platforms {
-		if _, err := ParsePlatform(pl); err != nil {
-			add("%v", err)
-		}
-		if plats[pl] {
-			add("platform %s is listed twice", pl)
-		}
-		plats[pl] = true
-	}
-	for _, port := range s.Image.Ports {
-		if port < 1 || port > 65535 {
-			add("image port %d is not in 1..65535", port)
-		}
-	}
-	for _, kv := range s.Image.Env {
-		if k, _, ok := strings.Cut(kv, "="); !ok || !envRE.MatchString(k) {
-			add("image.env %q must be KEY=VALUE", kv)
+		services, names := map[string]bool{}, map[string]bool{}
+		for i, img := range s.Images {
+			switch {
+			case img.Service == "":
+				add("images[%d] names no service", i)
+			case services[img.Service]:
+				add("images: service %s is listed twice", img.Service)
+			}
+			if names[img.Name] && img.Name != "" {
+				add("images: two images are named %s", img.Name)
+			}
+			services[img.Service], names[img.Name] = true, true
+			for _, msg := range imageProblems(img) {
+				add("images[%s]: %s", img.Service, msg)
+			}
 		}
 	}
 	if len(s.Deploy.Targets) == 0 {
@@ -323,15 +328,120 @@ func (s Spec) Validate() error {
 	if s.Deploy.RolloutTimeout < 0 || s.Deploy.ApprovalTimeout < 0 {
 		add("deploy timeouts must be positive")
 	}
-	app := s.Deploy.App
-	app.Image = "registry.invalid/placeholder:v" // the run sets the image
-	if err := app.Validate(); err != nil {
-		add("deploy: %v", err)
+	for _, msg := range s.deployProblems() {
+		add("deploy: %s", msg)
 	}
 	if len(p) > 0 {
 		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(p, "; "))
 	}
 	return nil
+}
+
+// imageProblems lists what is wrong with one image and its artifacts.
+func imageProblems(img Image) []string {
+	var p []string
+	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+	if len(img.Artifacts) == 0 {
+		add("artifacts is empty")
+	}
+	seen := map[string]bool{}
+	for _, a := range img.Artifacts {
+		clean := path.Clean(a)
+		if a == "" || path.IsAbs(a) || clean == "." || clean == ".." || strings.HasPrefix(clean, "../") {
+			add("artifact %q must be a file path inside the checkout", a)
+		}
+		if seen[path.Base(clean)] {
+			add("two artifacts are named %q in the image", path.Base(clean))
+		}
+		seen[path.Base(clean)] = true
+	}
+	if img.Name == "" {
+		add("image.name is missing")
+	} else if strings.ContainsAny(img.Name, "@") || strings.Count(path.Base(img.Name), ":") > 0 {
+		add("image.name %q must be a repository without tag or digest (the run sets the tag)", img.Name)
+	} else if _, err := name.NewRepository(InRegistry(img.Name, "center.invalid"), name.StrictValidation); err != nil {
+		add("image.name %q: %v", img.Name, err)
+	}
+	if len(img.Platforms) == 0 {
+		add("image.platforms is empty")
+	}
+	if b := img.Base; b != "" && b != BaseScratch && b != BaseDrift {
+		if _, err := name.ParseReference(b, name.StrictValidation); err != nil {
+			add("image.base %q: want scratch, drift or an image reference with its registry, tag or digest (%v)", b, err)
+		}
+	}
+	plats := map[string]bool{}
+	for _, pl := range img.Platforms {
+		if _, err := ParsePlatform(pl); err != nil {
+			add("%v", err)
+		}
+		if plats[pl] {
+			add("platform %s is listed twice", pl)
+		}
+		plats[pl] = true
+	}
+	for _, port := range img.Ports {
+		if port < 1 || port > 65535 {
+			add("image port %d is not in 1..65535", port)
+		}
+	}
+	for _, kv := range img.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || !envRE.MatchString(k) {
+			add("image.env %q must be KEY=VALUE", kv)
+		}
+	}
+	return p
+}
+
+// deployProblems lists what is wrong with the app the targets run, with
+// the images the run makes standing in for the real ones.
+func (s Spec) deployProblems() []string {
+	var p []string
+	app := s.Deploy.App
+	if len(s.Images) == 0 {
+		if app.IsProject() {
+			return []string{fmt.Sprintf("the compose file is a project of %d services: list one image per service with a build section under images:", len(app.Services))}
+		}
+		app.Image = "registry.invalid/placeholder:v" // the run sets the image
+	} else {
+		d := s.Deploy
+		if d.Port != 0 || d.Health != "" || d.Replicas != 0 || len(d.Env) > 0 {
+			p = append(p, "port, health, replicas and env are set per service in the compose file when images: is used")
+		}
+		built := map[string]bool{}
+		placeholders := map[string]string{}
+		for _, img := range s.Images {
+			built[img.Service] = true
+			placeholders[img.Service] = "registry.invalid/" + img.Service + ":v" // the run sets them
+		}
+		for _, svc := range app.Project() {
+			if svc.Build && !built[svc.Name] {
+				p = append(p, fmt.Sprintf("compose service %s has a build section but no image under images:", svc.Name))
+			}
+			delete(built, svc.Name)
+		}
+		for _, img := range s.Images {
+			if built[img.Service] {
+				p = append(p, fmt.Sprintf("images: service %s is not a service of the compose file", img.Service))
+			}
+		}
+		app = app.WithImages(placeholders)
+	}
+	if err := app.Validate(); err != nil {
+		p = append(p, err.Error())
+	}
+	return p
+}
+
+// ImageSpecs lists the images a run makes, in both forms: the one image
+// (with the top-level artifacts; Service empty), or images:.
+func (s Spec) ImageSpecs() []Image {
+	if len(s.Images) > 0 {
+		return s.Images
+	}
+	one := s.Image
+	one.Artifacts = s.Artifacts
+	return []Image{one}
 }
 
 // InRegistry is the repository an image name stands for: a name without a
@@ -345,15 +455,22 @@ func InRegistry(image, registry string) string {
 	return registry + "/" + image
 }
 
-// Platforms parses the image platforms of a valid spec.
+// Platforms parses the platforms of a valid spec's images: each once, in
+// the order they are first listed. A build runs once per platform.
 func (s Spec) Platforms() []Platform {
 	var out []Platform
-	for _, p := range s.Image.Platforms {
-		pl, _ := ParsePlatform(p)
-		out = append(out, pl)
+	for _, img := range s.ImageSpecs() {
+		for _, p := range img.Platforms {
+			if pl, _ := ParsePlatform(p); !slices.Contains(out, pl) {
+				out = append(out, pl)
+			}
+		}
 	}
 	return out
 }
+
+// Has reports whether the image is built for platform pl.
+func (img Image) Has(pl Platform) bool { return slices.Contains(img.Platforms, pl.String()) }
 
 // NeedsApproval reports whether any target waits for approval.
 func (s Spec) NeedsApproval() bool {
@@ -364,13 +481,16 @@ func (s Spec) NeedsApproval() bool {
 // git hash and everything of the spec that shapes the image. Two runs with
 // the same key make the same image, so the second can reuse the first's.
 func (s Spec) BuildKey(tree string) string {
+	// Images is left out when empty, so a one-image spec keeps the key it
+	// had before images: existed and its earlier builds are reused.
 	b, _ := json.Marshal(struct {
 		Tree      string   `json:"tree"`
 		Build     Step     `json:"build"`
 		Test      Step     `json:"test"`
 		Artifacts []string `json:"artifacts"`
 		Image     Image    `json:"image"`
-	}{tree, s.Build, s.Test, s.Artifacts, s.Image})
+		Images    []Image  `json:"images,omitempty"`
+	}{tree, s.Build, s.Test, s.Artifacts, s.Image, s.Images})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }

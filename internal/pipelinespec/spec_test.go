@@ -154,3 +154,86 @@ func TestExampleSpecIsValid(t *testing.T) {
 		t.Fatalf("example spec %+v", s)
 	}
 }
+
+// The counter example releases a compose project: one image per service
+// with a build section, the deploy from the compose file.
+func TestCounterSpecIsAProject(t *testing.T) {
+	s, err := Parse(examples.CounterPipeline, examples.ReadFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Deploy.App.IsProject() || s.Deploy.App.Name != "counter" || len(s.Deploy.App.Services) != 2 {
+		t.Fatalf("deploy app %+v", s.Deploy.App)
+	}
+	imgs := s.ImageSpecs()
+	if len(imgs) != 2 || imgs[0].Service != "web" || imgs[1].Service != "store" ||
+		imgs[0].Entrypoint[0] != "/web" || imgs[1].Entrypoint[0] != "/store" || imgs[0].Ports[0] != 8080 || imgs[1].Ports[0] != 8081 {
+		t.Errorf("images %+v", imgs)
+	}
+	if got := s.Platforms(); len(got) != 2 || got[0] != (Platform{"linux", "amd64"}) || got[1] != (Platform{"linux", "loong64"}) {
+		t.Errorf("platforms %v (each once)", got)
+	}
+	one, err := Parse(examples.Pipeline, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if imgs := one.ImageSpecs(); len(imgs) != 1 || imgs[0].Service != "" || imgs[0].Name != "hello" || imgs[0].Artifacts[0] != "out/hello" {
+		t.Errorf("the one-image form's ImageSpecs %+v", imgs)
+	}
+	if s.BuildKey("t") == one.BuildKey("t") {
+		t.Error("two specs, one build key")
+	}
+}
+
+// The build key of a one-image spec is what it was before images: existed,
+// so earlier builds are still found and reused.
+func TestOneImageBuildKeyUnchanged(t *testing.T) {
+	s, err := Parse(examples.Pipeline, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// From the code of c946075.
+	if got := s.BuildKey("4b825dc642cb6eb9a060e54bf8d69288fbee4904"); got != "0374d3691183025c3d81df1ce9c88f73720f2572362ffbac7571ea6f4cadfdda" {
+		t.Errorf("BuildKey = %s", got)
+	}
+}
+
+func TestProjectSpecRejects(t *testing.T) {
+	files := func(compose string) func(string) ([]byte, error) {
+		return func(string) ([]byte, error) { return []byte(compose), nil }
+	}
+	counter := string(examples.CounterPipeline)
+	compose := string(examples.CounterCompose)
+	cases := []struct {
+		name, spec, compose, want string
+	}{
+		{"a build service without an image", strings.Replace(counter, "  - service: store\n    name: counter-store\n    artifacts: [out/store]\n    platforms: [linux/amd64, linux/loong64]\n", "", 1), compose,
+			"compose service store has a build section but no image under images:"},
+		{"an image for no service", strings.Replace(counter, "service: store", "service: db", 1), compose,
+			"images: service db is not a service of the compose file"},
+		{"a service listed twice", strings.Replace(counter, "service: store", "service: web", 1), compose, "service web is listed twice"},
+		{"both forms", strings.Replace(counter, "images:\n", "artifacts: [out/web]\nimages:\n", 1), compose, "exclude each other"},
+		{"deploy overrides", strings.Replace(counter, "  rolloutTimeout: 2m\n", "  rolloutTimeout: 2m\n  health: /x\n", 1), compose, "set per service in the compose file"},
+		{"an image without artifacts", strings.Replace(counter, "    artifacts: [out/store]\n", "", 1), compose, "images[store]: artifacts is empty"},
+		{"a project released as one image", `
+app: counter
+repo: file:///tmp/counter.git
+ref: main
+build: {commands: ["go build ./..."]}
+artifacts: [out/web]
+image: {name: counter, platforms: [linux/amd64]}
+deploy:
+  compose: compose.yaml
+  targets: [{cloud: fog-north}]
+`, compose, "list one image per service with a build section under images:"},
+		{"a cyclic compose file", counter, strings.Replace(compose, "    expose: [\"8081\"]\n", "    expose: [\"8081\"]\n    depends_on: [web]\n", 1), "cycle"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse([]byte(c.spec), files(c.compose))
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an ErrInvalid mentioning %q", err, c.want)
+			}
+		})
+	}
+}

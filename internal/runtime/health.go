@@ -3,7 +3,9 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -37,9 +39,14 @@ func WaitHTTP(ctx context.Context, url string) error {
 	}
 }
 
-// HealthURL joins an endpoint and a spec's health path.
+// HealthURL joins an endpoint and a one-service spec's health path.
 func HealthURL(ep Endpoint, spec Spec) string {
-	path := spec.Health
+	return spec.Project()[0].HealthURL(ep)
+}
+
+// HealthURL joins an endpoint of the service and its health path.
+func (s Service) HealthURL(ep Endpoint) string {
+	path := s.Health
 	if path == "" {
 		path = "/"
 	}
@@ -47,4 +54,53 @@ func HealthURL(ep Endpoint, spec Spec) string {
 		path = "/" + path
 	}
 	return ep.URL + path
+}
+
+// WaitTCP dials addr until it accepts a connection, or ctx ends.
+func WaitTCP(ctx context.Context, addr string) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	var d net.Dialer
+	for {
+		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		c, err := d.DialContext(dctx, "tcp", addr)
+		cancel()
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not accepting connections: %v (%w)", addr, err, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// WaitService waits until the service answers its probe at ep: an HTTP
+// health path, or (ProbeTCP) a connection to ep's host and port. Runtimes
+// whose published ports accept connections before the service does (Docker's
+// proxy) hand a TCP probe the service's own address.
+func WaitService(ctx context.Context, svc Service, ep Endpoint) error {
+	if svc.Probe == ProbeTCP {
+		return WaitTCP(ctx, net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port)))
+	}
+	return WaitHTTP(ctx, svc.HealthURL(ep))
+}
+
+// ProbeService is WaitService bounded to one quick look, for Status.
+func ProbeService(ctx context.Context, svc Service, ep Endpoint) error {
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return WaitService(pctx, svc, ep)
+}
+
+// WithState returns the serving endpoint with the state endpoint of spec
+// filled in from the endpoint of the state service (both given by the
+// runtime); ep is returned as it is when spec declares no state.
+func WithState(ep Endpoint, spec Spec, stateService Endpoint) Endpoint {
+	if spec.State != nil && stateService.URL != "" {
+		ep.StateURL = stateService.URL + spec.State.Path
+	}
+	return ep
 }

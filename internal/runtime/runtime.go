@@ -28,24 +28,109 @@ const (
 	LabelWorkflow = "drift.workflow"
 	LabelCloud    = "drift.cloud"
 	LabelInstance = "drift.instance"
+	LabelService  = "drift.project-service" // the service of a project an object belongs to (activities.LabelService, drift.service, is a component's)
 )
 
 // ErrInvalid marks errors caused by bad input (a name or spec no retry can fix).
 var ErrInvalid = errors.New("invalid input")
 
-// Spec is what an instance runs: one image serving HTTP on one port.
+// Spec is what an instance runs: a project of one or more services, owned
+// by one label set. It has two forms:
+//
+//   - the one-service form (every spec before projects, still the form of a
+//     plain image): Image, Port, Env, Command, Replicas and Health describe
+//     the instance's only service, whose objects are named after the
+//     instance itself;
+//   - the project form: Services lists the services (started in depends_on
+//     order, each reachable by its peers under its name), InstanceVolumes the
+//     named volumes each instance gets its own copy of, Serve the service users
+//     reach and State where the app's state can be read and replaced.
+//
+// The one-service fields (and Volumes, which outlive instances) must be
+// empty in the project form, and the project fields in the one-service form. Project() reads both forms alike.
 type Spec struct {
-	Image    string            `json:"image"`              // full reference, e.g. 127.0.0.1:5000/hello:v1 or …@sha256:…
-	Port     int               `json:"port"`               // port the service listens on inside its container/pod; the process runtime passes a free one in $PORT instead
+	Image    string            `json:"image,omitempty"`    // full reference, e.g. 127.0.0.1:5000/hello:v1 or …@sha256:…
+	Port     int               `json:"port,omitempty"`     // port the service listens on inside its container/pod; the process runtime passes a free one in $PORT instead
 	Env      map[string]string `json:"env,omitempty"`      // extra environment
 	Command  []string          `json:"command,omitempty"`  // overrides the image entrypoint when set
 	Replicas int               `json:"replicas,omitempty"` // Kubernetes replicas; 0 means 1
 	Labels   map[string]string `json:"labels,omitempty"`   // extra labels (drift.workflow, drift.cloud, …); values are sanitised with LabelValue
 	Health   string            `json:"health,omitempty"`   // HTTP path answered when ready; "" means "/"
-	Volumes  []Volume          `json:"volumes,omitempty"`  // mounted volumes (runtimes that are Stateful)
+	Volumes  []Volume          `json:"volumes,omitempty"`  // mounted volumes that outlive the instance (runtimes that are Stateful; one-service form)
+
+	Services []Service `json:"services,omitempty"` // the project form's services
+	// InstanceVolumes are the project's named volumes: unlike Volumes, each
+	// instance gets its own copy, removed with it (a session leaves nothing
+	// behind), so they are named after the instance and need no Stateful API.
+	InstanceVolumes []string `json:"instanceVolumes,omitempty"`
+	Serve           string   `json:"serve,omitempty"` // the service users reach ("": the first)
+	State           *State   `json:"state,omitempty"` // where the app's state is read (GET) and replaced (PUT)
+
 	// Platform (os/arch) is the entry of a multi-platform image to run, the
 	// cloud's; "" is the runtime host's own.
 	Platform string `json:"platform,omitempty"`
+}
+
+// Service is one service of a project.
+type Service struct {
+	// Name is a DNS-1035 label, unique in the project: peers reach the
+	// service by it (see the runtimes' package docs for how).
+	Name     string            `json:"name"`
+	Image    string            `json:"image"`
+	Port     int               `json:"port"` // the port drift probes and peers reach
+	Env      map[string]string `json:"env,omitempty"`
+	Command  []string          `json:"command,omitempty"`
+	Replicas int               `json:"replicas,omitempty"`
+	Health   string            `json:"health,omitempty"` // HTTP path probed for readiness; "" means "/"
+	// Probe is ProbeHTTP ("", GET Health answers below 500) or ProbeTCP
+	// (the port accepts connections), for services that speak no HTTP.
+	Probe     string   `json:"probe,omitempty"`
+	DependsOn []string `json:"dependsOn,omitempty"` // services that must be ready before this one starts
+	Mounts    []Mount  `json:"mounts,omitempty"`    // named volumes of the project it mounts
+}
+
+// Probes a service's readiness can take.
+const (
+	ProbeHTTP = "http"
+	ProbeTCP  = "tcp"
+)
+
+// Mount puts a named volume of the project at Path inside a service.
+type Mount struct {
+	Volume   string `json:"volume"`
+	Path     string `json:"path"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
+}
+
+// State is where an instance keeps the app's state: an HTTP path of one of
+// its services that answers GET with the state and accepts PUT of a state
+// read from another instance of the same app.
+type State struct {
+	Service string `json:"service"`
+	Path    string `json:"path"`
+}
+
+// IsProject reports whether the spec is in the project form.
+func (s Spec) IsProject() bool { return len(s.Services) > 0 }
+
+// Project returns the spec's services in the order given; the one-service
+// form is one service with an empty name, whose objects are named after the
+// instance.
+func (s Spec) Project() []Service {
+	if s.IsProject() {
+		return s.Services
+	}
+	return []Service{{Image: s.Image, Port: s.Port, Env: s.Env, Command: s.Command, Replicas: s.Replicas, Health: s.Health}}
+}
+
+// ServeService is the service users reach: Serve, or the first service.
+func (s Spec) ServeService() Service {
+	for _, svc := range s.Services {
+		if svc.Name == s.Serve {
+			return svc
+		}
+	}
+	return s.Project()[0]
 }
 
 // Endpoint is where an instance serves.
@@ -53,36 +138,56 @@ type Endpoint struct {
 	URL  string `json:"url"` // e.g. http://127.0.0.1:32768
 	Host string `json:"host"`
 	Port int    `json:"port"`
+	// StateURL is the full URL of the instance's state endpoint (see
+	// State), "" when the app declares none. It is reached like URL: from
+	// the worker of the instance's cloud.
+	StateURL string `json:"stateUrl,omitempty"`
 }
 
 // Instance is one drift-owned instance found on a runtime.
 type Instance struct {
 	Name     string            `json:"name"`
-	Image    string            `json:"image"`
+	Image    string            `json:"image"` // the serving service's image
 	Labels   map[string]string `json:"labels"`
 	Ready    bool              `json:"ready"`
 	Endpoint Endpoint          `json:"endpoint"`
 }
 
-// Status tells whether an instance exists and is ready.
+// Status tells whether an instance exists and is ready: Ready only when
+// every service of it is.
 type Status struct {
 	Exists   bool     `json:"exists"`
 	Ready    bool     `json:"ready"`
-	Image    string   `json:"image,omitempty"`
+	Image    string   `json:"image,omitempty"` // the serving service's image
 	Endpoint Endpoint `json:"endpoint"`
 	Message  string   `json:"message,omitempty"`
+	// Services reports each service of a project (nil in the one-service
+	// form), in the spec's order.
+	Services []ServiceStatus `json:"services,omitempty"`
+}
+
+// ServiceStatus is one service of an instance.
+type ServiceStatus struct {
+	Name    string `json:"name"`
+	Image   string `json:"image,omitempty"`
+	Ready   bool   `json:"ready"`
+	Message string `json:"message,omitempty"`
 }
 
 // Runtime runs instances on one cloud.
 type Runtime interface {
 	// Kind is one of KindDocker, KindKubernetes, KindProcess.
 	Kind() string
-	// Deploy creates the instance, or reuses it when one with this name and
-	// image already exists, and returns once it is ready to serve.
+	// Deploy creates the instance (every service of its project, in
+	// depends_on order), or reuses it when one with this name and spec
+	// already exists, and returns once every service is ready: the serving
+	// service's endpoint, with the state endpoint when the spec declares one.
 	Deploy(ctx context.Context, name string, spec Spec) (Endpoint, error)
-	// Status reports an instance; a missing one is Exists=false, not an error.
+	// Status reports an instance, probing every service; a missing one is
+	// Exists=false, not an error.
 	Status(ctx context.Context, name string) (Status, error)
-	// Destroy removes the instance and all it owns; a missing one is no error.
+	// Destroy removes the instance and all it owns (every service, its
+	// network and volumes); a missing one is no error.
 	Destroy(ctx context.Context, name string) error
 	// List returns the drift-owned instances whose labels match selector
 	// (nil selector: all drift-owned instances).
@@ -113,11 +218,7 @@ func InstanceName(parts ...string) string {
 	if clean == joined && len(clean) <= 63 {
 		return clean
 	}
-	sum := shortHash(strings.Join(parts, "\x00"))
-	if len(clean) > 63-len(sum)-1 {
-		clean = clean[:63-len(sum)-1]
-	}
-	return strings.TrimRight(clean, "-") + "-" + sum
+	return hashed(clean, strings.Join(parts, "\x00"))
 }
 
 // LabelValue turns any string into a valid Kubernetes label value, the same

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"strings"
 )
 
 // Labels of what an upgrade with data adds beside instances.
@@ -85,6 +86,12 @@ func VolumeLabels(v Volume, cloud string) map[string]string {
 	return l
 }
 
+// MountPathOK reports whether p can be where a volume is mounted (either
+// kind): absolute, clean, not / and nothing Docker's mount syntax splits on.
+func MountPathOK(p string) bool {
+	return path.IsAbs(p) && path.Clean(p) == p && p != "/" && !strings.ContainsAny(p, "\x00:")
+}
+
 // validateVolumes checks the volumes of an instance's spec.
 func validateVolumes(name string, vs []Volume) error {
 	seen := map[string]bool{}
@@ -92,7 +99,7 @@ func validateVolumes(name string, vs []Volume) error {
 		if err := ValidateName(v.Name); err != nil {
 			return fmt.Errorf("%w: instance %s: volume: %v", ErrInvalid, name, err)
 		}
-		if !path.IsAbs(v.Path) || path.Clean(v.Path) != v.Path || v.Path == "/" {
+		if !MountPathOK(v.Path) {
 			return fmt.Errorf("%w: instance %s: volume %s: mount path %q must be absolute and clean, not /", ErrInvalid, name, v.Name, v.Path)
 		}
 		if seen[v.Name] || seen[v.Path] {

@@ -19,9 +19,11 @@ import (
 	"github.com/edgedrift/drift/workflows"
 )
 
-// `drift dev --demo` releases the example app through the pipeline (its own
-// git repository → build + test → image → registry → fog-north and
-// edge-latin) and walks a mobility session with the image it made.
+// `drift dev --demo` releases the example apps through the pipeline (their
+// own git repositories → build + test → images → registry → fog-north and
+// edge-latin) and walks a mobility session of each with the images it
+// made: hello, and the two-service counter app, whose count it checks
+// after every move.
 func TestDevDemoReleasesThroughThePipeline(t *testing.T) {
 	drift, _ := harness.Binaries(t)
 	dataDir := t.TempDir()
@@ -40,10 +42,36 @@ func TestDevDemoReleasesThroughThePipeline(t *testing.T) {
 		"→ fog-north          done", "→ edge-latin         done",
 		"mobility session session/alice/hello",
 		"exit: 5 handovers",
+		"pipeline pipeline/counter/demo-", "image counter-web, counter-store",
+		"mobility session session/alice/counter",
+		"counted to 3",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q", want)
 		}
+	}
+	for _, service := range []string{"web", "store"} {
+		if !regexp.MustCompile(`image of ` + service + `: 127\.0\.0\.1:\d+/counter-` + service + `@sha256:[0-9a-f]{64} built`).MatchString(out) {
+			t.Errorf("no pipeline image of counter's %s in the demo output", service)
+		}
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "counte") {
+			t.Log(line)
+		}
+	}
+	// The counter's summary agrees with what the walk saw after each move.
+	survived := strings.Count(out, ": survived the handover")
+	lost := strings.Count(out, ": did NOT survive the handover")
+	if survived+lost != 5 {
+		t.Errorf("the walk read the counter after %d moves, want 5", survived+lost)
+	}
+	want := fmt.Sprintf("counter survived %d of 5 handovers", survived)
+	if survived == 5 {
+		want = "counter survived every handover (5 of 5)"
+	}
+	if !strings.Contains(out, want) {
+		t.Errorf("demo output lacks %q", want)
 	}
 	image := regexp.MustCompile(`image (127\.0\.0\.1:\d+/hello@sha256:[0-9a-f]{64}) built`).FindStringSubmatch(out)
 	if image == nil || !strings.Contains(image[1], fmt.Sprint(":", regPort, "/")) {
@@ -86,8 +114,8 @@ func TestDevDemoReleasesThroughThePipeline(t *testing.T) {
 	}
 }
 
-// destroyRelease removes what the demo's release left running: the
-// pipeline's instance on each target (process runtime, state in dataDir).
+// destroyRelease removes what the demo's releases left running: the
+// pipelines' instances on each target (process runtime, state in dataDir).
 func destroyRelease(t *testing.T, dataDir string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -97,8 +125,10 @@ func destroyRelease(t *testing.T, dataDir string) {
 			t.Error(err)
 			continue
 		}
-		if err := rt.Destroy(ctx, workflows.PipelineInstance("hello")); err != nil {
-			t.Errorf("destroy the release on %s: %v", cloud, err)
+		for _, app := range []string{"hello", "counter"} {
+			if err := rt.Destroy(ctx, workflows.PipelineInstance(app)); err != nil {
+				t.Errorf("destroy the release of %s on %s: %v", app, cloud, err)
+			}
 		}
 	}
 }

@@ -51,17 +51,17 @@ var (
 	binCache = map[string][]byte{}
 )
 
-// HelloBinary builds the example app statically for arch, once per (arch,
-// version) per test binary.
-func HelloBinary(t testing.TB, arch, version string) []byte {
+// ExampleBinary builds an example program statically for arch, once per
+// (program, arch, version) per test binary.
+func ExampleBinary(t testing.TB, ex demo.Example, arch, version string) []byte {
 	t.Helper()
 	binMu.Lock()
 	defer binMu.Unlock()
-	key := arch + "/" + version
+	key := ex.Name + "/" + arch + "/" + version
 	if b, ok := binCache[key]; ok {
 		return b
 	}
-	b, err := demo.BuildHello(context.Background(), RepoRoot(), arch, version)
+	b, err := demo.Build(context.Background(), RepoRoot(), ex, arch, version)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,21 +69,39 @@ func HelloBinary(t testing.TB, arch, version string) []byte {
 	return b
 }
 
-// HelloImage builds the example app as a FROM-scratch image for linux/amd64
-// and linux/loong64, pushes the index to reg as hello:<version> and returns
-// its reference by digest. The version is compiled in, so two versions are
-// two different images.
-func HelloImage(t testing.TB, reg *registry.Server, version string) string {
+// ExampleImage builds an example program as a FROM-scratch image for
+// linux/amd64 and linux/loong64, pushes the index to reg as
+// <name>:<version> and returns its reference by digest. The version is
+// compiled in, so two versions are two different images.
+func ExampleImage(t testing.TB, reg *registry.Server, ex demo.Example, version string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	ref, err := demo.HelloImage(ctx, reg.Host(), version, func(arch string) ([]byte, error) {
-		return HelloBinary(t, arch, version), nil
+	ref, err := demo.Image(ctx, reg.Host(), ex, version, func(arch string) ([]byte, error) {
+		return ExampleBinary(t, ex, arch, version), nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return ref
+}
+
+// HelloBinary is ExampleBinary of the hello app.
+func HelloBinary(t testing.TB, arch, version string) []byte {
+	t.Helper()
+	return ExampleBinary(t, demo.Hello, arch, version)
+}
+
+// HelloImage is ExampleImage of the hello app.
+func HelloImage(t testing.TB, reg *registry.Server, version string) string {
+	t.Helper()
+	return ExampleImage(t, reg, demo.Hello, version)
+}
+
+// CounterImages are ExampleImage of the counter app's two services.
+func CounterImages(t testing.TB, reg *registry.Server, version string) (web, store string) {
+	t.Helper()
+	return ExampleImage(t, reg, demo.CounterWeb, version), ExampleImage(t, reg, demo.CounterStore, version)
 }
 
 // Docker connects to the Docker Engine named by DOCKER_HOST (or the default

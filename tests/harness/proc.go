@@ -177,7 +177,22 @@ func FreePort(t testing.TB) int {
 // HTTPGet returns status, content type and body of a GET.
 func HTTPGet(t testing.TB, url string) (int, string, string) {
 	t.Helper()
-	resp, err := http.Get(url)
+	return httpDo(t, http.MethodGet, url)
+}
+
+// HTTPPost returns status, content type and body of a POST without a body.
+func HTTPPost(t testing.TB, url string) (int, string, string) {
+	t.Helper()
+	return httpDo(t, http.MethodPost, url)
+}
+
+func httpDo(t testing.TB, method, url string) (int, string, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,7 +63,7 @@ func (n *RealNode) ctr(ctx context.Context, args ...string) (string, error) {
 // makes its bridge, before the control plane starts: the apiserver gets the
 // node's own Service range.
 func (c *Cluster) newRealNode(ctx context.Context, o options) error {
-	for _, tool := range []string{"containerd", "containerd-shim-runc-v2", "runc", "ctr", "ip", "iptables-save", "iptables-restore"} {
+	for _, tool := range []string{"containerd", "containerd-shim-runc-v2", "runc", "ctr", "ip", "iptables", "iptables-save", "iptables-restore"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%w: the real node needs %s (apt-get install -y docker.io iptables iproute2)", ErrUnavailable, tool)
 		}
@@ -113,7 +113,21 @@ func (c *Cluster) newRealNode(ctx context.Context, o options) error {
 			return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, out)
 		}
 	}
+	if out, err := exec.CommandContext(ctx, "iptables", n.forwardRule("-I")...).CombinedOutput(); err != nil {
+		return fmt.Errorf("iptables %s: %v: %s", strings.Join(n.forwardRule("-I"), " "), err, out)
+	}
 	return os.MkdirAll(n.Dir, 0o755)
+}
+
+// forwardRule is the iptables command (op -I, -D or -C) for the rule that
+// lets packets from the node's bridge back out through it. A pod reaching
+// another through a Service's ClusterIP goes to the host, is rewritten to
+// the other pod's IP and routed back out the bridge: Docker's engine sets
+// the FORWARD policy to DROP, and kube-proxy only lets masqueraded or
+// established traffic through, so without this rule the first packet is
+// dropped (Docker has the same rule for docker0).
+func (n *RealNode) forwardRule(op string) []string {
+	return []string{"-w", op, "FORWARD", "-i", n.Bridge, "-o", n.Bridge, "-m", "comment", "--comment", "drift real node " + n.Bridge, "-j", "ACCEPT"}
 }
 
 // startRealNode brings up containerd, kubelet and kube-proxy as node

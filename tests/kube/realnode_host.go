@@ -114,6 +114,11 @@ func (n *RealNode) cleanHost() []error {
 			errs = append(errs, fmt.Errorf("ip link del %s: %v: %s", n.Bridge, err, out))
 		}
 	}
+	if exec.Command("iptables", n.forwardRule("-C")...).Run() == nil {
+		if out, err := exec.Command("iptables", n.forwardRule("-D")...).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("iptables %s: %v: %s", strings.Join(n.forwardRule("-D"), " "), err, out))
+		}
+	}
 	errs = append(errs, n.restoreIptables()...)
 	for s, v := range n.host.sysctls {
 		if b, err := os.ReadFile("/proc/sys/" + s); err == nil && strings.TrimSpace(string(b)) != v {
@@ -319,6 +324,9 @@ func (n *RealNode) Leftovers() []string {
 	}
 	if _, err := net.InterfaceByName(n.Bridge); err == nil {
 		left = append(left, "bridge "+n.Bridge)
+	}
+	if exec.Command("iptables", n.forwardRule("-C")...).Run() == nil {
+		left = append(left, "iptables rule "+strings.Join(n.forwardRule("-A")[1:], " "))
 	}
 	for table, chains := range iptablesChains() {
 		for c := range chains {

@@ -3,11 +3,14 @@ package kube
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	goruntime "runtime"
 	"strconv"
 	"strings"
@@ -25,6 +28,7 @@ import (
 	"github.com/edgedrift/drift/internal/image"
 	"github.com/edgedrift/drift/internal/runtime"
 	kuberuntime "github.com/edgedrift/drift/internal/runtime/kubernetes"
+	"github.com/edgedrift/drift/internal/runtime/runtimetest"
 	"github.com/edgedrift/drift/tests/harness"
 	"github.com/edgedrift/drift/tests/internal/proc"
 )
@@ -309,5 +313,142 @@ func getOK(t *testing.T, ctx context.Context, url string) string {
 		t.Fatalf("GET %s: %s (%v)", url, last, err)
 	}
 	t.Logf("GET %s: %s", url, last)
+	return strings.TrimPrefix(last, "200 OK: ")
+}
+
+// The counter app (a compose project) through drift's Kubernetes runtime on
+// the real node: its pods really run, readiness waits for both services'
+// health paths, web reaches the store by its service name (mapped to the
+// store's ClusterIP, which kube-proxy routes), the count lives on the
+// store's claim across a redeploy, and Destroy and Stop leave nothing.
+func TestRealNodeRunsAComposeProject(t *testing.T) {
+	reg := harness.Registry(t)
+	web, store := harness.CounterImages(t, reg, "real")
+	c := Start(t, WithRealNode(), WithInsecureRegistry(reg.Host()))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	// In a subtest, so that its cleanups run before the cluster stops.
+	t.Run("counter", func(t *testing.T) { projectOnRealNode(t, ctx, c, web, store) })
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if left := c.Real.Leftovers(); len(left) > 0 {
+		t.Errorf("left after Stop: %v", left)
+	}
+	if ps, err := proc.In(c.Dir); err != nil || len(ps) > 0 {
+		t.Errorf("processes left in %s: %v (%v)", c.Dir, ps, err)
+	}
+}
+
+// projectOnRealNode deploys the counter app with drift's Kubernetes runtime
+// on the real node, counts through it, redeploys it and destroys it.
+func projectOnRealNode(t *testing.T, ctx context.Context, c *Cluster, web, store string) {
+	const cloud, name = "edge-real", "counter-real"
+	rt, err := kuberuntime.NewForClient(c.Clientset, "", cloud)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The claim's volume: a directory on this host, which is the node.
+	prefix := runtimetest.UniqueName("realpv")
+	dir := filepath.Join("/tmp", prefix+"-pv-0")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	harness.PersistentVolumes(t, c.Clientset, prefix, 1)
+	t.Cleanup(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := rt.Destroy(cctx, name); err != nil {
+			t.Errorf("cleanup: destroy %s: %v", name, err)
+		}
+	})
+
+	spec := runtimetest.CounterSpec(t, web, store, cloud, nil)
+	ep, err := rt.Deploy(ctx, name, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("endpoint %s, state %s", ep.URL, ep.StateURL)
+	for i := 1; i <= 3; i++ {
+		if body := postOK(t, ctx, ep.URL+"/count", ep.StateURL); !strings.Contains(body, fmt.Sprintf(`"count":%d`, i)) || !strings.Contains(body, `"cloud":"`+cloud+`"`) {
+			t.Fatalf("POST %s/count: %s, want count %d from %s", ep.URL, body, i, cloud)
+		}
+	}
+	if body := getOK(t, ctx, ep.StateURL); strings.TrimSpace(body) != `{"count":3}` {
+		t.Errorf("GET %s: %s", ep.StateURL, body)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state.json")); err != nil {
+		t.Errorf("the store's state is not on its claim's volume: %v", err)
+	}
+
+	t.Log("a changed spec rolls both services; the count stays on the claim")
+	spec.Services[1].Env["GREETING"] = "changed"
+	ep2, err := rt.Deploy(ctx, name, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := getOK(t, ctx, ep2.URL+"/"); !strings.Contains(body, `"count":3`) {
+		t.Errorf("after the redeploy GET %s/: %s, want count 3", ep2.URL, body)
+	}
+
+	if err := rt.Destroy(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	sel := metav1.ListOptions{LabelSelector: runtime.LabelInstance + "=" + name}
+	ns := rt.Namespace()
+	deps, err1 := c.Clientset.AppsV1().Deployments(ns).List(ctx, sel)
+	svcs, err2 := c.Clientset.CoreV1().Services(ns).List(ctx, sel)
+	claims, err3 := c.Clientset.CoreV1().PersistentVolumeClaims(ns).List(ctx, sel)
+	if err := errors.Join(err1, err2, err3); err != nil || len(deps.Items)+len(svcs.Items)+len(claims.Items) > 0 {
+		t.Errorf("after Destroy: %d Deployments, %d Services, %d claims (%v)", len(deps.Items), len(svcs.Items), len(claims.Items), err)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		pods, err := c.Clientset.CoreV1().Pods(ns).List(ctx, sel)
+		return err == nil && len(pods.Items) == 0, err
+	}); err != nil {
+		t.Errorf("the project's pods are not gone: %v", err)
+	}
+}
+
+// postOK POSTs to url until it answers 200 (a Service's rules may lag its
+// pods by a moment) and returns the body. On failure it says whether the
+// peer at also answers from here, and which Service rules the host has.
+func postOK(t *testing.T, ctx context.Context, url, also string) string {
+	t.Helper()
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	var last string
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+		resp, err := client.Do(req)
+		was := last
+		if err != nil {
+			last = err.Error()
+		} else {
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			last = fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(b)))
+		}
+		if last != was && (err != nil || resp.StatusCode != http.StatusOK) {
+			t.Logf("POST %s: %s", url, last)
+		}
+		return err == nil && resp.StatusCode == http.StatusOK, nil
+	})
+	if err != nil {
+		answers := func(u string) string {
+			resp, err := client.Get(u)
+			if err != nil {
+				return err.Error()
+			}
+			resp.Body.Close()
+			return resp.Status
+		}
+		peer := answers(also) + "; GET " + url[:strings.LastIndex(url, "/")] + "/healthz from here: " + answers(url[:strings.LastIndex(url, "/")]+"/healthz")
+		// Every real node's kube-proxy owns the host's KUBE- chains: another
+		// test's real node on this host removes this one's Service rules.
+		rules, _ := exec.Command("iptables", "-t", "nat", "-S", "KUBE-SERVICES").CombinedOutput()
+		proxies, _ := exec.Command("pgrep", "-a", "kube-proxy").CombinedOutput()
+		t.Fatalf("POST %s: %s (%v); GET %s from here: %s; the host's KUBE-SERVICES rules:\n%s\nkube-proxy processes on this host:\n%s", url, last, err, also, peer, rules, proxies)
+	}
 	return strings.TrimPrefix(last, "200 OK: ")
 }

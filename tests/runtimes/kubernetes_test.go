@@ -3,6 +3,8 @@ package runtimes
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strings"
@@ -32,6 +34,7 @@ func TestKubernetes(t *testing.T) {
 	reg := harness.Registry(t)
 	v1 := harness.HelloImage(t, reg, "v1")
 	v2 := harness.HelloImage(t, reg, "v2")
+	web, store := harness.CounterImages(t, reg, "v1")
 	cs := cluster.Clientset
 
 	cloud := runtimetest.UniqueName("edge")
@@ -40,16 +43,23 @@ func TestKubernetes(t *testing.T) {
 	if rt.Namespace() != "drift-"+cloud {
 		t.Errorf("namespace %q, want drift-%s", rt.Namespace(), cloud)
 	}
-	leftovers := func(t *testing.T) []string { return clusterLeftovers(t, cs, cloud, prefix) }
+	// The cloud's namespace outlives its instances: the test removes it
+	// (and then checks for it) at its end.
+	leftovers := func(t *testing.T) []string {
+		return slices.DeleteFunc(clusterLeftovers(t, cs, cloud, prefix), func(o string) bool { return strings.HasPrefix(o, "namespace/") })
+	}
 	t.Cleanup(func() {
 		for _, name := range clusterLeftovers(t, cs, cloud, prefix) {
 			t.Errorf("%s left behind", name)
 		}
 	})
+	// The harness has no storage provisioner: volumes for the projects'
+	// claims to bind (one per claim the test makes).
+	harness.PersistentVolumes(t, cs, prefix, 4)
 
 	t.Run("conformance", func(t *testing.T) {
 		runtimetest.Conformance(t, rt, runtimetest.Case{
-			Image: v1, Image2: v2,
+			Image: v1, Image2: v2, Web: web, Store: store,
 			Cloud: cloud, Prefix: prefix + "-c", Serves: false,
 			Timeout:   time.Minute,
 			Leftovers: leftovers,
@@ -265,7 +275,15 @@ func TestKubernetes(t *testing.T) {
 		}
 	})
 
-	t.Run("nothing drift-owned is left in any namespace", func(t *testing.T) {
+	t.Run("project", func(t *testing.T) {
+		kubeProject(t, cs, rt, cloud, prefix+"-proj", web, store)
+	})
+
+	// The cloud's namespace is shared by all its instances and outlives
+	// them; this test's cloud is done with it.
+	deleteNamespace(t, cs, rt.Namespace())
+
+	t.Run("nothing drift-owned is left anywhere", func(t *testing.T) {
 		if left := ownedEverywhere(t, cs, ""); len(left) != 0 {
 			t.Errorf("left: %v", left)
 		}
@@ -273,6 +291,142 @@ func TestKubernetes(t *testing.T) {
 			t.Error(err)
 		}
 	})
+}
+
+// kubeProject deploys the counter app as one instance and checks its
+// objects through the API: a Deployment and a Service per service, whose
+// selectors pick that service's pods of this instance; a claim for the
+// store's volume, mounted at /data; every pod of the project mapping each
+// service name to its Service's cluster IP (how web reaches
+// http://store:8081); one label set; and nothing left after Destroy.
+func kubeProject(t *testing.T, cs kubernetes.Interface, rt *kuberuntime.Runtime, cloud, name, web, store string) {
+	destroyAtEnd(t, rt, name)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ns := rt.Namespace()
+	workflow := "session/alice/counter"
+	spec := runtimetest.CounterSpec(t, web, store, cloud, map[string]string{runtime.LabelWorkflow: workflow})
+	ep := runtimetest.Deploy(t, rt, name, spec, 2*time.Minute)
+	want := map[string]string{
+		runtime.LabelOwned:    "true",
+		runtime.LabelInstance: name,
+		runtime.LabelCloud:    cloud,
+		runtime.LabelWorkflow: runtime.LabelValue(workflow),
+	}
+
+	claimName := runtime.ObjectName(name, "counter-data")
+	claim, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, claimName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the store's claim: %v", err)
+	}
+	expectLabels(t, "claim", claim.Labels, want)
+	if claim.Status.Phase != corev1.ClaimBound || !slices.Contains(claim.Spec.AccessModes, corev1.ReadWriteOnce) {
+		t.Errorf("claim %s: phase %s, access %v", claimName, claim.Status.Phase, claim.Spec.AccessModes)
+	}
+
+	ips := map[string]string{}
+	svcs := map[string]*corev1.Service{}
+	for _, service := range []string{"web", "store"} {
+		obj := runtime.ObjectName(name, service)
+		svc, err := cs.CoreV1().Services(ns).Get(ctx, obj, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("Service of %s: %v", service, err)
+		}
+		expectLabels(t, "service "+service, svc.Labels, want)
+		sel := map[string]string{runtime.LabelInstance: name, runtime.LabelService: service}
+		if !maps.Equal(svc.Spec.Selector, sel) || svc.Spec.Type != corev1.ServiceTypeClusterIP || svc.Spec.ClusterIP == "" {
+			t.Errorf("Service %s: selector %v, type %s, cluster IP %q; want selector %v", obj, svc.Spec.Selector, svc.Spec.Type, svc.Spec.ClusterIP, sel)
+		}
+		ips[service], svcs[service] = svc.Spec.ClusterIP, svc
+		t.Logf("service %s: Service %s, DNS name %s.%s.svc, cluster IP %s", service, obj, obj, ns, svc.Spec.ClusterIP)
+	}
+	if len(svcs["store"].Spec.Ports) != 1 || svcs["store"].Spec.Ports[0].Port != 8081 {
+		t.Errorf("the store's Service ports %+v, want 8081", svcs["store"].Spec.Ports)
+	}
+	if ep.URL != fmt.Sprintf("http://%s:8080", ips["web"]) || ep.StateURL != fmt.Sprintf("http://%s:8081/state", ips["store"]) {
+		t.Errorf("endpoint %+v; Services web %s, store %s", ep, ips["web"], ips["store"])
+	}
+
+	for _, s := range []struct{ service, image string }{{"web", web}, {"store", store}} {
+		obj := runtime.ObjectName(name, s.service)
+		dep, err := cs.AppsV1().Deployments(ns).Get(ctx, obj, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("Deployment of %s: %v", s.service, err)
+		}
+		expectLabels(t, "deployment "+s.service, dep.Labels, want)
+		expectLabels(t, "pod template "+s.service, dep.Spec.Template.Labels, want)
+		sel := map[string]string{runtime.LabelInstance: name, runtime.LabelService: s.service}
+		if !maps.Equal(dep.Spec.Selector.MatchLabels, sel) || !maps.Equal(svcs[s.service].Spec.Selector, sel) {
+			t.Errorf("deployment %s selects %v, its Service %v; want %v", obj, dep.Spec.Selector.MatchLabels, svcs[s.service].Spec.Selector, sel)
+		}
+		pod := dep.Spec.Template.Spec
+		if c := pod.Containers; len(c) != 1 || c[0].Image != s.image {
+			t.Errorf("deployment %s containers %+v", obj, c)
+		}
+		hosts := map[string]string{}
+		for _, h := range pod.HostAliases {
+			for _, n := range h.Hostnames {
+				hosts[n] = h.IP
+			}
+		}
+		if !maps.Equal(hosts, ips) {
+			t.Errorf("deployment %s maps service names %v, want %v (the Services' cluster IPs)", obj, hosts, ips)
+		}
+		if s.service == "store" {
+			if len(pod.Volumes) != 1 || pod.Volumes[0].PersistentVolumeClaim == nil || pod.Volumes[0].PersistentVolumeClaim.ClaimName != claimName ||
+				len(pod.Containers[0].VolumeMounts) != 1 || pod.Containers[0].VolumeMounts[0].MountPath != "/data" {
+				t.Errorf("store's pod volumes %+v, mounts %+v", pod.Volumes, pod.Containers[0].VolumeMounts)
+			}
+		}
+		pods := ownedPods(t, cs, ns, name)
+		running := 0
+		for _, p := range pods {
+			if p.Labels[runtime.LabelService] == s.service && p.Status.Phase == corev1.PodRunning && podReady(&p) {
+				running++
+			}
+		}
+		if running != 1 {
+			t.Errorf("%d running pods of %s, want 1", running, s.service)
+		}
+	}
+	st := runtimetest.Status(t, rt, name)
+	if !st.Ready || len(st.Services) != 2 || st.Endpoint != ep {
+		t.Errorf("Status %+v", st)
+	}
+
+	t.Log("a changed spec rolls every Deployment; the claim stays")
+	spec.Services[1].Env["GREETING"] = "changed"
+	runtimetest.Deploy(t, rt, name, spec, 2*time.Minute)
+	if again, err := cs.CoreV1().PersistentVolumeClaims(ns).Get(ctx, claimName, metav1.GetOptions{}); err != nil || again.UID != claim.UID {
+		t.Errorf("the claim was replaced by a redeploy: %v", err)
+	}
+
+	if err := rt.Destroy(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if left := ownedEverywhere(t, cs, name); len(left) != 0 {
+		t.Errorf("right after Destroy: %v", left)
+	}
+}
+
+// deleteNamespace deletes ns and waits until it is gone.
+func deleteNamespace(t *testing.T, cs kubernetes.Interface, ns string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("namespace %s still there", ns)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // newKube makes a Kubernetes runtime for cloud the way a worker does: from
@@ -334,8 +488,8 @@ func podReady(p *corev1.Pod) bool {
 	return false
 }
 
-// ownedEverywhere lists the Deployments, Services, ReplicaSets and Pods
-// labelled drift.owned=true in every namespace (only those of instance name,
+// ownedEverywhere lists the Deployments, Services, ReplicaSets, Pods,
+// claims and namespaces labelled drift.owned=true in every namespace (only those of instance name,
 // when not empty), as kind/namespace/name.
 func ownedEverywhere(t *testing.T, cs kubernetes.Interface, name string) []string {
 	t.Helper()
@@ -400,6 +554,22 @@ func ownedObjects(t *testing.T, ctx context.Context, cs kubernetes.Interface, se
 	for i := range pods.Items {
 		add("pod", &pods.Items[i])
 	}
+	claims, err := cs.CoreV1().PersistentVolumeClaims("").List(ctx, opts)
+	if err != nil {
+		t.Errorf("list persistentvolumeclaims: %v", err)
+		return nil
+	}
+	for i := range claims.Items {
+		add("persistentvolumeclaim", &claims.Items[i])
+	}
+	nss, err := cs.CoreV1().Namespaces().List(ctx, opts)
+	if err != nil {
+		t.Errorf("list namespaces: %v", err)
+		return nil
+	}
+	for i := range nss.Items {
+		add("namespace", &nss.Items[i])
+	}
 	return out
 }
 
@@ -412,20 +582,30 @@ func TestKubernetesOnARealNode(t *testing.T) {
 	reg := harness.Registry(t)
 	v1 := harness.HelloImage(t, reg, "v1")
 	v2 := harness.HelloImage(t, reg, "v2")
+	web, store := harness.CounterImages(t, reg, "v1")
 	cluster := kube.Start(t, kube.WithRealNode(), kube.WithInsecureRegistry(reg.Host()))
+	cs := cluster.Clientset
 	cloud := runtimetest.UniqueName("edge")
 	prefix := runtimetest.UniqueName("kr")
 	rt := newKube(t, cluster, cloud)
-	leftovers := func(t *testing.T) []string { return clusterLeftovers(t, cluster.Clientset, cloud, prefix) }
+	// The cloud's namespace outlives its instances: the test removes it
+	// (and then checks for it) at its end.
+	leftovers := func(t *testing.T) []string {
+		return slices.DeleteFunc(clusterLeftovers(t, cs, cloud, prefix), func(o string) bool { return strings.HasPrefix(o, "namespace/") })
+	}
 	t.Cleanup(func() {
-		for _, name := range leftovers(t) {
+		for _, name := range clusterLeftovers(t, cs, cloud, prefix) {
 			t.Errorf("%s left behind", name)
 		}
 	})
+	// No storage provisioner on the node either: volumes for the
+	// project's claims to bind.
+	harness.PersistentVolumes(t, cs, prefix, 2)
 	runtimetest.Conformance(t, rt, runtimetest.Case{
-		Image: v1, Image2: v2, Version: "v1", Version2: "v2",
+		Image: v1, Image2: v2, Version: "v1", Version2: "v2", Web: web, Store: store,
 		Cloud: cloud, Prefix: prefix + "-c", Serves: true,
 		Timeout:   3 * time.Minute,
 		Leftovers: leftovers,
 	})
+	deleteNamespace(t, cs, rt.Namespace())
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -29,6 +30,7 @@ func TestProcess(t *testing.T) {
 	reg := harness.Registry(t)
 	v1 := harness.HelloImage(t, reg, "v1")
 	v2 := harness.HelloImage(t, reg, "v2")
+	web, store := harness.CounterImages(t, reg, "v1")
 
 	cloud := runtimetest.UniqueName("edge")
 	prefix := runtimetest.UniqueName("pr")
@@ -47,7 +49,7 @@ func TestProcess(t *testing.T) {
 
 	t.Run("conformance", func(t *testing.T) {
 		runtimetest.Conformance(t, rt, runtimetest.Case{
-			Image: v1, Image2: v2, Version: "v1", Version2: "v2",
+			Image: v1, Image2: v2, Version: "v1", Version2: "v2", Web: web, Store: store,
 			Cloud: cloud, Prefix: prefix + "-c", Serves: true,
 			Leftovers: func(t *testing.T) []string { return leftovers(t, dir) },
 		})
@@ -217,6 +219,84 @@ func TestProcess(t *testing.T) {
 		}
 		if left := leftovers(t, cacheDir); len(left) != 0 {
 			t.Errorf("left behind: %v", left)
+		}
+	})
+
+	t.Run("project", func(t *testing.T) {
+		// The counter app's services are two processes: web finds the
+		// store at the address drift gave it in STORE_URL, and the store
+		// keeps its count in the volume's directory, which a redeploy keeps.
+		name := prefix + "-proj"
+		destroyAtEnd(t, rt, name)
+		spec := runtimetest.CounterSpec(t, web, store, cloud, nil)
+		ep := runtimetest.Deploy(t, rt, name, spec, time.Minute)
+		for i := 1; i <= 2; i++ {
+			if code, _, body := harness.HTTPPost(t, ep.URL+"/count"); code != 200 || !strings.Contains(body, fmt.Sprintf(`"count":%d`, i)) {
+				t.Fatalf("POST /count: %d %s", code, body)
+			}
+		}
+		state := filepath.Join(dir, name, "volumes", "counter-data", "state.json")
+		if b, err := os.ReadFile(state); err != nil || string(b) != `{"count":2}` {
+			t.Errorf("%s: %q, %v", state, b, err)
+		}
+		var rec struct {
+			Procs []struct {
+				Service string `json:"service"`
+				PID     int    `json:"pid"`
+				Port    int    `json:"port"`
+			} `json:"procs"`
+		}
+		b, err := os.ReadFile(filepath.Join(dir, name, "instance.json"))
+		if err != nil || json.Unmarshal(b, &rec) != nil || len(rec.Procs) != 2 || rec.Procs[0].Service != "store" || rec.Procs[1].Service != "web" {
+			t.Fatalf("instance.json (store started first): %s, %v", b, err)
+		}
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", rec.Procs[1].PID))
+		if want := fmt.Sprintf("STORE_URL=http://127.0.0.1:%d\x00", rec.Procs[0].Port); err != nil || !strings.Contains(string(env), want) {
+			t.Errorf("web's environment lacks %q (%v)", want, err)
+		}
+		if err := rt.Destroy(context.Background(), name); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range rec.Procs {
+			waitGone(t, p.PID)
+		}
+		if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("instance directory (with its volume) left: %v", err)
+		}
+	})
+
+	t.Run("a failed project keeps its volume until Destroy", func(t *testing.T) {
+		name := prefix + "-projfail"
+		destroyAtEnd(t, rt, name)
+		spec := runtimetest.CounterSpec(t, web, store, cloud, nil)
+		spec.Services[0].Command = []string{"/no-such-binary"} // web cannot start; store can
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := rt.Deploy(ctx, name, spec); err == nil {
+			t.Fatal("Deploy of a project whose web cannot start succeeded")
+		}
+		if pids := processesUnder(t, filepath.Join(dir, name)); len(pids) != 0 {
+			t.Errorf("processes %v run after a failed deploy", pids)
+		}
+		ents, _ := os.ReadDir(filepath.Join(dir, name))
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		if !slices.Equal(names, []string{"instance.json", "volumes"}) {
+			t.Errorf("after a failed deploy the instance holds %v, want its record and volumes", names)
+		}
+		if st := runtimetest.Status(t, rt, name); !st.Exists || st.Ready {
+			t.Errorf("Status after a failed deploy: %+v, want exists (its volume), not ready", st)
+		}
+		if got := runtimetest.Names(t, rt, map[string]string{runtime.LabelInstance: name}); !slices.Equal(got, []string{name}) {
+			t.Errorf("List finds %v, want [%s]", got, name)
+		}
+		if err := rt.Destroy(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("after Destroy: %v", err)
 		}
 	})
 

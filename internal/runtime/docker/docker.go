@@ -1,16 +1,29 @@
 // Package docker runs drift instances as containers on a Docker Engine: the
 // runtime of fog clouds.
 //
-// One instance is one container named after the instance. The container
-// carries drift's ownership labels plus bookkeeping labels (the spec hash,
-// the image reference, the service port and the health path), publishes the
-// service port on 127.0.0.1 with a host port chosen by the engine, and
-// restarts unless stopped. Deploy is idempotent: a running container with the
-// same spec hash is reused; anything else with the name (stopped, crashed,
-// made from another spec) is removed and recreated. When the runtime is made
-// for a cloud, every instance is labelled drift.cloud=<cloud> and the runtime
-// only sees containers of its own cloud, so several clouds can share one
-// engine (as `drift dev` does).
+// An instance in the one-service form is one container named after the
+// instance. An instance of a project is one container per service (named
+// runtime.ObjectName(instance, service)), a bridge network named after the
+// instance on which every container answers to its service name (a network
+// alias), so services reach each other by name as under compose, and one
+// volume per named volume (runtime.ObjectName(instance, volume)). Every
+// container, network and volume carries drift's ownership labels, and
+// containers bookkeeping labels (the spec hash, the image reference, the
+// service port, the probe, the project's services, its serving service
+// and state endpoint). Each service's port is published on 127.0.0.1 with
+// a host port chosen by the engine; containers restart unless stopped.
+//
+// Deploy is idempotent: running containers of the same spec hash are
+// reused; anything else of the instance (stopped, crashed, made from
+// another spec, a service no longer in the spec) is removed and recreated,
+// in depends_on order, each service ready before the next starts. Volumes
+// hold the instance's state: a redeploy and a failed deploy keep them, and
+// only Destroy removes them. When the runtime is made for a cloud, every
+// object is labelled drift.cloud=<cloud> and the runtime only sees objects
+// of its own cloud, so several clouds can share one engine (as `drift dev`
+// does). Each project instance takes one of the engine's bridge networks,
+// whose default address pools hold about 30: configure default-address-pools
+// on engines that run more.
 package docker
 
 import (
@@ -21,6 +34,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,7 +45,10 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/registry"
+	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/docker/go-connections/nat"
@@ -44,10 +61,14 @@ import (
 // Bookkeeping labels, next to runtime.OwnedLabels. They are not reported in
 // Instance.Labels.
 const (
-	LabelSpec   = "drift.spec"   // hash of the spec the container was made from
-	LabelImage  = "drift.image"  // image reference exactly as the spec gave it
-	LabelPort   = "drift.port"   // service port inside the container
-	LabelHealth = "drift.health" // health path ("" means "/")
+	LabelSpec     = "drift.spec"     // hash of the spec the container was made from
+	LabelImage    = "drift.image"    // image reference exactly as the spec gave it
+	LabelPort     = "drift.port"     // service port inside the container
+	LabelHealth   = "drift.health"   // health path ("" means "/")
+	LabelProbe    = "drift.probe"    // runtime.ProbeTCP for a service probed by connection
+	LabelServices = "drift.services" // a project's services, comma-separated
+	LabelServe    = "drift.serve"    // a project's serving service
+	LabelState    = "drift.state"    // a project's state endpoint, service:path
 )
 
 // DefaultReadyTimeout bounds how long Deploy waits for a new container to
@@ -62,7 +83,8 @@ type Runtime struct {
 	cli   *client.Client
 	cloud string
 
-	// ReadyTimeout bounds the readiness wait of Deploy (DefaultReadyTimeout).
+	// ReadyTimeout bounds the readiness wait of Deploy for each service
+	// (DefaultReadyTimeout).
 	ReadyTimeout time.Duration
 
 	mu    sync.Mutex
@@ -98,18 +120,40 @@ func (r *Runtime) Close() error { return r.cli.Close() }
 // Kind is runtime.KindDocker.
 func (r *Runtime) Kind() string { return runtime.KindDocker }
 
-// Deploy makes sure a container named name runs spec and answers on its
-// health path, and returns its loopback endpoint.
+// deployment is one Deploy of an instance: what every service's container
+// is made from.
+type deployment struct {
+	name   string
+	spec   runtime.Spec
+	labels map[string]string // the instance's labels, with the spec hash
+	pulled map[string]bool
+}
+
+// Deploy makes sure the instance's containers run spec, in start order,
+// each answering its probe before the next starts, and returns the serving
+// service's loopback endpoint (with the state endpoint, if any).
 func (r *Runtime) Deploy(ctx context.Context, name string, spec runtime.Spec) (runtime.Endpoint, error) {
 	labels, err := runtime.ValidateSpec(name, r.cloud, spec)
 	if err != nil {
 		return runtime.Endpoint{}, err
 	}
-	hash := runtime.SpecHash(spec, labels)
-	labels[LabelSpec] = hash
-	labels[LabelImage] = spec.Image
-	labels[LabelPort] = strconv.Itoa(spec.Port)
-	labels[LabelHealth] = spec.Health
+	order, err := runtime.StartOrder(spec.Project())
+	if err != nil {
+		return runtime.Endpoint{}, err
+	}
+	labels[LabelSpec] = runtime.SpecHash(spec, labels)
+	if spec.IsProject() {
+		var names []string
+		for _, s := range spec.Services {
+			names = append(names, s.Name)
+		}
+		labels[LabelServices] = strings.Join(names, ",")
+		labels[LabelServe] = spec.ServeService().Name
+		if st := spec.State; st != nil {
+			labels[LabelState] = st.Service + ":" + st.Path
+		}
+	}
+	d := &deployment{name: name, spec: spec, labels: labels, pulled: map[string]bool{}}
 
 	unlock, err := r.lock(ctx, name)
 	if err != nil {
@@ -117,20 +161,150 @@ func (r *Runtime) Deploy(ctx context.Context, name string, spec runtime.Spec) (r
 	}
 	defer unlock()
 
-	pulled := false
+	if err := r.prepare(ctx, d); err != nil {
+		return runtime.Endpoint{}, fmt.Errorf("deploy %s: %w", name, err)
+	}
+	eps := map[string]runtime.Endpoint{}
+	for _, svc := range order {
+		ep, err := r.ensureContainer(ctx, d, svc)
+		if err != nil {
+			if spec.IsProject() && ctx.Err() == nil {
+				// Nothing of a failed project runs on: its other containers
+				// and its network go; its volumes keep the state until Destroy.
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+				defer cancel()
+				if rerr := r.removeRunning(cctx, name); rerr != nil {
+					err = fmt.Errorf("%w (and removing the instance's containers failed: %v)", err, rerr)
+				}
+			}
+			return runtime.Endpoint{}, err
+		}
+		eps[svc.Name] = ep
+	}
+	ep := eps[spec.ServeService().Name]
+	if st := spec.State; st != nil {
+		ep = runtime.WithState(ep, spec, eps[st.Service])
+	}
+	return ep, nil
+}
+
+// prepare removes what the instance has that spec does not want (the
+// containers of services it lacks, or of the other form) and, for a
+// project, makes its network and volumes; it refuses objects of those
+// names that drift (of this cloud) does not own.
+func (r *Runtime) prepare(ctx context.Context, d *deployment) error {
+	want := map[string]bool{}
+	for _, svc := range d.spec.Project() {
+		want[runtime.ObjectName(d.name, svc.Name)] = true
+	}
+	cs, err := r.instanceContainers(ctx, d.name)
+	if err != nil {
+		return err
+	}
+	for _, c := range cs {
+		if !want[containerName(c)] {
+			if err := r.remove(ctx, c.ID); err != nil {
+				return err
+			}
+		}
+	}
+	if !d.spec.IsProject() {
+		return r.removeNetwork(ctx, d.name)
+	}
+	owned := runtime.OwnedLabels(d.name, nil)
+	for k, v := range d.labels {
+		if !bookkeeping(k) {
+			owned[k] = v
+		}
+	}
+	if err := r.ensureNetwork(ctx, d.name, owned); err != nil {
+		return err
+	}
+	for _, v := range d.spec.InstanceVolumes {
+		if err := r.ensureVolume(ctx, runtime.ObjectName(d.name, v), owned); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureNetwork makes the instance's network unless it is there.
+func (r *Runtime) ensureNetwork(ctx context.Context, name string, labels map[string]string) error {
+	for attempt := 0; ; attempt++ {
+		n, err := r.cli.NetworkInspect(ctx, name, network.InspectOptions{})
+		if err == nil {
+			if why := r.foreignObject("network", n.Labels); why != "" {
+				return fmt.Errorf("the network name %s is taken by %s", name, why)
+			}
+			return nil
+		}
+		if !cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("inspect network %s: %w", name, err)
+		}
+		_, err = r.cli.NetworkCreate(ctx, name, network.CreateOptions{Driver: "bridge", Labels: labels})
+		if err == nil {
+			return nil
+		}
+		if !cerrdefs.IsConflict(err) || attempt > 3 {
+			return fmt.Errorf("create network %s: %w", name, err)
+		}
+		// Another worker made it between our inspect and create: look again.
+	}
+}
+
+// ensureVolume makes a volume of the instance unless it is there. The
+// engine would hand back an existing volume of that name whoever made it,
+// so it is inspected first.
+func (r *Runtime) ensureVolume(ctx context.Context, name string, labels map[string]string) error {
+	v, err := r.cli.VolumeInspect(ctx, name)
+	if err == nil {
+		if why := r.foreignObject("volume", v.Labels); why != "" {
+			return fmt.Errorf("the volume name %s is taken by %s", name, why)
+		}
+		return nil
+	}
+	if !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("inspect volume %s: %w", name, err)
+	}
+	if _, err := r.cli.VolumeCreate(ctx, volume.CreateOptions{Name: name, Labels: labels}); err != nil {
+		return fmt.Errorf("create volume %s: %w", name, err)
+	}
+	return nil
+}
+
+// ensureContainer makes sure the container of one service runs the
+// deployment's spec and answers its probe, and returns its loopback
+// endpoint.
+func (r *Runtime) ensureContainer(ctx context.Context, d *deployment, svc runtime.Service) (runtime.Endpoint, error) {
+	cname := runtime.ObjectName(d.name, svc.Name)
+	labels := make(map[string]string, len(d.labels)+5)
+	for k, v := range d.labels {
+		labels[k] = v
+	}
+	if svc.Name != "" {
+		labels[runtime.LabelService] = svc.Name
+	}
+	labels[LabelImage] = svc.Image
+	labels[LabelPort] = strconv.Itoa(svc.Port)
+	labels[LabelHealth] = svc.Health
+	if svc.Probe == runtime.ProbeTCP {
+		labels[LabelProbe] = runtime.ProbeTCP
+	}
+	hash := labels[LabelSpec]
+
 	var lastErr error
 	for attempt := 0; attempt < 10; attempt++ {
-		c, err := r.inspect(ctx, name)
+		c, err := r.inspect(ctx, cname)
 		if err != nil {
 			return runtime.Endpoint{}, err
 		}
 		if c != nil {
 			if why := r.foreign(c.Config.Labels); why != "" {
-				return runtime.Endpoint{}, fmt.Errorf("deploy %s: the container name is taken by %s", name, why)
+				return runtime.Endpoint{}, fmt.Errorf("deploy %s: the container name %s is taken by %s", d.name, cname, why)
 			}
-			if c.Config.Labels[LabelSpec] == hash && c.State != nil &&
+			if c.Config.Labels[LabelSpec] == hash && c.Config.Labels[runtime.LabelService] == labels[runtime.LabelService] && c.State != nil &&
 				(c.State.Running && !c.State.Restarting || c.State.Status == string(container.StateCreated)) {
-				return r.startAndWait(ctx, name, c.ID, spec, true)
+				return r.startAndWait(ctx, d.name, c.ID, svc, true)
 			}
 			if err := r.remove(ctx, c.ID); err != nil {
 				lastErr = err
@@ -140,13 +314,13 @@ func (r *Runtime) Deploy(ctx context.Context, name string, spec runtime.Spec) (r
 				continue
 			}
 		}
-		if !pulled {
-			if err := r.pull(ctx, spec.Image, spec.Platform); err != nil {
-				return runtime.Endpoint{}, fmt.Errorf("deploy %s: %w", name, err)
+		if !d.pulled[svc.Image] {
+			if err := r.pull(ctx, svc.Image, d.spec.Platform); err != nil {
+				return runtime.Endpoint{}, fmt.Errorf("deploy %s: %w", d.name, err)
 			}
-			pulled = true
+			d.pulled[svc.Image] = true
 		}
-		id, err := r.create(ctx, name, spec, labels)
+		id, err := r.create(ctx, d, cname, svc, labels)
 		if cerrdefs.IsConflict(err) {
 			// Someone else (another worker, another Runtime) created it
 			// between our inspect and create: look again and reuse it. The
@@ -159,22 +333,26 @@ func (r *Runtime) Deploy(ctx context.Context, name string, spec runtime.Spec) (r
 			continue
 		}
 		if err != nil {
-			return runtime.Endpoint{}, fmt.Errorf("deploy %s: create container: %w", name, err)
+			return runtime.Endpoint{}, fmt.Errorf("deploy %s: create container %s: %w", d.name, cname, err)
 		}
-		return r.startAndWait(ctx, name, id, spec, false)
+		return r.startAndWait(ctx, d.name, id, svc, false)
 	}
-	return runtime.Endpoint{}, fmt.Errorf("deploy %s: container name kept conflicting: %w", name, lastErr)
+	return runtime.Endpoint{}, fmt.Errorf("deploy %s: container name %s kept conflicting: %w", d.name, cname, lastErr)
 }
 
 // startAndWait starts container id (a no-op when it runs) and waits until it
 // is ready. On failure the container is removed, so nothing is left
 // half-deployed, and the error carries its last log lines; but a reused
 // container is left alone when it is the caller's ctx that ended.
-func (r *Runtime) startAndWait(ctx context.Context, name, id string, spec runtime.Spec, reused bool) (runtime.Endpoint, error) {
+func (r *Runtime) startAndWait(ctx context.Context, name, id string, svc runtime.Service, reused bool) (runtime.Endpoint, error) {
+	what := name
+	if svc.Name != "" {
+		what = name + " service " + svc.Name
+	}
 	err := r.cli.ContainerStart(ctx, id, container.StartOptions{})
 	var ep runtime.Endpoint
 	if err == nil {
-		ep, err = r.waitReady(ctx, id, spec)
+		ep, err = r.waitReady(ctx, id, svc)
 		if err == nil {
 			return ep, nil
 		}
@@ -182,7 +360,7 @@ func (r *Runtime) startAndWait(ctx context.Context, name, id string, spec runtim
 		err = fmt.Errorf("start container: %w", err)
 	}
 	if reused && ctx.Err() != nil {
-		return runtime.Endpoint{}, fmt.Errorf("deploy %s: %w", name, err)
+		return runtime.Endpoint{}, fmt.Errorf("deploy %s: %w", what, err)
 	}
 	// ctx may be what ended; clean up on a fresh one.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -192,14 +370,14 @@ func (r *Runtime) startAndWait(ctx context.Context, name, id string, spec runtim
 		err = fmt.Errorf("%w (and removing the container failed: %v)", err, rerr)
 	}
 	if logs != "" {
-		return runtime.Endpoint{}, fmt.Errorf("deploy %s: %w; last log lines:\n%s", name, err, logs)
+		return runtime.Endpoint{}, fmt.Errorf("deploy %s: %w; last log lines:\n%s", what, err, logs)
 	}
-	return runtime.Endpoint{}, fmt.Errorf("deploy %s: %w (no log output)", name, err)
+	return runtime.Endpoint{}, fmt.Errorf("deploy %s: %w (no log output)", what, err)
 }
 
-// waitReady waits until the container answers on its health path, failing
-// early when it stops or restarts.
-func (r *Runtime) waitReady(ctx context.Context, id string, spec runtime.Spec) (runtime.Endpoint, error) {
+// waitReady waits until the container answers its probe, failing early
+// when it stops or restarts.
+func (r *Runtime) waitReady(ctx context.Context, id string, svc runtime.Service) (runtime.Endpoint, error) {
 	timeout := r.ReadyTimeout
 	if timeout <= 0 {
 		timeout = DefaultReadyTimeout
@@ -208,6 +386,7 @@ func (r *Runtime) waitReady(ctx context.Context, id string, spec runtime.Spec) (
 	defer cancel()
 
 	var ep runtime.Endpoint
+	var probeAt runtime.Endpoint
 	for {
 		c, err := r.cli.ContainerInspect(ctx, id)
 		if err != nil {
@@ -216,18 +395,20 @@ func (r *Runtime) waitReady(ctx context.Context, id string, spec runtime.Spec) (
 		if err := stopped(c); err != nil {
 			return ep, err
 		}
-		if ep, err = endpointOf(c.NetworkSettings, spec.Port); err == nil {
-			break
+		if ep, err = endpointOf(c.NetworkSettings, svc.Port); err == nil {
+			if probeAt, err = probeAddr(c, svc, ep); err == nil {
+				break
+			}
 		}
 		if err := sleep(ctx, 200*time.Millisecond); err != nil {
-			return ep, fmt.Errorf("container publishes no port for %d/tcp: %w", spec.Port, err)
+			return ep, fmt.Errorf("container publishes no port for %d/tcp: %w", svc.Port, err)
 		}
 	}
 
 	wctx, wcancel := context.WithCancel(ctx)
 	defer wcancel()
 	done := make(chan error, 1)
-	go func() { done <- runtime.WaitHTTP(wctx, runtime.HealthURL(ep, spec)) }()
+	go func() { done <- runtime.WaitService(wctx, svc, probeAt) }()
 	tick := time.NewTicker(500 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -247,6 +428,23 @@ func (r *Runtime) waitReady(ctx context.Context, id string, spec runtime.Spec) (
 			}
 		}
 	}
+}
+
+// probeAddr is where a service's probe goes: its published loopback port,
+// or for a TCP probe the container's own address, since the engine's proxy
+// accepts connections on the published port before the service listens.
+func probeAddr(c container.InspectResponse, svc runtime.Service, published runtime.Endpoint) (runtime.Endpoint, error) {
+	if svc.Probe != runtime.ProbeTCP {
+		return published, nil
+	}
+	if c.NetworkSettings != nil {
+		for _, n := range c.NetworkSettings.Networks {
+			if n != nil && n.IPAddress != "" {
+				return runtime.Endpoint{Host: n.IPAddress, Port: svc.Port}, nil
+			}
+		}
+	}
+	return runtime.Endpoint{}, errors.New("container has no address yet")
 }
 
 // stopped tells why a container that should be coming up is not.
@@ -328,39 +526,58 @@ func (r *Runtime) pull(ctx context.Context, ref, platform string) error {
 	}
 }
 
-func (r *Runtime) create(ctx context.Context, name string, spec runtime.Spec, labels map[string]string) (string, error) {
-	port := nat.Port(fmt.Sprintf("%d/tcp", spec.Port))
+// create makes the container of one service: on the instance's network
+// under its service name and with its volumes, for a project.
+func (r *Runtime) create(ctx context.Context, d *deployment, cname string, svc runtime.Service, labels map[string]string) (string, error) {
+	port := nat.Port(fmt.Sprintf("%d/tcp", svc.Port))
+	hostname := cname
+	if svc.Name != "" {
+		hostname = svc.Name
+	}
 	cfg := &container.Config{
-		Hostname:     name,
-		Image:        spec.Image,
-		Env:          environ(spec),
+		Hostname:     hostname,
+		Image:        svc.Image,
+		Env:          environ(svc),
 		Labels:       labels,
 		ExposedPorts: nat.PortSet{port: struct{}{}},
 	}
-	if len(spec.Command) > 0 {
+	if len(svc.Command) > 0 {
 		// Like Kubernetes' command: replaces the entrypoint and drops the
 		// image's CMD.
-		cfg.Entrypoint = append([]string(nil), spec.Command...)
+		cfg.Entrypoint = append([]string(nil), svc.Command...)
 	}
 	hc := &container.HostConfig{
 		PortBindings:  nat.PortMap{port: {{HostIP: loopback, HostPort: ""}}},
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
 	}
-	if err := r.mountVolumes(ctx, hc, spec.Volumes); err != nil {
+	var nc *network.NetworkingConfig
+	if d.spec.IsProject() {
+		hc.NetworkMode = container.NetworkMode(d.name)
+		nc = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+			d.name: {Aliases: []string{svc.Name}},
+		}}
+		for _, m := range svc.Mounts {
+			hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeVolume, Source: runtime.ObjectName(d.name, m.Volume), Target: m.Path, ReadOnly: m.ReadOnly})
+		}
+	}
+	// Volumes that outlive the instance (one-service form) are made on
+	// first use and kept; a project's instance volumes were made by
+	// prepare and go with the instance.
+	if err := r.mountVolumes(ctx, hc, d.spec.Volumes); err != nil {
 		return "", err
 	}
-	resp, err := r.cli.ContainerCreate(ctx, cfg, hc, nil, platformOf(spec), name)
+	resp, err := r.cli.ContainerCreate(ctx, cfg, hc, nc, platformOf(d.spec), cname)
 	if err != nil {
 		return "", err
 	}
 	return resp.ID, nil
 }
 
-// environ is spec.Env in a stable order plus PORT=<spec.Port>, which wins
-// over a PORT in spec.Env.
-func environ(spec runtime.Spec) []string {
-	keys := make([]string, 0, len(spec.Env))
-	for k := range spec.Env {
+// environ is the service's Env in a stable order plus PORT=<its port>,
+// which wins over a PORT in Env.
+func environ(svc runtime.Service) []string {
+	keys := make([]string, 0, len(svc.Env))
+	for k := range svc.Env {
 		if k != "PORT" {
 			keys = append(keys, k)
 		}
@@ -368,111 +585,317 @@ func environ(spec runtime.Spec) []string {
 	sort.Strings(keys)
 	env := make([]string, 0, len(keys)+1)
 	for _, k := range keys {
-		env = append(env, k+"="+spec.Env[k])
+		env = append(env, k+"="+svc.Env[k])
 	}
-	return append(env, "PORT="+strconv.Itoa(spec.Port))
+	return append(env, "PORT="+strconv.Itoa(svc.Port))
 }
 
-// Status reports the container named name.
+// Status reports the instance's containers, probing each service.
 func (r *Runtime) Status(ctx context.Context, name string) (runtime.Status, error) {
 	if err := runtime.ValidateName(name); err != nil {
 		return runtime.Status{}, err
 	}
-	c, err := r.inspect(ctx, name)
-	if err != nil || c == nil {
+	cs, err := r.instanceContainers(ctx, name)
+	if err != nil {
 		return runtime.Status{}, err
 	}
-	labels := c.Config.Labels
-	if why := r.foreign(labels); why != "" {
-		return runtime.Status{Message: "the name is taken by " + why}, nil
-	}
-	st := runtime.Status{Exists: true, Image: labels[LabelImage]}
-	if c.State == nil {
-		st.Message = "no state"
-		return st, nil
-	}
-	st.Message = c.State.Status
-	port, _ := strconv.Atoi(labels[LabelPort])
-	ep, err := endpointOf(c.NetworkSettings, port)
-	if err != nil {
-		if c.State.Running {
-			st.Message = err.Error()
+	if len(cs) == 0 {
+		c, err := r.inspect(ctx, name)
+		if err != nil {
+			return runtime.Status{}, err
 		}
-		return st, nil
+		if c != nil {
+			if why := r.foreign(c.Config.Labels); why != "" {
+				return runtime.Status{Message: "the name is taken by " + why}, nil
+			}
+		}
+		if left, err := r.leftovers(ctx, name); err != nil || len(left) == 0 {
+			return runtime.Status{}, err
+		}
+		return runtime.Status{Exists: true, Message: "no containers: its volumes are kept until Destroy"}, nil
 	}
-	st.Endpoint = ep
-	if c.State.Running && !c.State.Restarting {
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		defer cancel()
-		health := runtime.HealthURL(ep, runtime.Spec{Health: labels[LabelHealth]})
-		if err := runtime.WaitHTTP(pctx, health); err != nil {
-			st.Message = "running, not answering: " + err.Error()
+	byService := map[string]string{} // service → container id
+	for _, c := range cs {
+		byService[c.Labels[runtime.LabelService]] = c.ID
+	}
+	first := cs[0].Labels
+	services := []string{""}
+	if first[LabelServices] != "" {
+		services = strings.Split(first[LabelServices], ",")
+	}
+	st := runtime.Status{Exists: true, Ready: true}
+	eps := map[string]runtime.Endpoint{}
+	for _, svc := range services {
+		ss, ep, image := r.serviceStatus(ctx, byService[svc], svc)
+		eps[svc] = ep
+		st.Ready = st.Ready && ss.Ready
+		if svc == first[LabelServe] || svc == "" {
+			st.Image, st.Endpoint = image, ep
+		}
+		if svc == "" {
+			st.Message = ss.Message
 		} else {
-			st.Ready = true
+			st.Services = append(st.Services, ss)
+		}
+	}
+	if service, path, ok := strings.Cut(first[LabelState], ":"); ok && st.Endpoint.URL != "" && eps[service].URL != "" {
+		st.Endpoint.StateURL = eps[service].URL + path
+	}
+	if len(st.Services) > 0 {
+		var notReady []string
+		for _, ss := range st.Services {
+			if !ss.Ready {
+				notReady = append(notReady, ss.Name+": "+ss.Message)
+			}
+		}
+		st.Message = fmt.Sprintf("%d of %d services ready", len(st.Services)-len(notReady), len(st.Services))
+		if len(notReady) > 0 {
+			st.Message += "; " + strings.Join(notReady, "; ")
 		}
 	}
 	return st, nil
 }
 
-// Destroy force-removes the container named name and its anonymous volumes.
-// A missing container, or one drift does not own, is no error (and is left
-// alone).
+// serviceStatus inspects and probes the container of one service ("" id:
+// there is none).
+func (r *Runtime) serviceStatus(ctx context.Context, id, service string) (runtime.ServiceStatus, runtime.Endpoint, string) {
+	ss := runtime.ServiceStatus{Name: service}
+	if id == "" {
+		ss.Message = "no container"
+		return ss, runtime.Endpoint{}, ""
+	}
+	c, err := r.inspect(ctx, id)
+	if err != nil || c == nil {
+		ss.Message = fmt.Sprintf("container gone (%v)", err)
+		return ss, runtime.Endpoint{}, ""
+	}
+	labels := c.Config.Labels
+	ss.Image = labels[LabelImage]
+	if c.State == nil {
+		ss.Message = "no state"
+		return ss, runtime.Endpoint{}, ss.Image
+	}
+	ss.Message = c.State.Status
+	svc := runtime.Service{Name: service, Health: labels[LabelHealth], Probe: labels[LabelProbe]}
+	svc.Port, _ = strconv.Atoi(labels[LabelPort])
+	ep, err := endpointOf(c.NetworkSettings, svc.Port)
+	if err != nil {
+		if c.State.Running {
+			ss.Message = err.Error()
+		}
+		return ss, ep, ss.Image
+	}
+	if c.State.Running && !c.State.Restarting {
+		at, err := probeAddr(*c, svc, ep)
+		if err == nil {
+			err = runtime.ProbeService(ctx, svc, at)
+		}
+		if err != nil {
+			ss.Message = "running, not answering: " + err.Error()
+		} else {
+			ss.Ready = true
+		}
+	}
+	return ss, ep, ss.Image
+}
+
+// Destroy force-removes the instance's containers (and their anonymous
+// volumes), its network and its volumes. A missing instance, or objects
+// drift (of this cloud) does not own, are no error (and are left alone).
 func (r *Runtime) Destroy(ctx context.Context, name string) error {
 	unlock, err := r.lock(ctx, name)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	c, err := r.inspect(ctx, name)
-	if err != nil || c == nil {
-		return err
-	}
-	if r.foreign(c.Config.Labels) != "" {
-		return nil
-	}
-	if err := r.remove(ctx, c.ID); err != nil {
+	if err := r.removeRunning(ctx, name); err != nil {
 		return fmt.Errorf("destroy %s: %w", name, err)
+	}
+	vols, err := r.instanceVolumes(ctx, name)
+	if err != nil {
+		return fmt.Errorf("destroy %s: %w", name, err)
+	}
+	for _, v := range vols {
+		if err := r.cli.VolumeRemove(ctx, v, true); err != nil && !cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("destroy %s: remove volume %s: %w", name, v, err)
+		}
 	}
 	return nil
 }
 
-// List returns this runtime's drift-owned containers whose labels match
-// selector, sorted by name.
+// removeRunning removes the instance's containers and its network, which
+// is what runs; its volumes stay.
+func (r *Runtime) removeRunning(ctx context.Context, name string) error {
+	cs, err := r.instanceContainers(ctx, name)
+	if err != nil {
+		return err
+	}
+	for _, c := range cs {
+		if err := r.remove(ctx, c.ID); err != nil {
+			return err
+		}
+	}
+	return r.removeNetwork(ctx, name)
+}
+
+// removeNetwork removes the instance's network, if it has one of its own.
+func (r *Runtime) removeNetwork(ctx context.Context, name string) error {
+	n, err := r.cli.NetworkInspect(ctx, name, network.InspectOptions{})
+	if cerrdefs.IsNotFound(err) || err == nil && !r.ownedBy(n.Labels, name) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("inspect network %s: %w", name, err)
+	}
+	if err := r.cli.NetworkRemove(ctx, n.ID); err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("remove network %s: %w", name, err)
+	}
+	return nil
+}
+
+// List returns this runtime's drift-owned instances whose labels match
+// selector, sorted by name: one per instance, however many containers it
+// has, and also an instance of which only volumes or a network are left
+// (not ready), so that destroying by label finds it.
 func (r *Runtime) List(ctx context.Context, selector map[string]string) ([]runtime.Instance, error) {
 	sel, ok := runtime.ScopeToCloud(runtime.Selector(selector), r.cloud)
 	if !ok {
 		return []runtime.Instance{}, nil
 	}
-	f := filters.NewArgs()
-	for k, v := range sel {
-		f.Add("label", k+"="+v)
-	}
+	f := labelFilter(sel)
 	cs, err := r.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
 	if err != nil {
 		return nil, fmt.Errorf("list containers: %w", err)
 	}
-	out := make([]runtime.Instance, 0, len(cs))
+	byName := map[string]*runtime.Instance{}
+	want := map[string][]string{}           // instance → its services
+	running := map[string]map[string]bool{} // instance → its running services
 	for _, c := range cs {
 		name := c.Labels[runtime.LabelInstance]
 		if name == "" && len(c.Names) > 0 {
 			name = strings.TrimPrefix(c.Names[0], "/")
 		}
-		in := runtime.Instance{
-			Name:   name,
-			Image:  c.Labels[LabelImage],
-			Labels: publicLabels(c.Labels),
-			Ready:  c.State == container.StateRunning,
+		in := byName[name]
+		if in == nil {
+			in = &runtime.Instance{Name: name, Labels: publicLabels(c.Labels)}
+			byName[name], running[name], want[name] = in, map[string]bool{}, []string{""}
+			if c.Labels[LabelServices] != "" {
+				want[name] = strings.Split(c.Labels[LabelServices], ",")
+			}
 		}
+		service := c.Labels[runtime.LabelService]
+		if c.State == container.StateRunning {
+			running[name][service] = true
+		}
+		if service != c.Labels[LabelServe] {
+			continue
+		}
+		in.Image = c.Labels[LabelImage]
 		port, _ := strconv.Atoi(c.Labels[LabelPort])
 		for _, p := range c.Ports {
 			if int(p.PrivatePort) == port && p.IP == loopback && p.PublicPort != 0 && p.Type == "tcp" {
 				in.Endpoint = endpoint(int(p.PublicPort))
 			}
 		}
-		out = append(out, in)
+	}
+	for name, in := range byName {
+		in.Ready = true
+		for _, s := range want[name] {
+			in.Ready = in.Ready && running[name][s]
+		}
+	}
+	left, err := r.leftoverLabels(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	for name, l := range left {
+		if byName[name] == nil {
+			byName[name] = &runtime.Instance{Name: name, Labels: publicLabels(l)}
+		}
+	}
+	out := make([]runtime.Instance, 0, len(byName))
+	for _, in := range byName {
+		out = append(out, *in)
 	}
 	runtime.SortInstances(out)
 	return out, nil
+}
+
+// leftoverLabels finds the networks and volumes matching filter f, by
+// instance.
+func (r *Runtime) leftoverLabels(ctx context.Context, f filters.Args) (map[string]map[string]string, error) {
+	out := map[string]map[string]string{}
+	ns, err := r.cli.NetworkList(ctx, network.ListOptions{Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("list networks: %w", err)
+	}
+	for _, n := range ns {
+		out[n.Labels[runtime.LabelInstance]] = n.Labels
+	}
+	vs, err := r.cli.VolumeList(ctx, volume.ListOptions{Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("list volumes: %w", err)
+	}
+	for _, v := range vs.Volumes {
+		out[v.Labels[runtime.LabelInstance]] = v.Labels
+	}
+	delete(out, "")
+	return out, nil
+}
+
+// leftovers names the network and volumes of instance name.
+func (r *Runtime) leftovers(ctx context.Context, name string) ([]string, error) {
+	l, err := r.leftoverLabels(ctx, r.instanceFilter(name))
+	if err != nil || len(l) == 0 {
+		return nil, err
+	}
+	vols, err := r.instanceVolumes(ctx, name)
+	return append(vols, name), err
+}
+
+// instanceFilter selects the objects of instance name of this runtime's
+// cloud.
+func (r *Runtime) instanceFilter(name string) filters.Args {
+	sel, _ := runtime.ScopeToCloud(runtime.Selector(map[string]string{runtime.LabelInstance: name}), r.cloud)
+	return labelFilter(sel)
+}
+
+func labelFilter(sel map[string]string) filters.Args {
+	f := filters.NewArgs()
+	for k, v := range sel {
+		f.Add("label", k+"="+v)
+	}
+	return f
+}
+
+// instanceContainers lists the containers of instance name, any state.
+func (r *Runtime) instanceContainers(ctx context.Context, name string) ([]container.Summary, error) {
+	cs, err := r.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: r.instanceFilter(name)})
+	if err != nil {
+		return nil, fmt.Errorf("list containers of %s: %w", name, err)
+	}
+	return cs, nil
+}
+
+// instanceVolumes names the volumes of instance name.
+func (r *Runtime) instanceVolumes(ctx context.Context, name string) ([]string, error) {
+	vs, err := r.cli.VolumeList(ctx, volume.ListOptions{Filters: r.instanceFilter(name)})
+	if err != nil {
+		return nil, fmt.Errorf("list volumes of %s: %w", name, err)
+	}
+	var out []string
+	for _, v := range vs.Volumes {
+		out = append(out, v.Name)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func containerName(c container.Summary) string {
+	if len(c.Names) > 0 {
+		return strings.TrimPrefix(c.Names[0], "/")
+	}
+	return ""
 }
 
 // foreign explains why a container with these labels is not this runtime's
@@ -481,12 +904,29 @@ func (r *Runtime) foreign(labels map[string]string) string {
 	return runtime.Foreign("container", labels, r.cloud)
 }
 
+func (r *Runtime) foreignObject(what string, labels map[string]string) string {
+	return runtime.Foreign(what, labels, r.cloud)
+}
+
+// ownedBy reports whether an object with these labels is instance name's
+// (of this runtime's cloud).
+func (r *Runtime) ownedBy(labels map[string]string, name string) bool {
+	return r.foreignObject("object", labels) == "" && labels[runtime.LabelInstance] == name
+}
+
+// bookkeeping reports whether a label is one of this runtime's own.
+func bookkeeping(k string) bool {
+	switch k {
+	case LabelSpec, LabelImage, LabelPort, LabelHealth, LabelProbe, LabelServices, LabelServe, LabelState:
+		return true
+	}
+	return false
+}
+
 func publicLabels(l map[string]string) map[string]string {
 	out := make(map[string]string, len(l))
 	for k, v := range l {
-		switch k {
-		case LabelSpec, LabelImage, LabelPort, LabelHealth:
-		default:
+		if !bookkeeping(k) && k != runtime.LabelService {
 			out[k] = v
 		}
 	}

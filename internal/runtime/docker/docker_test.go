@@ -125,7 +125,7 @@ func TestLabelsAndHash(t *testing.T) {
 }
 
 func TestEnvironPortWins(t *testing.T) {
-	env := environ(runtime.Spec{Port: 8080, Env: map[string]string{"PORT": "1", "B": "2", "A": "1"}})
+	env := environ(runtime.Service{Port: 8080, Env: map[string]string{"PORT": "1", "B": "2", "A": "1"}})
 	if !slices.Equal(env, []string{"A=1", "B=2", "PORT=8080"}) {
 		t.Fatalf("environ = %v", env)
 	}

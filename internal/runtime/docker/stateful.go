@@ -89,7 +89,7 @@ func (r *Runtime) createTask(ctx context.Context, name string, spec runtime.Spec
 		return "", err
 	}
 	labels[LabelImage] = spec.Image
-	cfg := &container.Config{Hostname: name, Image: spec.Image, Env: environ(spec), Labels: labels, Entrypoint: spec.Command}
+	cfg := &container.Config{Hostname: name, Image: spec.Image, Env: environ(spec.Project()[0]), Labels: labels, Entrypoint: spec.Command}
 	hc := &container.HostConfig{}
 	if err := r.mountVolumes(ctx, hc, spec.Volumes); err != nil {
 		return "", err
@@ -134,7 +134,7 @@ func (r *Runtime) Start(ctx context.Context, name string) (runtime.Endpoint, err
 	if err := r.cli.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
 		return runtime.Endpoint{}, fmt.Errorf("start %s: %w", name, err)
 	}
-	return r.waitReady(ctx, c.ID, runtime.Spec{Port: port, Health: c.Config.Labels[LabelHealth]})
+	return r.waitReady(ctx, c.ID, runtime.Service{Port: port, Health: c.Config.Labels[LabelHealth], Probe: c.Config.Labels[LabelProbe]})
 }
 
 // own locks name and returns its container when this runtime owns it (nil
@@ -164,7 +164,9 @@ func (r *Runtime) Volumes(ctx context.Context, selector map[string]string) ([]ru
 	if !ok {
 		return []runtime.Volume{}, nil
 	}
-	f := filters.NewArgs()
+	// Only volumes that outlive instances: a project's instance volumes
+	// (no drift.volume label) go with their instance.
+	f := filters.NewArgs(filters.Arg("label", runtime.LabelVolume))
 	for k, v := range sel {
 		f.Add("label", k+"="+v)
 	}
@@ -188,8 +190,8 @@ func (r *Runtime) RemoveVolume(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("inspect volume %s: %w", name, err)
 	}
-	if runtime.Foreign("volume", v.Labels, r.cloud) != "" {
-		return nil
+	if runtime.Foreign("volume", v.Labels, r.cloud) != "" || v.Labels[runtime.LabelVolume] == "" {
+		return nil // not ours, or a project's instance volume (Destroy removes it)
 	}
 	// A container just removed may still hold it for a moment.
 	for try := 0; ; try++ {

@@ -1,16 +1,30 @@
 // Package kubernetes runs drift instances on a Kubernetes cluster (an edge
-// cloud). An instance is a Deployment and a ClusterIP Service of the same
-// name in the cloud's namespace (drift-<cloud> unless the config names one),
-// both server-side applied with field manager "drift" and labelled with
-// drift's ownership labels (drift.owned=true, drift.instance=<name>,
-// drift.cloud=<cloud> and the spec's labels); the pods select on
-// drift.instance.
+// cloud), in the cloud's namespace (drift-<cloud> unless the config names
+// one). An instance in the one-service form is a Deployment and a ClusterIP
+// Service named after the instance, whose pods select on drift.instance.
+// An instance of a project is, as Kompose maps compose, a Deployment and a
+// ClusterIP Service per service (named runtime.ObjectName(instance,
+// service), pods selecting on drift.instance and drift.project-service) and a
+// PersistentVolumeClaim per named volume (runtime.ObjectName(instance,
+// volume), 1Gi, ReadWriteOnce, the cluster's default storage class). Every
+// object is server-side applied with field manager "drift" and labelled
+// with drift's ownership labels (drift.owned=true, drift.instance=<name>,
+// drift.cloud=<cloud> and the spec's labels): one label set per instance.
 //
-// The Endpoint of an instance is its Service's cluster IP and port
+// All instances of a cloud share its namespace, so a project's Services
+// cannot carry the bare service names compose apps use to reach each other;
+// instead every pod of the project gets each service name mapped to that
+// service's Service cluster IP in its /etc/hosts (hostAliases), and the
+// Service's own DNS name is <object>.<namespace>.svc. Deploy applies the
+// claims and Services first (for their addresses), then the Deployments in
+// depends_on order, each rolled out before the next.
+//
+// The Endpoint of an instance is its serving Service's cluster IP and port
 // (http://<clusterIP>:<port>): it is reachable from inside the cluster (and
 // from workers that run there), not necessarily from the host that calls
-// Deploy. In drift's tests the cluster's nodes are kwok fakes, whose pods
-// never run, so tests check the API objects and never dial the endpoint.
+// Deploy. Most of drift's tests run on kwok's fake nodes, whose pods never
+// run, and check the API objects; the Kubernetes harness's real node
+// (tests/kube) runs pods, and a project's services reach each other there.
 package kubernetes
 
 import (
@@ -25,7 +39,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -101,138 +114,241 @@ func (r *Runtime) Namespace() string { return r.namespace }
 // Client is the runtime's clientset.
 func (r *Runtime) Client() kubernetes.Interface { return r.client }
 
-// Deploy applies the instance's Deployment and Service and waits for the
-// Deployment to roll out. Applying an unchanged spec changes nothing (the
-// Deployment's generation stays); a changed one (a new image) rolls it.
+// Deploy applies the instance's claims, Services and Deployments and waits
+// for each Deployment to roll out, in start order. Applying an unchanged
+// spec changes nothing (the Deployments' generations stay); a changed one
+// (a new image) rolls them. Objects of services the spec no longer has go;
+// claims stay until Destroy, since they hold the instance's state.
 func (r *Runtime) Deploy(ctx context.Context, name string, spec runtime.Spec) (runtime.Endpoint, error) {
 	labels, err := r.validate(name, spec)
+	if err != nil {
+		return runtime.Endpoint{}, err
+	}
+	order, err := runtime.StartOrder(spec.Project())
 	if err != nil {
 		return runtime.Endpoint{}, err
 	}
 	if err := r.ensureNamespace(ctx); err != nil {
 		return runtime.Endpoint{}, err
 	}
-	// Never take over objects drift does not own; and a Deployment or
-	// Service still being deleted (an earlier Destroy that was cut short)
-	// would swallow the apply, so wait until it is gone.
-	if err := r.waitApplicable(ctx, name); err != nil {
-		return runtime.Endpoint{}, err
+	// Never take over objects drift does not own; and an object still being
+	// deleted (an earlier Destroy that was cut short) would swallow the
+	// apply, so wait until it is gone.
+	for _, svc := range spec.Project() {
+		if err := r.waitApplicable(ctx, runtime.ObjectName(name, svc.Name)); err != nil {
+			return runtime.Endpoint{}, err
+		}
 	}
 	if err := r.ensureVolumes(ctx, spec.Volumes); err != nil {
 		return runtime.Endpoint{}, err
 	}
 	apply := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
-	svc, err := r.client.CoreV1().Services(r.namespace).Apply(ctx, r.serviceFor(name, spec, labels), apply)
-	if err != nil {
-		return runtime.Endpoint{}, r.apiErr("apply service", name, err)
+	// Volumes outlive the instance (claims of their own names, kept by
+	// Destroy); a project's instance volumes are claims named after the
+	// instance, deleted with it.
+	for _, v := range spec.InstanceVolumes {
+		claim := runtime.ObjectName(name, v)
+		if err := r.waitClaimApplicable(ctx, claim); err != nil {
+			return runtime.Endpoint{}, err
+		}
+		if _, err := r.client.CoreV1().PersistentVolumeClaims(r.namespace).Apply(ctx, r.claimFor(name, v, labels), apply); err != nil {
+			return runtime.Endpoint{}, r.apiErr("apply persistentvolumeclaim", claim, err)
+		}
 	}
-	dep, err := r.client.AppsV1().Deployments(r.namespace).Apply(ctx, r.deploymentFor(name, spec, labels), apply)
-	if err != nil {
-		return runtime.Endpoint{}, r.apiErr("apply deployment", name, err)
+	svcs := map[string]*corev1.Service{}
+	hosts := map[string]string{}
+	for _, svc := range spec.Project() {
+		applied, err := r.client.CoreV1().Services(r.namespace).Apply(ctx, r.serviceFor(name, svc, labels), apply)
+		if err != nil {
+			return runtime.Endpoint{}, r.apiErr("apply service", runtime.ObjectName(name, svc.Name), err)
+		}
+		svcs[svc.Name] = applied
+		if ip := applied.Spec.ClusterIP; svc.Name != "" && ip != "" && ip != corev1.ClusterIPNone {
+			hosts[svc.Name] = ip
+		}
 	}
-	if err := r.waitRollout(ctx, dep); err != nil {
+	for _, svc := range order {
+		dep, err := r.client.AppsV1().Deployments(r.namespace).Apply(ctx, r.deploymentFor(name, spec, svc, labels, hosts), apply)
+		if err != nil {
+			return runtime.Endpoint{}, r.apiErr("apply deployment", runtime.ObjectName(name, svc.Name), err)
+		}
+		if err := r.waitRollout(ctx, dep); err != nil {
+			return runtime.Endpoint{}, err
+		}
+	}
+	if err := r.removeStale(ctx, name, spec); err != nil {
 		return runtime.Endpoint{}, err
 	}
-	// The endpoint is the Service: ready once it sends to the pods.
-	return endpointOf(svc), r.waitEndpoints(ctx, name, name)
+	// Each service's endpoint is its Service: ready once it sends to the pods.
+	for _, svc := range spec.Project() {
+		if err := r.waitEndpoints(ctx, runtime.ObjectName(name, svc.Name), name); err != nil {
+			return runtime.Endpoint{}, err
+		}
+	}
+	ep := endpointOf(svcs[spec.ServeService().Name])
+	if st := spec.State; st != nil {
+		ep = runtime.WithState(ep, spec, endpointOf(svcs[st.Service]))
+	}
+	return ep, nil
 }
 
-// Status reports the instance's Deployment and Service.
+// removeStale deletes the Deployments and Services of the instance that
+// spec does not want (services it lacks, or the objects of the other form).
+func (r *Runtime) removeStale(ctx context.Context, name string, spec runtime.Spec) error {
+	want := map[string]bool{}
+	for _, svc := range spec.Project() {
+		want[runtime.ObjectName(name, svc.Name)] = true
+	}
+	objs, err := r.owned(ctx, name)
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		if (o.kind == "deployment" || o.kind == "service") && !want[o.name] {
+			if err := o.delete(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Status reports the instance's Deployments and Services: ready when every
+// service has rolled out and has its Service.
 func (r *Runtime) Status(ctx context.Context, name string) (runtime.Status, error) {
 	if err := runtime.ValidateName(name); err != nil {
 		return runtime.Status{}, err
 	}
-	dep, err := r.client.AppsV1().Deployments(r.namespace).Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		dep, err = nil, nil
-	}
+	sel := metav1.ListOptions{LabelSelector: r.ownedSelector(name)}
+	deps, err := r.client.AppsV1().Deployments(r.namespace).List(ctx, sel)
 	if err != nil {
-		return runtime.Status{}, r.apiErr("get deployment", name, err)
+		return runtime.Status{}, r.apiErr("list deployments", name, err)
 	}
-	svc, err := r.client.CoreV1().Services(r.namespace).Get(ctx, name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		svc, err = nil, nil
-	}
+	svcs, err := r.client.CoreV1().Services(r.namespace).List(ctx, sel)
 	if err != nil {
-		return runtime.Status{}, r.apiErr("get service", name, err)
+		return runtime.Status{}, r.apiErr("list services", name, err)
 	}
-	var foreign []string
-	if dep != nil {
-		if why := r.foreign(dep.Labels); why != "" {
-			foreign, dep = append(foreign, "deployment: "+why), nil
+	if len(deps.Items) == 0 && len(svcs.Items) == 0 {
+		return runtime.Status{Message: r.whyTaken(ctx, name)}, nil
+	}
+	p := project(deps.Items, svcs.Items)
+	st := runtime.Status{Exists: true, Ready: true}
+	eps := map[string]runtime.Endpoint{}
+	for _, service := range p.services {
+		ss := runtime.ServiceStatus{Name: service}
+		dep, svc := p.deps[service], p.svcs[service]
+		if svc != nil {
+			eps[service] = endpointOf(svc)
+		}
+		if dep != nil {
+			ss.Image = imageOf(dep)
+		}
+		done, msg, err := false, "", error(nil)
+		switch {
+		case dep == nil && svc == nil:
+			msg = "no deployment and no service"
+		case dep == nil:
+			msg = "service without deployment"
+		default:
+			done, msg, err = rolloutStatus(dep)
+			switch {
+			case err != nil:
+				msg = err.Error()
+			case stopped(dep):
+				done, msg = false, "stopped (scaled to zero)"
+			case svc == nil:
+				done, msg = false, "deployment without service"
+			}
+		}
+		ss.Ready, ss.Message = done, msg
+		st.Ready = st.Ready && done
+		if service == p.serve {
+			st.Image, st.Endpoint = ss.Image, eps[service]
+		}
+		if service == "" {
+			st.Message = msg
+		} else {
+			st.Services = append(st.Services, ss)
 		}
 	}
-	if svc != nil {
-		if why := r.foreign(svc.Labels); why != "" {
-			foreign, svc = append(foreign, "service: "+why), nil
+	if p.stateService != "" && st.Endpoint.URL != "" && eps[p.stateService].URL != "" {
+		st.Endpoint.StateURL = eps[p.stateService].URL + p.statePath
+	}
+	if len(st.Services) > 0 {
+		var notReady []string
+		for _, ss := range st.Services {
+			if !ss.Ready {
+				notReady = append(notReady, ss.Name+": "+ss.Message)
+			}
 		}
-	}
-	if dep == nil && svc == nil {
-		return runtime.Status{Message: strings.Join(foreign, "; ")}, nil
-	}
-	st := runtime.Status{Exists: true}
-	if svc != nil {
-		st.Endpoint = endpointOf(svc)
-	}
-	if dep == nil {
-		st.Message = "service without deployment"
-		return st, nil
-	}
-	st.Image = imageOf(dep)
-	done, msg, err := rolloutStatus(dep)
-	switch {
-	case err != nil:
-		st.Message = err.Error()
-	case stopped(dep):
-		st.Message = "stopped (scaled to zero)"
-	case svc == nil:
-		st.Message = "deployment without service"
-	default:
-		st.Ready = done
-		st.Message = msg
+		st.Message = fmt.Sprintf("%d of %d services ready", len(st.Services)-len(notReady), len(st.Services))
+		if len(notReady) > 0 {
+			st.Message += "; " + strings.Join(notReady, "; ")
+		}
 	}
 	return st, nil
 }
 
-// Destroy deletes the instance's Deployment, ReplicaSets, Pods and Service,
-// and waits until all of them are gone (on a real cluster that includes the
-// pods' graceful termination). Objects of the same name that drift (of this
-// cloud) does not own are left alone.
+// whyTaken says why the objects named after an instance that has none of
+// its own are another's, or "".
+func (r *Runtime) whyTaken(ctx context.Context, name string) string {
+	var why []string
+	if dep, err := r.client.AppsV1().Deployments(r.namespace).Get(ctx, name, metav1.GetOptions{}); err == nil {
+		if w := r.foreign(dep.Labels); w != "" {
+			why = append(why, "deployment: "+w)
+		}
+	}
+	if svc, err := r.client.CoreV1().Services(r.namespace).Get(ctx, name, metav1.GetOptions{}); err == nil {
+		if w := r.foreign(svc.Labels); w != "" {
+			why = append(why, "service: "+w)
+		}
+	}
+	return strings.Join(why, "; ")
+}
+
+// projectView is an instance as its objects tell it.
+type projectView struct {
+	services                []string // "" alone in the one-service form
+	serve                   string
+	stateService, statePath string
+	deps                    map[string]*appsv1.Deployment // by service
+	svcs                    map[string]*corev1.Service
+}
+
+// project reads the objects of one instance.
+func project(deps []appsv1.Deployment, svcs []corev1.Service) projectView {
+	p := projectView{services: []string{""}, deps: map[string]*appsv1.Deployment{}, svcs: map[string]*corev1.Service{}}
+	for i := range deps {
+		d := &deps[i]
+		p.deps[d.Labels[runtime.LabelService]] = d
+		if a := d.Annotations[AnnotationServices]; a != "" {
+			p.services = strings.Split(a, ",")
+			p.serve = d.Annotations[AnnotationServe]
+			p.stateService, p.statePath, _ = strings.Cut(d.Annotations[AnnotationState], ":")
+		}
+	}
+	for i := range svcs {
+		p.svcs[svcs[i].Labels[runtime.LabelService]] = &svcs[i]
+	}
+	return p
+}
+
+// Destroy deletes the instance's Deployments, Services, claims, ReplicaSets
+// and Pods, found by its labels, and waits until all of them are gone (on a
+// real cluster that includes the pods' graceful termination). Objects that
+// drift (of this cloud) does not own do not carry those labels and are left
+// alone.
 func (r *Runtime) Destroy(ctx context.Context, name string) error {
 	if err := runtime.ValidateName(name); err != nil {
 		return err
 	}
-	// Delete only what is ours, and only the version we looked at (a
-	// precondition on its UID), so a foreign object of the same name is
-	// left alone.
-	depOurs, svcOurs := false, false
-	dep, err := r.client.AppsV1().Deployments(r.namespace).Get(ctx, name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-	case err != nil:
-		return r.apiErr("get deployment", name, err)
-	case r.foreign(dep.Labels) == "":
-		depOurs = true
-		err := r.client.AppsV1().Deployments(r.namespace).Delete(ctx, name, metav1.DeleteOptions{
-			PropagationPolicy: &background,
-			Preconditions:     &metav1.Preconditions{UID: &dep.UID},
-		})
-		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-			return r.apiErr("delete deployment", name, err)
-		}
+	objs, err := r.owned(ctx, name)
+	if err != nil {
+		return err
 	}
-	svc, err := r.client.CoreV1().Services(r.namespace).Get(ctx, name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-	case err != nil:
-		return r.apiErr("get service", name, err)
-	case r.foreign(svc.Labels) == "" && svc.Labels[runtime.LabelEndpoint] == "":
-		svcOurs = true
-		err := r.client.CoreV1().Services(r.namespace).Delete(ctx, name, metav1.DeleteOptions{
-			Preconditions: &metav1.Preconditions{UID: &svc.UID},
-		})
-		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-			return r.apiErr("delete service", name, err)
+	for _, o := range objs {
+		if err := o.delete(ctx); err != nil {
+			return err
 		}
 	}
 	// The garbage collector would delete the ReplicaSets and Pods in its own
@@ -246,18 +362,65 @@ func (r *Runtime) Destroy(ctx context.Context, name string) error {
 	if err := r.client.CoreV1().Pods(r.namespace).DeleteCollection(ctx, del, owned); err != nil && !apierrors.IsNotFound(err) {
 		return r.apiErr("delete pods", name, err)
 	}
-	var depUID, svcUID types.UID
-	if depOurs {
-		depUID = dep.UID
+	return r.waitGone(ctx, name)
+}
+
+// ownedObject is one Deployment, Service or claim of an instance.
+type ownedObject struct {
+	kind, name string
+	delete     func(context.Context) error
+}
+
+// owned lists the instance's Deployments, Services and claims, each with
+// how to delete that very object (a precondition on its UID).
+func (r *Runtime) owned(ctx context.Context, name string) ([]ownedObject, error) {
+	sel := metav1.ListOptions{LabelSelector: r.ownedSelector(name)}
+	var out []ownedObject
+	gone := func(kind, n string, err error) error {
+		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+			return r.apiErr("delete "+kind, n, err)
+		}
+		return nil
 	}
-	if svcOurs {
-		svcUID = svc.UID
+	deps, err := r.client.AppsV1().Deployments(r.namespace).List(ctx, sel)
+	if err != nil {
+		return nil, r.apiErr("list deployments", name, err)
 	}
-	return r.waitGone(ctx, name, depUID, svcUID)
+	for _, d := range deps.Items {
+		out = append(out, ownedObject{"deployment", d.Name, func(ctx context.Context) error {
+			return gone("deployment", d.Name, r.client.AppsV1().Deployments(r.namespace).Delete(ctx, d.Name, metav1.DeleteOptions{
+				PropagationPolicy: &background, Preconditions: &metav1.Preconditions{UID: &d.UID}}))
+		}})
+	}
+	svcs, err := r.client.CoreV1().Services(r.namespace).List(ctx, sel)
+	if err != nil {
+		return nil, r.apiErr("list services", name, err)
+	}
+	for _, s := range svcs.Items {
+		if s.Labels[runtime.LabelEndpoint] != "" {
+			continue // a stable endpoint (Router) is no instance's
+		}
+		out = append(out, ownedObject{"service", s.Name, func(ctx context.Context) error {
+			return gone("service", s.Name, r.client.CoreV1().Services(r.namespace).Delete(ctx, s.Name, metav1.DeleteOptions{
+				Preconditions: &metav1.Preconditions{UID: &s.UID}}))
+		}})
+	}
+	claims, err := r.client.CoreV1().PersistentVolumeClaims(r.namespace).List(ctx, sel)
+	if err != nil {
+		return nil, r.apiErr("list persistentvolumeclaims", name, err)
+	}
+	for _, c := range claims.Items {
+		out = append(out, ownedObject{"persistentvolumeclaim", c.Name, func(ctx context.Context) error {
+			return gone("persistentvolumeclaim", c.Name, r.client.CoreV1().PersistentVolumeClaims(r.namespace).Delete(ctx, c.Name, metav1.DeleteOptions{
+				Preconditions: &metav1.Preconditions{UID: &c.UID}}))
+		}})
+	}
+	return out, nil
 }
 
 // List returns the instances whose Deployments carry drift's ownership label
-// and this runtime's cloud, and match selector.
+// and this runtime's cloud, and match selector: one per instance, ready
+// when every service has rolled out and has its Service.
 func (r *Runtime) List(ctx context.Context, selector map[string]string) ([]runtime.Instance, error) {
 	set, ok := runtime.ScopeToCloud(runtime.Selector(selector), r.cloud)
 	if !ok {
@@ -279,27 +442,58 @@ func (r *Runtime) List(ctx context.Context, selector map[string]string) ([]runti
 	if err != nil {
 		return nil, r.apiErr("list services", "", err)
 	}
-	byName := make(map[string]*corev1.Service, len(svcs.Items))
-	for i := range svcs.Items {
-		byName[svcs.Items[i].Name] = &svcs.Items[i]
+	depsOf := map[string][]appsv1.Deployment{}
+	for _, d := range deps.Items {
+		depsOf[d.Labels[runtime.LabelInstance]] = append(depsOf[d.Labels[runtime.LabelInstance]], d)
 	}
-	out := make([]runtime.Instance, 0, len(deps.Items))
-	for i := range deps.Items {
-		d := &deps.Items[i]
-		inst := runtime.Instance{Name: d.Name, Image: imageOf(d), Labels: d.Labels}
-		svc := byName[d.Name]
-		if svc != nil && r.foreign(svc.Labels) != "" {
-			svc = nil
+	svcsOf := map[string][]corev1.Service{}
+	for _, s := range svcs.Items {
+		if r.foreign(s.Labels) == "" {
+			svcsOf[s.Labels[runtime.LabelInstance]] = append(svcsOf[s.Labels[runtime.LabelInstance]], s)
 		}
-		if svc != nil {
-			inst.Endpoint = endpointOf(svc)
+	}
+	out := make([]runtime.Instance, 0, len(depsOf))
+	for name, ds := range depsOf {
+		p := project(ds, svcsOf[name])
+		inst := runtime.Instance{Name: name, Ready: true}
+		for _, service := range p.services {
+			dep, svc := p.deps[service], p.svcs[service]
+			done := false
+			if dep != nil {
+				var err error
+				done, _, err = rolloutStatus(dep)
+				done = done && err == nil && !stopped(dep)
+			}
+			inst.Ready = inst.Ready && done && svc != nil
+			if service != p.serve {
+				continue
+			}
+			if dep != nil {
+				inst.Image = imageOf(dep)
+				inst.Labels = instanceLabels(dep.Labels)
+			}
+			if svc != nil {
+				inst.Endpoint = endpointOf(svc)
+			}
 		}
-		done, _, err := rolloutStatus(d)
-		inst.Ready = done && err == nil && svc != nil && !stopped(d)
+		if inst.Labels == nil {
+			inst.Labels = instanceLabels(ds[0].Labels)
+		}
 		out = append(out, inst)
 	}
 	runtime.SortInstances(out)
 	return out, nil
+}
+
+// instanceLabels are an object's labels without the service it belongs to.
+func instanceLabels(l map[string]string) map[string]string {
+	out := make(map[string]string, len(l))
+	for k, v := range l {
+		if k != runtime.LabelService {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // ensureNamespace creates the runtime's namespace, labelled drift.owned=true,
@@ -359,6 +553,27 @@ func (r *Runtime) waitApplicable(ctx context.Context, name string) error {
 	})
 }
 
+// waitClaimApplicable fails if the claim exists but is not drift's (of this
+// cloud), and waits while it is being deleted.
+func (r *Runtime) waitClaimApplicable(ctx context.Context, name string) error {
+	return r.poll(ctx, "earlier deletion of "+name, func() (bool, string, error) {
+		c, err := r.client.CoreV1().PersistentVolumeClaims(r.namespace).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return true, "", nil
+		}
+		if err != nil {
+			return false, "", r.apiErr("get persistentvolumeclaim", name, err)
+		}
+		if why := r.foreign(c.Labels); why != "" {
+			return false, "", fmt.Errorf("kubernetes %s: the persistentvolumeclaim name %s is taken by %s", r.namespace, name, why)
+		}
+		if c.DeletionTimestamp != nil {
+			return false, "persistentvolumeclaim is being deleted", nil
+		}
+		return true, "", nil
+	})
+}
+
 // foreign explains why an object with these labels is not this runtime's to
 // touch, or returns "".
 func (r *Runtime) foreign(l map[string]string) string {
@@ -389,42 +604,44 @@ func (r *Runtime) waitRollout(ctx context.Context, dep *appsv1.Deployment) error
 	})
 }
 
-// waitGone waits until the instance's Deployment and Service (the ones with
-// these UIDs, when not empty) and its ReplicaSets and Pods are gone.
-func (r *Runtime) waitGone(ctx context.Context, name string, depUID, svcUID types.UID) error {
-	owned := r.ownedSelector(name)
+// waitGone waits until the instance's Deployments, Services, claims,
+// ReplicaSets and Pods are gone.
+func (r *Runtime) waitGone(ctx context.Context, name string) error {
+	owned := metav1.ListOptions{LabelSelector: r.ownedSelector(name)}
 	return r.poll(ctx, "deletion of "+name, func() (bool, string, error) {
-		if depUID != "" {
-			dep, err := r.client.AppsV1().Deployments(r.namespace).Get(ctx, name, metav1.GetOptions{})
-			if err == nil && dep.UID == depUID {
-				return false, "deployment still there", nil
+		counts := []struct {
+			kind string
+			list func() (int, error)
+		}{
+			{"deployment", func() (int, error) {
+				l, err := r.client.AppsV1().Deployments(r.namespace).List(ctx, owned)
+				return len(l.Items), err
+			}},
+			{"service", func() (int, error) {
+				l, err := r.client.CoreV1().Services(r.namespace).List(ctx, owned)
+				return len(l.Items), err
+			}},
+			{"persistentvolumeclaim", func() (int, error) {
+				l, err := r.client.CoreV1().PersistentVolumeClaims(r.namespace).List(ctx, owned)
+				return len(l.Items), err
+			}},
+			{"replicaset", func() (int, error) {
+				l, err := r.client.AppsV1().ReplicaSets(r.namespace).List(ctx, owned)
+				return len(l.Items), err
+			}},
+			{"pod", func() (int, error) {
+				l, err := r.client.CoreV1().Pods(r.namespace).List(ctx, owned)
+				return len(l.Items), err
+			}},
+		}
+		for _, c := range counts {
+			n, err := c.list()
+			if err != nil {
+				return false, "", r.apiErr("list "+c.kind+"s", name, err)
 			}
-			if err != nil && !apierrors.IsNotFound(err) {
-				return false, "", r.apiErr("get deployment", name, err)
+			if n > 0 {
+				return false, fmt.Sprintf("%d %s(s) still there", n, c.kind), nil
 			}
-		}
-		if svcUID != "" {
-			svc, err := r.client.CoreV1().Services(r.namespace).Get(ctx, name, metav1.GetOptions{})
-			if err == nil && svc.UID == svcUID {
-				return false, "service still there", nil
-			}
-			if err != nil && !apierrors.IsNotFound(err) {
-				return false, "", r.apiErr("get service", name, err)
-			}
-		}
-		rss, err := r.client.AppsV1().ReplicaSets(r.namespace).List(ctx, metav1.ListOptions{LabelSelector: owned})
-		if err != nil {
-			return false, "", r.apiErr("list replicasets", name, err)
-		}
-		if n := len(rss.Items); n > 0 {
-			return false, fmt.Sprintf("%d replicaset(s) still there", n), nil
-		}
-		pods, err := r.client.CoreV1().Pods(r.namespace).List(ctx, metav1.ListOptions{LabelSelector: owned})
-		if err != nil {
-			return false, "", r.apiErr("list pods", name, err)
-		}
-		if n := len(pods.Items); n > 0 {
-			return false, fmt.Sprintf("%d pod(s) still there", n), nil
 		}
 		return true, "", nil
 	})

@@ -177,8 +177,8 @@ func TestObjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dep := r.deploymentFor("web", spec, labels)
-	svc := r.serviceFor("web", spec, labels)
+	dep := r.deploymentFor("web", spec, spec.Project()[0], labels, nil)
+	svc := r.serviceFor("web", spec.Project()[0], labels)
 
 	wantLabels := map[string]string{
 		runtime.LabelOwned:    "true",
@@ -231,7 +231,7 @@ func TestObjects(t *testing.T) {
 	}
 
 	spec.Replicas, spec.Health, spec.Command = 3, "", nil
-	dep = r.deploymentFor("web", spec, labels)
+	dep = r.deploymentFor("web", spec, spec.Project()[0], labels, nil)
 	c = dep.Spec.Template.Spec.Containers
 	if *dep.Spec.Replicas != 3 || *c[0].ReadinessProbe.HTTPGet.Path != "/" || c[0].Command != nil {
 		t.Errorf("replicas %d, probe %s, command %v", *dep.Spec.Replicas, *c[0].ReadinessProbe.HTTPGet.Path, c[0].Command)
@@ -252,7 +252,7 @@ func kubelet(t *testing.T, cs *fake.Clientset, ns, name string, mutate func(*app
 			if _, err := cs.AppsV1().Deployments(ns).UpdateStatus(ctx, d, metav1.UpdateOptions{}); err != nil {
 				t.Error(err)
 			}
-			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name + "-pod", Namespace: ns, Labels: map[string]string{runtime.LabelInstance: name}}}
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name + "-pod", Namespace: ns, Labels: map[string]string{runtime.LabelInstance: d.Spec.Template.Labels[runtime.LabelInstance]}}}
 			cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
 			slice := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: name + "-slice", Namespace: ns, Labels: map[string]string{discoveryv1.LabelServiceName: name}},
 				Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.0.0.1"}, TargetRef: &corev1.ObjectReference{Kind: "Pod", Name: pod.Name}}}}
@@ -505,4 +505,125 @@ func TestForeignObjectsAreLeftAlone(t *testing.T) {
 	if d.Labels[runtime.LabelOwned] != "" || imageOf(d) != "img-foreign" {
 		t.Errorf("foreign deployment was changed: %v %s", d.Labels, imageOf(d))
 	}
+}
+
+// A project's objects: per service a Deployment and a Service named from
+// (instance, service) that select that service's pods of this instance,
+// every pod mapping each service name to its Service's address, and a claim
+// per named volume; the Deployments carry what Status needs of the project.
+func TestProjectObjects(t *testing.T) {
+	r, _ := newFake(t)
+	spec := runtime.Spec{
+		Services: []runtime.Service{
+			{Name: "web", Image: "127.0.0.1:5000/web:v1", Port: 8080, DependsOn: []string{"db"}},
+			{Name: "db", Image: "127.0.0.1:5000/db:v1", Port: 5432, Probe: runtime.ProbeTCP, Mounts: []runtime.Mount{{Volume: "db_data", Path: "/var/lib/db"}}},
+		},
+		InstanceVolumes: []string{"db_data"},
+		Serve:           "web",
+		State:           &runtime.State{Service: "db", Path: "/state"},
+	}
+	labels, err := r.validate("shop", spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts := map[string]string{"web": "10.96.0.1", "db": "10.96.0.2"}
+	for _, svc := range spec.Services {
+		obj := runtime.ObjectName("shop", svc.Name)
+		dep := r.deploymentFor("shop", spec, svc, labels, hosts)
+		s := r.serviceFor("shop", svc, labels)
+		sel := map[string]string{runtime.LabelInstance: "shop", runtime.LabelService: svc.Name}
+		if *dep.Name != obj || *s.Name != obj || !reflect.DeepEqual(dep.Spec.Selector.MatchLabels, sel) || !reflect.DeepEqual(s.Spec.Selector, sel) {
+			t.Errorf("%s: names %s/%s, selectors %v / %v, want %s and %v", svc.Name, *dep.Name, *s.Name, dep.Spec.Selector.MatchLabels, s.Spec.Selector, obj, sel)
+		}
+		for what, l := range map[string]map[string]string{"deployment": dep.Labels, "pod": dep.Spec.Template.Labels, "service": s.Labels} {
+			if l[runtime.LabelService] != svc.Name || l[runtime.LabelInstance] != "shop" || l[runtime.LabelOwned] != "true" {
+				t.Errorf("%s %s labels %v", svc.Name, what, l)
+			}
+		}
+		got := map[string]string{}
+		for _, h := range dep.Spec.Template.Spec.HostAliases {
+			got[h.Hostnames[0]] = *h.IP
+		}
+		if !reflect.DeepEqual(got, hosts) {
+			t.Errorf("%s hostAliases %v, want %v", svc.Name, got, hosts)
+		}
+		if a := dep.Annotations; a[AnnotationServices] != "web,db" || a[AnnotationServe] != "web" || a[AnnotationState] != "db:/state" {
+			t.Errorf("%s annotations %v", svc.Name, a)
+		}
+		c := dep.Spec.Template.Spec.Containers[0]
+		if *c.Name != svc.Name || *c.Image != svc.Image {
+			t.Errorf("%s container %s %s", svc.Name, *c.Name, *c.Image)
+		}
+		if svc.Name == "db" {
+			if c.ReadinessProbe.TCPSocket == nil || c.ReadinessProbe.HTTPGet != nil {
+				t.Errorf("db probe %+v, want TCP", c.ReadinessProbe)
+			}
+			v := dep.Spec.Template.Spec.Volumes
+			if len(v) != 1 || *v[0].PersistentVolumeClaim.ClaimName != runtime.ObjectName("shop", "db_data") ||
+				len(c.VolumeMounts) != 1 || *c.VolumeMounts[0].MountPath != "/var/lib/db" || *c.VolumeMounts[0].Name != *v[0].Name {
+				t.Errorf("db volumes %+v mounts %+v", v, c.VolumeMounts)
+			}
+		}
+	}
+	claim := r.claimFor("shop", "db_data", labels)
+	if *claim.Name != runtime.ObjectName("shop", "db_data") || claim.Labels[runtime.LabelInstance] != "shop" ||
+		claim.Spec.AccessModes[0] != corev1.ReadWriteOnce || claim.Spec.Resources.Requests.Storage().Cmp(VolumeSize) != 0 {
+		t.Errorf("claim %+v", claim)
+	}
+}
+
+// Status, List and Destroy see a project whole.
+func TestProjectLifecycle(t *testing.T) {
+	r, cs := newFake(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	spec := runtime.Spec{
+		Services: []runtime.Service{
+			{Name: "web", Image: "127.0.0.1:5000/web:v1", Port: 8080, DependsOn: []string{"store"}},
+			{Name: "store", Image: "127.0.0.1:5000/store:v1", Port: 8081, Mounts: []runtime.Mount{{Volume: "data", Path: "/data"}}},
+		},
+		InstanceVolumes: []string{"data"},
+	}
+	ns := r.Namespace()
+	go kubelet(t, cs, ns, runtime.ObjectName("shop", "store"), rolledOut)
+	go kubelet(t, cs, ns, runtime.ObjectName("shop", "web"), rolledOut)
+	if _, err := r.Deploy(ctx, "shop", spec); err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.Status(ctx, "shop")
+	if err != nil || !st.Exists || !st.Ready || st.Image != "127.0.0.1:5000/web:v1" || len(st.Services) != 2 || st.Services[1].Name != "store" || !st.Services[1].Ready {
+		t.Errorf("status %+v, %v", st, err)
+	}
+	list, err := r.List(ctx, nil)
+	if err != nil || len(list) != 1 || list[0].Name != "shop" || !list[0].Ready || list[0].Labels[runtime.LabelService] != "" {
+		t.Errorf("list %+v, %v", list, err)
+	}
+	// A store that is not rolled out makes the instance not ready.
+	d, _ := cs.AppsV1().Deployments(ns).Get(ctx, runtime.ObjectName("shop", "store"), metav1.GetOptions{})
+	d.Status.AvailableReplicas = 0
+	if _, err := cs.AppsV1().Deployments(ns).UpdateStatus(ctx, d, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := r.Status(ctx, "shop"); st.Ready || st.Services[1].Ready || !st.Services[0].Ready || !strings.Contains(st.Message, "1 of 2 services ready") {
+		t.Errorf("status with the store down %+v", st)
+	}
+	if err := r.Destroy(ctx, "shop"); err != nil {
+		t.Fatal(err)
+	}
+	for what, n := range map[string]int{
+		"deployments": len(must(cs.AppsV1().Deployments(ns).List(ctx, metav1.ListOptions{})).Items),
+		"services":    len(must(cs.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})).Items),
+		"claims":      len(must(cs.CoreV1().PersistentVolumeClaims(ns).List(ctx, metav1.ListOptions{})).Items),
+	} {
+		if n != 0 {
+			t.Errorf("%d %s left", n, what)
+		}
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

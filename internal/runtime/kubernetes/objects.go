@@ -38,33 +38,48 @@ func (r *Runtime) validate(name string, spec runtime.Spec) (map[string]string, e
 	return labels, nil
 }
 
-// selectorFor selects the pods of one instance.
-func selectorFor(name string) map[string]string {
-	return map[string]string{runtime.LabelInstance: name}
+// Annotations on a project's Deployments: what Status and List need to
+// know about the whole project from any one of its objects.
+const (
+	AnnotationServices = "drift.services" // the project's services, comma-separated
+	AnnotationServe    = "drift.serve"    // the serving service
+	AnnotationState    = "drift.state"    // the state endpoint, service:path
+)
+
+// selectorFor selects the pods of one service of an instance. The
+// one-service form's pods select on the instance alone, as before projects
+// (a Deployment's selector cannot change).
+func selectorFor(name string, svc runtime.Service) map[string]string {
+	s := map[string]string{runtime.LabelInstance: name}
+	if svc.Name != "" {
+		s[runtime.LabelService] = svc.Name
+	}
+	return s
 }
 
-func replicasOf(spec runtime.Spec) int32 {
-	if spec.Replicas <= 0 {
+// serviceLabels are the labels of one service's objects.
+func serviceLabels(labels map[string]string, svc runtime.Service) map[string]string {
+	l := make(map[string]string, len(labels)+1)
+	for k, v := range labels {
+		l[k] = v
+	}
+	if svc.Name != "" {
+		l[runtime.LabelService] = svc.Name
+	}
+	return l
+}
+
+func replicasOf(svc runtime.Service) int32 {
+	if svc.Replicas <= 0 {
 		return 1
 	}
-	return int32(spec.Replicas)
+	return int32(svc.Replicas)
 }
 
-func healthPath(spec runtime.Spec) string {
-	p := spec.Health
-	if p == "" {
-		return "/"
-	}
-	if p[0] != '/' {
-		p = "/" + p
-	}
-	return p
-}
-
-// envFor is spec.Env in key order, then PORT (which always wins).
-func envFor(spec runtime.Spec) []*corev1ac.EnvVarApplyConfiguration {
-	keys := make([]string, 0, len(spec.Env))
-	for k := range spec.Env {
+// envFor is the service's Env in key order, then PORT (which always wins).
+func envFor(svc runtime.Service) []*corev1ac.EnvVarApplyConfiguration {
+	keys := make([]string, 0, len(svc.Env))
+	for k := range svc.Env {
 		if k != "PORT" {
 			keys = append(keys, k)
 		}
@@ -72,39 +87,77 @@ func envFor(spec runtime.Spec) []*corev1ac.EnvVarApplyConfiguration {
 	sort.Strings(keys)
 	env := make([]*corev1ac.EnvVarApplyConfiguration, 0, len(keys)+1)
 	for _, k := range keys {
-		env = append(env, corev1ac.EnvVar().WithName(k).WithValue(spec.Env[k]))
+		env = append(env, corev1ac.EnvVar().WithName(k).WithValue(svc.Env[k]))
 	}
-	return append(env, corev1ac.EnvVar().WithName("PORT").WithValue(strconv.Itoa(spec.Port)))
+	return append(env, corev1ac.EnvVar().WithName("PORT").WithValue(strconv.Itoa(svc.Port)))
 }
 
-// deploymentFor is the Deployment drift applies for an instance.
-func (r *Runtime) deploymentFor(name string, spec runtime.Spec, labels map[string]string) *appsv1ac.DeploymentApplyConfiguration {
-	container := containerFor(name, spec).
-		WithPorts(corev1ac.ContainerPort().WithName(portName).WithContainerPort(int32(spec.Port)).WithProtocol(corev1.ProtocolTCP)).
-		WithReadinessProbe(corev1ac.Probe().
-			WithHTTPGet(corev1ac.HTTPGetAction().WithPath(healthPath(spec)).WithPort(intstr.FromInt32(int32(spec.Port)))).
-			WithPeriodSeconds(2).
-			WithTimeoutSeconds(2).
-			WithFailureThreshold(3))
-	return appsv1ac.Deployment(name, r.namespace).
-		WithLabels(labels).
+// probeFor is the readiness probe of a service: GET of its health path, or
+// a TCP connection.
+func probeFor(svc runtime.Service) *corev1ac.ProbeApplyConfiguration {
+	p := corev1ac.Probe().WithPeriodSeconds(2).WithTimeoutSeconds(2).WithFailureThreshold(3)
+	if svc.Probe == runtime.ProbeTCP {
+		return p.WithTCPSocket(corev1ac.TCPSocketAction().WithPort(intstr.FromInt32(int32(svc.Port))))
+	}
+	path := svc.HealthURL(runtime.Endpoint{})
+	return p.WithHTTPGet(corev1ac.HTTPGetAction().WithPath(path).WithPort(intstr.FromInt32(int32(svc.Port))))
+}
+
+// deploymentFor is the Deployment drift applies for one service of an
+// instance. hosts maps every service of a project to its Service's cluster
+// IP: each pod's /etc/hosts gets them (hostAliases), so services reach each
+// other by service name although all instances of the cloud share one
+// namespace (and so their Services need instance-qualified names).
+func (r *Runtime) deploymentFor(name string, spec runtime.Spec, svc runtime.Service, labels map[string]string, hosts map[string]string) *appsv1ac.DeploymentApplyConfiguration {
+	container := containerFor(containerName(name, svc), svc, spec.Volumes).
+		WithPorts(corev1ac.ContainerPort().WithName(portName).WithContainerPort(int32(svc.Port)).WithProtocol(corev1.ProtocolTCP)).
+		WithReadinessProbe(probeFor(svc))
+	pod := corev1ac.PodSpec().WithVolumes(volumesFor(spec)...)
+	for i, m := range svc.Mounts {
+		vol := fmt.Sprintf("volume-%d", i)
+		container.WithVolumeMounts(corev1ac.VolumeMount().WithName(vol).WithMountPath(m.Path).WithReadOnly(m.ReadOnly))
+		pod.WithVolumes(corev1ac.Volume().WithName(vol).WithPersistentVolumeClaim(
+			corev1ac.PersistentVolumeClaimVolumeSource().WithClaimName(runtime.ObjectName(name, m.Volume)).WithReadOnly(m.ReadOnly)))
+	}
+	for _, s := range spec.Services {
+		if ip := hosts[s.Name]; ip != "" {
+			pod.WithHostAliases(corev1ac.HostAlias().WithIP(ip).WithHostnames(s.Name))
+		}
+	}
+	pod.WithContainers(container)
+	l := serviceLabels(labels, svc)
+	dep := appsv1ac.Deployment(runtime.ObjectName(name, svc.Name), r.namespace).
+		WithLabels(l).
 		WithSpec(appsv1ac.DeploymentSpec().
-			WithReplicas(replicasOf(spec)).
+			WithReplicas(replicasOf(svc)).
 			WithRevisionHistoryLimit(3).
-			WithSelector(metav1ac.LabelSelector().WithMatchLabels(selectorFor(name))).
+			WithSelector(metav1ac.LabelSelector().WithMatchLabels(selectorFor(name, svc))).
 			WithTemplate(corev1ac.PodTemplateSpec().
-				WithLabels(labels).
-				WithSpec(corev1ac.PodSpec().WithContainers(container).WithVolumes(volumesFor(spec)...))))
+				WithLabels(l).
+				WithSpec(pod)))
+	if spec.IsProject() {
+		var names []string
+		for _, s := range spec.Services {
+			names = append(names, s.Name)
+		}
+		a := map[string]string{AnnotationServices: strings.Join(names, ","), AnnotationServe: spec.ServeService().Name}
+		if st := spec.State; st != nil {
+			a[AnnotationState] = st.Service + ":" + st.Path
+		}
+		dep.WithAnnotations(a)
+	}
+	return dep
 }
 
 // containerFor is the container of an instance's or a task's pods: image,
-// environment, command and volume mounts.
-func containerFor(name string, spec runtime.Spec) *corev1ac.ContainerApplyConfiguration {
-	c := corev1ac.Container().WithName(name).WithImage(spec.Image).WithEnv(envFor(spec)...)
-	if len(spec.Command) > 0 {
-		c.WithCommand(spec.Command...)
+// environment, command and the mounts of volumes that outlive it (a
+// project's instance volumes are mounted by deploymentFor).
+func containerFor(name string, svc runtime.Service, vs []runtime.Volume) *corev1ac.ContainerApplyConfiguration {
+	c := corev1ac.Container().WithName(name).WithImage(svc.Image).WithEnv(envFor(svc)...)
+	if len(svc.Command) > 0 {
+		c.WithCommand(svc.Command...)
 	}
-	for _, v := range spec.Volumes {
+	for _, v := range vs {
 		c.WithVolumeMounts(corev1ac.VolumeMount().WithName(v.Name).WithMountPath(v.Path))
 	}
 	return c
@@ -121,18 +174,39 @@ func volumesFor(spec runtime.Spec) []*corev1ac.VolumeApplyConfiguration {
 	return out
 }
 
-// serviceFor is the ClusterIP Service drift applies for an instance.
-func (r *Runtime) serviceFor(name string, spec runtime.Spec, labels map[string]string) *corev1ac.ServiceApplyConfiguration {
-	return corev1ac.Service(name, r.namespace).
-		WithLabels(labels).
+// containerName is the pod's container: the instance's name in the
+// one-service form (as before projects), the service's in a project.
+func containerName(name string, svc runtime.Service) string {
+	if svc.Name == "" {
+		return name
+	}
+	return svc.Name
+}
+
+// serviceFor is the ClusterIP Service drift applies for one service of an
+// instance.
+func (r *Runtime) serviceFor(name string, svc runtime.Service, labels map[string]string) *corev1ac.ServiceApplyConfiguration {
+	return corev1ac.Service(runtime.ObjectName(name, svc.Name), r.namespace).
+		WithLabels(serviceLabels(labels, svc)).
 		WithSpec(corev1ac.ServiceSpec().
 			WithType(corev1.ServiceTypeClusterIP).
-			WithSelector(selectorFor(name)).
+			WithSelector(selectorFor(name, svc)).
 			WithPorts(corev1ac.ServicePort().
 				WithName(portName).
 				WithProtocol(corev1.ProtocolTCP).
-				WithPort(int32(spec.Port)).
-				WithTargetPort(intstr.FromInt32(int32(spec.Port)))))
+				WithPort(int32(svc.Port)).
+				WithTargetPort(intstr.FromInt32(int32(svc.Port)))))
+}
+
+// claimFor is the PersistentVolumeClaim of one named volume of an instance,
+// from the cluster's default storage class.
+func (r *Runtime) claimFor(name, volume string, labels map[string]string) *corev1ac.PersistentVolumeClaimApplyConfiguration {
+	return corev1ac.PersistentVolumeClaim(runtime.ObjectName(name, volume), r.namespace).
+		WithLabels(labels).
+		WithSpec(corev1ac.PersistentVolumeClaimSpec().
+			WithAccessModes(corev1.ReadWriteOnce).
+			WithResources(corev1ac.VolumeResourceRequirements().
+				WithRequests(corev1.ResourceList{corev1.ResourceStorage: VolumeSize})))
 }
 
 // namespaceFor is the namespace of a cloud's instances when the config names none.

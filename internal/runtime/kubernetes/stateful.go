@@ -28,7 +28,8 @@ var (
 	_ runtime.Router   = (*Runtime)(nil)
 )
 
-// VolumeSize is what a volume's PersistentVolumeClaim requests.
+// VolumeSize is what the PersistentVolumeClaim of either kind of volume
+// requests (compose declares no size).
 var VolumeSize = resource.MustParse("1Gi")
 
 // annotationReplicas keeps a stopped Deployment's replicas for Start.
@@ -89,7 +90,7 @@ func (r *Runtime) Run(ctx context.Context, name string, spec runtime.Spec) (runt
 			WithBackoffLimit(0).
 			WithTemplate(corev1ac.PodTemplateSpec().WithLabels(lbls).WithSpec(corev1ac.PodSpec().
 				WithRestartPolicy(corev1.RestartPolicyNever).
-				WithContainers(containerFor(name, spec)).
+				WithContainers(containerFor(name, spec.Project()[0], spec.Volumes)).
 				WithVolumes(volumesFor(spec)...))))
 		if job, err = jobs.Apply(ctx, ac, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
 			return runtime.TaskResult{}, r.apiErr("apply job", name, err)
@@ -361,7 +362,7 @@ func (r *Runtime) Route(ctx context.Context, name, instance string, extra map[st
 	port := target.Spec.Ports[0]
 	ac := corev1ac.Service(name, r.namespace).WithLabels(l).WithSpec(corev1ac.ServiceSpec().
 		WithType(corev1.ServiceTypeClusterIP).
-		WithSelector(selectorFor(instance)).
+		WithSelector(selectorFor(instance, runtime.Service{})).
 		WithPorts(corev1ac.ServicePort().WithName(portName).WithProtocol(corev1.ProtocolTCP).WithPort(port.Port).WithTargetPort(port.TargetPort)))
 	svc, err = r.client.CoreV1().Services(r.namespace).Apply(ctx, ac, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
 	if err != nil {

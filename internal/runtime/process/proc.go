@@ -104,9 +104,9 @@ func within(dir, p string) bool {
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../") && !filepath.IsAbs(rel)
 }
 
-// stop ends an instance: the recorded process group (only when its leader is
-// verified to be the recorded process, so a reused pid is never signalled)
-// and every process whose executable or working directory is under instDir
+// stop ends an instance: the recorded process groups (only those whose
+// leader is verified to be the recorded process, so a reused pid is never
+// signalled) and every process whose executable or working directory is under instDir
 // (which catches members that left the group and a process started just
 // before a crash left no record). It sends SIGTERM, waits up to grace, then
 // SIGKILL, and waits a little more.
@@ -114,19 +114,21 @@ func stop(rec *record, instDir string, grace time.Duration) error {
 	if real, err := filepath.EvalSymlinks(instDir); err == nil {
 		instDir = real
 	}
-	targets := func() (group int, pids []int) {
-		if rec != nil && running(rec.PID, rec.StartTicks) {
-			group = rec.PID
+	targets := func() (groups, pids []int) {
+		for _, p := range rec.procs() {
+			if running(p.PID, p.StartTicks) {
+				groups = append(groups, p.PID)
+			}
 		}
-		return group, processesUnder(instDir)
+		return groups, processesUnder(instDir)
 	}
 	signal := func(sig syscall.Signal) bool {
-		group, pids := targets()
-		if group == 0 && len(pids) == 0 {
+		groups, pids := targets()
+		if len(groups) == 0 && len(pids) == 0 {
 			return false
 		}
-		if group > 0 {
-			_ = syscall.Kill(-group, sig)
+		for _, g := range groups {
+			_ = syscall.Kill(-g, sig)
 		}
 		for _, p := range pids {
 			_ = syscall.Kill(p, sig)
@@ -136,8 +138,8 @@ func stop(rec *record, instDir string, grace time.Duration) error {
 	gone := func(d time.Duration) bool {
 		deadline := time.Now().Add(d)
 		for {
-			group, pids := targets()
-			if group == 0 && len(pids) == 0 {
+			groups, pids := targets()
+			if len(groups) == 0 && len(pids) == 0 {
 				return true
 			}
 			if time.Now().After(deadline) {
@@ -153,6 +155,6 @@ func stop(rec *record, instDir string, grace time.Duration) error {
 	if gone(5 * time.Second) {
 		return nil
 	}
-	group, pids := targets()
-	return fmt.Errorf("processes still running after SIGKILL (group %d, pids %v)", group, pids)
+	groups, pids := targets()
+	return fmt.Errorf("processes still running after SIGKILL (groups %v, pids %v)", groups, pids)
 }

@@ -20,6 +20,15 @@
 //	<dir>/.volumes/<name>/data/                    a volume; an instance's tree links its mount path there
 //	<dir>/.volumes/<name>/volume.json              its labels
 //
+// and for a project, one tree and log per service and one directory per
+// named volume (which a redeploy or a failed deploy keeps, and only
+// Destroy removes):
+//
+//	<dir>/<name>/services/<service>/rootfs/         the service's tree
+//	<dir>/<name>/services/<service>/log             its process's output
+//	<dir>/<name>/volumes/<volume>/                  a named volume
+//	<dir>/<name>/instance.json                      the record: one entry per service's process
+//
 // The record is written (atomically) as soon as the process has a pid, so a
 // worker that restarts, or a second Runtime on the same directory, finds,
 // reports and destroys what the first one started. A process is identified
@@ -28,9 +37,18 @@
 // idempotent: a live process with the same spec hash is reused; anything
 // else recorded under the name is stopped and started again.
 //
-// The process gets the image config's Env, then spec.Env, then
+// The process gets the image config's Env, then the service's Env, then
 // HOST=127.0.0.1 and PORT=<free loopback port> (which win), and nothing from the worker's
 // environment, not even PATH: the image's PATH, if any, is what it sees.
+//
+// A project's services are processes on the host's network and filesystem,
+// so they cannot reach each other by service name nor see a volume at its
+// mount path. Instead drift rewrites their environment (PeerEnv): a peer's
+// "<service>:<port>" becomes the loopback address of its process, and a
+// mount path the volume's directory. An app that finds its peers and its
+// data through its environment, as compose apps usually do, runs unchanged;
+// read-only mounts are not enforced. The processes start in depends_on
+// order, each ready before the next starts.
 // It runs in its own session (and so its own process group), with its
 // working directory at the image's WorkingDir inside its rootfs, and keeps
 // running when the worker exits. Crashed processes are not restarted until
@@ -47,6 +65,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -111,10 +130,15 @@ func (r *Runtime) Kind() string { return runtime.KindProcess }
 
 func (r *Runtime) instDir(name string) string { return filepath.Join(r.dir, name) }
 
-// Deploy makes sure a process for name runs spec and answers on its health
-// path, and returns its loopback endpoint.
+// Deploy makes sure the instance's processes run spec and answer their
+// probes, in start order, and returns the serving service's loopback
+// endpoint (with the state endpoint, if any).
 func (r *Runtime) Deploy(ctx context.Context, name string, spec runtime.Spec) (runtime.Endpoint, error) {
 	labels, err := runtime.ValidateSpec(name, r.cloud, spec)
+	if err != nil {
+		return runtime.Endpoint{}, err
+	}
+	order, err := runtime.StartOrder(spec.Project())
 	if err != nil {
 		return runtime.Endpoint{}, err
 	}
@@ -132,59 +156,215 @@ func (r *Runtime) Deploy(ctx context.Context, name string, spec runtime.Spec) (r
 		// A torn or foreign record: start over.
 		rec = nil
 	}
-	if rec != nil && rec.SpecHash == hash && running(rec.PID, rec.StartTicks) {
-		ep := endpoint(rec.Port)
-		if err := r.waitReady(ctx, rec, nil); err != nil {
-			err = fmt.Errorf("deploy %s: reused process %d: %w", name, rec.PID, err)
-			if ctx.Err() != nil {
-				// The caller gave up, not the instance: leave it be.
-				return runtime.Endpoint{}, err
+	if rec != nil && rec.SpecHash == hash && len(rec.procs()) == len(order) && allRunning(rec) {
+		for _, p := range rec.procs() {
+			if err := r.waitReady(ctx, p, nil); err != nil {
+				err = fmt.Errorf("deploy %s: reused process %d: %w", name, p.PID, err)
+				if ctx.Err() != nil {
+					// The caller gave up, not the instance: leave it be.
+					return runtime.Endpoint{}, err
+				}
+				return runtime.Endpoint{}, r.fail(name, rec, err)
 			}
-			return runtime.Endpoint{}, r.fail(name, rec, err)
 		}
-		return ep, nil
+		return endpoints(rec), nil
 	}
-	if err := r.clear(name, rec); err != nil {
+	if err := r.clear(name, rec, true); err != nil {
 		return runtime.Endpoint{}, fmt.Errorf("deploy %s: %w", name, err)
 	}
 
-	img, err := r.image(ctx, spec.Image)
-	if err != nil {
-		return runtime.Endpoint{}, fmt.Errorf("deploy %s: %w", name, err)
-	}
-	argv := spec.Command
-	if len(argv) == 0 {
-		argv = append(append([]string(nil), img.Config.Config.Entrypoint...), img.Config.Config.Cmd...)
-	}
-	if len(argv) == 0 {
-		return runtime.Endpoint{}, fmt.Errorf("%w: deploy %s: image %s has no entrypoint or cmd and the spec gives no command", runtime.ErrInvalid, name, spec.Image)
+	// Every image and every port first, so that each service can be told
+	// where its peers are before it starts.
+	imgs := map[string]*cachedImage{}
+	argvs := map[string][]string{}
+	ports := map[string]int{}
+	for _, svc := range order {
+		img, err := r.image(ctx, svc.Image)
+		if err != nil {
+			return runtime.Endpoint{}, fmt.Errorf("deploy %s: %w", name, err)
+		}
+		argv := svc.Command
+		if len(argv) == 0 {
+			argv = append(append([]string(nil), img.Config.Config.Entrypoint...), img.Config.Config.Cmd...)
+		}
+		if len(argv) == 0 {
+			return runtime.Endpoint{}, fmt.Errorf("%w: deploy %s: image %s has no entrypoint or cmd and the spec gives no command", runtime.ErrInvalid, name, svc.Image)
+		}
+		if ports[svc.Name], err = freePort(); err != nil {
+			return runtime.Endpoint{}, fmt.Errorf("deploy %s: %w", name, err)
+		}
+		imgs[svc.Name], argvs[svc.Name] = img, argv
 	}
 
-	if err := os.MkdirAll(inst, 0o755); err != nil {
+	if !spec.IsProject() {
+		svc := order[0]
+		if err := os.MkdirAll(inst, 0o755); err != nil {
+			return runtime.Endpoint{}, fmt.Errorf("deploy %s: %w", name, err)
+		}
+		rec, exited, err := r.start(inst, imgs[""], argvs[""], svc, svc.Env, ports[""], spec.Volumes)
+		if rec != nil {
+			rec.Name, rec.Labels, rec.SpecHash, rec.Spec = name, labels, hash, &spec
+			if err == nil {
+				err = writeRecord(inst, rec)
+			}
+		}
+		if err != nil {
+			return runtime.Endpoint{}, r.fail(name, rec, fmt.Errorf("deploy %s: %w", name, err))
+		}
+		if err := r.waitReady(ctx, rec, exited); err != nil {
+			return runtime.Endpoint{}, r.fail(name, rec, fmt.Errorf("deploy %s: %w", name, err))
+		}
+		return endpoint(rec.Port), nil
+	}
+
+	rec = &record{Name: name, Labels: labels, SpecHash: hash, Spec: &spec, Project: true, Serve: spec.ServeService().Name, State: spec.State}
+	for _, svc := range spec.Services {
+		rec.Order = append(rec.Order, svc.Name)
+	}
+	for _, v := range spec.InstanceVolumes {
+		if err := os.MkdirAll(r.instanceVolumeDir(name, v), 0o755); err != nil {
+			return runtime.Endpoint{}, fmt.Errorf("deploy %s: volume %s: %w", name, v, err)
+		}
+	}
+	if err := writeRecord(inst, rec); err != nil {
 		return runtime.Endpoint{}, fmt.Errorf("deploy %s: %w", name, err)
 	}
-	rec, exited, err := r.start(name, inst, img, argv, spec, labels, hash)
-	if err != nil {
-		return runtime.Endpoint{}, r.fail(name, rec, fmt.Errorf("deploy %s: %w", name, err))
+	for _, svc := range order {
+		dir := filepath.Join(inst, servicesDir, svc.Name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return runtime.Endpoint{}, r.fail(name, rec, fmt.Errorf("deploy %s: %w", name, err))
+		}
+		env := PeerEnv(svc, spec, ports, func(v string) string { return r.instanceVolumeDir(name, v) })
+		p, exited, err := r.start(dir, imgs[svc.Name], argvs[svc.Name], svc, env, ports[svc.Name], nil)
+		if p != nil {
+			p.Service = svc.Name
+			rec.Procs = append(rec.Procs, p)
+			if err == nil {
+				err = writeRecord(inst, rec)
+			}
+		}
+		if err == nil {
+			err = r.waitReady(ctx, p, exited)
+		}
+		if err != nil {
+			return runtime.Endpoint{}, r.fail(name, rec, fmt.Errorf("deploy %s service %s: %w", name, svc.Name, err))
+		}
 	}
-	if err := r.waitReady(ctx, rec, exited); err != nil {
-		return runtime.Endpoint{}, r.fail(name, rec, fmt.Errorf("deploy %s: %w", name, err))
-	}
-	return endpoint(rec.Port), nil
+	return endpoints(rec), nil
 }
 
-// start makes the instance tree, starts the process and records it. The
-// returned record is non-nil as soon as the process has started, even with
-// an error; exited yields the process's end while this worker lives.
-func (r *Runtime) start(name, inst string, img *cachedImage, argv []string, spec runtime.Spec, labels map[string]string, hash string) (rec *record, exited <-chan error, err error) {
-	rootfs := filepath.Join(inst, "rootfs")
+// Layout of a project's instance directory.
+const (
+	servicesDir = "services" // <name>/services/<service>/{rootfs,log}: one per service
+	volumesDir  = "volumes"  // <name>/volumes/<volume>: the named volumes, kept until Destroy
+)
+
+// instanceVolumeDir is a project's named volume, inside the instance's
+// directory so it goes with it (a volume that outlives instances is
+// volumeDir).
+func (r *Runtime) instanceVolumeDir(name, volume string) string {
+	return filepath.Join(r.instDir(name), volumesDir, volume)
+}
+
+// allRunning reports whether every process of the record lives.
+func allRunning(rec *record) bool {
+	for _, p := range rec.procs() {
+		if !running(p.PID, p.StartTicks) {
+			return false
+		}
+	}
+	return true
+}
+
+// endpoints is the serving endpoint of a recorded instance, with its state
+// endpoint.
+func endpoints(rec *record) runtime.Endpoint {
+	if !rec.Project {
+		return endpoint(rec.Port)
+	}
+	var ep, state runtime.Endpoint
+	for _, p := range rec.Procs {
+		if p.Service == rec.Serve {
+			ep = endpoint(p.Port)
+		}
+		if rec.State != nil && p.Service == rec.State.Service {
+			state = endpoint(p.Port)
+		}
+	}
+	if rec.State != nil && state.URL != "" {
+		ep.StateURL = state.URL + rec.State.Path
+	}
+	return ep
+}
+
+// PeerEnv is the environment the process runtime gives one service of a
+// project, which tells it where its peers are: processes share the host's
+// network, so a peer is not at its service name but at 127.0.0.1 on the
+// port drift chose for it. In every value of the service's environment,
+// "<service>:<port>" of any service of the project, with the port it
+// declares, becomes "127.0.0.1:<its port here>" (so STORE_URL:
+// http://store:8081 becomes http://127.0.0.1:41234); and a value that is
+// the path of one of the service's mounts, or under it, becomes the
+// volume's directory, since processes see the host's filesystem. ports are
+// the chosen ports by service, volumeDir the directory of a volume.
+func PeerEnv(svc runtime.Service, spec runtime.Spec, ports map[string]int, volumeDir func(string) string) map[string]string {
+	env := make(map[string]string, len(svc.Env))
+	for k, v := range svc.Env {
+		for _, peer := range spec.Services {
+			v = replaceAddr(v, peer.Name+":"+strconv.Itoa(peer.Port), net.JoinHostPort(loopback, strconv.Itoa(ports[peer.Name])))
+		}
+		for _, m := range svc.Mounts {
+			if v == m.Path || strings.HasPrefix(v, m.Path+"/") {
+				v = volumeDir(m.Volume) + v[len(m.Path):]
+				break
+			}
+		}
+		env[k] = v
+	}
+	return env
+}
+
+// replaceAddr replaces each whole occurrence of addr ("host:port") in s: not
+// inside a longer host name before it, nor a longer port after it.
+func replaceAddr(s, addr, with string) string {
+	var b strings.Builder
+	for {
+		i := strings.Index(s, addr)
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		end := i + len(addr)
+		whole := (i == 0 || !hostByte(s[i-1])) && (end == len(s) || s[end] < '0' || s[end] > '9')
+		b.WriteString(s[:i])
+		if whole {
+			b.WriteString(with)
+		} else {
+			b.WriteString(addr)
+		}
+		s = s[end:]
+	}
+}
+
+func hostByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_'
+}
+
+// start makes the process's tree in dir, starts argv with the image's
+// environment, env, HOST=127.0.0.1 and PORT=port, with the volumes vs
+// (which outlive it) linked into its tree, and returns the process's
+// record (pid, port, image, probe, argv; the caller records it). The
+// record is non-nil as soon as the process has started, even with an
+// error; exited yields the process's end while this worker lives.
+func (r *Runtime) start(dir string, img *cachedImage, argv []string, svc runtime.Service, env map[string]string, port int, vs []runtime.Volume) (rec *record, exited <-chan error, err error) {
+	rootfs := filepath.Join(dir, "rootfs")
 	if err := linkTree(img.Rootfs, rootfs); err != nil {
 		return nil, nil, fmt.Errorf("instance tree: %w", err)
 	}
-	if err := r.mountVolumes(rootfs, spec.Volumes); err != nil {
+	if err := r.mountVolumes(rootfs, vs); err != nil {
 		return nil, nil, err
 	}
-	env := environ(img.Config.Config.Env, spec.Env)
+	environ := environ(img.Config.Config.Env, env)
 	workdir := img.Config.Config.WorkingDir
 	if workdir == "" {
 		workdir = "/"
@@ -199,28 +379,24 @@ func (r *Runtime) start(name, inst string, img *cachedImage, argv []string, spec
 	if err != nil {
 		return nil, nil, fmt.Errorf("working directory %s: %w", workdir, err)
 	}
-	exe, err := lookPath(rootfs, workdir, argv[0], lookupEnv(env, "PATH"))
-	if err != nil {
-		return nil, nil, err
-	}
-	port, err := freePort()
+	exe, err := lookPath(rootfs, workdir, argv[0], lookupEnv(environ, "PATH"))
 	if err != nil {
 		return nil, nil, err
 	}
 	// HOST asks apps that honour it to bind loopback only, like Docker's
 	// 127.0.0.1 port publishing.
-	env = append(env, "HOST=127.0.0.1", "PORT="+strconv.Itoa(port))
+	environ = append(environ, "HOST=127.0.0.1", "PORT="+strconv.Itoa(port))
 
-	logf, err := os.OpenFile(filepath.Join(inst, "log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	logf, err := os.OpenFile(filepath.Join(dir, "log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer logf.Close()
-	fmt.Fprintf(logf, "--- drift: %s starting %q on port %d (%s)\n", time.Now().UTC().Format(time.RFC3339), argv, port, spec.Image)
+	fmt.Fprintf(logf, "--- drift: %s starting %q on port %d (%s)\n", time.Now().UTC().Format(time.RFC3339), argv, port, svc.Image)
 	cmd := &exec.Cmd{
 		Path:   exe,
 		Args:   argv,
-		Env:    env,
+		Env:    environ,
 		Dir:    cwd,
 		Stdout: logf,
 		Stderr: logf,
@@ -236,17 +412,14 @@ func (r *Runtime) start(name, inst string, img *cachedImage, argv []string, spec
 	go func() { ch <- cmd.Wait() }()
 
 	rec = &record{
-		Name:     name,
-		PID:      cmd.Process.Pid,
-		Started:  time.Now().UTC(),
-		Port:     port,
-		Image:    spec.Image,
-		Digest:   img.Digest,
-		Labels:   labels,
-		SpecHash: hash,
-		Health:   spec.Health,
-		Argv:     argv,
-		Spec:     &spec,
+		PID:     cmd.Process.Pid,
+		Started: time.Now().UTC(),
+		Port:    port,
+		Image:   svc.Image,
+		Digest:  img.Digest,
+		Health:  svc.Health,
+		Probe:   svc.Probe,
+		Argv:    argv,
 	}
 	st, err := readStat(rec.PID)
 	if err != nil {
@@ -254,15 +427,12 @@ func (r *Runtime) start(name, inst string, img *cachedImage, argv []string, spec
 		return rec, ch, fmt.Errorf("process %d exited at once", rec.PID)
 	}
 	rec.StartTicks = st.StartTicks
-	if err := writeRecord(inst, rec); err != nil {
-		return rec, ch, fmt.Errorf("record: %w", err)
-	}
 	return rec, ch, nil
 }
 
-// waitReady waits until the recorded process answers on its health path,
-// failing early when it exits. exited, when not nil, reports the exit of a
-// process this worker started.
+// waitReady waits until the recorded process answers its probe, failing
+// early when it exits. exited, when not nil, reports the exit of a process
+// this worker started.
 func (r *Runtime) waitReady(ctx context.Context, rec *record, exited <-chan error) error {
 	timeout := r.ReadyTimeout
 	if timeout <= 0 {
@@ -270,9 +440,8 @@ func (r *Runtime) waitReady(ctx context.Context, rec *record, exited <-chan erro
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	url := runtime.HealthURL(endpoint(rec.Port), runtime.Spec{Health: rec.Health})
 	done := make(chan error, 1)
-	go func() { done <- runtime.WaitHTTP(ctx, url) }()
+	go func() { done <- runtime.WaitService(ctx, rec.service(), endpoint(rec.Port)) }()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -293,23 +462,41 @@ func (r *Runtime) waitReady(ctx context.Context, rec *record, exited <-chan erro
 	}
 }
 
-// fail stops what a failed deploy started, removes the instance directory
-// and returns err with the last lines of the process log.
+// fail stops what a failed deploy started and returns err with the last
+// lines of the logs. Everything goes but a project's volumes, which stay
+// with a record saying so (so that List and Destroy find them).
 func (r *Runtime) fail(name string, rec *record, err error) error {
 	inst := r.instDir(name)
-	logs := tailFile(filepath.Join(inst, "log"), 20)
-	if serr := r.clear(name, rec); serr != nil {
-		err = fmt.Errorf("%w (and cleaning up failed: %v)", err, serr)
+	var logs []string
+	if rec != nil && rec.Project {
+		for _, p := range rec.Procs {
+			if t := tailFile(filepath.Join(inst, servicesDir, p.Service, "log"), 20); t != "" {
+				logs = append(logs, "["+p.Service+"]\n"+t)
+			}
+		}
+	} else if t := tailFile(filepath.Join(inst, "log"), 20); t != "" {
+		logs = append(logs, t)
 	}
-	if logs != "" {
-		return fmt.Errorf("%w; last log lines:\n%s", err, logs)
+	_, err2 := os.Stat(filepath.Join(inst, volumesDir))
+	keep := rec != nil && rec.Project && err2 == nil
+	if serr := r.clear(name, rec, keep); serr != nil {
+		err = fmt.Errorf("%w (and cleaning up failed: %v)", err, serr)
+	} else if keep {
+		left := *rec
+		left.Procs = nil
+		if werr := writeRecord(inst, &left); werr != nil {
+			err = fmt.Errorf("%w (and recording its volumes failed: %v)", err, werr)
+		}
+	}
+	if len(logs) > 0 {
+		return fmt.Errorf("%w; last log lines:\n%s", err, strings.Join(logs, "\n"))
 	}
 	return err
 }
 
 // clear stops whatever is recorded or running under name and removes its
-// directory.
-func (r *Runtime) clear(name string, rec *record) error {
+// directory, or with keepVolumes everything in it but the volumes.
+func (r *Runtime) clear(name string, rec *record, keepVolumes bool) error {
 	inst := r.instDir(name)
 	if _, err := os.Lstat(inst); errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -321,14 +508,30 @@ func (r *Runtime) clear(name string, rec *record) error {
 	if err := stop(rec, inst, grace); err != nil {
 		return err
 	}
-	if err := os.RemoveAll(inst); err != nil {
-		return fmt.Errorf("remove %s: %w", inst, err)
+	if !keepVolumes {
+		if err := os.RemoveAll(inst); err != nil {
+			return fmt.Errorf("remove %s: %w", inst, err)
+		}
+		return nil
 	}
+	ents, err := os.ReadDir(inst)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if e.Name() == volumesDir {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(inst, e.Name())); err != nil {
+			return fmt.Errorf("remove %s: %w", filepath.Join(inst, e.Name()), err)
+		}
+	}
+	_ = os.Remove(inst) // when it held no volumes: nothing is left
 	return nil
 }
 
-// Status reports the instance from its record, whether its process lives
-// and whether it answers a quick health probe.
+// Status reports the instance from its record, whether its processes live
+// and whether each answers a quick probe.
 func (r *Runtime) Status(ctx context.Context, name string) (runtime.Status, error) {
 	if err := runtime.ValidateName(name); err != nil {
 		return runtime.Status{}, err
@@ -340,32 +543,64 @@ func (r *Runtime) Status(ctx context.Context, name string) (runtime.Status, erro
 	if rec == nil {
 		return runtime.Status{}, nil
 	}
-	st := runtime.Status{Exists: true, Image: rec.Image, Endpoint: endpoint(rec.Port)}
-	if !running(rec.PID, rec.StartTicks) {
-		st.Message = fmt.Sprintf("process %d is not running", rec.PID)
-		return st, nil
+	if !rec.Project {
+		ss := probe(ctx, rec)
+		return runtime.Status{Exists: true, Ready: ss.Ready, Image: rec.Image, Endpoint: endpoint(rec.Port), Message: ss.Message}, nil
 	}
-	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	if err := runtime.WaitHTTP(pctx, runtime.HealthURL(st.Endpoint, runtime.Spec{Health: rec.Health})); err != nil {
-		st.Message = fmt.Sprintf("process %d runs but does not answer: %v", rec.PID, err)
-		return st, nil
+	st := runtime.Status{Exists: true, Ready: len(rec.Procs) > 0, Endpoint: endpoints(rec)}
+	var notReady []string
+	procs := slices.Clone(rec.Procs)
+	slices.SortStableFunc(procs, func(a, b *record) int {
+		return slices.Index(rec.Order, a.Service) - slices.Index(rec.Order, b.Service)
+	})
+	for _, p := range procs {
+		ss := probe(ctx, p)
+		st.Services = append(st.Services, ss)
+		st.Ready = st.Ready && ss.Ready
+		if !ss.Ready {
+			notReady = append(notReady, ss.Name+": "+ss.Message)
+		}
+		if p.Service == rec.Serve {
+			st.Image = p.Image
+		}
 	}
-	st.Ready = true
-	st.Message = fmt.Sprintf("process %d", rec.PID)
+	switch {
+	case len(rec.Procs) == 0:
+		st.Message = "no processes: its volumes are kept until Destroy"
+	default:
+		st.Message = fmt.Sprintf("%d of %d services ready", len(rec.Procs)-len(notReady), len(rec.Procs))
+		if len(notReady) > 0 {
+			st.Message += "; " + strings.Join(notReady, "; ")
+		}
+	}
 	return st, nil
 }
 
-// Destroy stops the instance's processes (SIGTERM to the group, SIGKILL
-// after StopGrace) and removes its directory. A missing instance is no
-// error.
+// probe reports one recorded process: alive, and answering its probe.
+func probe(ctx context.Context, p *record) runtime.ServiceStatus {
+	ss := runtime.ServiceStatus{Name: p.Service, Image: p.Image}
+	if !running(p.PID, p.StartTicks) {
+		ss.Message = fmt.Sprintf("process %d is not running", p.PID)
+		return ss
+	}
+	if err := runtime.ProbeService(ctx, p.service(), endpoint(p.Port)); err != nil {
+		ss.Message = fmt.Sprintf("process %d runs but does not answer: %v", p.PID, err)
+		return ss
+	}
+	ss.Ready, ss.Message = true, fmt.Sprintf("process %d", p.PID)
+	return ss
+}
+
+// Destroy stops the instance's processes (SIGTERM to each group, SIGKILL
+// after StopGrace) and removes its directory, volumes included. A missing
+// instance is no error.
 func (r *Runtime) Destroy(ctx context.Context, name string) error {
 	unlock, err := r.lock(ctx, name)
 	if err != nil {
 		return err
 	}
 	rec, _ := readRecord(r.instDir(name)) // a torn record: stop by path alone
-	if err := r.clear(name, rec); err != nil {
+	if err := r.clear(name, rec, false); err != nil {
 		unlock(false)
 		return fmt.Errorf("destroy %s: %w", name, err)
 	}
@@ -374,7 +609,7 @@ func (r *Runtime) Destroy(ctx context.Context, name string) error {
 }
 
 // List returns the recorded instances whose labels match selector, sorted
-// by name; Ready means the process is alive.
+// by name; Ready means every process is alive.
 func (r *Runtime) List(ctx context.Context, selector map[string]string) ([]runtime.Instance, error) {
 	ents, err := os.ReadDir(r.dir)
 	if err != nil {
@@ -390,13 +625,19 @@ func (r *Runtime) List(ctx context.Context, selector map[string]string) ([]runti
 		if err != nil || rec == nil || !runtime.Matches(rec.Labels, sel) {
 			continue
 		}
-		out = append(out, runtime.Instance{
+		in := runtime.Instance{
 			Name:     rec.Name,
 			Image:    rec.Image,
 			Labels:   rec.Labels,
-			Ready:    running(rec.PID, rec.StartTicks),
-			Endpoint: endpoint(rec.Port),
-		})
+			Ready:    len(rec.procs()) > 0 && allRunning(rec),
+			Endpoint: endpoints(rec),
+		}
+		for _, p := range rec.Procs {
+			if p.Service == rec.Serve {
+				in.Image = p.Image
+			}
+		}
+		out = append(out, in)
 	}
 	runtime.SortInstances(out)
 	return out, nil

@@ -428,3 +428,55 @@ func TestLockExcludesWhileFilesAreRemoved(t *testing.T) {
 		t.Fatalf("second lock while held: %v", err)
 	}
 }
+
+// A project's services find each other and their volumes through their
+// environment: peers' "<service>:<declared port>" and mount paths are
+// rewritten to where they are on this host.
+func TestPeerEnv(t *testing.T) {
+	spec := runtime.Spec{
+		Services: []runtime.Service{
+			{Name: "web", Port: 8080, Env: map[string]string{
+				"STORE_URL": "http://store:8081/x",
+				"BOTH":      "store:8081,store:8081",
+				"LONGER":    "restore:8081 store.example:8081",
+				"OTHERPORT": "store:80812 store:9000",
+				"SELF":      "web:8080",
+				"DATA":      "/data",
+			}},
+			{Name: "store", Port: 8081, Mounts: []runtime.Mount{{Volume: "counter-data", Path: "/data"}}, Env: map[string]string{
+				"DATA_DIR": "/data",
+				"SUB":      "/data/sub",
+				"NOT":      "/database",
+			}},
+		},
+		InstanceVolumes: []string{"counter-data"},
+	}
+	ports := map[string]int{"web": 41000, "store": 42000}
+	vol := func(v string) string { return "/srv/drift/inst/volumes/" + v }
+	web := PeerEnv(spec.Services[0], spec, ports, vol)
+	for k, want := range map[string]string{
+		"STORE_URL": "http://127.0.0.1:42000/x",
+		"BOTH":      "127.0.0.1:42000,127.0.0.1:42000",
+		"LONGER":    "restore:8081 store.example:8081",
+		"OTHERPORT": "store:80812 store:9000",
+		"SELF":      "127.0.0.1:41000",
+		"DATA":      "/data", // web mounts nothing
+	} {
+		if web[k] != want {
+			t.Errorf("web %s = %q, want %q", k, web[k], want)
+		}
+	}
+	store := PeerEnv(spec.Services[1], spec, ports, vol)
+	for k, want := range map[string]string{
+		"DATA_DIR": "/srv/drift/inst/volumes/counter-data",
+		"SUB":      "/srv/drift/inst/volumes/counter-data/sub",
+		"NOT":      "/database",
+	} {
+		if store[k] != want {
+			t.Errorf("store %s = %q, want %q", k, store[k], want)
+		}
+	}
+	if spec.Services[0].Env["STORE_URL"] != "http://store:8081/x" {
+		t.Error("PeerEnv changed the spec")
+	}
+}

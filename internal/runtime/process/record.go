@@ -16,22 +16,34 @@ import (
 const recordFile = "instance.json"
 
 // record is what the runtime knows about one instance: written atomically to
-// <dir>/<name>/instance.json as soon as the process has a pid, so a worker
-// that restarts (or crashes mid-deploy) finds it again.
+// <dir>/<name>/instance.json as soon as a process has a pid, so a worker
+// that restarts (or crashes mid-deploy) finds it again. In the one-service
+// form it describes the instance's one process; a project's record has one
+// record per service's process in Procs (Service, PID to Argv and Probe
+// set) and none at the top level. A project record without processes is
+// an instance of which only volumes are left.
 type record struct {
-	Name       string            `json:"name"`
-	PID        int               `json:"pid"`
-	StartTicks uint64            `json:"startTicks"` // /proc/<pid>/stat starttime: tells a reused pid apart
-	Started    time.Time         `json:"started"`
-	Port       int               `json:"port"` // loopback port passed in $PORT
-	Image      string            `json:"image"`
-	Digest     string            `json:"digest"` // what Image resolved to (index or manifest digest)
-	Labels     map[string]string `json:"labels"`
-	SpecHash   string            `json:"specHash"`
+	Name       string            `json:"name,omitempty"`
+	Service    string            `json:"service,omitempty"`
+	PID        int               `json:"pid,omitempty"`
+	StartTicks uint64            `json:"startTicks,omitempty"` // /proc/<pid>/stat starttime: tells a reused pid apart
+	Started    time.Time         `json:"started,omitzero"`
+	Port       int               `json:"port,omitempty"` // loopback port passed in $PORT
+	Image      string            `json:"image,omitempty"`
+	Digest     string            `json:"digest,omitempty"` // what Image resolved to (index or manifest digest)
+	Labels     map[string]string `json:"labels,omitempty"`
+	SpecHash   string            `json:"specHash,omitempty"`
 	Health     string            `json:"health,omitempty"`
-	Argv       []string          `json:"argv"`
-	// Spec is what Deploy was given, so a kept (stopped) instance starts
-	// again as it was.
+	Probe      string            `json:"probe,omitempty"`
+	Argv       []string          `json:"argv,omitempty"`
+
+	Project bool           `json:"project,omitempty"`
+	Procs   []*record      `json:"procs,omitempty"` // in start order
+	Order   []string       `json:"order,omitempty"` // the services in the spec's order
+	Serve   string         `json:"serve,omitempty"`
+	State   *runtime.State `json:"state,omitempty"`
+	// Spec is what Deploy was given (on the top-level record), so a kept
+	// (stopped) instance starts again as it was.
 	Spec *runtime.Spec `json:"spec,omitempty"`
 }
 
@@ -39,14 +51,43 @@ func (rec *record) validate() error {
 	switch {
 	case rec.Name == "":
 		return errors.New("no name")
+	case rec.SpecHash == "":
+		return errors.New("no spec hash")
+	case rec.Project:
+		for _, p := range rec.Procs {
+			if err := p.validateProc(); err != nil {
+				return fmt.Errorf("service %q: %w", p.Service, err)
+			}
+		}
+		return nil
+	}
+	return rec.validateProc()
+}
+
+func (rec *record) validateProc() error {
+	switch {
 	case rec.PID <= 0:
 		return fmt.Errorf("bad pid %d", rec.PID)
 	case rec.Port <= 0 || rec.Port > 65535:
 		return fmt.Errorf("bad port %d", rec.Port)
-	case rec.SpecHash == "":
-		return errors.New("no spec hash")
 	}
 	return nil
+}
+
+// procs are the instance's processes: itself in the one-service form.
+func (rec *record) procs() []*record {
+	switch {
+	case rec == nil:
+		return nil
+	case rec.Project:
+		return rec.Procs
+	}
+	return []*record{rec}
+}
+
+// service is the service a process runs, as the probes need it.
+func (rec *record) service() runtime.Service {
+	return runtime.Service{Name: rec.Service, Port: rec.Port, Health: rec.Health, Probe: rec.Probe}
 }
 
 // readRecord reads the record in instDir; (nil, nil) when there is none.

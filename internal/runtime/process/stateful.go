@@ -75,7 +75,7 @@ func (r *Runtime) Run(ctx context.Context, name string, spec runtime.Spec) (runt
 		code, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 		return r.taskDone(name, rec, code)
 	}
-	if err := r.clear(name, rec); err != nil {
+	if err := r.clear(name, rec, false); err != nil {
 		return runtime.TaskResult{}, err
 	}
 	img, err := r.image(ctx, spec.Image)
@@ -85,7 +85,17 @@ func (r *Runtime) Run(ctx context.Context, name string, spec runtime.Spec) (runt
 	if err := os.MkdirAll(inst, 0o755); err != nil {
 		return runtime.TaskResult{}, err
 	}
-	rec, exited, err := r.start(name, inst, img, spec.Command, spec, labels, runtime.SpecHash(spec, labels))
+	port, err := freePort()
+	if err != nil {
+		return runtime.TaskResult{}, err
+	}
+	rec, exited, err := r.start(inst, img, spec.Command, spec.Project()[0], spec.Env, port, spec.Volumes)
+	if rec != nil {
+		rec.Name, rec.Labels, rec.SpecHash = name, labels, runtime.SpecHash(spec, labels)
+		if err == nil {
+			err = writeRecord(inst, rec)
+		}
+	}
 	if err != nil {
 		return runtime.TaskResult{}, r.fail(name, rec, fmt.Errorf("task %s: %w", name, err))
 	}
@@ -111,7 +121,7 @@ func (r *Runtime) Run(ctx context.Context, name string, spec runtime.Spec) (runt
 // taskDone reads an ended task's output and removes it.
 func (r *Runtime) taskDone(name string, rec *record, code int) (runtime.TaskResult, error) {
 	res := runtime.TaskResult{ExitCode: code, Output: tailFile(filepath.Join(r.instDir(name), "log"), 50)}
-	return res, r.clear(name, rec)
+	return res, r.clear(name, rec, false)
 }
 
 // Stop ends the instance's process and keeps its tree and record.

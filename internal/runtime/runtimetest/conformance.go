@@ -10,10 +10,14 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/edgedrift/drift/deploy/examples"
+	"github.com/edgedrift/drift/internal/appspec"
 	"github.com/edgedrift/drift/internal/runtime"
 )
 
@@ -22,6 +26,10 @@ type Case struct {
 	// Image and Image2 are two different images of the example app (e.g.
 	// hello v1 and v2); Image2 drives the "changed spec" case.
 	Image, Image2 string
+	// Web and Store are the images of the two services of the counter
+	// example app (deploy/examples/apps/counter), which the suite deploys
+	// as a project.
+	Web, Store string
 	// Version and Version2, when set, are the versions Image and Image2
 	// report in their JSON body (checked only when Serves).
 	Version, Version2 string
@@ -249,6 +257,8 @@ func Conformance(t *testing.T, rt runtime.Runtime, c Case) {
 		}
 	}
 
+	project(t, rt, c, workflow)
+
 	t.Log("nothing of ours is left")
 	if got := Names(t, rt, map[string]string{runtime.LabelCloud: c.Cloud}); len(got) != 0 {
 		// Other suites may share the backend, but not this cloud id.
@@ -264,6 +274,203 @@ func Conformance(t *testing.T, rt runtime.Runtime, c Case) {
 	}
 }
 
+// CounterSpec is the runtime spec of the counter example app, read from its
+// compose file, with images web and store, for cloud.
+func CounterSpec(t testing.TB, web, store, cloud string, labels map[string]string) runtime.Spec {
+	t.Helper()
+	app, err := appspec.FromCompose(examples.CounterCompose, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	app = app.WithImages(map[string]string{"web": web, "store": store})
+	if err := app.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return app.RuntimeSpec(cloud, labels)
+}
+
+// project is the suite's part on compose projects: the counter app's two
+// services deployed as one instance, whose web service reaches its store
+// by name and whose state endpoint answers, reused, redeployed with its
+// volume kept, reported service by service, listed once and destroyed
+// whole; and bad projects refused before any side effect.
+func project(t *testing.T, rt runtime.Runtime, c Case, workflow string) {
+	if c.Web == "" || c.Store == "" {
+		t.Fatal("Case.Web and Case.Store: the suite needs the counter app's images")
+	}
+	name := c.Prefix + "-p"
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := rt.Destroy(ctx, name); err != nil {
+			t.Errorf("cleanup: destroy %s: %v", name, err)
+		}
+	})
+	spec := func() runtime.Spec {
+		return CounterSpec(t, c.Web, c.Store, c.Cloud, map[string]string{runtime.LabelWorkflow: workflow})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.Timeout)
+	defer cancel()
+	before := Names(t, rt, nil)
+
+	t.Log("project: bad projects are refused before any side effect")
+	for what, edit := range map[string]func(*runtime.Spec){
+		"cyclic depends_on":        func(s *runtime.Spec) { s.Services[1].DependsOn = []string{"web"} },
+		"unknown dependency":       func(s *runtime.Spec) { s.Services[0].DependsOn = []string{"db"} },
+		"state on no service":      func(s *runtime.Spec) { s.State = &runtime.State{Service: "db", Path: "/state"} },
+		"state path":               func(s *runtime.Spec) { s.State.Path = "state" },
+		"undeclared volume":        func(s *runtime.Spec) { s.InstanceVolumes = nil },
+		"two services of one name": func(s *runtime.Spec) { s.Services[1].Name = "web" },
+		"a service without image":  func(s *runtime.Spec) { s.Services[1].Image = "" },
+		"both forms":               func(s *runtime.Spec) { s.Image = c.Image },
+	} {
+		s := spec()
+		edit(&s)
+		if _, err := rt.Deploy(ctx, name, s); !errors.Is(err, runtime.ErrInvalid) {
+			t.Errorf("Deploy of a project with %s: got %v, want an error wrapping runtime.ErrInvalid", what, err)
+		}
+	}
+	if after := Names(t, rt, nil); !slices.Equal(after, before) {
+		t.Fatalf("rejected projects changed List(nil): %v -> %v", before, after)
+	}
+	if st := Status(t, rt, name); st.Exists {
+		t.Fatalf("a rejected project left %s: %+v", name, st)
+	}
+
+	t.Log("project: deploy returns the serving endpoint and the state endpoint")
+	ep := Deploy(t, rt, name, spec(), c.Timeout)
+	if ep.StateURL == "" || ep.StateURL == ep.URL {
+		t.Errorf("Deploy of a project with a state endpoint returned %+v", ep)
+	}
+	if c.Serves {
+		expectCount(t, ep, c.Cloud, "POST", 1)
+		expectCount(t, ep, c.Cloud, "POST", 2)
+		var state struct{ Count int }
+		if err := Get(ep.StateURL, &state); err != nil || state.Count != 2 {
+			t.Errorf("GET %s = %+v, %v; want count 2", ep.StateURL, state, err)
+		}
+		if err := Put(ep.StateURL, `{"count":41}`); err != nil {
+			t.Errorf("PUT %s: %v", ep.StateURL, err)
+		}
+		expectCount(t, ep, c.Cloud, "GET", 41)
+	}
+
+	t.Log("project: deploying it again reuses it")
+	if again := Deploy(t, rt, name, spec(), c.Timeout); again != ep {
+		t.Errorf("second Deploy of the same project moved the endpoint: %+v -> %+v", ep, again)
+	}
+	st := Status(t, rt, name)
+	if !st.Exists || !st.Ready || st.Image != c.Web || st.Endpoint != ep || len(st.Services) != 2 {
+		t.Errorf("Status(%s) = %+v, want exists, ready, image %s, endpoint %+v, two services", name, st, c.Web, ep)
+	}
+	for i, want := range []struct{ name, image string }{{"web", c.Web}, {"store", c.Store}} {
+		if i < len(st.Services) && (st.Services[i].Name != want.name || st.Services[i].Image != want.image || !st.Services[i].Ready) {
+			t.Errorf("service %d: %+v, want %s ready with %s", i, st.Services[i], want.name, want.image)
+		}
+	}
+	listed := List(t, rt, map[string]string{runtime.LabelInstance: name})
+	if len(listed) != 1 || !listed[0].Ready || listed[0].Image != c.Web || listed[0].Endpoint.URL != ep.URL ||
+		listed[0].Labels[runtime.LabelWorkflow] != runtime.LabelValue(workflow) || listed[0].Labels[runtime.LabelService] != "" {
+		t.Errorf("List(drift.instance=%s) = %+v, want one ready instance of %s at %s", name, listed, c.Web, ep.URL)
+	}
+	if got := Names(t, rt, map[string]string{runtime.LabelWorkflow: workflow}); !slices.Equal(got, []string{name}) {
+		t.Errorf("List(drift.workflow=%s) = %v, want [%s]", workflow, got, name)
+	}
+
+	t.Log("project: a changed spec redeploys every service and keeps the volume")
+	changed := spec()
+	changed.Services[0].Env["GREETING"] = "changed"
+	ep2 := Deploy(t, rt, name, changed, c.Timeout)
+	if st := Status(t, rt, name); !st.Ready || st.Endpoint != ep2 {
+		t.Errorf("after redeploy: Status = %+v (Deploy said %+v)", st, ep2)
+	}
+	if c.Serves {
+		expectCount(t, ep2, c.Cloud, "GET", 41)
+	}
+
+	t.Log("project: destroy removes it whole")
+	if err := rt.Destroy(ctx, name); err != nil {
+		t.Fatalf("Destroy(%s): %v", name, err)
+	}
+	if st := Status(t, rt, name); st.Exists {
+		t.Errorf("after Destroy, Status(%s) = %+v", name, st)
+	}
+	if got := Names(t, rt, map[string]string{runtime.LabelInstance: name}); len(got) != 0 {
+		t.Errorf("after Destroy, List(drift.instance=%s) = %v", name, got)
+	}
+	if err := rt.Destroy(ctx, name); err != nil {
+		t.Errorf("second Destroy(%s): %v", name, err)
+	}
+	if c.Serves {
+		for _, u := range []string{ep2.URL + "/healthz", ep2.StateURL} {
+			if err := Get(u, nil); err == nil {
+				t.Errorf("%s still answers after Destroy", u)
+			}
+		}
+		t.Log("project: a new instance of the same name starts from an empty volume")
+		ep3 := Deploy(t, rt, name, spec(), c.Timeout)
+		expectCount(t, ep3, c.Cloud, "GET", 0)
+		if err := rt.Destroy(ctx, name); err != nil {
+			t.Fatalf("Destroy(%s): %v", name, err)
+		}
+	}
+}
+
+// expectCount asks the counter app at ep (GET / or POST /count) and checks
+// the count it answers, which its web service got from its store.
+func expectCount(t *testing.T, ep runtime.Endpoint, cloud, method string, want int) {
+	t.Helper()
+	url := ep.URL + "/"
+	if method == http.MethodPost {
+		url = ep.URL + "/count"
+	}
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A refused connection reached no one, so it is tried again (a real
+	// node's kube-proxy routes a new ClusterIP a few seconds after the
+	// Service has its endpoints, as ExpectServes allows for).
+	resp, err := httpClient.Do(req)
+	for began := time.Now(); errors.Is(err, syscall.ECONNREFUSED) && time.Since(began) < serveWithin; resp, err = httpClient.Do(req) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		t.Errorf("%s %s: %v", method, url, err)
+		return
+	}
+	defer resp.Body.Close()
+	var body struct {
+		App, Cloud string
+		Count      int
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("%s %s: %s, %v", method, url, resp.Status, err)
+		return
+	}
+	if body.App != "counter" || body.Cloud != cloud || body.Count != want {
+		t.Errorf("%s %s = %+v, want app counter, cloud %s, count %d", method, url, body, cloud, want)
+	}
+}
+
+// Put sends body to url with PUT and expects 200.
+func Put(url, body string) error {
+	req, err := http.NewRequest(http.MethodPut, url, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("PUT %s: %s", url, resp.Status)
+	}
+	return nil
+}
+
 // Deploy deploys spec as name, failing the test on an error or an empty
 // endpoint.
 func Deploy(t *testing.T, rt runtime.Runtime, name string, spec runtime.Spec, timeout time.Duration) runtime.Endpoint {
@@ -273,9 +480,12 @@ func Deploy(t *testing.T, rt runtime.Runtime, name string, spec runtime.Spec, ti
 	start := time.Now()
 	ep, err := rt.Deploy(ctx, name, spec)
 	if err != nil {
-		t.Fatalf("Deploy(%s, %s): %v", name, spec.Image, err)
+		t.Fatalf("Deploy(%s, %s): %v", name, spec.ServeService().Image, err)
 	}
 	t.Logf("Deploy(%s) -> %s in %v", name, ep.URL, time.Since(start).Round(time.Millisecond))
+	if spec.IsProject() && spec.State != nil && ep.StateURL == "" {
+		t.Fatalf("Deploy(%s) of a project with a state endpoint returned none: %+v", name, ep)
+	}
 	if ep.URL == "" {
 		t.Fatalf("Deploy(%s) returned an empty endpoint", name)
 	}

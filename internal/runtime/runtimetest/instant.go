@@ -42,6 +42,7 @@ type Instant struct {
 
 	mu        sync.Mutex
 	instances map[string]runtime.Instance
+	specs     map[string]runtime.Spec
 	volumes   map[string]runtime.Volume
 	routes    map[string]runtime.Route
 	tasks     []string
@@ -53,14 +54,15 @@ var _ runtime.Runtime = (*Instant)(nil)
 
 // NewInstant returns an empty instant runtime for cloud.
 func NewInstant(cloud string) *Instant {
-	return &Instant{cloud: cloud, instances: map[string]runtime.Instance{}, volumes: map[string]runtime.Volume{}, routes: map[string]runtime.Route{}}
+	return &Instant{cloud: cloud, instances: map[string]runtime.Instance{}, specs: map[string]runtime.Spec{}, volumes: map[string]runtime.Volume{}, routes: map[string]runtime.Route{}}
 }
 
 // Kind is KindInstant.
 func (r *Instant) Kind() string { return KindInstant }
 
 // Deploy records the instance and returns its endpoint,
-// instant://<cloud>/<name>, which nothing answers.
+// instant://<cloud>/<name>, which nothing answers; a project's state
+// endpoint is instant://<cloud>/<name>/<service><path>.
 func (r *Instant) Deploy(ctx context.Context, name string, spec runtime.Spec) (runtime.Endpoint, error) {
 	labels, err := runtime.ValidateSpec(name, r.cloud, spec)
 	if err != nil {
@@ -74,10 +76,15 @@ func (r *Instant) Deploy(ctx context.Context, name string, spec runtime.Spec) (r
 			return runtime.Endpoint{}, err
 		}
 	}
-	ep := runtime.Endpoint{URL: fmt.Sprintf("instant://%s/%s", r.cloud, name), Host: r.cloud, Port: spec.Port}
+	serve := spec.ServeService()
+	ep := runtime.Endpoint{URL: fmt.Sprintf("instant://%s/%s", r.cloud, name), Host: r.cloud, Port: serve.Port}
+	if st := spec.State; st != nil {
+		ep = runtime.WithState(ep, spec, runtime.Endpoint{URL: ep.URL + "/" + st.Service})
+	}
 	r.mount(spec.Volumes)
 	r.mu.Lock()
-	r.instances[name] = runtime.Instance{Name: name, Image: spec.Image, Labels: labels, Ready: true, Endpoint: ep}
+	r.instances[name] = runtime.Instance{Name: name, Image: serve.Image, Labels: labels, Ready: true, Endpoint: ep}
+	r.specs[name] = spec
 	r.mu.Unlock()
 	r.deploys.Add(1)
 	return ep, nil
@@ -94,7 +101,11 @@ func (r *Instant) Status(ctx context.Context, name string) (runtime.Status, erro
 	if !ok {
 		return runtime.Status{}, nil
 	}
-	return runtime.Status{Exists: true, Ready: in.Ready, Image: in.Image, Endpoint: in.Endpoint}, nil
+	st := runtime.Status{Exists: true, Ready: in.Ready, Image: in.Image, Endpoint: in.Endpoint}
+	for _, svc := range r.specs[name].Services {
+		st.Services = append(st.Services, runtime.ServiceStatus{Name: svc.Name, Image: svc.Image, Ready: in.Ready})
+	}
+	return st, nil
 }
 
 // Destroy forgets the instance; a missing one is no error.
@@ -104,6 +115,7 @@ func (r *Instant) Destroy(ctx context.Context, name string) error {
 	}
 	r.mu.Lock()
 	delete(r.instances, name)
+	delete(r.specs, name)
 	r.mu.Unlock()
 	r.destroys.Add(1)
 	return nil

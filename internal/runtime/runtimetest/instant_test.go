@@ -15,6 +15,7 @@ func TestInstantConforms(t *testing.T) {
 	rt := runtimetest.NewInstant("edge-1")
 	runtimetest.Conformance(t, rt, runtimetest.Case{
 		Image: "127.0.0.1:5000/hello:v1", Image2: "127.0.0.1:5000/hello:v2",
+		Web: "127.0.0.1:5000/counter-web:v1", Store: "127.0.0.1:5000/counter-store:v1",
 		Cloud: "edge-1", Serves: false,
 		// The records are Instant's backend.
 		Leftovers: func(*testing.T) []string {
