@@ -15,6 +15,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -146,6 +147,29 @@ func TestSignedReleaseIsVerifiedAtDeployAndTamperingIsRefused(t *testing.T) {
 		}
 		if v, err := release.Verify(ctx, pr.Image, policy); err != nil || v.Commit != pr.Commit {
 			t.Errorf("verify the release: %+v %v", v, err)
+		}
+	})
+
+	t.Run("drift image verify, as a user runs it", func(t *testing.T) {
+		drift, _ := harness.Binaries(t)
+		dir := t.TempDir()
+		pwFile, caFile := filepath.Join(dir, "pw"), filepath.Join(dir, "ca.pem")
+		os.WriteFile(pwFile, []byte(registryPassword), 0o600)
+		os.WriteFile(caFile, ca, 0o644)
+		verify := func(ref string) (string, error) {
+			cmd := exec.CommandContext(ctx, drift, "image", "verify", ref, "--policy", policyFile,
+				"--registry-user", registryUser, "--registry-password-file", pwFile, "--registry-ca", caFile)
+			cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+dir) // no login but the flags'
+			out, err := cmd.CombinedOutput()
+			return string(out), err
+		}
+		out, err := verify(pr.Image)
+		if err != nil || !strings.Contains(out, pr.Commit) || strings.Contains(out, registryPassword) {
+			t.Fatalf("drift image verify of the release: %v\n%s", err, out)
+		}
+		out, err = verify(tamper(t, ctx, pr.Image, reg.Host()+"/hello-trust:cli"))
+		if err == nil || !strings.Contains(out, "untrusted image") {
+			t.Fatalf("drift image verify of a tampered image: %v\n%s", err, out)
 		}
 	})
 
