@@ -24,6 +24,8 @@ const (
 	ErrTypeStateRefused = "StateRefused"
 	// ErrTypeInstanceDown: the serving instance stopped answering its probe.
 	ErrTypeInstanceDown = "InstanceDown"
+	// ErrTypeWorkerGone: the worker running a watch stopped.
+	ErrTypeWorkerGone = "WorkerGone"
 )
 
 // stateClient reaches state endpoints; each call bounds itself by its context.
@@ -128,7 +130,9 @@ func (c *Cloud) WatchInstance(ctx context.Context, req WatchRequest) error {
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			// The session cancelled the watch (it does not look at this),
+			// or this worker is stopping.
+			return temporal.NewApplicationError(fmt.Sprintf("the worker of cloud %s stopped watching: %v", c.ID, ctx.Err()), ErrTypeWorkerGone)
 		case <-time.After(req.Every):
 		}
 	}

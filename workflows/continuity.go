@@ -228,7 +228,7 @@ type downReport struct{ cloud, why string }
 func whyDown(cloud string, bound time.Duration, err error) string {
 	var timeout *temporal.TimeoutError
 	switch {
-	case activities.IsInstanceDown(err):
+	case activities.IsInstanceDown(err), isType(err, activities.ErrTypeWorkerGone):
 		return RootMessage(err)
 	case errors.As(err, &timeout) && timeout.TimeoutType() == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START:
 		return fmt.Sprintf("no worker of cloud %s took the probe within %s", cloud, bound)

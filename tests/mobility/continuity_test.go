@@ -32,6 +32,33 @@ import (
 // dockerEverywhere runs every cloud on the Docker Engine.
 func dockerEverywhere(topology.Cloud) runtime.Config { return runtime.Config{Kind: runtime.KindDocker} }
 
+// allClouds lists the topology's clouds but one.
+func allClouds(topo *topology.Topology, but string) []string {
+	var out []string
+	for _, cl := range topo.Clouds() {
+		if cl.ID != but {
+			out = append(out, cl.ID)
+		}
+	}
+	return out
+}
+
+// dockerWorkers polls clouds (and the central queue) with every cloud on
+// the Docker Engine. Unlike harness.Workers it sweeps nothing when the test
+// ends: the engine may hold other tests' objects; each test checks its own
+// session's label instead.
+func dockerWorkers(t *testing.T, c client.Client, topo *topology.Topology, registry string, clouds []string, central bool) (*workerhost.Workers, func()) {
+	t.Helper()
+	ws, err := workerhost.StartWorkers(c, workerhost.WorkerOptions{Topology: topo, Clouds: clouds, Central: central,
+		DataDir: t.TempDir(), Registry: registry, RuntimeFor: dockerEverywhere})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := sync.OnceFunc(ws.Stop)
+	t.Cleanup(stop)
+	return ws, stop
+}
+
 // counterApp is the two-service example with the harness's images.
 func counterApp(t *testing.T, web, store string) appspec.AppSpec {
 	app, err := appspec.FromCompose(examples.CounterCompose, "")
@@ -67,7 +94,7 @@ func TestStateTransferAndDrainAcrossDockerClouds(t *testing.T) {
 	reg := harness.Registry(t)
 	web, store := harness.CounterImages(t, reg, "v1")
 	topo := harness.ExampleTopology(t)
-	ws := harness.Workers(t, c, topo, reg.Host(), dockerEverywhere)
+	ws, _ := dockerWorkers(t, c, topo, reg.Host(), allClouds(topo, ""), true)
 
 	id := names.SessionID("state-it", "counter")
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
@@ -217,7 +244,7 @@ func TestFailoverWhenTheServingInstanceIsKilled(t *testing.T) {
 	reg := harness.Registry(t)
 	web, store := harness.CounterImages(t, reg, "v1")
 	topo := harness.ExampleTopology(t)
-	ws := harness.Workers(t, c, topo, reg.Host(), dockerEverywhere)
+	ws, _ := dockerWorkers(t, c, topo, reg.Host(), allClouds(topo, ""), true)
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	n := &notices{}
@@ -285,27 +312,8 @@ func TestFailoverWhenTheCloudsWorkerStops(t *testing.T) {
 	web, store := harness.CounterImages(t, reg, "v1")
 	topo := harness.ExampleTopology(t)
 	const dead = "edge-latin" // quartier-latin's cloud
-	var others []string
-	for _, cl := range topo.Clouds() {
-		if cl.ID != dead {
-			others = append(others, cl.ID)
-		}
-	}
-	ws, err := workerhost.StartWorkers(c, workerhost.WorkerOptions{Topology: topo, Clouds: others, Central: true,
-		DataDir: t.TempDir(), Registry: reg.Host(), RuntimeFor: dockerEverywhere})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ws.Stop)
-	deadWorker := func() *workerhost.Workers {
-		w, err := workerhost.StartWorkers(c, workerhost.WorkerOptions{Topology: topo, Clouds: []string{dead},
-			DataDir: t.TempDir(), Registry: reg.Host(), RuntimeFor: dockerEverywhere})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return w
-	}
-	w := deadWorker()
+	ws, _ := dockerWorkers(t, c, topo, reg.Host(), allClouds(topo, dead), true)
+	_, stopDead := dockerWorkers(t, c, topo, reg.Host(), []string{dead}, false)
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 
@@ -321,7 +329,7 @@ func TestFailoverWhenTheCloudsWorkerStops(t *testing.T) {
 	t.Cleanup(func() { _ = c.TerminateWorkflow(context.Background(), id, "", "test over") })
 	waitServing(t, ctx, c, id)
 	waitWarm(t, ctx, c, id)
-	w.Stop()
+	stopDead()
 	st, took := waitFailover(t, ctx, c, id, dead, failoverBound)
 	t.Logf("failover off a silent worker %s → %s in %s: %s", dead, st.Serving, took, st.Down[dead])
 	if !strings.Contains(st.Down[dead], dead) {
@@ -331,8 +339,7 @@ func TestFailoverWhenTheCloudsWorkerStops(t *testing.T) {
 
 	// The worker comes back: the instance it left is destroyed, and the
 	// cloud is usable again.
-	w = deadWorker()
-	t.Cleanup(w.Stop)
+	w, _ := dockerWorkers(t, c, topo, reg.Host(), []string{dead}, false)
 	name := runtime.InstanceName("counter", "worker-it", dead)
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
