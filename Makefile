@@ -78,6 +78,10 @@ record-histories: docker-up kube-build
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-session-project.json \
 		$(GO) test -count=1 -run TestSessionOfAComposeProject ./tests/mobility
 	# also mobility-session-api.json beside it: the session the API drove.
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-session-state.json \
+		$(GO) test -count=1 -run TestStateTransferAndDrainAcrossDockerClouds ./tests/mobility
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-session-failover.json \
+		$(GO) test -count=1 -run TestFailoverWhenTheServingInstanceIsKilled ./tests/mobility
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-subscriptions.json \
 		$(GO) test -count=1 -run TestConformanceOfResourcesAndNotifications ./tests/mecapi
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/component-upgrade.json \
