@@ -9,7 +9,7 @@ UNIT_PKGS    := ./activities/... ./internal/... ./starter/... ./worker/... ./wor
 WORKFLOWCHECK_VERSION := v0.6.0
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build dev test test-integration test-all lint bench bench-mobility bench-upgrade docker-up kube-build temporal-build record-histories clean bench-install bench-port bench-pipeline bench-api
+.PHONY: all build dev test test-integration test-all lint bench bench-mobility bench-upgrade docker-up kube-build temporal-build record-histories clean bench-install bench-port bench-pipeline bench-api bench-continuity
 
 all: build
 
@@ -41,7 +41,7 @@ $(CACHE)/bin/workflowcheck:
 	GOBIN=$(CACHE)/bin $(GO) install go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION)
 
 # Each bench-<name> runs one benchmark and rewrites docs/bench/<name>.md.
-bench: bench-mobility bench-upgrade bench-install bench-port bench-pipeline bench-api
+bench: bench-mobility bench-upgrade bench-install bench-port bench-pipeline bench-api bench-continuity
 
 bench-mobility: docker-up
 	@$(call run-bench,mobility,^TestMobilityBench$$,./tests/bench)
@@ -57,6 +57,10 @@ bench-port:
 	@$(call run-bench,port,^TestPortBench$$,./tests/port,100m)
 bench-pipeline: docker-up
 	@$(call run-bench,pipeline,^TestPipelineBench$$,./tests/pipeline)
+# A client at 50 req/s following the counter app: warm, cold and reactive
+# moves side by side, then failovers (DRIFT_BENCH_MOVES moves per mode).
+bench-continuity: docker-up
+	@$(call run-bench,continuity,^TestContinuityBench$$,./tests/mobility,90m)
 # A live API subscriber's notification delay beside 8 dead ones (about 15 minutes).
 bench-api:
 	@$(call run-bench,api,^TestIsolationBench$$,./tests/mecapi)
