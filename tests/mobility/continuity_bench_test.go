@@ -106,9 +106,9 @@ func (s *streamer) window(from, to time.Time) window {
 }
 
 type modeResult struct {
-	name               string
+	name                string
 	moves, failed, lost int
-	gaps               []time.Duration
+	gaps                []time.Duration
 }
 
 func pct(ds []time.Duration, p float64) time.Duration {
