@@ -88,16 +88,29 @@ record-histories: docker-up kube-build
 		$(GO) test -count=1 -run TestFailoverWhenTheServingInstanceIsKilled ./tests/mobility
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-subscriptions.json \
 		$(GO) test -count=1 -run TestConformanceOfResourcesAndNotifications ./tests/mecapi
-	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/component-upgrade.json \
-		$(GO) test -count=1 -run TestUpgradeOnDocker ./tests/upgrade
+	# component-upgrade.json is an upgrade from before hops and data (kept as
+	# recorded: it replays the old path); these two are of today's.
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/component-upgrade-data.json \
+		$(GO) test -count=1 -run '^TestUpgradeWithDataOnProcesses$$' ./tests/upgrade
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/component-upgrade-rollback.json \
+		$(GO) test -count=1 -run '^TestUpgradeRollbackOnProcesses$$' ./tests/upgrade
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/install-software.json \
 		$(GO) test -count=1 -run TestInstallThroughGateways ./tests/install
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/install-software-update.json \
+		$(GO) test -count=1 -run TestUpdateAndUninstall ./tests/install
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/install-fleet.json \
+		$(GO) test -count=1 -run TestFleetStopsAtTheErrorBudget ./tests/install
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/inventory.json \
+		$(GO) test -count=1 -run TestDesiredStateSurvivesRestartsAndReachesNewVMs ./tests/install
 	# port-to-arch.json is a port from before it ran the program (kept as
 	# recorded: it replays the old commands); this one is of today's.
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/port-to-arch-runs-the-program.json \
 		$(GO) test -count=1 -timeout 40m -run TestPortBoltAndGopsutilProgramToLoong64 ./tests/port
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/pipeline-run.json \
 		$(GO) test -count=1 -run TestPipelineFromGitToDockerAndKubernetes ./tests/pipeline
+	# The production test writes the undeploy's history beside the session's, as pipeline-undeploy.json.
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-noworker.json \
+		$(GO) test -count=1 -run TestProductionShape ./tests/production
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/pipeline-rollback.json \
 		$(GO) test -count=1 -run TestFailedVerificationRollsBackToThePreviousImage ./tests/pipeline
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/pipeline-project.json \

@@ -126,6 +126,18 @@ func (c *Cloud) ListInstances(ctx context.Context, selector map[string]string) (
 	return in, classify(err)
 }
 
+// Room is how many more instances the cloud takes (-1: no limit).
+func (c *Cloud) Room(ctx context.Context) (int, error) {
+	if c.Capacity <= 0 {
+		return -1, nil
+	}
+	in, err := c.Runtime.List(ctx, nil)
+	if err != nil {
+		return 0, classify(err)
+	}
+	return max(0, c.Capacity-len(in)), nil
+}
+
 // Application error types drift's activities return; none is retried.
 const (
 	ErrTypeInvalidSpec   = "InvalidSpec"   // bad input no retry can fix

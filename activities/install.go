@@ -3,10 +3,13 @@ package activities
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/edgedrift/drift/internal/fleet"
 	"github.com/edgedrift/drift/internal/gateway"
 	"github.com/edgedrift/drift/internal/repo"
 )
@@ -48,6 +51,42 @@ func (a *Install) PostInstruction(ctx context.Context, in repo.Instruction) (rep
 		}
 	}
 	return out, err
+}
+
+// Resolve names a version of a package for a rollout: exact, a range or
+// "latest", among the versions the tenant may see on the platform.
+type Resolve struct {
+	Tenant   string `json:"tenant"`
+	Name     string `json:"name"`
+	Version  string `json:"version"`
+	Platform string `json:"platform"`
+}
+
+// ResolvePackage picks the highest version the constraint allows, once per
+// rollout; none is final (UnknownPackage), naming the versions there are.
+func (a *Install) ResolvePackage(ctx context.Context, r Resolve) (repo.Package, error) {
+	want, err := fleet.ParseConstraint(r.Version)
+	if err != nil {
+		return repo.Package{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidInstall, err)
+	}
+	all, err := a.Repo.List(ctx)
+	if err != nil {
+		return repo.Package{}, err
+	}
+	byVersion := map[string]repo.Package{}
+	var versions []string
+	for _, p := range all {
+		if p.Name == r.Name && p.Platform == r.Platform && p.VisibleTo(r.Tenant) {
+			byVersion[p.Version] = p
+			versions = append(versions, p.Version)
+		}
+	}
+	v, ok := want.Choose(versions)
+	if !ok {
+		msg := fmt.Sprintf("no version of %s matching %s for %s that tenant %s may see (there are: %s)", r.Name, r.Version, r.Platform, r.Tenant, strings.Join(versions, ", "))
+		return repo.Package{}, temporal.NewNonRetryableApplicationError(msg, ErrTypeUnknownPackage, nil)
+	}
+	return byVersion[v], nil
 }
 
 // WithdrawInstruction removes an instruction no VM reported on.

@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,11 +17,13 @@ import (
 )
 
 // Labels of a component's environments: every instance of an env carries
-// the component, the env's name and the version it runs.
+// the component, the env's name and the version it runs, and which of the
+// env's services it is.
 const (
 	LabelComponent = "drift.component"
 	LabelEnv       = "drift.env"
 	LabelVersion   = "drift.version"
+	LabelService   = "drift.service"
 )
 
 // Verify modes: what a verification can reach on a cloud.
@@ -33,6 +36,7 @@ const (
 // cloud's queue next to Cloud.
 type Upgrade struct {
 	Runtime runtime.Runtime
+	Router  runtime.Router // the cloud's stable endpoints
 	HTTP    *http.Client
 }
 
@@ -65,13 +69,17 @@ type VerifyTarget struct {
 type EnvVerifyRequest struct {
 	Mode    string         `json:"mode"`
 	Targets []VerifyTarget `json:"targets"`
+	// Data, when set, wants the sample listed and readable, byte for byte,
+	// through the first target.
+	Data *DataSample `json:"data,omitempty"`
 }
 
-// Check is one verification step's outcome.
+// Check is one verification step's or precheck's outcome.
 type Check struct {
-	Name   string `json:"name"` // e.g. "cinder health", "cinder-volume driver"
-	OK     bool   `json:"ok"`
-	Detail string `json:"detail"`
+	Name    string `json:"name"` // e.g. "cinder health", "cinder-volume driver"
+	OK      bool   `json:"ok"`
+	Detail  string `json:"detail"`
+	Warning bool   `json:"warning,omitempty"` // passed, with something to look at
 }
 
 // Verification is every check of an env; it passed when all did.
@@ -103,23 +111,58 @@ func (u *Upgrade) VerifyEnv(ctx context.Context, req EnvVerifyRequest) (Verifica
 			add(t.Instance+" rollout", err, "ready on "+u.Runtime.Kind())
 			continue
 		}
-		body, err := u.call(ctx, http.MethodGet, runtime.HealthURL(t.Endpoint, runtime.Spec{Health: t.Health}))
+		body, err := u.settle(ctx, runtime.HealthURL(t.Endpoint, runtime.Spec{Health: t.Health}))
 		add(t.Instance+" health", err, body)
 		if t.Verify != "" {
 			body, err := u.call(ctx, http.MethodPost, runtime.HealthURL(t.Endpoint, runtime.Spec{Health: t.Verify}))
 			add(t.Instance+" driver", err, body)
 		}
 	}
+	if d := req.Data; d != nil && req.Mode == VerifyHTTP && len(req.Targets) > 0 {
+		detail, err := u.checkSample(ctx, req.Targets[0].Endpoint, *d)
+		add(req.Targets[0].Instance+" data", err, detail)
+	}
 	return v, nil
 }
 
-// call makes one request and wants a 2xx answer; the body is the detail.
+// settleTime bounds how long a new env's endpoint may refuse connections
+// before it answers (a cluster's proxies catch up with a new Service).
+const settleTime = 30 * time.Second
+
+// settle GETs url until it is reached (an answer, whatever its status) or
+// settleTime passed, and returns the last call's outcome.
+func (u *Upgrade) settle(ctx context.Context, url string) (string, error) {
+	deadline := time.Now().Add(settleTime)
+	for {
+		body, err := u.call(ctx, http.MethodGet, url)
+		var status *statusError
+		if err == nil || errors.As(err, &status) || time.Now().After(deadline) || ctx.Err() != nil {
+			return body, err
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// statusError is an answer other than 2xx.
+type statusError struct{ msg string }
+
+func (e *statusError) Error() string { return e.msg }
+
+// call makes one request and wants a 2xx answer; the body is the detail
+// (its first 2 KiB).
 func (u *Upgrade) call(ctx context.Context, method, url string) (string, error) {
+	body, err := u.fetch(ctx, method, url, 2048)
+	return strings.TrimSpace(string(body)), err
+}
+
+// fetch makes one request and wants a 2xx answer; it returns up to limit
+// bytes of the body.
+func (u *Upgrade) fetch(ctx context.Context, method, url string, limit int64) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, url, nil)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	client := u.HTTP
 	if client == nil {
@@ -127,13 +170,12 @@ func (u *Upgrade) call(ctx context.Context, method, url string) (string, error) 
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
-	body := strings.TrimSpace(string(b))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	if resp.StatusCode/100 != 2 {
-		return "", fmt.Errorf("%s %s: %s: %s", method, url, resp.Status, body)
+		return nil, &statusError{fmt.Sprintf("%s %s: %s: %s", method, url, resp.Status, bytes.TrimSpace(b[:min(len(b), 512)]))}
 	}
-	return body, nil
+	return b, err
 }

@@ -122,7 +122,7 @@ func TestHelpListsEveryCommandOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"dev", "pipeline", "session", "api", "upgrade", "port", "install", "repo", "agent", "topology", "version"} {
+	for _, name := range []string{"dev", "pipeline", "session", "api", "upgrade", "port", "install", "inventory", "repo", "agent", "topology", "version"} {
 		if n := strings.Count(out, "\n  "+name+" "); n != 1 {
 			t.Errorf("drift --help lists %q %d times:\n%s", name, n, out)
 		}

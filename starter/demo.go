@@ -346,7 +346,7 @@ func newDemoCommand(g *globals) *cobra.Command {
 		},
 	}
 	port.Flags().StringVar(&dataDir, "data-dir", defaultDataDir(), "where the example module's git repository is made")
-	cmd.AddCommand(port)
+	cmd.AddCommand(port, newInstallDemoCommand(g))
 	return cmd
 }
 

@@ -54,6 +54,15 @@ func loadTopology(file string) (*topology.Topology, error) {
 	return topology.Load(file)
 }
 
+// cloudIDs lists the ids of the topology's clouds.
+func cloudIDs(topo *topology.Topology) []string {
+	var ids []string
+	for _, c := range topo.Clouds() {
+		ids = append(ids, c.ID)
+	}
+	return ids
+}
+
 // defaultDataDir is $DRIFT_DATA_DIR, else ~/.local/share/drift.
 func defaultDataDir() string {
 	if d := os.Getenv("DRIFT_DATA_DIR"); d != "" {

@@ -21,6 +21,15 @@ func TestInstallAndAgentRefuseBadInput(t *testing.T) {
 		{[]string{"install", "run", "--tenant", "acme", "--vm", "vm-1", "--address", "10.0.0.2", "--package", "../x@1"}, "package name"},
 		{[]string{"agent", "--gateway", "http://169.254.169.254:8080", "--prefix", t.TempDir(), "--once"}, "link-local"},
 		{[]string{"repo", "push", "x.tgz", "--name", "../x", "--version", "1", "--token-file", "/nonexistent"}, "admin token"},
+		{[]string{"install", "run", "--tenant", "acme", "--select", "Role=web", "--package", "hello@1"}, "label key"},
+		{[]string{"install", "run", "--tenant", "acme", "--select", "role=web", "--package", "hello@^1", "--max-errors", "lots"}, "budget"},
+		{[]string{"install", "run", "--tenant", "acme", "--select", "role=web", "--package", "hello@>= x"}, "version range"},
+		{[]string{"install", "run", "--tenant", "acme", "--select", "role=web", "--package", "hello@^1", "--action", "reinstall"}, "action"},
+		{[]string{"install", "run", "--tenant", "Ünïcode", "--select", "role=web", "--package", "hello@^1"}, "--tenant"},
+		{[]string{"install", "run", "--tenant", "acme", "--select", "*", "--package", "hello@1", "--rollout", "../r"}, "rollout name"},
+		{[]string{"inventory", "add", "acme", "vm-1", "10.0.0.2", "--label", "role"}, "key=value"},
+		{[]string{"inventory", "desire", "--tenant", "acme", "--package", "hello"}, "NAME@RANGE"},
+		{[]string{"agent", "--gateway", "http://127.0.0.1:18080", "--prefix", t.TempDir(), "--trust", "/nonexistent.pub", "--once"}, "--trust"},
 	} {
 		_, err := run(t, c.args...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

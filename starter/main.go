@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/edgedrift/drift/internal/runtime/proxy"
 )
 
 func main() {
+	proxy.Main() // when started as a stable endpoint's proxy
 	if err := newRootCommand().Execute(); err != nil {
 		var exit exitError
 		if !errors.As(err, &exit) {

@@ -29,7 +29,11 @@ it to every target cloud, verifying each and rolling a failed one back. Runs
 are durable workflows named pipeline/<app>/<run>.`,
 	}
 	cmd.AddCommand(newPipelineRunCommand(g), newPipelineResumeCommand(g), newPipelineStatusCommand(g),
-		newPipelineLogsCommand(g), newPipelineDecideCommand(g, true), newPipelineDecideCommand(g, false))
+		newPipelineLogsCommand(g), newPipelineDecideCommand(g, true), newPipelineDecideCommand(g, false),
+		newPipelineUndeployCommand(g))
+	cmd.AddCommand(newStopCommands(g, "APP RUN", cobra.ExactArgs(2), func(args []string) (string, error) {
+		return names.PipelineID(args[0], args[1]), nil
+	})...)
 	return cmd
 }
 
@@ -64,8 +68,13 @@ func newPipelineRunCommand(g *globals) *cobra.Command {
 			if run == "" {
 				run = "r" + time.Now().UTC().Format("20060102-150405")
 			}
-			in := workflows.PipelineInput{Run: run, Spec: spec, Topology: topo}
+			in := workflows.PipelineInput{Run: run, Spec: spec, Topology: topo, ScheduleToStart: g.scheduleToStart}
 			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
+				var clouds []string
+				for _, t := range spec.Deploy.Targets {
+					clouds = append(clouds, t.Cloud)
+				}
+				warnUnpolled(ctx, g, c, clouds)
 				wr, err := c.StartPipeline(ctx, in)
 				if err != nil {
 					return err
@@ -81,6 +90,66 @@ func newPipelineRunCommand(g *globals) *cobra.Command {
 	f.StringVar(&ref, "ref", "", "branch, tag or commit, instead of the spec's")
 	f.StringVarP(&topologyFile, "topology", "t", "", "topology the targets are clouds of (default: the embedded example)")
 	f.BoolVar(&detach, "detach", false, "start the run and return")
+	return cmd
+}
+
+func newPipelineUndeployCommand(g *globals) *cobra.Command {
+	var file, topologyFile string
+	var clouds []string
+	cmd := &cobra.Command{
+		Use:   "undeploy APP (-f SPEC | --clouds a,b)",
+		Short: "Remove an app's pipeline deployment from its targets (-f) or the clouds named",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			app := args[0]
+			if !pipelinespec.ValidApp(app) {
+				return fmt.Errorf("app %q must be a DNS-1035 label of at most 40 characters", app)
+			}
+			if (file == "") == (len(clouds) == 0) {
+				return fmt.Errorf("give the clouds to remove %s from: -f SPEC (its targets) or --clouds a,b", app)
+			}
+			if file != "" {
+				spec, err := pipelinespec.Load(file)
+				if err != nil {
+					return err
+				}
+				if spec.App != app {
+					return fmt.Errorf("%s is the pipeline of %s, not of %s", file, spec.App, app)
+				}
+				for _, t := range spec.Deploy.Targets {
+					clouds = append(clouds, t.Cloud)
+				}
+			}
+			topo, err := loadTopology(topologyFile)
+			if err != nil {
+				return err
+			}
+			in := workflows.UndeployInput{App: app, Clouds: clouds, Topology: topo, ScheduleToStart: g.scheduleToStart}
+			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
+				warnUnpolled(ctx, g, c, clouds)
+				wr, err := c.Undeploy(ctx, in)
+				if err != nil {
+					return err
+				}
+				res, err := client.Follow[workflows.UndeployResult](ctx, c, wr, 0, nil)
+				if perr := g.print(cmd.OutOrStdout(), res, func(w io.Writer) {
+					if len(res.Removed) > 0 {
+						fmt.Fprintf(w, "%s removed from %s\n", workflows.PipelineInstance(app), strings.Join(res.Removed, ", "))
+					}
+				}); perr != nil {
+					return perr
+				}
+				if err != nil {
+					return fmt.Errorf("%s: %w", wr.GetID(), err)
+				}
+				return nil
+			})
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&file, "file", "f", "", "pipeline spec whose targets to remove the deployment from")
+	f.StringSliceVar(&clouds, "clouds", nil, "clouds to remove the deployment from")
+	f.StringVarP(&topologyFile, "topology", "t", "", "topology the clouds are of (default: the embedded example)")
 	return cmd
 }
 

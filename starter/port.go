@@ -28,6 +28,12 @@ failing dependency (upgrade, else a patched local copy + replace, else it asks
 a human), cross-builds, runs the tests under qemu and pushes an arch image.`,
 	}
 	cmd.AddCommand(newPortRunCommand(g), newPortReportCommand(g))
+	cmd.AddCommand(newStopCommands(g, "<git-url|path (loong64)|workflow-id>", cobra.ExactArgs(1), func(args []string) (string, error) {
+		if strings.HasPrefix(args[0], "port/") {
+			return args[0], nil
+		}
+		return names.PortID(args[0], ""), nil
+	})...)
 	return cmd
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"io"
 	"os"
@@ -48,18 +49,18 @@ the admin uses its token. Packages are .tar.gz files, named by name, version
 and platform, checked against their sha256 on upload and on install.`,
 	}
 	rf.bind(cmd)
-	cmd.AddCommand(newRepoServeCommand(g), newRepoPushCommand(g, &rf), newRepoListCommand(g, &rf), newRepoRemoveCommand(g, &rf))
+	cmd.AddCommand(newRepoServeCommand(g), newRepoPushCommand(g, &rf), newRepoListCommand(g, &rf), newRepoRemoveCommand(g, &rf), newRepoKeygenCommand(g))
 	return cmd
 }
 
 func newRepoPushCommand(g *globals, rf *repoFlags) *cobra.Command {
 	var push struct {
-		name, version, platform, hook string
-		public                        bool
-		tenants                       []string
+		name, version, platform, hook, health, sign string
+		public                                      bool
+		tenants                                     []string
 	}
 	cmd := &cobra.Command{
-		Use:   "push FILE --name N --version V [--platform linux/amd64] (--public | --tenants a,b) [--hook install.sh]",
+		Use:   "push FILE --name N --version V [--platform linux/amd64] (--public | --tenants a,b) [--hook install.sh] [--health check.sh] [--sign KEY]",
 		Short: "Upload a package (.tar.gz)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -71,12 +72,22 @@ func newRepoPushCommand(g *globals, rf *repoFlags) *cobra.Command {
 			if err := ref.Validate(); err != nil {
 				return err
 			}
-			p, err := c.PushFile(cmd.Context(), ref, args[0], repo.PushOptions{Public: push.public, Tenants: push.tenants, Hook: push.hook})
+			o := repo.PushOptions{Public: push.public, Tenants: push.tenants, Hook: push.hook, Health: push.health}
+			if push.sign != "" {
+				data, err := os.ReadFile(push.sign)
+				if err != nil {
+					return fmt.Errorf("--sign: %w", err)
+				}
+				if o.Publisher, err = repo.ParsePrivateKey(data); err != nil {
+					return fmt.Errorf("--sign %s: %w", push.sign, err)
+				}
+			}
+			p, err := c.PushFile(cmd.Context(), ref, args[0], o)
 			if err != nil {
 				return err
 			}
 			return g.print(cmd.OutOrStdout(), p, func(w io.Writer) {
-				fmt.Fprintf(w, "pushed %s: %d bytes, sha256 %s, %s\n", p.Ref, p.Size, p.SHA256, visibility(p))
+				fmt.Fprintf(w, "pushed %s: %d bytes, sha256 %s, %s, signed by %s\n", p.Ref, p.Size, p.SHA256, visibility(p), signers(p))
 			})
 		},
 	}
@@ -85,6 +96,8 @@ func newRepoPushCommand(g *globals, rf *repoFlags) *cobra.Command {
 	fl.StringVar(&push.version, "version", "", "package version")
 	fl.StringVar(&push.platform, "platform", "linux/amd64", "os/arch")
 	fl.StringVar(&push.hook, "hook", "", "install hook inside the package, run with sh after unpacking")
+	fl.StringVar(&push.health, "health", "", "health check inside the package, run with sh after the hook; the version goes live only when it passes")
+	fl.StringVar(&push.sign, "sign", "", "sign the upload with this publisher key (drift repo keygen); agents may trust it instead of the repository's")
 	fl.BoolVar(&push.public, "public", false, "every tenant may install it")
 	fl.StringSliceVar(&push.tenants, "tenants", nil, "only these tenant networks may install it")
 	return cmd
@@ -106,9 +119,9 @@ func newRepoListCommand(g *globals, rf *repoFlags) *cobra.Command {
 			}
 			return g.print(cmd.OutOrStdout(), ps, func(w io.Writer) {
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tVERSION\tPLATFORM\tSIZE\tSHA256\tVISIBLE TO")
+				fmt.Fprintln(tw, "NAME\tVERSION\tPLATFORM\tSIZE\tSHA256\tVISIBLE TO\tSIGNED BY")
 				for _, p := range ps {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", p.Name, p.Version, p.Platform, p.Size, p.SHA256[:12], visibility(p))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", p.Name, p.Version, p.Platform, p.Size, p.SHA256[:12], visibility(p), signers(p))
 				}
 				tw.Flush()
 			})
@@ -137,6 +150,33 @@ func newRepoRemoveCommand(g *globals, rf *repoFlags) *cobra.Command {
 				return err
 			}
 			return g.print(cmd.OutOrStdout(), map[string]any{"removed": ref}, func(w io.Writer) { fmt.Fprintf(w, "removed %s\n", ref) })
+		},
+	}
+}
+
+// signers names who signed an entry: "repository 1a2b…, publisher 3c4d…".
+func signers(p repo.Package) string {
+	var s []string
+	for _, sig := range p.Signatures {
+		s = append(s, sig.By+" "+sig.KeyID)
+	}
+	return dash(strings.Join(s, ", "))
+}
+
+func newRepoKeygenCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "keygen FILE",
+		Short: "Make an Ed25519 publisher key (FILE, 0600) and its public key (FILE.pub) for agents to trust",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			key, err := repo.GenerateKey(args[0])
+			if err != nil {
+				return err
+			}
+			id := repo.KeyID(key.Public().(ed25519.PublicKey))
+			return g.print(cmd.OutOrStdout(), map[string]string{"keyId": id, "public": args[0] + ".pub"}, func(w io.Writer) {
+				fmt.Fprintf(w, "key %s in %s; give agents --trust %s.pub\n", id, args[0], args[0])
+			})
 		},
 	}
 }
@@ -192,6 +232,8 @@ missing; give the secret file to the network node's worker
 	fl.StringVar(&cfg.Netns, "netns", "", "serve inside this network namespace (the management network's)")
 	fl.StringVar(&cfg.TokenFile, "token-file", filepath.Join(defaultDataDir(), "repo-token"), "admin token file")
 	fl.StringVar(&cfg.SecretFile, "secret-file", filepath.Join(defaultDataDir(), "gateway-secret"), "secret shared with the management gateway")
+	fl.StringVar(&cfg.SigningKeyFile, "signing-key-file", filepath.Join(defaultDataDir(), workerhost.SigningKeyFile),
+		"Ed25519 key every index entry is signed with, created when missing ($"+workerhost.SigningKeyEnv+" overrides it); agents trust FILE.pub")
 	fl.Int64Var(&cfg.MaxBlob, "max-blob", repo.DefaultMaxBlob, "largest package in bytes")
 	return cmd
 }

@@ -6,10 +6,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/workflows"
 )
 
 // globals are the flags every command shares.
@@ -17,6 +19,8 @@ type globals struct {
 	temporal config.Temporal
 	json     bool
 	logLevel string
+	// scheduleToStart bounds a job's wait for a worker on a cloud's queue.
+	scheduleToStart time.Duration
 }
 
 func newRootCommand() *cobra.Command {
@@ -36,10 +40,14 @@ worker in one process.`,
 	g.temporal.BindFlags(root.PersistentFlags())
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print machine-readable JSON")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.PersistentFlags().DurationVar(&g.scheduleToStart, "schedule-to-start", 0,
+		"jobs started: how long a step waits for a worker on a cloud's queue before it fails with NoWorker (0: "+workflows.DefaultScheduleToStart.String()+")")
 	// In the order a newcomer meets them: the stack, the five jobs, the
 	// services around them, then inspection.
 	root.AddCommand(
 		newDevCommand(g),
+		newSetupCommand(g),
+		newRegistryCommand(g),
 		newPipelineCommand(g),
 		newSessionCommand(g),
 		newAPICommand(g),
@@ -47,12 +55,21 @@ worker in one process.`,
 		newPortCommand(g),
 		newDemoCommand(g),
 		newInstallCommand(g),
+		newInventoryCommand(g),
 		newRepoCommand(g),
 		newAgentCommand(g),
 		newTopologyCommand(g),
 		newVersionCommand(g),
 	)
 	return root
+}
+
+// scheduleToStartText is the bound jobs started now get.
+func (g *globals) scheduleToStartText() string {
+	if g.scheduleToStart > 0 {
+		return g.scheduleToStart.String()
+	}
+	return workflows.DefaultScheduleToStart.String()
 }
 
 // logger writes structured logs to stderr at the chosen level.

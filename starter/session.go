@@ -33,6 +33,9 @@ when they move.`,
 	cmd.PersistentFlags().StringVar(&sf.app, "app", "", "the app's name (with --compose: the service; default its only one)")
 	cmd.AddCommand(newSessionStartCommand(g, &sf), newSessionMoveCommand(g, &sf), newSessionExitCommand(g, &sf),
 		newSessionStateCommand(g, &sf), newSessionListCommand(g))
+	cmd.AddCommand(newStopCommands(g, "--user U --app A", cobra.NoArgs, func([]string) (string, error) {
+		return names.SessionID(sf.user, sf.app), need(sf.user, sf.app)
+	})...)
 	return cmd
 }
 
@@ -68,7 +71,9 @@ func newSessionStartCommand(g *globals, sf *sessionFlags) *cobra.Command {
 				return err
 			}
 			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
-				res, err := c.OpenSession(ctx, client.Open{User: sf.user, App: spec, Region: o.region, Topology: topo, Neighbours: policy, PreDeploy: o.preDeploy})
+				warnUnpolled(ctx, g, c, cloudIDs(topo))
+				res, err := c.OpenSession(ctx, client.Open{User: sf.user, App: spec, Region: o.region, Topology: topo, Neighbours: policy,
+					PreDeploy: o.preDeploy, ScheduleToStart: g.scheduleToStart})
 				if err != nil {
 					return err
 				}

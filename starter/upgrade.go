@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edgedrift/drift/internal/client"
+	"github.com/edgedrift/drift/internal/names"
 
 	"github.com/spf13/cobra"
 
@@ -34,23 +35,33 @@ func newUpgradeCommand(g *globals) *cobra.Command {
 	var uf upgradeFlags
 	cmd := &cobra.Command{
 		Use:   "upgrade",
-		Short: "Upgrade a platform component in an isolated env, verified, with redo or roll back",
-		Long: `An upgrade moves one component on one cloud to a newer release: each attempt
-starts a new env (the component and its related service, with the third-party
-driver loaded) beside the running one, verifies it, and switches to it or drops
-it. The running env keeps serving until a new one passed, and after the last
-failed attempt.`,
+		Short: "Upgrade a platform component hop by hop, keeping its data and its endpoint, with a window to roll back",
+		Long: `An upgrade moves one component on one cloud to a newer release, series by
+series (or SLURP to SLURP). Each hop is prechecked (path, capacity, the target
+release's upgrade check on the live data, the driver) before its side effects;
+each attempt migrates the shared data (db sync, online data migrations), starts
+a new env (the component and its related service, with the third-party driver
+loaded) beside the serving one and verifies it, with a sample of the data read
+before the upgrade. Then the component's stable endpoint switches to it (after
+"drift upgrade promote" when --gate holds it). The env upgraded from stays,
+stopped, for --window: "drift upgrade rollback" switches back; after it the
+contract migration runs and that env is retired.`,
 	}
 	cmd.PersistentFlags().StringVar(&uf.cloud, "cloud", "", "the cloud hosting the component")
 	cmd.PersistentFlags().StringVar(&uf.component, "component", "", "the component, e.g. cinder")
-	cmd.AddCommand(newUpgradeRunCommand(g, &uf), newUpgradeStatusCommand(g, &uf))
+	cmd.AddCommand(newUpgradeRunCommand(g, &uf), newUpgradeStatusCommand(g, &uf),
+		newUpgradeDecisionCommand(g, &uf, "promote", "Let the switch held at the promotion gate go"),
+		newUpgradeDecisionCommand(g, &uf, "rollback", "Switch back to the env upgraded from, within the rollback window, and wait until it serves"))
+	cmd.AddCommand(newStopCommands(g, "--cloud C --component NAME", cobra.NoArgs, func([]string) (string, error) {
+		return names.UpgradeID(uf.cloud, uf.component), uf.need()
+	})...)
 	return cmd
 }
 
 func newUpgradeRunCommand(g *globals, uf *upgradeFlags) *cobra.Command {
 	var in workflows.UpgradeInput
 	var indexFile string
-	var detach bool
+	var detach, showPath bool
 	cmd := &cobra.Command{
 		Use:   "run --cloud C --component NAME --repository REPO --version V --related NAME [flags]",
 		Short: "Start an upgrade and wait for its report",
@@ -68,11 +79,17 @@ func newUpgradeRunCommand(g *globals, uf *upgradeFlags) *cobra.Command {
 				}
 				index = b
 			}
-			if _, err := upgrade.ParseIndex(index); err != nil {
+			ix, err := upgrade.ParseIndex(index)
+			if err != nil {
 				return fmt.Errorf("--index: %w", err)
 			}
 			in.Index = string(index)
+			in.ScheduleToStart = g.scheduleToStart
+			if showPath {
+				return printPath(cmd.OutOrStdout(), ix, in)
+			}
 			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
+				warnUnpolled(ctx, g, c, []string{in.Cloud})
 				wr, err := c.StartUpgrade(ctx, in)
 				if err != nil {
 					return err
@@ -113,7 +130,84 @@ func newUpgradeRunCommand(g *globals, uf *upgradeFlags) *cobra.Command {
 	f.DurationVar(&in.Backoff, "backoff", 5*time.Second, "wait before the first redo, doubled each time")
 	f.BoolVar(&in.NextCandidate, "next-candidate", false, "redo with the next candidate version")
 	f.StringVar(&in.Verify, "verify", activities.VerifyHTTP, "verification: http (health + driver call) or rollout (instances ready, for clusters the worker cannot reach)")
+	f.StringVar(&in.Component.Data.Volume, "data-volume", "", "the component's data volume, shared by its envs (e.g. cinder-data); none: a component without data")
+	f.StringVar(&in.Component.Data.Path, "data-path", "", "where envs mount the data volume")
+	f.StringSliceVar(&in.Component.Data.Manage, "manage", nil, "the component's tool in its image: + upgrade check | db sync | db online_data_migrations | db contract")
+	f.StringVar(&in.Component.Data.List, "data-list", "", "GET path listing the component's volumes (JSON array with \"id\"; PATH/{id}/data reads one), verified through every new env")
+	f.IntVar(&in.Component.Data.Sample, "sample", 20, "volumes read before the upgrade and through every new env")
+	f.DurationVar(&in.Drain, "drain", 10*time.Second, "how long an env serves requests under way after the endpoint left it")
+	f.DurationVar(&in.Window, "window", 30*time.Minute, "how long the env upgraded from is kept, stopped, for drift upgrade rollback (0: retire it at once)")
+	f.BoolVar(&in.Gate, "gate", false, "hold every switch until drift upgrade promote")
+	f.DurationVar(&in.GateTimeout, "gate-timeout", time.Hour, "how long a switch waits at the gate before the hop fails")
+	f.BoolVar(&showPath, "path", false, "print the hops the upgrade would take and exit (platform policy or --target)")
 	f.BoolVar(&detach, "detach", false, "start and return without waiting")
+	return cmd
+}
+
+// printPath prints the hops from the current version to the target the
+// platform policy (or --target) picks, as the workflow will take them.
+func printPath(w io.Writer, ix *upgrade.Index, in workflows.UpgradeInput) error {
+	if in.Policy != workflows.PolicyPlatform {
+		return errors.New("--path: the driver policy's target comes from probing the driver; use --policy platform or --target")
+	}
+	current, err := upgrade.ParseRelease(in.Component.Version)
+	if err != nil {
+		return err
+	}
+	var cands []upgrade.Release
+	if in.Target != "" {
+		rels, _, err := ix.Published(in.Component.Name)
+		if err != nil {
+			return err
+		}
+		t, err := upgrade.Pinned(rels, current, in.Target)
+		if err != nil {
+			return err
+		}
+		cands = []upgrade.Release{t}
+	} else if _, cands, err = upgrade.PlatformCandidates(ix, in.Component.Name, current, in.Prerelease); err != nil {
+		return err
+	}
+	hops, err := ix.Path(in.Component.Name, current, cands)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "%s %s → %s in %d hop(s):\n", in.Component.Name, current.Tag, hops[len(hops)-1].To.Tag, len(hops))
+	for i, h := range hops {
+		fmt.Fprintf(w, "  %d. %s\n", i+1, h)
+	}
+	return nil
+}
+
+// newUpgradeDecisionCommand is promote or rollback: an Update with who and why.
+func newUpgradeDecisionCommand(g *globals, uf *upgradeFlags, use, short string) *cobra.Command {
+	var d workflows.Decision
+	cmd := &cobra.Command{
+		Use:   use + " --cloud C --component NAME --who NAME [--why TEXT]",
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := uf.need(); err != nil {
+				return err
+			}
+			if strings.TrimSpace(d.Who) == "" {
+				return errors.New("--who is required")
+			}
+			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
+				decide := c.PromoteUpgrade
+				if use == "rollback" {
+					decide = c.RollbackUpgrade
+				}
+				p, err := decide(ctx, uf.cloud, uf.component, d)
+				if err != nil {
+					return err
+				}
+				return g.print(cmd.OutOrStdout(), p, func(w io.Writer) { printUpgrade(w, p) })
+			})
+		},
+	}
+	cmd.Flags().StringVar(&d.Who, "who", "", "who decides")
+	cmd.Flags().StringVar(&d.Why, "why", "", "why")
 	return cmd
 }
 
@@ -143,24 +237,68 @@ func printUpgrade(w io.Writer, p workflows.UpgradeProgress) {
 		fmt.Fprintf(w, "driver %s %s needs %s %s\n", p.DriverError.Driver, p.DriverError.DriverVersion, p.Component, p.DriverError.Constraint)
 	}
 	fmt.Fprintf(w, "candidates: %s\n", dash(strings.Join(p.Candidates, ", ")))
+	if p.Endpoint != nil {
+		fmt.Fprintf(w, "endpoint: %s → %s\n", p.Endpoint.Endpoint.URL, p.Endpoint.Instance)
+	}
+	if s := p.Sample; s != nil {
+		fmt.Fprintf(w, "data: %d volumes before the upgrade, %d sampled\n", s.Count, len(s.Volumes))
+	}
+	for _, h := range p.Hops {
+		how := ""
+		if h.Skip {
+			how = ", SLURP"
+		}
+		fmt.Fprintf(w, "hop %d: %s (%s) → %s (%s%s): %s\n", h.N, h.From, h.FromSeries, h.To, h.ToSeries, how, h.Status)
+		for _, c := range h.Checks {
+			lines := strings.Split(strings.TrimSpace(c.Detail), "\n")
+			fmt.Fprintf(w, "  check %-14s %-7s %s\n", c.Name, checkWord(c), lines[0])
+			for _, l := range lines[1:] {
+				fmt.Fprintf(w, "  %29s%s\n", "", l)
+			}
+		}
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ATTEMPT\tVERSION\tENV\tSTATUS\tCHECKS\tERROR")
 	for _, a := range p.Attempts {
-		checks := "–"
+		var parts []string
+		for _, c := range a.Migration {
+			parts = append(parts, fmt.Sprintf("%s=%v", c.Name, c.OK))
+		}
 		if v := a.Verification; v != nil {
-			var parts []string
 			for _, c := range v.Checks {
 				parts = append(parts, fmt.Sprintf("%s=%v", c.Name, c.OK))
 			}
-			checks = strings.Join(parts, " ")
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", a.N, a.Version, a.Env.Name, a.Status, checks, a.Error)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", a.N, a.Version, a.Env.Name, a.Status, dash(strings.Join(parts, " ")), a.Error)
 	}
 	tw.Flush()
+	if p.Kept != nil {
+		fmt.Fprintf(w, "kept (stopped) for a rollback: env %s (%s) until %s: drift upgrade rollback --cloud %s --component %s --who …\n",
+			p.Kept.Name, p.Kept.Version, p.WindowEnds.Local().Format(time.TimeOnly), p.Cloud, p.Component)
+	}
+	for _, d := range p.Promotions {
+		fmt.Fprintf(w, "promoted by %s: %s\n", d.Who, d.Why)
+	}
+	if d := p.Rollback; d != nil {
+		fmt.Fprintf(w, "rolled back by %s: %s\n", d.Who, d.Why)
+	}
+	if c := p.Contract; c != nil {
+		fmt.Fprintf(w, "db contract: %s %s\n", checkWord(*c), c.Detail)
+	}
 	if p.Retired != "" {
 		fmt.Fprintf(w, "retired env %s\n", p.Retired)
 	}
 	if p.Error != "" {
 		fmt.Fprintf(w, "error: %s\n", p.Error)
 	}
+}
+
+func checkWord(c activities.Check) string {
+	switch {
+	case !c.OK:
+		return "FAILED"
+	case c.Warning:
+		return "warning"
+	}
+	return "ok"
 }

@@ -14,10 +14,12 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/runtime/proxy"
 	"github.com/edgedrift/drift/internal/workerhost"
 )
 
 func main() {
+	proxy.Main() // when started as a stable endpoint's proxy
 	var cfg workerhost.WorkerConfig
 	var logLevel, logFormat string
 	fs := pflag.NewFlagSet("drift-worker", pflag.ContinueOnError)
@@ -33,7 +35,9 @@ func main() {
 	fs.StringVar(&cfg.RepoTokenFile, "repo-token-file", os.Getenv("DRIFT_REPO_TOKEN_FILE"), "file holding the repository's admin token (env DRIFT_REPO_TOKEN_FILE)")
 	fs.StringVar(&cfg.GatewaySecretFile, "gateway-secret-file", os.Getenv("DRIFT_GATEWAY_SECRET_FILE"), "file holding the secret shared by the management gateway and the repository (env DRIFT_GATEWAY_SECRET_FILE)")
 	fs.StringVar(&cfg.GatewayListen, "gateway-listen", "127.0.0.1:8081", "with --network-node: the management gateway's address for management use; empty disables")
-	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "127.0.0.1:9090", "Prometheus /metrics and /healthz address; empty disables")
+	fs.BoolVar(&cfg.GatewayCache, "gateway-cache", true, "with --network-node: keep package blobs by sha256 under <data-dir>/gateway-cache, so a fleet install crosses the management network once per package")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "127.0.0.1:9090", "address of Prometheus /metrics, /healthz (liveness) and /readyz (readiness), unauthenticated; empty disables")
+	fs.StringVar(&cfg.Identity, "identity", os.Getenv("DRIFT_IDENTITY"), "worker identity in pollers and histories (env DRIFT_IDENTITY; default: what it polls, e.g. fog-1+fog-2, @ host)")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&logFormat, "log-format", "json", "json or text")
 	if err := fs.Parse(os.Args[1:]); err != nil {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
-	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -42,11 +42,12 @@ type testClouds struct {
 	states   map[string]string   // state URL → the state its instance holds
 	refused  map[string]bool     // state URLs that answer non-2xx
 	silent   map[string]bool     // clouds whose worker is gone: their watches time out
+	unpolled map[string]bool     // clouds no worker polls
 }
 
 func newTestClouds(t *testing.T, topo *topology.Topology, deployTime time.Duration) *testClouds {
 	c := &testClouds{t: t, clouds: map[string]*activities.Cloud{}, runtimes: map[string]*runtimetest.Instant{},
-		deployTime: deployTime, deployed: map[string][]string{},
+		deployTime: deployTime, deployed: map[string][]string{}, unpolled: map[string]bool{},
 		states: map[string]string{}, refused: map[string]bool{}, silent: map[string]bool{}}
 	for _, cl := range topo.Clouds() {
 		c.runtimes[cl.ID] = runtimetest.NewInstant(cl.ID)
@@ -81,7 +82,7 @@ func (c *testClouds) WatchInstance(ctx context.Context, req activities.WatchRequ
 	silent := c.silent[cloud.ID]
 	c.mu.Unlock()
 	if silent {
-		return temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_HEARTBEAT, nil)
+		return temporal.NewTimeoutError(enums.TIMEOUT_TYPE_HEARTBEAT, nil)
 	}
 	st, err := cloud.Runtime.Status(ctx, req.Instance)
 	if err != nil {
@@ -116,6 +117,10 @@ func (c *testClouds) WriteState(ctx context.Context, req activities.WriteStateRe
 func (c *testClouds) on(ctx context.Context) (*activities.Cloud, error) {
 	queue := activity.GetInfo(ctx).TaskQueue
 	for id, cloud := range c.clouds {
+		if names.CloudQueue(id) == queue && c.isUnpolled(id) {
+			// What the server says once the schedule-to-start bound is up.
+			return nil, temporal.NewTimeoutError(enums.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)
+		}
 		if names.CloudQueue(id) == queue {
 			return cloud, nil
 		}
@@ -168,6 +173,14 @@ func (c *testClouds) InstanceStatus(ctx context.Context, name string) (runtime.S
 	return cloud.InstanceStatus(ctx, name)
 }
 
+func (c *testClouds) Room(ctx context.Context) (int, error) {
+	cloud, err := c.on(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return cloud.Room(ctx)
+}
+
 func (c *testClouds) ListInstances(ctx context.Context, selector map[string]string) ([]runtime.Instance, error) {
 	cloud, err := c.on(ctx)
 	if err != nil {
@@ -208,6 +221,19 @@ func (c *testClouds) failDeploys(cloud, why string) {
 	c.runtimes[cloud].OnDeploy = func(context.Context, string, runtime.Spec) error {
 		return temporal.NewNonRetryableApplicationError(why, "Test", nil)
 	}
+}
+
+// setPolled says whether a worker polls cloud's queue.
+func (c *testClouds) setPolled(cloud string, polled bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.unpolled[cloud] = !polled
+}
+
+func (c *testClouds) isUnpolled(cloud string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.unpolled[cloud]
 }
 
 // liveClouds lists the clouds that hold an instance, sorted.

@@ -27,6 +27,20 @@ func isType(err error, typ string) bool {
 	return errors.As(err, &appErr) && appErr.Type() == typ
 }
 
+// errText is what an activity said when it failed (its application
+// error's whole message, with the container's last log lines, say), or
+// the innermost error's text.
+func errText(err error) string {
+	var appErr *temporal.ApplicationError
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &appErr):
+		return appErr.Message()
+	}
+	return RootMessage(err)
+}
+
 // RootMessage is the innermost error's text, without Temporal's wrapping.
 func RootMessage(err error) string {
 	for {

@@ -8,7 +8,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/enums/v1"
 
 	"github.com/edgedrift/drift/activities"
 	"github.com/edgedrift/drift/internal/amsi"
@@ -128,12 +128,13 @@ func (s *session) transferState(ctx workflow.Context, m *moveRequest, to *Instan
 				return temporal.NewNonRetryableApplicationError("an instance has no state endpoint", activities.ErrTypeStateRefused, nil)
 			}
 			var state []byte
-			rctx := onCloud(ctx, stateOptions(c.StateTimeout), fromCloud, "read the state of "+s.in.App.Name+" on "+fromCloud)
-			if err := workflow.ExecuteActivity(rctx, cloudActs.ReadState, activities.ReadStateRequest{URL: fromURL, Limit: c.StateLimit}).Get(ctx, &state); err != nil {
+			read := executeOnCloud(ctx, stateOptions(c.StateTimeout), fromCloud, "read the state of "+s.in.App.Name+" on "+fromCloud,
+				cloudActs.ReadState, activities.ReadStateRequest{URL: fromURL, Limit: c.StateLimit})
+			if err := read.Get(ctx, &state); err != nil {
 				return err
 			}
-			wctx := onCloud(ctx, stateOptions(c.StateTimeout), toCloud, "write the state of "+s.in.App.Name+" on "+toCloud)
-			return workflow.ExecuteActivity(wctx, cloudActs.WriteState, activities.WriteStateRequest{URL: toURL, State: state}).Get(ctx, nil)
+			return executeOnCloud(ctx, stateOptions(c.StateTimeout), toCloud, "write the state of "+s.in.App.Name+" on "+toCloud,
+				cloudActs.WriteState, activities.WriteStateRequest{URL: toURL, State: state}).Get(ctx, nil)
 		}()
 		m.transfer, m.transferErr, s.dirty = transferDone, err, true
 	})
@@ -175,14 +176,14 @@ func (s *session) draining(ctx workflow.Context, inst *Instance) bool {
 }
 
 // watchOptions: one watch of the serving instance on its cloud's queue. A
-// worker that does not take it, or stops heartbeating, within the bound
-// means the cloud is gone; nothing is retried (the session decides).
+// worker that does not take it (its schedule-to-start is the bound too), or
+// stops heartbeating, within the bound means the cloud is gone; nothing is
+// retried (the session decides).
 func watchOptions(bound time.Duration) workflow.ActivityOptions {
 	return workflow.ActivityOptions{
-		ScheduleToStartTimeout: bound,
-		StartToCloseTimeout:    watchFor + bound,
-		HeartbeatTimeout:       bound,
-		RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 1},
+		StartToCloseTimeout: watchFor + bound,
+		HeartbeatTimeout:    bound,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
 	}
 }
 
@@ -206,10 +207,11 @@ func (s *session) watch(ctx workflow.Context) {
 		Every: c.WatchEvery, Failures: watchFailures, For: watchFor,
 	}
 	cloud := inst.Cloud
-	wctx = onCloud(wctx, watchOptions(c.WatchBound), cloud, "watch "+s.in.App.Name+" on "+cloud)
+	wctx = withScheduleToStart(wctx, c.WatchBound)
 	workflow.Go(wctx, func(ctx workflow.Context) {
 		for {
-			err := workflow.ExecuteActivity(ctx, cloudActs.WatchInstance, req).Get(ctx, nil)
+			err := executeOnCloud(ctx, watchOptions(c.WatchBound), cloud, "watch "+s.in.App.Name+" on "+cloud,
+				cloudActs.WatchInstance, req).Get(ctx, nil)
 			if ctx.Err() != nil {
 				return // a new serving instance, or the end
 			}
@@ -230,9 +232,9 @@ func whyDown(cloud string, bound time.Duration, err error) string {
 	switch {
 	case activities.IsInstanceDown(err), isType(err, activities.ErrTypeWorkerGone):
 		return RootMessage(err)
-	case errors.As(err, &timeout) && timeout.TimeoutType() == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START:
+	case isType(err, ErrTypeNoWorker):
 		return fmt.Sprintf("no worker of cloud %s took the probe within %s", cloud, bound)
-	case errors.As(err, &timeout) && timeout.TimeoutType() == enumspb.TIMEOUT_TYPE_HEARTBEAT:
+	case errors.As(err, &timeout) && timeout.TimeoutType() == enums.TIMEOUT_TYPE_HEARTBEAT:
 		return fmt.Sprintf("the worker of cloud %s went silent for %s", cloud, bound)
 	}
 	return fmt.Sprintf("the watch of cloud %s failed: %s", cloud, RootMessage(err))
@@ -278,7 +280,7 @@ func (s *session) failOver(ctx workflow.Context) {
 // failoverTarget is the first ready warm instance in plan order, else the
 // first cloud of the plan, else of the topology, that is not down.
 func (s *session) failoverTarget(dead string) string {
-	usable := func(cloud string) bool { _, down := s.st.Down[cloud]; return cloud != dead && !down }
+	usable := func(cloud string) bool { return cloud != dead && !s.isDown(cloud) }
 	for _, cloud := range s.st.Plan.Clouds {
 		if inst := s.instances[cloud]; usable(cloud) && inst != nil && inst.Status == StatusReady && s.ops[cloud] == nil {
 			return cloud
@@ -300,6 +302,17 @@ func (s *session) failoverTarget(dead string) string {
 		}
 	}
 	return ""
+}
+
+// isDown says whether the session failed over from cloud and has not yet
+// destroyed what it left there.
+func (s *session) isDown(cloud string) bool { _, down := s.st.Down[cloud]; return down }
+
+// retriesDestroy says whether a destroy on cloud that no worker took is
+// asked again: while serving, on a cloud failed over from (its leftovers
+// must go when it is back); on exit the sweep lists what is left.
+func (s *session) retriesDestroy(cloud string) bool {
+	return s.isDown(cloud) && s.st.Phase == "serving"
 }
 
 // cloudBack notes that a cloud left out after a failover answered again

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/client"
 
 	"github.com/edgedrift/drift/deploy/examples"
@@ -269,4 +270,39 @@ func TestFailoverWhenTheCloudsWorkerIsGone(t *testing.T) {
 	})
 	st.env.ExecuteWorkflow(MobilitySession, in)
 	st.report()
+}
+
+// No worker polls the serving cloud any more: the session fails over, and
+// keeps asking that cloud to destroy its leftovers (each ask bounded by the
+// schedule-to-start bound) rather than leaving them, until a worker is back.
+func TestFailoverKeepsDestroyingOnACloudWithNoWorker(t *testing.T) {
+	st := newSessionTest(t)
+	in := sessionInput("quartier-latin")
+	in.PreDeploy = PreDeployNone
+	in.ScheduleToStart = 30 * time.Second
+	// A NoWorker answer comes once the bound is up.
+	st.env.OnActivity(cloudActs.DestroyInstance, mock.Anything, mock.Anything).Return(st.clouds.DestroyInstance).After(in.ScheduleToStart)
+	st.at(time.Minute, func() { st.clouds.setPolled("edge-latin", false) })
+	st.at(4*time.Minute, func() {
+		s := st.state()
+		if s.Serving == "edge-latin" || !strings.Contains(s.Down["edge-latin"], "no worker of cloud edge-latin") {
+			t.Errorf("serving %s, down %v", s.Serving, s.Down)
+		}
+		if !runtimetest.Status(t, st.clouds.runtimes["edge-latin"], "hello-alice-edge-latin").Exists {
+			t.Error("the unpolled cloud's instance went without its worker")
+		}
+		st.clouds.setPolled("edge-latin", true)
+	})
+	st.at(6*time.Minute, func() {
+		s := st.state()
+		if len(s.Down) != 0 || runtimetest.Status(t, st.clouds.runtimes["edge-latin"], "hello-alice-edge-latin").Exists {
+			t.Errorf("down %v after a worker came back", s.Down)
+		}
+		st.env.SignalWorkflow(names.ExitSignal, nil)
+	})
+	st.env.ExecuteWorkflow(MobilitySession, in)
+	st.report()
+	if live := st.clouds.liveClouds(); len(live) != 0 {
+		t.Fatalf("left behind on %v", live)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
@@ -20,6 +21,9 @@ import (
 const (
 	ErrTypeInstallFailed  = "InstallFailed"
 	ErrTypeInstallTimeout = "InstallTimeout"
+	// ErrTypeNodeUnavailable: no worker of the network node took an
+	// activity within nodeWait.
+	ErrTypeNodeUnavailable = "NodeUnavailable"
 )
 
 // Install defaults.
@@ -32,12 +36,17 @@ const (
 	retryBackoff      = 5 * time.Second
 )
 
-// InstallInput asks one VM of a tenant network to install a package.
+// InstallInput asks one VM of a tenant network to install, update or
+// uninstall a package.
 type InstallInput struct {
 	Tenant  string   `json:"tenant"`  // tenant network id
 	VM      string   `json:"vm"`      // the VM's name
 	Address string   `json:"address"` // the VM's address in the tenant network
-	Package repo.Ref `json:"package"`
+	Package repo.Ref `json:"package"` // no version: every version (uninstall only)
+	// Action is repo.ActionInstall (""), ActionUpdate or ActionUninstall;
+	// Strategy how an update goes (repo.StrategyInPlace or StrategyReplace).
+	Action   string `json:"action,omitempty"`
+	Strategy string `json:"strategy,omitempty"`
 	// Node is the network node whose gateways serve the tenant network.
 	Node string `json:"node,omitempty"`
 	// Netns and Listen place the tenant gateway (see gateway.PairConfig).
@@ -90,8 +99,13 @@ func CheckInstall(in InstallInput) error {
 	if net.ParseIP(in.Address) == nil {
 		errs = append(errs, fmt.Errorf("address %q is not an IP address", in.Address))
 	}
-	if err := in.Package.Validate(); err != nil {
+	if err := repo.CheckAction(in.Action, in.Strategy); err != nil {
 		errs = append(errs, err)
+	}
+	if in.Action == repo.ActionUninstall {
+		errs = append(errs, in.Package.ValidateAnyVersion())
+	} else {
+		errs = append(errs, in.Package.Validate())
 	}
 	if in.Timeout < 0 || in.Attempts < 0 {
 		errs = append(errs, errors.New("timeout and attempts cannot be negative"))
@@ -130,11 +144,11 @@ func (s *install) run(ctx workflow.Context) (InstallState, error) {
 		s.phase(ctx, "instructing", fmt.Sprintf("attempt %d: instruct %s (%s) to install %s", s.state.Attempt, s.in.VM, s.in.Address, pkg))
 		instr := repo.Instruction{
 			ID: fmt.Sprintf("%s#%d", s.state.ID, s.state.Attempt), WorkflowID: s.state.ID,
-			Tenant: s.in.Tenant, Client: s.in.Address, Package: repo.Package{Ref: pkg},
+			Tenant: s.in.Tenant, Client: s.in.Address, Action: s.in.Action, Strategy: s.in.Strategy, Package: repo.Package{Ref: pkg},
 		}
-		actx := s.onNode(ctx, "post instruction: "+s.in.VM+" installs "+pkg.String())
+		actx := onNode(ctx, s.in.Node, "post instruction: "+s.in.VM+" "+s.verb()+" "+pkg.String())
 		if err := workflow.ExecuteActivity(actx, installActs.PostInstruction, instr).Get(ctx, &instr); err != nil {
-			return s.fail(err)
+			return s.fail(nodeUnavailable(err, s.in.Node))
 		}
 		s.state.Instruction, s.state.Package = instr.ID, instr.Package
 		s.phase(ctx, "waiting", fmt.Sprintf("attempt %d: waiting for %s's agent (up to %s)", s.state.Attempt, s.in.VM, s.in.Timeout))
@@ -148,14 +162,19 @@ func (s *install) run(ctx workflow.Context) (InstallState, error) {
 		}
 		if !ok {
 			s.withdraw(ctx)
-			return s.failWith(ErrTypeInstallTimeout, fmt.Sprintf("no report from %s (%s) within %s", s.in.VM, s.in.Address, s.in.Timeout))
+			return s.failWith(ErrTypeInstallTimeout, fmt.Sprintf("no report from %s (%s) within %s: is `drift agent` running in the VM, with --gateway %s?",
+				s.in.VM, s.in.Address, s.in.Timeout, metadataURL(s.state.Gateway)))
 		}
 		if rep.OK {
-			s.phase(ctx, "installed", fmt.Sprintf("%s installed %s in %s (%d files)", s.in.VM, pkg, rep.Dir, rep.Files))
+			if s.in.Action == repo.ActionUninstall {
+				s.phase(ctx, "uninstalled", fmt.Sprintf("%s removed %s (%d files)", s.in.VM, pkg, rep.Removed))
+			} else {
+				s.phase(ctx, "installed", fmt.Sprintf("%s %s %s: %s is live in %s (%d files)", s.in.VM, s.verb(), pkg, dashIfEmpty(rep.Current), rep.Dir, rep.Files))
+			}
 			return s.state, nil
 		}
 		if !rep.Transient || s.state.Attempt >= s.in.Attempts {
-			return s.failWith(ErrTypeInstallFailed, fmt.Sprintf("%s could not install %s (attempt %d): %s", s.in.VM, pkg, s.state.Attempt, rep.Error))
+			return s.failWith(ErrTypeInstallFailed, fmt.Sprintf("%s could not %s %s (attempt %d): %s", s.in.VM, s.action(), pkg, s.state.Attempt, rep.Error))
 		}
 		s.phase(ctx, "retrying", fmt.Sprintf("attempt %d failed transiently: %s", s.state.Attempt, rep.Error))
 		if err := workflow.Sleep(ctx, retryBackoff); err != nil {
@@ -164,17 +183,46 @@ func (s *install) run(ctx workflow.Context) (InstallState, error) {
 	}
 }
 
-func (s *install) onNode(ctx workflow.Context, summary string) workflow.Context {
-	opts := installOptions
-	opts.TaskQueue = names.NodeQueue(s.in.Node)
-	opts.Summary = summary
-	return workflow.WithActivityOptions(ctx, opts)
+func (s *install) action() string {
+	if s.in.Action == "" {
+		return repo.ActionInstall
+	}
+	return s.in.Action
 }
 
+// verb is the action as the UI says it ("installs", "updates to").
+func (s *install) verb() string { return verbOf(s.action()) }
+
 func (s *install) ensureGateway(ctx workflow.Context) error {
-	cfg := gateway.PairConfig{Tenant: s.in.Tenant, Netns: s.in.Netns, Listen: s.in.Listen}
-	actx := s.onNode(ctx, "ensure gateway pair for tenant network "+s.in.Tenant)
-	return workflow.ExecuteActivity(actx, installActs.EnsureGateway, cfg).Get(ctx, &s.state.Gateway)
+	return ensureGateway(ctx, s.in.Node, gateway.PairConfig{Tenant: s.in.Tenant, Netns: s.in.Netns, Listen: s.in.Listen}, &s.state.Gateway)
+}
+
+// ensureGateway starts a tenant network's gateway pair on node unless it
+// runs; a node without a worker fails as NodeUnavailable.
+func ensureGateway(ctx workflow.Context, node string, cfg gateway.PairConfig, pair *gateway.Pair) error {
+	actx := onNode(ctx, node, "ensure gateway pair for tenant network "+cfg.Tenant)
+	return nodeUnavailable(workflow.ExecuteActivity(actx, installActs.EnsureGateway, cfg).Get(ctx, pair), node)
+}
+
+// nodeUnavailable names what is missing when no worker of the network node
+// took an activity within nodeWait.
+func nodeUnavailable(err error, node string) error {
+	var te *temporal.TimeoutError
+	if !errors.As(err, &te) || te.TimeoutType() != enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START {
+		return err
+	}
+	msg := fmt.Sprintf("no worker took the activity from queue %s within %s: run the network node's worker "+
+		"(drift-worker --network-node %s --repo URL --repo-token-file F --gateway-secret-file F; drift dev is node %q)",
+		names.NodeQueue(node), nodeWait, node, config.DefaultNetworkNode)
+	return temporal.NewNonRetryableApplicationError(msg, ErrTypeNodeUnavailable, nil)
+}
+
+// metadataURL is the gateway address a VM's agent uses.
+func metadataURL(p gateway.Pair) string {
+	if p.Address == "" {
+		return "http://" + gateway.MetadataListen
+	}
+	return "http://" + p.Address
 }
 
 // waitReport waits for the report of the current instruction (older
@@ -204,7 +252,9 @@ func (s *install) waitReport(ctx workflow.Context) (repo.Report, bool, error) {
 			continue
 		}
 		if deadline.Sub(workflow.Now(ctx)) > 0 {
-			if err := s.ensureGateway(ctx); err != nil {
+			// A node without a worker now may have one before the
+			// deadline: keep waiting for the report.
+			if err := s.ensureGateway(ctx); err != nil && !isType(err, ErrTypeNodeUnavailable) {
 				return repo.Report{}, false, err
 			}
 		}
@@ -214,7 +264,7 @@ func (s *install) waitReport(ctx workflow.Context) (repo.Report, bool, error) {
 // withdraw removes an instruction nobody answered, so a VM that wakes up
 // late does not install what the workflow gave up on.
 func (s *install) withdraw(ctx workflow.Context) {
-	actx := s.onNode(ctx, "withdraw instruction "+s.state.Instruction)
+	actx := onNode(ctx, s.in.Node, "withdraw instruction "+s.state.Instruction)
 	if err := workflow.ExecuteActivity(actx, installActs.WithdrawInstruction, s.state.Instruction).Get(ctx, nil); err != nil {
 		workflow.GetLogger(ctx).Warn("withdraw instruction failed", "instruction", s.state.Instruction, "err", err)
 	}

@@ -3,11 +3,13 @@ package workflows
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -233,5 +235,88 @@ func TestInstallCancelledWithdrawsInstruction(t *testing.T) {
 	}
 	if len(f.withdrawn) != 1 || f.withdrawn[0] != f.posted[0] {
 		t.Fatalf("withdrawn %v, posted %v", f.withdrawn, f.posted)
+	}
+}
+
+// An uninstall names no version: the instruction carries the action and
+// the workflow ends as uninstalled.
+func TestInstallUninstall(t *testing.T) {
+	env, f := newInstallEnv(t)
+	in := installInput()
+	in.Action, in.Package.Version = repo.ActionUninstall, ""
+	report(env, time.Minute, 1, repo.Report{OK: true, Action: repo.ActionUninstall, Removed: 3})
+	env.ExecuteWorkflow(InstallSoftware, in)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var st InstallState
+	env.GetWorkflowResult(&st)
+	if st.Phase != "uninstalled" || f.instructions[0].Action != repo.ActionUninstall || f.instructions[0].Package.Version != "" {
+		t.Fatalf("state %+v instruction %+v", st, f.instructions[0])
+	}
+}
+
+func TestInstallRejectsBadActions(t *testing.T) {
+	for name, mutate := range map[string]func(*InstallInput){
+		"action":                  func(in *InstallInput) { in.Action = "reinstall" },
+		"strategy":                func(in *InstallInput) { in.Action, in.Strategy = repo.ActionUpdate, "sideways" },
+		"install without version": func(in *InstallInput) { in.Package.Version = "" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			env, f := newInstallEnv(t)
+			in := installInput()
+			mutate(&in)
+			env.ExecuteWorkflow(InstallSoftware, in)
+			if typ, _ := failureType(t, env); typ != activities.ErrTypeInvalidInstall || f.ensures != 0 {
+				t.Fatalf("type %s, %d ensures", typ, f.ensures)
+			}
+		})
+	}
+}
+
+// No worker of the network node takes the first activity: the install
+// fails, naming the queue and what to run.
+func TestInstallNodeUnavailable(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterActivity(&activities.Install{})
+	env.OnActivity(installActs.EnsureGateway, mock.Anything, mock.Anything).Return(gateway.Pair{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil))
+	env.ExecuteWorkflow(InstallSoftware, installInput())
+	typ, _ := failureType(t, env)
+	msg := env.GetWorkflowError().Error()
+	if typ != ErrTypeNodeUnavailable || !strings.Contains(msg, "drift.node.n1") || !strings.Contains(msg, "drift-worker --network-node n1") {
+		t.Fatalf("type %s: %s", typ, msg)
+	}
+}
+
+// A node that goes away while the VM works does not fail the install: the
+// report is still waited for.
+func TestInstallWaitsThroughANodeOutage(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: names.InstallID("acme", "vm-1", "hello")})
+	f := &fakeNode{}
+	env.RegisterActivity(&activities.Install{})
+	calls := 0
+	env.OnActivity(installActs.EnsureGateway, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, cfg gateway.PairConfig) (gateway.Pair, error) {
+			calls++
+			if calls > 1 {
+				return gateway.Pair{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)
+			}
+			return gateway.Pair{PairConfig: cfg, Address: "169.254.169.254:8080"}, nil
+		})
+	env.OnActivity(installActs.PostInstruction, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in repo.Instruction) (repo.Instruction, error) {
+			f.posted = append(f.posted, in.ID)
+			return in, nil
+		})
+	report(env, 3*time.Minute, 1, repo.Report{OK: true, Current: "1.0.0"})
+	env.ExecuteWorkflow(InstallSoftware, installInput())
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if calls < 3 {
+		t.Fatalf("gateway ensured %d times", calls)
 	}
 }

@@ -99,6 +99,9 @@ type SessionInput struct {
 	Registration Registration `json:"registration,omitzero"`
 	// Resume carries the state across continue-as-new; nil on a new session.
 	Resume *SessionState `json:"resume,omitempty"`
+	// ScheduleToStart bounds each activity's wait for a worker on a cloud's
+	// queue (0: DefaultScheduleToStart); past it the step fails with NoWorker.
+	ScheduleToStart time.Duration `json:"scheduleToStart,omitempty"`
 	// Pending carries the events not yet published across continue-as-new.
 	Pending []amsi.Event `json:"pending,omitempty"`
 	// Continuity: the app's state across moves, drain, failover.
@@ -177,9 +180,10 @@ type Instance struct {
 	Status   InstanceStatus   `json:"status"`
 	Endpoint runtime.Endpoint `json:"endpoint"`
 	WarmAt   time.Time        `json:"warmAt,omitzero"` // when it became a ready pre-deploy
+	Error    string           `json:"error,omitempty"`
+	NoWorker bool             `json:"noWorker,omitempty"` // it failed because no worker polls the cloud's queue
 	// DrainUntil keeps an instance that served until a switch up until then.
 	DrainUntil time.Time `json:"drainUntil,omitzero"`
-	Error      string    `json:"error,omitempty"`
 }
 
 // Handover is one switch of the serving cloud.
@@ -297,7 +301,7 @@ func MobilitySession(ctx workflow.Context, in SessionInput) (SessionState, error
 	if err != nil {
 		return SessionState{}, err
 	}
-	return s.run(ctx)
+	return s.run(withScheduleToStart(ctx, in.ScheduleToStart))
 }
 
 type opKind string
@@ -843,8 +847,11 @@ func (s *session) handleMoves(ctx workflow.Context) error {
 			}
 			return nil
 		case inst != nil && (inst.Status == StatusFailed || inst.Status == StatusSkipped):
-			err := temporal.NewNonRetryableApplicationError(
-				fmt.Sprintf("cannot serve from %s: %s", m.cloud, inst.Error), ErrTypeMoveFailed, nil)
+			typ := ErrTypeMoveFailed
+			if inst.NoWorker {
+				typ = ErrTypeNoWorker
+			}
+			err := temporal.NewNonRetryableApplicationError(fmt.Sprintf("cannot serve from %s: %s", m.cloud, inst.Error), typ, nil)
 			s.st.Totals.FailedMoves++
 			if m.initial {
 				return err
@@ -1056,15 +1063,15 @@ func (s *session) start(ctx workflow.Context, inst *Instance, kind opKind) {
 			s.st.Totals.PreDeploySeconds += workflow.Now(ctx).Sub(inst.WarmAt).Seconds()
 			inst.WarmAt = time.Time{}
 		}
-		actx = onCloud(actx, destroyOptions, cloud, fmt.Sprintf("destroy %s on %s", s.in.App.Name, cloud))
+		summary := fmt.Sprintf("destroy %s on %s", s.in.App.Name, cloud)
 		workflow.Go(ctx, func(ctx workflow.Context) {
-			err := workflow.ExecuteActivity(actx, cloudActs.DestroyInstance, name).Get(ctx, nil)
+			err := executeOnCloud(actx, destroyOptions, cloud, summary, cloudActs.DestroyInstance, name).Get(ctx, nil)
 			s.deliver(opResult{cloud: cloud, kind: kind, err: err})
 		})
 		return
 	}
 	inst.Status = StatusDeploying
-	inst.Error = ""
+	inst.Error, inst.NoWorker = "", false
 	labels := map[string]string{runtime.LabelWorkflow: s.st.ID, runtime.LabelCloud: cloud}
 	req := activities.DeployRequest{
 		Name:      name,
@@ -1075,10 +1082,10 @@ func (s *session) start(ctx workflow.Context, inst *Instance, kind opKind) {
 	if req.PreDeploy {
 		verb = "pre-deploy"
 	}
-	actx = onCloud(actx, deployOptions, cloud, fmt.Sprintf("%s %s on %s", verb, s.in.App.Name, cloud))
+	summary := fmt.Sprintf("%s %s on %s", verb, s.in.App.Name, cloud)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		var ep runtime.Endpoint
-		err := workflow.ExecuteActivity(actx, cloudActs.DeployInstance, req).Get(ctx, &ep)
+		err := executeOnCloud(actx, deployOptions, cloud, summary, cloudActs.DeployInstance, req).Get(ctx, &ep)
 		s.deliver(opResult{cloud: cloud, kind: kind, preDeploy: req.PreDeploy, endpoint: ep, err: err})
 	})
 }
@@ -1099,6 +1106,11 @@ func (s *session) applyResults(ctx workflow.Context) {
 			s.cloudBack(r.cloud)
 		case r.kind == opDestroy && r.err == nil:
 			inst.Status = StatusUnknown // wanted again meanwhile: deploy anew
+		case r.kind == opDestroy && isType(r.err, ErrTypeNoWorker) && inst.Role == "" && !s.retriesDestroy(r.cloud):
+			// Nobody acts on that cloud: stop asking; Exit's sweep lists it.
+			// (A cloud failed over from is asked again until it answers.)
+			s.logger.Warn("instance left to the exit sweep", "cloud", r.cloud, "error", r.err)
+			delete(s.instances, r.cloud)
 		case r.kind == opDestroy:
 			inst.Status, inst.Error = StatusUnknown, r.err.Error() // the next reconcile destroys again
 		case r.err == nil:
@@ -1113,7 +1125,7 @@ func (s *session) applyResults(ctx workflow.Context) {
 		case isType(r.err, activities.ErrTypeAtCapacity):
 			inst.Status, inst.Error = StatusSkipped, "cloud at capacity"
 		default:
-			inst.Status, inst.Error = StatusFailed, RootMessage(r.err)
+			inst.Status, inst.Error, inst.NoWorker = StatusFailed, errText(r.err), isType(r.err, ErrTypeNoWorker)
 		}
 	}
 	s.results = s.results[:0]
@@ -1195,8 +1207,7 @@ func (s *session) teardown(ctx workflow.Context, cause error) (SessionState, err
 	var sweeps []workflow.Future
 	clouds := s.in.Topology.Clouds()
 	for _, c := range clouds {
-		sweeps = append(sweeps, workflow.ExecuteActivity(
-			onCloud(ctx, destroyOptions, c.ID, "sweep "+s.in.App.Name+" off "+c.ID),
+		sweeps = append(sweeps, executeOnCloud(ctx, destroyOptions, c.ID, "sweep "+s.in.App.Name+" off "+c.ID,
 			cloudActs.DestroyOwned, map[string]string{runtime.LabelWorkflow: s.st.ID}))
 	}
 	for i, f := range sweeps {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -529,4 +530,57 @@ func TestPredictedPreDeploy(t *testing.T) {
 // decodePayloads reads the input a workflow continued as new with.
 func decodePayloads(can *workflow.ContinueAsNewError, into any) error {
 	return converter.GetDefaultDataConverter().FromPayloads(can.Input, into)
+}
+
+// A move to a cloud no worker polls fails within the schedule-to-start
+// bound with NoWorker naming the cloud's queue; the session keeps serving
+// where it served, and a later Exit sweeps the cloud once it is polled.
+func TestMoveToUnpolledCloudFailsWithinItsBound(t *testing.T) {
+	st := newSessionTest(t)
+	st.clouds.setPolled("edge-montmartre", false)
+	in := sessionInput("quartier-latin")
+	in.ScheduleToStart = 30 * time.Second
+	var moveErr error
+	st.at(time.Minute, func() {
+		st.move("montmartre", func(_ MoveResult, err error) { moveErr = err }) // edge-montmartre
+	})
+	st.at(3*time.Minute, func() {
+		var appErr *temporal.ApplicationError
+		if !errors.As(moveErr, &appErr) || appErr.Type() != ErrTypeNoWorker ||
+			!strings.Contains(appErr.Error(), "no worker polls drift.cloud.edge-montmartre") || !strings.Contains(appErr.Error(), "waited 30s") {
+			t.Errorf("move error %v, want %s naming drift.cloud.edge-montmartre and the 30s bound", moveErr, ErrTypeNoWorker)
+		}
+		s := st.state()
+		if s.Serving != "edge-latin" || s.Phase != "serving" || s.Totals.FailedMoves != 1 {
+			t.Errorf("after the failed move: serving %q (%s), %d failed moves", s.Serving, s.Phase, s.Totals.FailedMoves)
+		}
+		if got := st.clouds.liveClouds(); !slices.Equal(got, expectedLive("edge-latin")) {
+			t.Errorf("live %v, want %v", got, expectedLive("edge-latin"))
+		}
+		st.clouds.setPolled("edge-montmartre", true) // a worker comes
+		st.env.SignalWorkflow(names.ExitSignal, nil)
+	})
+	st.env.ExecuteWorkflow(MobilitySession, in)
+	if rep := st.report(); rep.Phase != "ended" || rep.Totals.FailedMoves != 1 {
+		t.Fatalf("report %+v", rep)
+	}
+	if live := st.clouds.liveClouds(); len(live) != 0 {
+		t.Fatalf("left behind on %v", live)
+	}
+}
+
+// Exit's sweep of a cloud nobody polls fails the session naming the queue,
+// instead of waiting for ever.
+func TestExitSweepOfUnpolledCloudFailsNamingIt(t *testing.T) {
+	st := newSessionTest(t)
+	st.clouds.setPolled("fog-north", false) // not a neighbour of edge-latin
+	st.at(time.Minute, func() { st.env.SignalWorkflow(names.ExitSignal, nil) })
+	st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
+	err := st.env.GetWorkflowError()
+	if err == nil || !strings.Contains(err.Error(), "no worker polls drift.cloud.fog-north") || !strings.Contains(err.Error(), "waited "+DefaultScheduleToStart.String()) {
+		t.Fatalf("exit error %v, want one naming drift.cloud.fog-north and the default bound", err)
+	}
+	if live := st.clouds.liveClouds(); !slices.Equal(live, nil) {
+		t.Fatalf("the polled clouds still hold %v", live)
+	}
 }

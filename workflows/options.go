@@ -3,8 +3,12 @@
 package workflows
 
 import (
+	"errors"
+	"fmt"
 	"slices"
 	"time"
+
+	"go.temporal.io/api/enums/v1"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -110,6 +114,21 @@ var (
 		HeartbeatTimeout:    15 * time.Second,
 		RetryPolicy:         retry(3, 0, nonRetryable...),
 	}
+	// taskOptions: the component's own tools (upgrade check, db sync, online
+	// migrations, contract) may run long and heartbeat; a worker lost
+	// mid-task is noticed and the task waited for again by name (its exit
+	// code is an answer, not an error).
+	taskOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Minute,
+		HeartbeatTimeout:    15 * time.Second,
+		RetryPolicy:         retry(5, 30*time.Second, nonRetryable...),
+	}
+	// routeOptions: a switch of the stable endpoint must eventually happen,
+	// like a destroy (a cloud that is down is waited for).
+	routeOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute,
+		RetryPolicy:         retry(0, time.Minute, nonRetryable...),
+	}
 )
 
 // Pipeline step option sets. Steps heartbeat every few seconds, so a
@@ -162,11 +181,16 @@ var portOptions = workflow.ActivityOptions{
 }
 
 // installOptions: the node and the repository are reached over the network;
-// bad input and unknown packages are final.
+// bad input and unknown packages are final; a node whose worker does not
+// take the activity within nodeWait fails it (NodeUnavailable).
 var installOptions = workflow.ActivityOptions{
-	StartToCloseTimeout: time.Minute,
-	RetryPolicy:         retry(10, 30*time.Second, activities.ErrTypeInvalidInstall, activities.ErrTypeUnknownPackage),
+	StartToCloseTimeout:    time.Minute,
+	ScheduleToStartTimeout: nodeWait,
+	RetryPolicy:            retry(10, 30*time.Second, activities.ErrTypeInvalidInstall, activities.ErrTypeUnknownPackage),
 }
+
+// nodeWait bounds how long a network node's activity waits for its worker.
+const nodeWait = 2 * time.Minute
 
 func withAttempts(opts workflow.ActivityOptions, n int32) workflow.ActivityOptions {
 	p := *opts.RetryPolicy
@@ -189,9 +213,81 @@ func pipelineRetry(attempts int32) *temporal.RetryPolicy {
 	return retry(attempts, 30*time.Second, nonRetryable...)
 }
 
-// onCloud schedules activities of opts on cloud's queue with a UI summary.
-func onCloud(ctx workflow.Context, opts workflow.ActivityOptions, cloud, summary string) workflow.Context {
+// ErrTypeNoWorker is the error of an activity no worker took from its
+// cloud's queue within the schedule-to-start bound: nothing polls that queue.
+const ErrTypeNoWorker = "NoWorker"
+
+// portServiceScheduleToStart bounds the wait for the worker of the cloud a
+// ported service is deployed on: a port has no bound of the user's.
+const portServiceScheduleToStart = 2 * time.Minute
+
+// DefaultScheduleToStart bounds how long an activity waits on a cloud's
+// queue for a worker to take it, unless the job's input says otherwise.
+const DefaultScheduleToStart = 5 * time.Minute
+
+type scheduleToStartKey struct{}
+
+// withScheduleToStart sets the bound of every activity the workflow puts on
+// a cloud's queue (0: DefaultScheduleToStart).
+func withScheduleToStart(ctx workflow.Context, bound time.Duration) workflow.Context {
+	if bound <= 0 {
+		bound = DefaultScheduleToStart
+	}
+	return workflow.WithValue(ctx, scheduleToStartKey{}, bound)
+}
+
+func scheduleToStart(ctx workflow.Context) time.Duration {
+	if d, ok := ctx.Value(scheduleToStartKey{}).(time.Duration); ok {
+		return d
+	}
+	return DefaultScheduleToStart
+}
+
+// executeOnCloud runs activity on cloud's queue with opts and a UI summary.
+// The activity waits at most the schedule-to-start bound for a worker;
+// then its Future fails with ErrTypeNoWorker naming the cloud and queue.
+func executeOnCloud(ctx workflow.Context, opts workflow.ActivityOptions, cloud, summary string, activity any, args ...any) workflow.Future {
 	opts.TaskQueue = names.CloudQueue(cloud)
+	opts.Summary = summary
+	opts.ScheduleToStartTimeout = scheduleToStart(ctx)
+	f := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), activity, args...)
+	return cloudFuture{Future: f, cloud: cloud, bound: opts.ScheduleToStartTimeout}
+}
+
+// cloudFuture is an activity on a cloud's queue (never put in a Selector:
+// Selectors take only the SDK's own futures).
+type cloudFuture struct {
+	workflow.Future
+	cloud string
+	bound time.Duration
+}
+
+func (f cloudFuture) Get(ctx workflow.Context, valuePtr any) error {
+	return noWorker(f.Future.Get(ctx, valuePtr), f.cloud, f.bound)
+}
+
+// noWorker turns a schedule-to-start timeout into an error naming the
+// cloud, its queue and what to run; other errors pass unchanged.
+func noWorker(err error, cloud string, bound time.Duration) error {
+	var timeout *temporal.TimeoutError
+	if !errors.As(err, &timeout) || timeout.TimeoutType() != enums.TIMEOUT_TYPE_SCHEDULE_TO_START {
+		return err
+	}
+	what := "an activity"
+	var actErr *temporal.ActivityError
+	if errors.As(err, &actErr) {
+		what = actErr.ActivityType().GetName()
+	}
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+		"no worker polls %s: %s for cloud %s waited %s for a worker; start one with `drift-worker --clouds %s` next to that cloud",
+		names.CloudQueue(cloud), what, cloud, bound, cloud), ErrTypeNoWorker, nil)
+}
+
+// onNode schedules install activities on a network node's queue with a UI
+// summary.
+func onNode(ctx workflow.Context, node, summary string) workflow.Context {
+	opts := installOptions
+	opts.TaskQueue = names.NodeQueue(node)
 	opts.Summary = summary
 	return workflow.WithActivityOptions(ctx, opts)
 }
@@ -204,10 +300,10 @@ func central(ctx workflow.Context, opts workflow.ActivityOptions, summary string
 }
 
 // portDeployOptions: a ported service deployed on a cloud of its arch; a
-// cloud whose worker does not poll is noticed within ScheduleToStartTimeout.
+// cloud whose worker does not poll is noticed within
+// portServiceScheduleToStart.
 var portDeployOptions = workflow.ActivityOptions{
-	StartToCloseTimeout:    5 * time.Minute,
-	ScheduleToStartTimeout: 2 * time.Minute,
-	HeartbeatTimeout:       30 * time.Second,
-	RetryPolicy:            retry(3, 30*time.Second, slices.Concat(nonRetryable, []string{activities.ErrTypeWrongPlatform})...),
+	StartToCloseTimeout: 5 * time.Minute,
+	HeartbeatTimeout:    30 * time.Second,
+	RetryPolicy:         retry(3, 30*time.Second, slices.Concat(nonRetryable, []string{activities.ErrTypeWrongPlatform})...),
 }

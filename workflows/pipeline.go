@@ -110,6 +110,9 @@ type PipelineInput struct {
 	Topology *topology.Topology `json:"topology"` // the clouds targets name
 	// Resume is a failed run's progress: steps it finished are not run again.
 	Resume *PipelineProgress `json:"resume,omitempty"`
+	// ScheduleToStart bounds each activity's wait for a worker on a cloud's
+	// queue (0: DefaultScheduleToStart); past it the step fails with NoWorker.
+	ScheduleToStart time.Duration `json:"scheduleToStart,omitempty"`
 }
 
 // PipelineInstance is the instance name of an app's pipeline deployments,
@@ -242,7 +245,7 @@ func Pipeline(ctx workflow.Context, in PipelineInput) (PipelineProgress, error) 
 	if err != nil {
 		return PipelineProgress{}, err
 	}
-	return p.run(ctx)
+	return p.run(withScheduleToStart(ctx, in.ScheduleToStart))
 }
 
 type pipeline struct {
@@ -788,8 +791,8 @@ func (p *pipeline) target(ctx workflow.Context, i int, t pipelinespec.Target) {
 	spec := p.runtimeSpec(t.Cloud, nil)
 	opts := deployOptions
 	opts.StartToCloseTimeout = p.in.Spec.Deploy.RolloutTimeout
-	actx := onCloud(ctx, opts, t.Cloud, fmt.Sprintf("deploy %s to %s", p.in.Spec.App, t.Cloud))
-	err := workflow.ExecuteActivity(actx, cloudActs.DeployInstance, activities.DeployRequest{Name: name, Spec: spec}).Get(ctx, &tp.Endpoint)
+	summary := fmt.Sprintf("deploy %s to %s", p.in.Spec.App, t.Cloud)
+	err := executeOnCloud(ctx, opts, t.Cloud, summary, cloudActs.DeployInstance, activities.DeployRequest{Name: name, Spec: spec}).Get(ctx, &tp.Endpoint)
 	if err == nil {
 		tp.Status = TargetVerifying
 		p.publish(ctx)
@@ -859,8 +862,7 @@ func (p *pipeline) readTargets(ctx workflow.Context) {
 }
 
 func (p *pipeline) readTarget(ctx workflow.Context, cloud, name string) workflow.Future {
-	actx := onCloud(ctx, lookupOptions, cloud, "what runs "+name+" on "+cloud+" now")
-	return workflow.ExecuteActivity(actx, cloudActs.InstanceStatus, name)
+	return executeOnCloud(ctx, lookupOptions, cloud, "what runs "+name+" on "+cloud+" now", cloudActs.InstanceStatus, name)
 }
 
 // verify checks that the target serves the new image.
@@ -868,8 +870,7 @@ func (p *pipeline) verify(ctx workflow.Context, t pipelinespec.Target, tp *Targe
 	within := p.in.Spec.Deploy.RolloutTimeout
 	if t.Verify == pipelinespec.VerifyReady {
 		var st runtime.Status
-		actx := onCloud(ctx, lookupOptions, t.Cloud, "check "+tp.Instance+" is ready on "+t.Cloud)
-		if err := workflow.ExecuteActivity(actx, cloudActs.InstanceStatus, tp.Instance).Get(ctx, &st); err != nil {
+		if err := executeOnCloud(ctx, lookupOptions, t.Cloud, "check "+tp.Instance+" is ready on "+t.Cloud, cloudActs.InstanceStatus, tp.Instance).Get(ctx, &st); err != nil {
 			return "", err
 		}
 		if !st.Exists || !st.Ready || !p.runs(st) {
@@ -890,8 +891,7 @@ func (p *pipeline) verify(ctx workflow.Context, t pipelinespec.Target, tp *Targe
 	var said string
 	opts := targetVerifyOptions
 	opts.StartToCloseTimeout = within + 30*time.Second
-	actx := onCloud(ctx, opts, t.Cloud, "verify "+tp.Endpoint.URL+health+" answers")
-	err := workflow.ExecuteActivity(actx, cloudActs.Verify, activities.VerifyRequest{URL: tp.Endpoint.URL, Health: health, Within: within}).Get(ctx, &said)
+	err := executeOnCloud(ctx, opts, t.Cloud, "verify "+tp.Endpoint.URL+health+" answers", cloudActs.Verify, activities.VerifyRequest{URL: tp.Endpoint.URL, Health: health, Within: within}).Get(ctx, &said)
 	return said, err
 }
 
@@ -919,8 +919,7 @@ func (p *pipeline) rollback(ctx workflow.Context, cloud string, tp *TargetProgre
 	ctx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
 	if tp.Previous == "" && tp.PreviousImages == nil {
-		actx := onCloud(ctx, destroyOptions, cloud, "roll back: remove "+tp.Instance+" from "+cloud)
-		if err := workflow.ExecuteActivity(actx, cloudActs.DestroyInstance, tp.Instance).Get(ctx, nil); err != nil {
+		if err := executeOnCloud(ctx, destroyOptions, cloud, "roll back: remove "+tp.Instance+" from "+cloud, cloudActs.DestroyInstance, tp.Instance).Get(ctx, nil); err != nil {
 			tp.Error += "; rollback failed: " + err.Error()
 			return
 		}
@@ -932,8 +931,8 @@ func (p *pipeline) rollback(ctx workflow.Context, cloud string, tp *TargetProgre
 		} else {
 			spec.Image = tp.Previous
 		}
-		actx := onCloud(ctx, rollbackOptions, cloud, "roll back "+tp.Instance+" on "+cloud+" to "+to)
-		if err := workflow.ExecuteActivity(actx, cloudActs.DeployInstance, activities.DeployRequest{Name: tp.Instance, Spec: spec}).Get(ctx, &tp.Endpoint); err != nil {
+		summary := "roll back " + tp.Instance + " on " + cloud + " to " + to
+		if err := executeOnCloud(ctx, rollbackOptions, cloud, summary, cloudActs.DeployInstance, activities.DeployRequest{Name: tp.Instance, Spec: spec}).Get(ctx, &tp.Endpoint); err != nil {
 			tp.Error += "; rollback failed: " + err.Error()
 			return
 		}

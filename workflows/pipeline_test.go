@@ -666,3 +666,17 @@ func TestPipelineVerifiesEveryServiceOfAProject(t *testing.T) {
 		}
 	}
 }
+
+// A target on a cloud no worker polls fails within the schedule-to-start
+// bound with NoWorker naming the queue; the other target deploys.
+func TestPipelineTargetOnAnUnpolledCloudFailsNamingIt(t *testing.T) {
+	pt := newPipelineTest(t)
+	pt.clouds.setPolled("edge-latin", false)
+	_, err := pt.run(pipelineSpec(t, nil), nil)
+	if errorType(err) != ErrTypeRolledBack || !strings.Contains(err.Error(), "edge-latin: status: no worker polls drift.cloud.edge-latin") {
+		t.Fatalf("error %v, want a failed target naming drift.cloud.edge-latin", err)
+	}
+	if images := pt.clouds.images(helloInstance); images["fog-north"] != fakeImage || len(images) != 1 {
+		t.Errorf("clouds run %v, want only fog-north with the new image", images)
+	}
+}

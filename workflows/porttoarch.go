@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -791,15 +790,15 @@ func (p *porting) service(ctx workflow.Context) error {
 	spec := runtime.Spec{Image: p.report.Image, Port: svc.Port, Health: svc.Health,
 		Labels: map[string]string{runtime.LabelWorkflow: p.report.ID, runtime.LabelCloud: svc.Cloud}}
 	err := p.timed(ctx, "service", "deploy "+sr.Instance+" on "+svc.Cloud+" and check it answers", func() error {
-		actx := onCloud(ctx, portDeployOptions, svc.Cloud, "deploy the ported "+p.report.Module+" on "+svc.Cloud)
-		if err := workflow.ExecuteActivity(actx, cloudActs.DeployInstance, activities.DeployRequest{Name: sr.Instance, Spec: spec}).Get(ctx, &sr.Endpoint); err != nil {
+		ctx := withScheduleToStart(ctx, portServiceScheduleToStart)
+		summary := "deploy the ported " + p.report.Module + " on " + svc.Cloud
+		if err := executeOnCloud(ctx, portDeployOptions, svc.Cloud, summary, cloudActs.DeployInstance, activities.DeployRequest{Name: sr.Instance, Spec: spec}).Get(ctx, &sr.Endpoint); err != nil {
 			return err
 		}
 		opts := targetVerifyOptions
 		opts.StartToCloseTimeout = 3 * time.Minute
-		opts.ScheduleToStartTimeout = portDeployOptions.ScheduleToStartTimeout
-		vctx := onCloud(ctx, opts, svc.Cloud, "verify "+sr.Endpoint.URL+health+" answers")
-		return workflow.ExecuteActivity(vctx, cloudActs.Verify, activities.VerifyRequest{URL: sr.Endpoint.URL, Health: health, Within: 2 * time.Minute}).Get(ctx, &sr.Verified)
+		summary = "verify " + sr.Endpoint.URL + health + " answers"
+		return executeOnCloud(ctx, opts, svc.Cloud, summary, cloudActs.Verify, activities.VerifyRequest{URL: sr.Endpoint.URL, Health: health, Within: 2 * time.Minute}).Get(ctx, &sr.Verified)
 	})
 	p.check("service on "+svc.Cloud, err == nil, firstOfString(sr.Verified, errText(err)))
 	if err != nil {
@@ -816,20 +815,6 @@ func (p *porting) timed(ctx workflow.Context, name, summary string, f func() err
 	err := f()
 	p.took(name, workflow.Now(ctx).Sub(start))
 	return err
-}
-
-// errText is what an activity said when it failed (its application
-// error's whole message, with the container's last log lines, say), or
-// the innermost error's text.
-func errText(err error) string {
-	var appErr *temporal.ApplicationError
-	switch {
-	case err == nil:
-		return ""
-	case errors.As(err, &appErr):
-		return appErr.Message()
-	}
-	return RootMessage(err)
 }
 
 func firstOfString(a, b string) string {

@@ -23,8 +23,11 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflow(MobilitySubscriptions)
 			r.RegisterWorkflow(ComponentUpgrade)
 			r.RegisterWorkflow(InstallSoftware)
+			r.RegisterWorkflow(InstallFleet)
+			r.RegisterWorkflow(Inventory)
 			r.RegisterWorkflow(PortToArch)
 			r.RegisterWorkflow(Pipeline)
+			r.RegisterWorkflow(PipelineUndeploy)
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatal(err)
 			}

@@ -54,6 +54,12 @@ var CounterCompose []byte
 // directory (what pipelinespec.Parse asks for).
 func ReadFile(name string) ([]byte, error) { return CounterSource.ReadFile(name) }
 
+// CinderSource is the example platform component's source (cinder/*.go):
+// the upgrade demo and tests build it into one image per release.
+//
+//go:embed cinder/*.go
+var CinderSource embed.FS
+
 // PortDemo is port/_sysinfo: a Go module (go.mod.txt is its go.mod) that
 // does not build for linux/loong64 today, which `drift demo port` ports.
 // The leading underscore keeps it out of drift's own build.

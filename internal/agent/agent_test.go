@@ -5,10 +5,13 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -72,40 +75,74 @@ func TestUnpackRefusesEscapes(t *testing.T) {
 	}
 }
 
-// fakeGateway serves one package and records reports.
+// fakeGateway serves packages (blob for any version, or blobs by version)
+// and records what the agent sent.
 type fakeGateway struct {
-	blob     []byte
-	announce string
-	mu       sync.Mutex
-	reports  []repo.Report
+	blob          []byte
+	announce      string
+	blobs         map[string][]byte // by version
+	mu            sync.Mutex
+	reports       []repo.Report
+	registrations []repo.Registration
+	fetched       int
+	remotes       []string
+	registerCode  int // answer to /v1/register (0: 200)
 }
 
 func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
+	g.remotes = append(g.remotes, host)
 	switch {
 	case strings.HasSuffix(r.URL.Path, "/blob"):
-		w.Header().Set(repo.HeaderSHA256, g.announce)
-		w.Write(g.blob)
+		g.fetched++
+		blob, announce := g.blob, g.announce
+		if b, ok := g.blobs[strings.Split(r.URL.Path, "/")[4]]; ok {
+			blob, announce = b, digestOf(b)
+		}
+		w.Header().Set(repo.HeaderSHA256, announce)
+		w.Write(blob)
 	case r.URL.Path == "/v1/reports":
 		var rep repo.Report
 		json.NewDecoder(r.Body).Decode(&rep)
-		g.mu.Lock()
 		g.reports = append(g.reports, rep)
-		g.mu.Unlock()
 		w.WriteHeader(http.StatusAccepted)
+	case r.URL.Path == "/v1/register":
+		var reg repo.Registration
+		json.NewDecoder(r.Body).Decode(&reg)
+		g.registrations = append(g.registrations, reg)
+		if g.registerCode != 0 {
+			http.Error(w, "vm-7 is at 10.0.0.2", g.registerCode)
+		}
+	case r.URL.Path == "/v1/instructions":
+		w.Write([]byte("[]"))
 	default:
 		http.NotFound(w, r)
 	}
 }
 
+// testKey is the key the test agents trust.
+var testKey = func() ed25519.PrivateKey {
+	_, k, _ := ed25519.GenerateKey(rand.Reader)
+	return k
+}()
+
+// signedPackage is version of tool with blob's digest, signed by testKey.
+func signedPackage(blob []byte, version, hook, health string) repo.Package {
+	p := repo.Package{Ref: repo.Ref{Name: "tool", Version: version, Platform: "linux/amd64"}, SHA256: digestOf(blob), Size: int64(len(blob)), Hook: hook, Health: health}
+	p.Signatures = []repo.Signature{repo.SignPackage(testKey, repo.ByRepository, p)}
+	return p
+}
+
 func instruction(blob []byte, hook string) repo.Instruction {
-	s := sha256.Sum256(blob)
-	return repo.Instruction{ID: "i#1", Package: repo.Package{Ref: repo.Ref{Name: "tool", Version: "1", Platform: "linux/amd64"}, SHA256: hex.EncodeToString(s[:]), Hook: hook}}
+	return repo.Instruction{ID: "i#1", Package: signedPackage(blob, "1", hook, "")}
 }
 
 func newAgent(t *testing.T, g *fakeGateway) *Agent {
 	hs := httptest.NewServer(g)
 	t.Cleanup(hs.Close)
-	a := &Agent{Gateway: hs.URL, Prefix: filepath.Join(t.TempDir(), "prefix")}
+	a := &Agent{Gateway: hs.URL, Prefix: filepath.Join(t.TempDir(), "prefix"), Trusted: []ed25519.PublicKey{testKey.Public().(ed25519.PublicKey)}}
 	if err := a.Check(); err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +165,7 @@ func TestInstallRunsHook(t *testing.T) {
 	in := instruction(blob, "setup.sh")
 	a := newAgent(t, &fakeGateway{blob: blob, announce: in.Package.SHA256})
 	rep := a.Install(context.Background(), in)
-	if !rep.OK || rep.Files != 2 || rep.Dir != filepath.Join(a.Prefix, "tool", "1") {
+	if !rep.OK || rep.Files != 2 || rep.Dir != filepath.Join(a.Prefix, "tool", "1") || rep.Current != "1" {
 		t.Fatalf("report %+v", rep)
 	}
 	if b, _ := os.ReadFile(filepath.Join(a.Prefix, "proof")); string(b) != "done\n" {
@@ -179,7 +216,7 @@ func TestFailingHookRemovesThePackage(t *testing.T) {
 // In the host's namespace the agent refuses the metadata address before
 // sending anything.
 func TestAgentRefusesLinkLocalGatewayOnHost(t *testing.T) {
-	a := &Agent{Gateway: "http://169.254.169.254:8080", Prefix: t.TempDir()}
+	a := &Agent{Gateway: "http://169.254.169.254:8080", Prefix: t.TempDir(), Trusted: []ed25519.PublicKey{testKey.Public().(ed25519.PublicKey)}}
 	if err := a.Check(); !errors.Is(err, netns.ErrHostLinkLocal) {
 		t.Fatalf("check: %v", err)
 	}

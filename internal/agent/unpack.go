@@ -14,21 +14,23 @@ import (
 // maxUnpacked bounds what one package may write.
 const maxUnpacked = 1 << 30
 
-// Unpack extracts a .tar.gz into dir and returns the number of files. Only
-// regular files and directories are taken; absolute names, "..", links and
-// devices refuse the whole package, so nothing lands outside dir.
-func Unpack(archive, dir string) (int, error) {
+// Unpack extracts a .tar.gz into dir and returns the files it wrote,
+// relative to dir. Only regular files and directories are taken; absolute
+// names, "..", links and devices refuse the whole package, so nothing lands
+// outside dir.
+func Unpack(archive, dir string) ([]string, error) {
 	f, err := os.Open(archive)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer f.Close()
 	gz, err := gzip.NewReader(f)
 	if err != nil {
-		return 0, fmt.Errorf("package is not gzip: %w", err)
+		return nil, fmt.Errorf("package is not gzip: %w", err)
 	}
 	tr := tar.NewReader(gz)
-	files, total := 0, int64(0)
+	var files []string
+	total := int64(0)
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -66,7 +68,7 @@ func Unpack(archive, dir string) (int, error) {
 			if err != nil {
 				return files, err
 			}
-			files++
+			files = append(files, name)
 		default:
 			return files, fmt.Errorf("package entry %q: only files and directories are installed", h.Name)
 		}

@@ -384,7 +384,7 @@ func (a AppSpec) RuntimeSpec(cloud string, labels map[string]string) runtime.Spe
 		s := services[0]
 		return runtime.Spec{Image: s.Image, Port: s.Port, Env: s.Env, Command: s.Command, Replicas: s.Replicas, Labels: l, Health: s.Health}
 	}
-	spec := runtime.Spec{Services: services, Volumes: volumes, Serve: a.Serve, Labels: l}
+	spec := runtime.Spec{Services: services, InstanceVolumes: volumes, Serve: a.Serve, Labels: l}
 	if !a.IsProject() {
 		spec.Serve = a.Name
 	}

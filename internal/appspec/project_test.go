@@ -65,10 +65,10 @@ func TestFromComposeCounterExample(t *testing.T) {
 			Env:    map[string]string{"DATA_DIR": "/data", EnvCloud: "edge-1", EnvApp: "counter"},
 			Mounts: []runtime.Mount{{Volume: "counter-data", Path: "/data"}},
 		}},
-		Volumes: []string{"counter-data"},
-		Serve:   "web",
-		State:   &runtime.State{Service: "store", Path: "/state"},
-		Labels:  map[string]string{runtime.LabelWorkflow: "session/alice/counter", runtime.LabelCloud: "edge-1", LabelApp: "counter"},
+		InstanceVolumes: []string{"counter-data"},
+		Serve:           "web",
+		State:           &runtime.State{Service: "store", Path: "/state"},
+		Labels:          map[string]string{runtime.LabelWorkflow: "session/alice/counter", runtime.LabelCloud: "edge-1", LabelApp: "counter"},
 	}
 	if !reflect.DeepEqual(spec, wantSpec) {
 		t.Fatalf("RuntimeSpec:\n%#v\nwant\n%#v", spec, wantSpec)
@@ -96,7 +96,7 @@ func TestRuntimeSpecForms(t *testing.T) {
 	withVolume.Volumes = []Volume{{Type: "volume", Source: "data", Target: "/data"}}
 	s := withVolume.RuntimeSpec("fog-1", nil)
 	if !s.IsProject() || s.Serve != "hello" || len(s.Services) != 1 || s.Services[0].Name != "hello" ||
-		!reflect.DeepEqual(s.Volumes, []string{"data"}) || !reflect.DeepEqual(s.Services[0].Mounts, []runtime.Mount{{Volume: "data", Path: "/data"}}) {
+		!reflect.DeepEqual(s.InstanceVolumes, []string{"data"}) || !reflect.DeepEqual(s.Services[0].Mounts, []runtime.Mount{{Volume: "data", Path: "/data"}}) {
 		t.Errorf("an app with a named volume: %#v", s)
 	}
 	if _, err := runtime.ValidateSpec("hello-1", "fog-1", s); err != nil {
@@ -369,8 +369,8 @@ volumes:
 	if _, err := runtime.ValidateSpec("shop-alice-fog-1", "fog-1", spec); err != nil {
 		t.Fatalf("the runtimes refuse it: %v", err)
 	}
-	if !reflect.DeepEqual(spec.Volumes, []string{"uploads", "db-data"}) {
-		t.Errorf("volumes %v, want one per named volume, in the order the services mount them", spec.Volumes)
+	if !reflect.DeepEqual(spec.InstanceVolumes, []string{"uploads", "db-data"}) {
+		t.Errorf("volumes %v, want one per named volume, in the order the services mount them", spec.InstanceVolumes)
 	}
 	order, err := runtime.StartOrder(spec.Services)
 	if err != nil {

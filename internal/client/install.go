@@ -46,9 +46,15 @@ func (c *Client) InstallStatus(ctx context.Context, id string) (workflows.Instal
 	return st, err
 }
 
-// Signaler delivers a VM's report to the workflow that instructed it.
+// Signaler delivers a VM's report to the workflow that instructed it,
+// after telling the tenant's inventory what the VM has now.
 func (c *Client) Signaler() repo.ReportFunc {
 	return func(ctx context.Context, in repo.Instruction, r repo.Report) error {
+		if r.Installed != nil {
+			if err := c.recordInstalled(ctx, in.Tenant, workflows.VMInstalled{Address: r.Client, Installed: r.Installed}); err != nil {
+				return err
+			}
+		}
 		err := c.Temporal.SignalWorkflow(ctx, in.WorkflowID, "", names.ReportSignal, r)
 		var notFound *serviceerror.NotFound
 		if errors.As(err, &notFound) {

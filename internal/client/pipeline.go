@@ -101,3 +101,14 @@ func (c *Client) Decide(ctx context.Context, app, run string, approve bool, d wo
 	}
 	return c.Temporal.SignalWorkflow(ctx, pr.ID, "", name, d)
 }
+
+// Undeploy starts removing an app's pipeline deployment from clouds; one
+// removal of an app runs at a time.
+func (c *Client) Undeploy(ctx context.Context, in workflows.UndeployInput) (Run, error) {
+	return c.Temporal.ExecuteWorkflow(ctx, temporalclient.StartWorkflowOptions{
+		ID:                                       names.UndeployID(in.App),
+		TaskQueue:                                names.TaskQueue,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		StaticSummary:                            fmt.Sprintf("remove %s's pipeline deployment from %s", in.App, strings.Join(in.Clouds, ", ")),
+	}, workflows.PipelineUndeploy, in)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -26,6 +27,8 @@ type Open struct {
 	Topology   *topology.Topology
 	Neighbours topology.Policy
 	PreDeploy  string
+	// ScheduleToStart bounds each step's wait for a worker (0: the default).
+	ScheduleToStart time.Duration
 	// Registration is what a MEC registrant says beyond the above (zero
 	// for the CLI).
 	Registration workflows.Registration
@@ -51,6 +54,7 @@ func (c *Client) OpenSession(ctx context.Context, o Open) (workflows.RegisterRes
 	}, workflows.MobilitySession, workflows.SessionInput{
 		User: o.User, App: o.App, Region: o.Region, Topology: o.Topology,
 		Neighbours: o.Neighbours, PreDeploy: o.PreDeploy, Registration: o.Registration,
+		ScheduleToStart: o.ScheduleToStart,
 	})
 	h, err := c.Temporal.UpdateWithStartWorkflow(ctx, temporalclient.UpdateWithStartWorkflowOptions{
 		StartWorkflowOperation: start,

@@ -43,7 +43,10 @@ type Options struct {
 	UIPort       int
 	RegistryPort int
 	Namespace    string // default "default"
-	Logger       *slog.Logger
+	// Temporal, when its Address is set, is an existing cluster to use
+	// instead of the embedded server; Start sets its namespace up for drift.
+	Temporal config.Temporal
+	Logger   *slog.Logger
 }
 
 // Stack is a running dev stack.
@@ -82,16 +85,22 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	}
 	s := &Stack{opts: opts, held: map[int]net.Listener{}}
 	defer s.releaseAll()
-	for _, port := range []int{opts.Port, opts.UIPort, opts.RegistryPort} {
+	ports := []int{opts.UIPort, opts.RegistryPort}
+	if opts.Temporal.Address == "" {
+		ports = append(ports, opts.Port)
+	}
+	for _, port := range ports {
 		if err := s.hold(port); err != nil {
 			return nil, err
 		}
 	}
 	var err error
-	if s.address, err = s.startTemporal(); err != nil {
+	if opts.Temporal.Address != "" {
+		s.address = opts.Temporal.Address
+	} else if s.address, err = s.startTemporal(); err != nil {
 		return nil, err
 	}
-	if err := s.ensureSearchAttributes(ctx); err != nil {
+	if err := s.setup(ctx); err != nil {
 		s.Stop()
 		return nil, err
 	}
@@ -117,6 +126,17 @@ func (s *Stack) Address() string { return s.address }
 
 // Namespace is the namespace created for drift.
 func (s *Stack) Namespace() string { return s.opts.Namespace }
+
+// Temporal is how to reach the stack's Temporal: the embedded server, or
+// the existing cluster it was given.
+func (s *Stack) Temporal() config.Temporal {
+	if s.opts.Temporal.Address != "" {
+		t := s.opts.Temporal
+		t.Namespace = s.opts.Namespace
+		return t
+	}
+	return config.Temporal{Address: s.address, Namespace: s.opts.Namespace}
+}
 
 // UIURL is the Web UI's address ("" when disabled).
 func (s *Stack) UIURL() string { return s.uiURL }
@@ -263,15 +283,18 @@ func (s *Stack) sqlite() (*tconfig.SQL, error) {
 	return cfg, nil
 }
 
-// ensureSearchAttributes covers data dirs made before an attribute existed.
-func (s *Stack) ensureSearchAttributes(ctx context.Context) error {
-	t := config.Temporal{Address: s.address, Namespace: s.opts.Namespace}
+// setup makes the namespace ready for drift: on an existing cluster as
+// drift setup does, on the embedded one for data dirs made before an
+// attribute existed.
+func (s *Stack) setup(ctx context.Context) error {
+	t := s.Temporal()
 	c, err := t.Dial(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	return config.EnsureSearchAttributes(ctx, c, s.opts.Namespace)
+	_, err = t.Setup(ctx, c, 7*24*time.Hour)
+	return err
 }
 
 func (s *Stack) startUI() error {

@@ -98,7 +98,7 @@ func TestOnlyTheInstallAPICrosses(t *testing.T) {
 		method, path string
 		want         int
 	}{
-		{"GET", "/v1/packages", 200}, {"GET", "/v1/packages/x/1/linux/amd64", 200}, {"GET", "/v1/instructions", 200}, {"POST", "/v1/reports", 200},
+		{"GET", "/v1/packages", 200}, {"GET", "/v1/packages/x/1/linux/amd64", 200}, {"GET", "/v1/instructions", 200}, {"POST", "/v1/reports", 200}, {"POST", "/v1/register", 200},
 		{"PUT", "/v1/packages/x/1/linux/amd64", 403}, {"DELETE", "/v1/packages/x/1/linux/amd64", 403}, {"PUT", "/v1/instructions", 403},
 		{"DELETE", "/v1/instructions", 403}, {"GET", "/", 403}, {"GET", "/v1/reports", 403}, {"GET", "/v1/packages/..%2F..%2Fx/1/linux/amd64", 403},
 	} {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -40,8 +41,11 @@ type PairConfig struct {
 type Pair struct {
 	PairConfig
 	Address string `json:"address"` // tenant gateway's bound address
-	Socket  string `json:"socket"`
-	Started bool   `json:"started"` // false: it was running already
+	// Addresses6 are its IPv6 metadata addresses, one per interface of the
+	// tenant namespace holding fe80::a9fe:a9fe ("[fe80::a9fe:a9fe%br0]:8080").
+	Addresses6 []string `json:"addresses6,omitempty"`
+	Socket     string   `json:"socket"`
+	Started    bool     `json:"started"` // false: it was running already
 }
 
 type pair struct {
@@ -90,6 +94,7 @@ func (n *Node) Ensure(cfg PairConfig) (Pair, error) {
 	defer n.mu.Unlock()
 	if p, ok := n.pairs[cfg.Tenant]; ok {
 		if p.info.PairConfig == cfg {
+			p.listen6() // the namespace may hold the IPv6 address by now
 			info := p.info
 			info.Started = false
 			return info, nil
@@ -129,9 +134,37 @@ func (n *Node) start(cfg PairConfig) (*pair, error) {
 		tenant:   &http.Server{Handler: TenantHandler(cfg.Tenant, sock, n.logger), ReadHeaderTimeout: 10 * time.Second},
 		tenantLn: tln, uds: uds,
 	}
-	go p.sock.Serve(uds)
+	go p.sock.Serve(sendfileListener{uds})
 	go p.tenant.Serve(tln)
+	p.listen6()
 	return p, nil
+}
+
+// listen6 serves the tenant gateway on [fe80::a9fe:a9fe%<if>] too, for each
+// interface of the tenant namespace that holds that address and has no
+// listener yet. Only inside a namespace: in the host's, link-local
+// addresses belong to the machine's provider.
+func (p *pair) listen6() {
+	if p.info.Netns == "" {
+		return
+	}
+	_, port, _ := net.SplitHostPort(p.info.Address)
+	zones, err := netns.Holding(p.info.Netns, MetadataIPv6)
+	if err != nil {
+		return
+	}
+	for _, zone := range zones {
+		addr := net.JoinHostPort(MetadataIPv6.String()+"%"+zone, port)
+		if slices.Contains(p.info.Addresses6, addr) {
+			continue
+		}
+		ln, err := netns.Listen(p.info.Netns, addr)
+		if err != nil {
+			continue // still tentative (DAD); the next Ensure tries again
+		}
+		p.info.Addresses6 = append(p.info.Addresses6, addr)
+		go p.tenant.Serve(ln)
+	}
 }
 
 func (p *pair) close() {
@@ -170,3 +203,6 @@ func (n *Node) Close() {
 		delete(n.pairs, t)
 	}
 }
+
+// Cache is the blob cache of the node's management gateway (nil: none).
+func (n *Node) Cache() *Cache { return n.mgmt.Cache() }

@@ -19,7 +19,7 @@ func Resolve(ctx context.Context, ref string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	desc, err := remote.Head(r, remote.WithContext(ctx))
+	desc, err := remote.Head(r, remote.WithContext(ctx), withAuth)
 	if err != nil {
 		return "", notFound(ref, err)
 	}
@@ -38,7 +38,7 @@ func Copy(ctx context.Context, src, dst string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	desc, err := remote.Get(from, remote.WithContext(ctx))
+	desc, err := remote.Get(from, remote.WithContext(ctx), withAuth)
 	if err != nil {
 		return "", notFound(src, err)
 	}

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -116,9 +117,9 @@ func Push(ctx context.Context, ref string, what Pushable) (string, error) {
 	}
 	switch v := what.(type) {
 	case v1.ImageIndex:
-		err = remote.WriteIndex(r, v, remote.WithContext(ctx))
+		err = remote.WriteIndex(r, v, remote.WithContext(ctx), withAuth)
 	case v1.Image:
-		err = remote.Write(r, v, remote.WithContext(ctx))
+		err = remote.Write(r, v, remote.WithContext(ctx), withAuth)
 	default:
 		return "", fmt.Errorf("cannot push %T", what)
 	}
@@ -131,6 +132,11 @@ func Push(ctx context.Context, ref string, what Pushable) (string, error) {
 	}
 	return r.Context().Digest(d.String()).String(), nil
 }
+
+// withAuth authenticates to registries with the credentials of the Docker
+// config file ($DOCKER_CONFIG/config.json, else ~/.docker/config.json), and
+// anonymously where it has none.
+var withAuth = remote.WithAuthFromKeychain(authn.DefaultKeychain)
 
 // ParseReference parses an image reference strictly (no implicit docker.io,
 // an explicit tag or digest), allowing plain HTTP only for loopback

@@ -21,7 +21,7 @@ func Layer(ctx context.Context, base, top, to string) (string, error) {
 		if err != nil {
 			return nil, err
 		}
-		img, err := remote.Image(r, remote.WithContext(ctx), remote.WithPlatform(platform))
+		img, err := remote.Image(r, remote.WithContext(ctx), remote.WithPlatform(platform), withAuth)
 		if err != nil {
 			return nil, notFound(ref, err)
 		}

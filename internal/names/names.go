@@ -42,11 +42,25 @@ const SubscriptionsID = "subscriptions/mobility"
 // PipelineID is the workflow ID of one run of an app's pipeline.
 func PipelineID(app, run string) string { return "pipeline/" + app + "/" + run }
 
+// UndeployID is the workflow ID of removing an app's pipeline deployment.
+func UndeployID(app string) string { return "undeploy/" + app }
+
 // UpgradeID is the workflow ID of the upgrade of a component on a cloud.
 func UpgradeID(cloud, component string) string { return "upgrade/" + cloud + "/" + component }
 
 // InstallID is the workflow ID of installing a package into a tenant's VM.
 func InstallID(tenant, vm, pkg string) string { return "install/" + tenant + "/" + vm + "/" + pkg }
+
+// InventoryID is the workflow ID of a tenant's VM inventory: its VMs,
+// their labels and packages, and the desired state of its packages.
+func InventoryID(tenant string) string { return "inventory/" + tenant }
+
+// FleetID is the workflow ID of one rollout of a package to a tenant's VMs;
+// FleetVMID is the install of that rollout on one VM (its child).
+func FleetID(tenant, rollout string) string { return "fleet/" + tenant + "/" + rollout }
+
+// FleetVMID is the workflow ID of a rollout's install on one VM.
+func FleetVMID(tenant, rollout, vm string) string { return FleetID(tenant, rollout) + "/" + vm }
 
 // ModelID is the workflow ID of an app's mobility model.
 func ModelID(app string) string { return "model/" + app }
@@ -83,7 +97,21 @@ const (
 	RejectSignal  = "Reject"  // pipeline: an ApprovalDecision
 	ReportSignal  = "Report"  // install: the VM agent's report, delivered by the repository
 	ObserveSignal = "Observe" // app model: a handover, by region
-	ModelQuery    = "Model"   // app model: the model itself
+	// Upgrade: who lets a switch held at the promotion gate go, and why.
+	PromoteUpdate = "Promote"
+	// Upgrade: switch back to the env upgraded from, within the rollback
+	// window; returns once it serves again.
+	RollbackUpdate = "Rollback"
+	ModelQuery     = "Model" // app model: the model itself
+
+	DeclareUpdate      = "Register"     // inventory: the admin declares a VM (answers with it, or why not)
+	RegisterSignal     = "Register"     // inventory: a VM's agent registers (many at once: no answer)
+	ForgetUpdate       = "Forget"       // inventory: drop a VM
+	GatewayUpdate      = "Gateway"      // inventory: place the tenant's gateway pair
+	RolloutUpdate      = "Rollout"      // inventory: start a fleet rollout, returns its workflow ID
+	DesireUpdate       = "Desire"       // inventory: set or drop a package's desired state
+	InstalledSignal    = "Installed"    // inventory: what a VM's agent has now (from its reports)
+	RolloutEndedSignal = "RolloutEnded" // inventory: how a rollout ended
 
 	RegisterUpdate     = "Register"      // session: open it, or answer for the open one (same or conflict)
 	ReregisterUpdate   = "Reregister"    // session: change what its registration says (PUT)
@@ -133,5 +161,7 @@ const (
 	KindPort          = "port"
 	KindInstall       = "install"
 	KindModel         = "model"
+	KindFleet         = "fleet"
+	KindInventory     = "inventory"
 	KindSubscriptions = "subscriptions"
 )

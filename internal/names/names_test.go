@@ -14,6 +14,8 @@ func TestQueuesAndIDs(t *testing.T) {
 		PortID("https://git.example/app.git", ""): "port/app/loong64",
 		PortID("/src/sysfacts/", "riscv64"):       "port/sysfacts/riscv64",
 		PortID("/", "arm64"):                      "port/module/arm64",
+		InventoryID("acme"):                       "inventory/acme",
+		FleetVMID("acme", "r1", "vm-1"):           "fleet/acme/r1/vm-1",
 	} {
 		if got != want {
 			t.Errorf("got %q, want %q", got, want)

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -77,7 +78,9 @@ func CheckAddr(addr string, allow bool) error {
 	if err != nil {
 		return err
 	}
-	ip := net.ParseIP(host)
+	// A zone ("fe80::1%eth0") names the interface; the address is still
+	// link-local, so the zone is cut before the address is judged.
+	ip := net.ParseIP(StripZone(host))
 	if ip == nil || !IsLinkLocal(ip) || allow {
 		return nil
 	}
@@ -85,6 +88,12 @@ func CheckAddr(addr string, allow bool) error {
 		return fmt.Errorf("%s: %w", addr, ErrHostLinkLocal)
 	}
 	return nil
+}
+
+// StripZone removes an IPv6 zone ("%eth0") from an address.
+func StripZone(host string) string {
+	addr, _, _ := strings.Cut(host, "%")
+	return addr
 }
 
 func fileID(f *os.File) [2]uint64 {
@@ -185,4 +194,29 @@ func Dialer(name string) func(ctx context.Context, network, addr string) (net.Co
 		})
 		return conn, err
 	}
+}
+
+// Holding lists the interfaces of the named namespace ("" = the caller's)
+// that carry ip.
+func Holding(name string, ip net.IP) ([]string, error) {
+	var out []string
+	err := Do(name, func() error {
+		ifaces, err := net.Interfaces()
+		if err != nil {
+			return err
+		}
+		for _, ifc := range ifaces {
+			addrs, err := ifc.Addrs()
+			if err != nil {
+				continue
+			}
+			for _, a := range addrs {
+				if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+					out = append(out, ifc.Name)
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
 }

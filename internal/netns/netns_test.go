@@ -12,7 +12,7 @@ func TestLinkLocalRefusedInHostNamespace(t *testing.T) {
 	if !InHostNamespace() {
 		t.Fatal("the test process should be in the host's namespace")
 	}
-	for _, addr := range []string{"169.254.169.254:80", "169.254.169.254:8080", "[fe80::1]:80"} {
+	for _, addr := range []string{"169.254.169.254:80", "169.254.169.254:8080", "[fe80::1]:80", "[fe80::a9fe:a9fe%lo]:8080", "[fe80::a9fe:a9fe%eth0]:8080"} {
 		if err := CheckAddr(addr, false); err == nil {
 			t.Errorf("%s allowed in the host's namespace", addr)
 		}
@@ -25,8 +25,10 @@ func TestLinkLocalRefusedInHostNamespace(t *testing.T) {
 	}
 	// The dial/listen hook sees resolved addresses, so a host name that
 	// resolves to the metadata address is refused as well.
-	if err := Control(false)("tcp4", "169.254.169.254:80", nil); err == nil {
-		t.Error("the resolved metadata address passed the dial hook")
+	for _, resolved := range []string{"169.254.169.254:80", "[fe80::a9fe:a9fe%2]:8080"} {
+		if err := Control(false)("tcp", resolved, nil); err == nil {
+			t.Errorf("the resolved address %s passed the dial hook", resolved)
+		}
 	}
 	if err := CheckAddr("169.254.169.254:80", true); err != nil {
 		t.Errorf("explicit allow (a real VM) refused: %v", err)

@@ -236,11 +236,15 @@ var (
 	envRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
+// ValidApp says whether app is a name an app's pipeline may have: a
+// DNS-1035 label of at most 40 characters.
+func ValidApp(app string) bool { return appRE.MatchString(app) }
+
 // Validate reports every problem of the spec in one error wrapping ErrInvalid.
 func (s Spec) Validate() error {
 	var p []string
 	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
-	if !appRE.MatchString(s.App) {
+	if !ValidApp(s.App) {
 		add("app %q must be a DNS-1035 label of at most 40 characters", s.App)
 	}
 	if strings.TrimSpace(s.Repo) == "" {

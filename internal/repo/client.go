@@ -3,7 +3,9 @@ package repo
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -32,11 +34,17 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("repository: %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
 }
 
-// PushOptions say who may see a pushed package and how it installs.
+// PushOptions say who may see a pushed package, how it installs and who
+// signs it.
 type PushOptions struct {
 	Public  bool
 	Tenants []string
 	Hook    string
+	Health  string
+	// Publisher signs the upload with the publisher's own key (nil: only
+	// the repository signs); the signature covers Size, the body's length.
+	Publisher ed25519.PrivateKey
+	Size      int64
 }
 
 // PushFile uploads a file as ref, declaring its sha256.
@@ -47,12 +55,14 @@ func (c *Client) PushFile(ctx context.Context, ref Ref, file string, o PushOptio
 	}
 	defer f.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
+	n, err := io.Copy(h, f)
+	if err != nil {
 		return Package{}, err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return Package{}, err
 	}
+	o.Size = n
 	return c.Push(ctx, ref, hex.EncodeToString(h.Sum(nil)), f, o)
 }
 
@@ -67,6 +77,14 @@ func (c *Client) Push(ctx context.Context, ref Ref, sum string, body io.Reader, 
 	}
 	if o.Hook != "" {
 		q.Set("hook", o.Hook)
+	}
+	if o.Health != "" {
+		q.Set("health", o.Health)
+	}
+	if o.Publisher != nil {
+		sig := SignPackage(o.Publisher, ByPublisher, Package{Ref: ref, SHA256: sum, Size: o.Size, Hook: o.Hook, Health: o.Health})
+		q.Set("pubkey", base64.StdEncoding.EncodeToString(o.Publisher.Public().(ed25519.PublicKey)))
+		q.Set("signature", sig.Sig)
 	}
 	var p Package
 	err := c.do(ctx, http.MethodPut, ref.path()+"?"+q.Encode(), body, &p)

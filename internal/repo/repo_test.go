@@ -184,7 +184,7 @@ func TestNames(t *testing.T) {
 		}
 	}
 	for _, h := range []string{"../x", "/bin/sh", "a/../../b", ".hidden", "a/.b"} {
-		if validHook(h) == nil {
+		if validScript("hook", h) == nil {
 			t.Errorf("hook %q accepted", h)
 		}
 	}

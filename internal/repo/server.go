@@ -2,7 +2,9 @@ package repo
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,20 +31,38 @@ type ReportFunc func(ctx context.Context, in Instruction, r Report) error
 // to go and the instruction is closed.
 var ErrWorkflowGone = errors.New("the install workflow has ended")
 
+// RegisterFunc records a VM in its tenant's inventory (a Temporal update in
+// drift). It returns errors wrapping ErrInvalid or ErrConflict for what the
+// VM must fix, ErrUnavailable when the inventory did not answer in time.
+type RegisterFunc func(ctx context.Context, r Registration) error
+
+// Errors of registration.
+var (
+	ErrConflict    = errors.New("conflict")
+	ErrUnavailable = errors.New("unavailable")
+	// ErrBadSignature: an upload's publisher signature does not verify.
+	ErrBadSignature = errors.New("signature does not verify")
+)
+
 // Options configure a repository server.
 type Options struct {
 	Dir        string // store directory
 	AdminToken string // bearer token for upload, delete and instructions
 	Secret     []byte // shared with the management gateway: verifies tenant signatures
 	MaxBlob    int64  // largest upload in bytes (DefaultMaxBlob when 0)
+	// SigningKey signs every index entry; without it entries are unsigned
+	// and agents refuse them.
+	SigningKey ed25519.PrivateKey
 	Report     ReportFunc
+	Register   RegisterFunc
 	Logger     *slog.Logger
 }
 
 // Server is the repository's HTTP API:
 //
 //	GET    /v1/packages                                  list (what the caller may see)
-//	PUT    /v1/packages/{name}/{version}/{os}/{arch}     upload (admin; ?sha256=&public=true|tenants=a,b&hook=)
+//	PUT    /v1/packages/{name}/{version}/{os}/{arch}     upload (admin; ?sha256=&public=true|tenants=a,b&hook=&health=
+//	                                                     &pubkey=&signature= for the publisher's Ed25519 signature)
 //	GET    /v1/packages/{name}/{version}/{os}/{arch}     metadata
 //	GET    /v1/packages/{name}/{version}/{os}/{arch}/blob  download, with X-Drift-Sha256
 //	DELETE /v1/packages/{name}/{version}/{os}/{arch}     delete (admin)
@@ -50,6 +70,7 @@ type Options struct {
 //	DELETE /v1/instructions?id=                          withdraw it (admin)
 //	GET    /v1/instructions                              the calling VM's instructions (tenant)
 //	POST   /v1/reports                                   the calling VM's report (tenant)
+//	POST   /v1/register                                  the calling VM's name, labels and packages (tenant)
 type Server struct {
 	store *Store
 	opts  Options
@@ -74,6 +95,25 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if key := opts.SigningKey; key != nil {
+		// Entries indexed before this key existed are signed now.
+		n, err := st.Reseal(func(p *Package) bool {
+			if p.SignedBy(key.Public().(ed25519.PublicKey)) {
+				return false
+			}
+			p.Signatures = append(p.Signatures, SignPackage(key, ByRepository, *p))
+			return true
+		})
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		if n > 0 {
+			opts.Logger.Info("signed index entries with the repository key", "entries", n, "key", KeyID(key.Public().(ed25519.PublicKey)))
+		}
+	} else {
+		opts.Logger.Warn("repository has no signing key: agents refuse its packages")
+	}
 	s := &Server{store: st, opts: opts, mux: http.NewServeMux()}
 	const pkg = "/v1/packages/{name}/{version}/{os}/{arch}"
 	s.mux.HandleFunc("GET /v1/packages", s.anyone(s.list))
@@ -85,6 +125,7 @@ func New(opts Options) (*Server, error) {
 	s.mux.HandleFunc("DELETE /v1/instructions", s.admin(s.withdrawInstruction))
 	s.mux.HandleFunc("GET /v1/instructions", s.tenantOnly(s.instructions))
 	s.mux.HandleFunc("POST /v1/reports", s.tenantOnly(s.report))
+	s.mux.HandleFunc("POST /v1/register", s.tenantOnly(s.register))
 	return s, nil
 }
 
@@ -177,7 +218,7 @@ func (s *Server) failStore(w http.ResponseWriter, r *http.Request, err error) {
 		status = http.StatusConflict
 	case errors.Is(err, ErrTooLarge), errors.As(err, &maxErr):
 		status = http.StatusRequestEntityTooLarge
-	case errors.Is(err, ErrDigest):
+	case errors.Is(err, ErrDigest), errors.Is(err, ErrBadSignature):
 		status = http.StatusUnprocessableEntity
 	}
 	s.fail(w, r, status, err)
@@ -261,7 +302,7 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	p := Package{Ref: ref, SHA256: q.Get("sha256"), Hook: q.Get("hook"), Public: q.Get("public") == "true"}
+	p := Package{Ref: ref, SHA256: q.Get("sha256"), Hook: q.Get("hook"), Health: q.Get("health"), Public: q.Get("public") == "true"}
 	if t := q.Get("tenants"); t != "" {
 		p.Tenants = strings.Split(t, ",")
 	}
@@ -269,13 +310,49 @@ func (s *Server) upload(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusBadRequest, errors.New("say who may see the package: public=true or tenants=a,b"))
 		return
 	}
-	p, err = s.store.Put(p, http.MaxBytesReader(w, r.Body, s.opts.MaxBlob))
+	publisher, err := publisherSignature(q.Get("pubkey"), q.Get("signature"))
+	if err != nil {
+		s.failStore(w, r, err)
+		return
+	}
+	p, err = s.store.Put(p, http.MaxBytesReader(w, r.Body, s.opts.MaxBlob), func(p *Package) error {
+		if publisher != nil {
+			if err := publisher(p); err != nil {
+				return err
+			}
+		}
+		if s.opts.SigningKey != nil {
+			p.Signatures = append(p.Signatures, SignPackage(s.opts.SigningKey, ByRepository, *p))
+		}
+		return nil
+	})
 	if err != nil {
 		s.failStore(w, r, err)
 		return
 	}
 	s.opts.Logger.Info("package uploaded", "package", p.Ref.String(), "sha256", p.SHA256, "size", p.Size)
 	writeJSON(w, http.StatusCreated, p)
+}
+
+// publisherSignature checks an upload's publisher signature (base64 key and
+// signature) over the entry the upload makes, and adds it; nil when the
+// upload carries none.
+func publisherSignature(pubkey, signature string) (func(*Package) error, error) {
+	if pubkey == "" && signature == "" {
+		return nil, nil
+	}
+	pub, err1 := base64.StdEncoding.DecodeString(pubkey)
+	sig, err2 := base64.StdEncoding.DecodeString(signature)
+	if err1 != nil || err2 != nil || len(pub) != ed25519.PublicKeySize || len(sig) != ed25519.SignatureSize {
+		return nil, fmt.Errorf("%w publisher signature: pubkey and signature are base64 Ed25519", ErrInvalid)
+	}
+	return func(p *Package) error {
+		if !ed25519.Verify(pub, Statement(*p), sig) {
+			return fmt.Errorf("publisher key %s: %w over %s (sha256 %s, %d bytes, hook %q, health %q)", KeyID(pub), ErrBadSignature, p.Ref, p.SHA256, p.Size, p.Hook, p.Health)
+		}
+		p.Signatures = append(p.Signatures, Signature{KeyID: KeyID(pub), By: ByPublisher, Sig: signature})
+		return nil
+	}, nil
 }
 
 func (s *Server) remove(w http.ResponseWriter, r *http.Request) {
@@ -306,15 +383,28 @@ func (s *Server) postInstruction(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusBadRequest, errors.New("instruction needs id, workflowId and client"))
 		return
 	}
-	p, err := s.store.Get(in.Package.Ref)
-	if err == nil && !p.VisibleTo(in.Tenant) {
-		err = fmt.Errorf("%s is not visible to tenant %s: %w", in.Package.Ref, in.Tenant, ErrNotFound)
-	}
-	if err != nil {
+	if err := CheckAction(in.Action, in.Strategy); err != nil {
 		s.failStore(w, r, err)
 		return
 	}
-	in.Package = p
+	if in.Action == ActionUninstall {
+		// Nothing is downloaded: the package need not exist any more.
+		if err := in.Package.Ref.ValidateAnyVersion(); err != nil {
+			s.failStore(w, r, err)
+			return
+		}
+		in.Package = Package{Ref: in.Package.Ref}
+	} else {
+		p, err := s.store.Get(in.Package.Ref)
+		if err == nil && !p.VisibleTo(in.Tenant) {
+			err = fmt.Errorf("%s is not visible to tenant %s: %w", in.Package.Ref, in.Tenant, ErrNotFound)
+		}
+		if err != nil {
+			s.failStore(w, r, err)
+			return
+		}
+		in.Package = p
+	}
 	if err := s.store.PutInstruction(in); err != nil {
 		s.failStore(w, r, err)
 		return
@@ -377,4 +467,34 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request, c caller) {
 	}
 	s.opts.Logger.Info("install report", "instruction", in.ID, "ok", rep.OK, "error", rep.Error)
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// register hands a VM's registration, with the identity the gateways
+// signed, to the tenant's inventory.
+func (s *Server) register(w http.ResponseWriter, r *http.Request, c caller) {
+	var reg Registration
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody)).Decode(&reg); err != nil {
+		s.fail(w, r, http.StatusBadRequest, err)
+		return
+	}
+	reg.Tenant, reg.Client = c.tenant, c.client
+	if s.opts.Register == nil {
+		s.fail(w, r, http.StatusServiceUnavailable, errors.New("registrations are not delivered by this repository"))
+		return
+	}
+	err := s.opts.Register(r.Context(), reg)
+	switch {
+	case err == nil:
+		s.opts.Logger.Info("VM registered", "tenant", reg.Tenant, "client", reg.Client, "name", reg.Name)
+		writeJSON(w, http.StatusOK, reg)
+	case errors.Is(err, ErrInvalid):
+		s.fail(w, r, http.StatusBadRequest, err)
+	case errors.Is(err, ErrConflict):
+		s.fail(w, r, http.StatusConflict, err)
+	case errors.Is(err, ErrUnavailable):
+		w.Header().Set("Retry-After", "5")
+		s.fail(w, r, http.StatusServiceUnavailable, err)
+	default:
+		s.fail(w, r, http.StatusBadGateway, fmt.Errorf("register: %w", err))
+	}
 }

@@ -27,6 +27,9 @@ var (
 var (
 	bucketPackages     = []byte("packages")
 	bucketInstructions = []byte("instructions")
+	// bucketRetired keeps the sha256 of every removed ref: versions are
+	// immutable, so a removed version can come back only with its content.
+	bucketRetired = []byte("retired")
 )
 
 // Store keeps blobs under dir/blobs/<sha256> and the index in dir/index.db.
@@ -56,7 +59,7 @@ func OpenStore(dir string, maxBlob int64) (*Store, error) {
 		return nil, fmt.Errorf("open index: %w", err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketPackages, bucketInstructions} {
+		for _, b := range [][]byte{bucketPackages, bucketInstructions, bucketRetired} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -88,13 +91,18 @@ func validDigest(sum string) error {
 }
 
 // Put stores body as p's blob when its sha256 is p.SHA256 and its size at
-// most the limit. Putting the same content again is a no-op; other content
-// under the same ref is ErrExists.
-func (s *Store) Put(p Package, body io.Reader) (Package, error) {
+// most the limit; seal (nil: none) sees the complete entry before it is
+// indexed and may refuse it or add signatures. Putting the same content
+// again is a no-op; other content under the same ref, even one removed
+// since, is ErrExists.
+func (s *Store) Put(p Package, body io.Reader, seal func(*Package) error) (Package, error) {
 	if err := p.Validate(); err != nil {
 		return Package{}, err
 	}
-	if err := validHook(p.Hook); err != nil {
+	if err := validScript("hook", p.Hook); err != nil {
+		return Package{}, err
+	}
+	if err := validScript("health check", p.Health); err != nil {
 		return Package{}, err
 	}
 	if err := validDigest(p.SHA256); err != nil {
@@ -110,6 +118,9 @@ func (s *Store) Put(p Package, body io.Reader) (Package, error) {
 			return Package{}, fmt.Errorf("%s: %w", p.Ref, ErrExists)
 		}
 		return old, nil
+	}
+	if err := s.checkRetired(p); err != nil {
+		return Package{}, err
 	}
 	tmp, err := os.CreateTemp(filepath.Join(s.dir, "tmp"), "upload-*")
 	if err != nil {
@@ -130,12 +141,17 @@ func (s *Store) Put(p Package, body io.Reader) (Package, error) {
 	if got := hex.EncodeToString(h.Sum(nil)); got != p.SHA256 {
 		return Package{}, fmt.Errorf("%w: declared %s, received %s", ErrDigest, p.SHA256, got)
 	}
-	if err := os.Rename(tmp.Name(), s.blobPath(p.SHA256)); err != nil {
-		return Package{}, err
-	}
 	p.Size = n
 	p.Uploaded = time.Now().UTC()
 	sort.Strings(p.Tenants)
+	if seal != nil {
+		if err := seal(&p); err != nil {
+			return Package{}, err
+		}
+	}
+	if err := os.Rename(tmp.Name(), s.blobPath(p.SHA256)); err != nil {
+		return Package{}, err
+	}
 	// A concurrent upload may have indexed the ref meanwhile: the check
 	// and the write happen in one transaction.
 	orphan := false
@@ -156,6 +172,46 @@ func (s *Store) Put(p Package, body io.Reader) (Package, error) {
 		os.Remove(s.blobPath(p.SHA256))
 	}
 	return p, err
+}
+
+// checkRetired refuses content other than what a removed ref had.
+func (s *Store) checkRetired(p Package) error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		if old := tx.Bucket(bucketRetired).Get(p.key()); old != nil && string(old) != p.SHA256 {
+			return fmt.Errorf("%s: versions are immutable: it was published with sha256 %s and removed; publish a new version: %w", p.Ref, old, ErrExists)
+		}
+		return nil
+	})
+}
+
+// Reseal lets fn change every index entry (adding a signature a new key
+// makes); entries fn reports unchanged are not written.
+func (s *Store) Reseal(fn func(*Package) bool) (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketPackages)
+		var changed []Package
+		if err := b.ForEach(func(_, v []byte) error {
+			var p Package
+			if err := json.Unmarshal(v, &p); err != nil {
+				return err
+			}
+			if fn(&p) {
+				changed = append(changed, p)
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, p := range changed {
+			if err := putJSON(b, p.key(), p); err != nil {
+				return err
+			}
+		}
+		n = len(changed)
+		return nil
+	})
+	return n, err
 }
 
 // referenced says whether any indexed package has the blob.
@@ -214,6 +270,9 @@ func (s *Store) Delete(r Ref) error {
 			return err
 		}
 		if err := b.Delete(r.key()); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bucketRetired).Put(r.key(), []byte(p.SHA256)); err != nil {
 			return err
 		}
 		if !referenced(b, p.SHA256) {

@@ -77,9 +77,9 @@ func project() Spec {
 			{Name: "web", Image: "127.0.0.1:5000/web:v1", Port: 8080, Health: "/healthz", DependsOn: []string{"store"}},
 			{Name: "store", Image: "127.0.0.1:5000/store:v1", Port: 8081, Mounts: []Mount{{Volume: "data", Path: "/data"}}},
 		},
-		Volumes: []string{"data"},
-		Serve:   "web",
-		State:   &State{Service: "store", Path: "/state"},
+		InstanceVolumes: []string{"data"},
+		Serve:           "web",
+		State:           &State{Service: "store", Path: "/state"},
 	}
 }
 
@@ -99,16 +99,16 @@ func TestValidateSpecProjects(t *testing.T) {
 		{"service without image", func(s *Spec) { s.Services[1].Image = "" }, "service store: empty image reference"},
 		{"service port", func(s *Spec) { s.Services[0].Port = 0 }, "service web: port 0"},
 		{"probe", func(s *Spec) { s.Services[1].Probe = "exec" }, `probe "exec"`},
-		{"undeclared volume", func(s *Spec) { s.Volumes = nil }, `mounts volume "data", which the spec does not declare`},
+		{"undeclared volume", func(s *Spec) { s.InstanceVolumes = nil }, `mounts volume "data", which the spec does not declare`},
 		{"relative mount", func(s *Spec) { s.Services[1].Mounts[0].Path = "data" }, `at "data"`},
 		{"mount at root", func(s *Spec) { s.Services[1].Mounts[0].Path = "/" }, `at "/"`},
-		{"bad volume name", func(s *Spec) { s.Volumes = []string{"../x"}; s.Services[1].Mounts = nil }, `volume name "../x"`},
+		{"bad volume name", func(s *Spec) { s.InstanceVolumes = []string{"../x"}; s.Services[1].Mounts = nil }, `volume name "../x"`},
 		{"serve unknown", func(s *Spec) { s.Serve = "front" }, `serve names "front"`},
 		{"state unknown service", func(s *Spec) { s.State.Service = "db" }, `state names service "db"`},
 		{"state path", func(s *Spec) { s.State.Path = "state?x=1" }, `state path "state?x=1"`},
 		{"both forms", func(s *Spec) { s.Image = "127.0.0.1:5000/web:v1" }, "belong to the one-service form"},
 		{"project fields without services", func(s *Spec) { s.Services = nil; s.Image, s.Port = "127.0.0.1:5000/web:v1", 8080 }, "belong to the project form"},
-		{"service label", func(s *Spec) { s.Labels = map[string]string{LabelService: "web"} }, "drift.service is set by the runtime"},
+		{"service label", func(s *Spec) { s.Labels = map[string]string{LabelService: "web"} }, "drift.project-service is set by the runtime"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := project()

@@ -28,7 +28,7 @@ const (
 	LabelWorkflow = "drift.workflow"
 	LabelCloud    = "drift.cloud"
 	LabelInstance = "drift.instance"
-	LabelService  = "drift.service" // the service of a project an object belongs to
+	LabelService  = "drift.project-service" // the service of a project an object belongs to (activities.LabelService, drift.service, is a component's)
 )
 
 // ErrInvalid marks errors caused by bad input (a name or spec no retry can fix).
@@ -42,12 +42,12 @@ var ErrInvalid = errors.New("invalid input")
 //     the instance's only service, whose objects are named after the
 //     instance itself;
 //   - the project form: Services lists the services (started in depends_on
-//     order, each reachable by its peers under its name), Volumes the named
-//     volumes each instance gets its own copy of, Serve the service users
+//     order, each reachable by its peers under its name), InstanceVolumes the
+//     named volumes each instance gets its own copy of, Serve the service users
 //     reach and State where the app's state can be read and replaced.
 //
-// The one-service fields must be empty in the project form, and the
-// project fields in the one-service form. Project() reads both forms alike.
+// The one-service fields (and Volumes, which outlive instances) must be
+// empty in the project form, and the project fields in the one-service form. Project() reads both forms alike.
 type Spec struct {
 	Image    string            `json:"image,omitempty"`    // full reference, e.g. 127.0.0.1:5000/hello:v1 or …@sha256:…
 	Port     int               `json:"port,omitempty"`     // port the service listens on inside its container/pod; the process runtime passes a free one in $PORT instead
@@ -56,11 +56,15 @@ type Spec struct {
 	Replicas int               `json:"replicas,omitempty"` // Kubernetes replicas; 0 means 1
 	Labels   map[string]string `json:"labels,omitempty"`   // extra labels (drift.workflow, drift.cloud, …); values are sanitised with LabelValue
 	Health   string            `json:"health,omitempty"`   // HTTP path answered when ready; "" means "/"
+	Volumes  []Volume          `json:"volumes,omitempty"`  // mounted volumes that outlive the instance (runtimes that are Stateful; one-service form)
 
 	Services []Service `json:"services,omitempty"` // the project form's services
-	Volumes  []string  `json:"volumes,omitempty"`  // named volumes, one copy per instance, removed with it
-	Serve    string    `json:"serve,omitempty"`    // the service users reach ("": the first)
-	State    *State    `json:"state,omitempty"`    // where the app's state is read (GET) and replaced (PUT)
+	// InstanceVolumes are the project's named volumes: unlike Volumes, each
+	// instance gets its own copy, removed with it (a session leaves nothing
+	// behind), so they are named after the instance and need no Stateful API.
+	InstanceVolumes []string `json:"instanceVolumes,omitempty"`
+	Serve           string   `json:"serve,omitempty"` // the service users reach ("": the first)
+	State           *State   `json:"state,omitempty"` // where the app's state is read (GET) and replaced (PUT)
 
 	// Platform (os/arch) is the entry of a multi-platform image to run, the
 	// cloud's; "" is the runtime host's own.

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"path"
 	"regexp"
 	"strings"
 
@@ -22,6 +21,9 @@ func ValidateSpec(name, cloud string, spec Spec) (map[string]string, error) {
 	}
 	if msg := specProblem(spec); msg != "" {
 		return nil, fmt.Errorf("%w: instance %s: %s", ErrInvalid, name, msg)
+	}
+	if err := validateVolumes(name, spec.Volumes); err != nil {
+		return nil, err
 	}
 	for k := range spec.Labels {
 		if k == "" {
@@ -56,16 +58,21 @@ var (
 // specProblem says what is wrong with a spec, or "".
 func specProblem(spec Spec) string {
 	if !spec.IsProject() {
-		if len(spec.Volumes) > 0 || spec.Serve != "" || spec.State != nil {
-			return "volumes, serve and state belong to the project form (services)"
+		if len(spec.InstanceVolumes) > 0 || spec.Serve != "" || spec.State != nil {
+			return "instance volumes, serve and state belong to the project form (services)"
 		}
 		return serviceProblem(spec.Project()[0])
 	}
 	if spec.Image != "" || spec.Port != 0 || len(spec.Env) > 0 || len(spec.Command) > 0 || spec.Replicas != 0 || spec.Health != "" {
 		return "image, port, env, command, replicas and health belong to the one-service form: set them on each service"
 	}
+	if len(spec.Volumes) > 0 {
+		// A project's volumes are its instance's own (InstanceVolumes);
+		// volumes that outlive instances serve the one-service form.
+		return "volumes that outlive the instance belong to the one-service form: a project declares instanceVolumes"
+	}
 	volumes := map[string]bool{}
-	for _, v := range spec.Volumes {
+	for _, v := range spec.InstanceVolumes {
 		if !volumeRE.MatchString(v) {
 			return fmt.Sprintf("volume name %q must be 1-63 characters of a-z, A-Z, 0-9, '_', '.', '-', starting with a letter or digit", v)
 		}
@@ -91,7 +98,7 @@ func specProblem(spec Spec) string {
 			switch {
 			case !volumes[m.Volume]:
 				return fmt.Sprintf("service %s mounts volume %q, which the spec does not declare", svc.Name, m.Volume)
-			case !path.IsAbs(m.Path) || path.Clean(m.Path) != m.Path || m.Path == "/" || strings.ContainsAny(m.Path, "\x00:"):
+			case !MountPathOK(m.Path):
 				return fmt.Sprintf("service %s mounts volume %q at %q: want a clean absolute path other than /", svc.Name, m.Volume, m.Path)
 			case paths[m.Path]:
 				return fmt.Sprintf("service %s mounts two volumes at %s", svc.Name, m.Path)
@@ -150,23 +157,25 @@ func serviceProblem(svc Service) string {
 }
 
 // SpecHash identifies everything about a spec that shapes an instance, so a
-// changed spec is noticed and the instance is recreated.
+// changed spec is noticed and the instance is recreated. (A spec without
+// volumes hashes as it did before specs had them.)
 func SpecHash(spec Spec, labels map[string]string) string {
 	// The project fields are left out when empty, so a one-service spec
 	// hashes as it did before projects and its instances are reused.
 	b, _ := json.Marshal(struct {
-		Image    string            `json:"image"`
-		Port     int               `json:"port"`
-		Env      map[string]string `json:"env"`
-		Command  []string          `json:"command"`
-		Labels   map[string]string `json:"labels"`
-		Health   string            `json:"health"`
-		Services []Service         `json:"services,omitempty"`
-		Volumes  []string          `json:"volumes,omitempty"`
-		Serve    string            `json:"serve,omitempty"`
-		State    *State            `json:"state,omitempty"`
-		Platform string            `json:"platform,omitempty"`
-	}{spec.Image, spec.Port, spec.Env, spec.Command, labels, spec.Health, spec.Services, spec.Volumes, spec.Serve, spec.State, spec.Platform})
+		Image           string            `json:"image"`
+		Port            int               `json:"port"`
+		Env             map[string]string `json:"env"`
+		Command         []string          `json:"command"`
+		Labels          map[string]string `json:"labels"`
+		Health          string            `json:"health"`
+		Volumes         []Volume          `json:"volumes,omitempty"`
+		Services        []Service         `json:"services,omitempty"`
+		InstanceVolumes []string          `json:"instanceVolumes,omitempty"`
+		Serve           string            `json:"serve,omitempty"`
+		State           *State            `json:"state,omitempty"`
+		Platform        string            `json:"platform,omitempty"`
+	}{spec.Image, spec.Port, spec.Env, spec.Command, labels, spec.Health, spec.Volumes, spec.Services, spec.InstanceVolumes, spec.Serve, spec.State, spec.Platform})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])[:16]
 }

@@ -24,9 +24,12 @@ type Index struct {
 
 // Series is one release series (caracal, dalmatian, …).
 type Series struct {
-	Name         string              `yaml:"name"`
-	Release      string              `yaml:"release,omitempty"` // e.g. 2024.1
-	Deliverables map[string][]string `yaml:"deliverables"`      // component → published tags
+	Name    string `yaml:"name"`
+	Release string `yaml:"release,omitempty"` // e.g. 2024.1
+	// SLURP marks a series an upgrade may skip-level from, to the next
+	// SLURP series (N → N+2).
+	SLURP        bool                `yaml:"slurp,omitempty"`
+	Deliverables map[string][]string `yaml:"deliverables"` // component → published tags
 }
 
 // ParseIndex reads and checks an index: known fields only, at least one

@@ -189,3 +189,60 @@ func TestParseDriverError(t *testing.T) {
 		}
 	}
 }
+
+func hopStrings(hops []Hop) []string {
+	var out []string
+	for _, h := range hops {
+		out = append(out, h.String()+" "+strings.Join(tags(h.Candidates), ","))
+	}
+	return out
+}
+
+func TestPath(t *testing.T) {
+	ix := cinderIndex(t)
+	for _, c := range []struct {
+		current string
+		cands   []string
+		want    []string
+	}{
+		// SLURP to SLURP, twice: 24 → 28 is two verified hops.
+		{"24.2.0", []string{"28.0.0", "27.0.0"}, []string{
+			"24.2.0 (caracal) → 26.1.0 (epoxy, SLURP) 26.1.0,26.0.0",
+			"26.1.0 (epoxy) → 28.0.0 (gazpacho, SLURP) 28.0.0"}},
+		// A non-SLURP series goes one series at a time.
+		{"25.0.0", []string{"28.0.0"}, []string{
+			"25.0.0 (dalmatian) → 26.1.0 (epoxy) 26.1.0,26.0.0",
+			"26.1.0 (epoxy) → 28.0.0 (gazpacho, SLURP) 28.0.0"}},
+		{"24.2.0", []string{"25.1.0", "25.0.0"}, []string{"24.2.0 (caracal) → 25.1.0 (dalmatian) 25.1.0,25.0.0"}},
+		// The last hop keeps the policy's order (the driver policy: lowest first).
+		{"24.2.0", []string{"26.0.0", "26.1.0", "27.0.0"}, []string{"24.2.0 (caracal) → 26.0.0 (epoxy, SLURP) 26.0.0,26.1.0"}},
+		{"26.0.0", []string{"27.0.0"}, []string{"26.0.0 (epoxy) → 27.0.0 (flamingo) 27.0.0"}},
+		{"24.0.0", []string{"24.2.0"}, []string{"24.0.0 (caracal) → 24.2.0 (caracal) 24.2.0"}},
+	} {
+		var cands []Release
+		for _, tag := range c.cands {
+			cands = append(cands, mustRelease(t, tag))
+		}
+		hops, err := ix.Path("cinder", mustRelease(t, c.current), cands)
+		if got := hopStrings(hops); err != nil || !slices.Equal(got, c.want) {
+			t.Errorf("%s → %v: %q, %v; want %q", c.current, c.cands, got, err, c.want)
+		}
+	}
+	for name, c := range map[string]struct{ current, target string }{
+		"unpublished current": {"23.0.0", "28.0.0"},
+		"backwards":           {"26.0.0", "24.2.0"},
+		"same":                {"26.0.0", "26.0.0"},
+	} {
+		if _, err := ix.Path("cinder", mustRelease(t, c.current), []Release{mustRelease(t, c.target)}); !errors.Is(err, ErrNoPath) {
+			t.Errorf("%s: %v, want ErrNoPath", name, err)
+		}
+	}
+	// A series without a final release cannot be stopped at.
+	gap, err := ParseIndex([]byte("series:\n- {name: a, deliverables: {x: [1.0.0]}}\n- {name: b, deliverables: {x: [2.0.0.0rc1]}}\n- {name: c, deliverables: {x: [3.0.0]}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gap.Path("x", mustRelease(t, "1.0.0"), []Release{mustRelease(t, "3.0.0")}); !errors.Is(err, ErrNoPath) || !strings.Contains(err.Error(), "series b") {
+		t.Errorf("gap: %v", err)
+	}
+}

@@ -37,6 +37,8 @@ type DevConfig struct {
 	RepoPort       int
 	GatewayPort    int
 	Namespace      string
+	Temporal       config.Temporal // an existing cluster instead of the embedded server, when its Address is set
+	NoWorker       bool            // run no worker: workers of their own poll this stack
 	Topology       *topology.Topology
 	FogRuntime     string // auto, docker or process
 	EdgeKubeconfig string
@@ -72,14 +74,13 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	}()
 	d.Stack, err = devstack.Start(ctx, devstack.Options{
 		DataDir: cfg.DataDir, Port: cfg.Port, UIPort: cfg.UIPort, RegistryPort: cfg.RegistryPort,
-		Namespace: cfg.Namespace, Logger: cfg.Logger,
+		Namespace: cfg.Namespace, Temporal: cfg.Temporal, Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
 	}
 	d.stops = append(d.stops, d.Stack.Stop)
-	t := config.Temporal{Address: d.Stack.Address(), Namespace: d.Stack.Namespace()}
-	if d.Client, err = t.Dial(ctx, cfg.Logger); err != nil {
+	if d.Client, err = d.Stack.Temporal().Dial(ctx, cfg.Logger); err != nil {
 		return nil, err
 	}
 	d.stops = append(d.stops, d.Client.Close)
@@ -88,18 +89,20 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 	if err != nil {
 		return nil, err
 	}
-	var clouds []string
-	for _, cl := range cfg.Topology.Clouds() {
-		clouds = append(clouds, cl.ID)
+	if !cfg.NoWorker {
+		var clouds []string
+		for _, cl := range cfg.Topology.Clouds() {
+			clouds = append(clouds, cl.ID)
+		}
+		d.Workers, err = StartWorkers(d.Client, WorkerOptions{
+			Topology: cfg.Topology, Clouds: clouds, Central: true, DataDir: cfg.DataDir, Registry: d.Stack.RegistryHost(),
+			RuntimeFor: runtimeFor, Install: node, Logger: cfg.Logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+		d.stops = append(d.stops, d.Workers.Stop)
 	}
-	d.Workers, err = StartWorkers(d.Client, WorkerOptions{
-		Topology: cfg.Topology, Clouds: clouds, Central: true, DataDir: cfg.DataDir, Registry: d.Stack.RegistryHost(),
-		RuntimeFor: runtimeFor, Install: node, Logger: cfg.Logger,
-	})
-	if err != nil {
-		return nil, err
-	}
-	d.stops = append(d.stops, d.Workers.Stop)
 	sctx, cancel := context.WithCancel(ctx)
 	d.stops = append(d.stops, cancel)
 	gw, err := ServeManagement(sctx, loopback(cfg.GatewayPort), *node)
@@ -159,9 +162,12 @@ func (d *Dev) Stop() {
 	d.stops = nil
 }
 
-// RuntimeKinds names each cloud's runtime kind.
+// RuntimeKinds names each cloud's runtime kind (none without a worker).
 func (d *Dev) RuntimeKinds() map[string]string {
 	kinds := map[string]string{}
+	if d.Workers == nil {
+		return kinds
+	}
 	for id, rt := range d.Workers.Runtimes {
 		kinds[id] = rt.Kind()
 	}
@@ -181,7 +187,7 @@ func (d *Dev) serve(ctx context.Context, ln net.Listener, h http.Handler) {
 func (d *Dev) startRepo(ctx context.Context, cfg DevConfig) (*InstallConfig, error) {
 	tokenFile, secretFile := filepath.Join(cfg.DataDir, "repo-token"), filepath.Join(cfg.DataDir, "gateway-secret")
 	srv, ln, err := StartRepo(RepoConfig{Dir: filepath.Join(cfg.DataDir, "repo"), Listen: loopback(cfg.RepoPort),
-		TokenFile: tokenFile, SecretFile: secretFile, MaxBlob: repo.DefaultMaxBlob}, client.New(d.Client))
+		TokenFile: tokenFile, SecretFile: secretFile, SigningKeyFile: filepath.Join(cfg.DataDir, SigningKeyFile), MaxBlob: repo.DefaultMaxBlob}, client.New(d.Client))
 	if err != nil {
 		return nil, fmt.Errorf("repository: %w", err)
 	}
@@ -192,7 +198,7 @@ func (d *Dev) startRepo(ctx context.Context, cfg DevConfig) (*InstallConfig, err
 	d.RepoURL = "http://" + ln.Addr().String()
 	d.Node = config.DefaultNetworkNode
 	return &InstallConfig{Node: d.Node, Repo: d.RepoURL, Token: token, Secret: []byte(secret),
-		SocketDir: filepath.Join(cfg.DataDir, "gateways"), Logger: cfg.Logger}, nil
+		SocketDir: filepath.Join(cfg.DataDir, "gateways"), CacheDir: filepath.Join(cfg.DataDir, "gateway-cache"), Logger: cfg.Logger}, nil
 }
 
 // RepoConfig is where the software repository keeps its store and serves.
@@ -202,8 +208,16 @@ type RepoConfig struct {
 	Listen     string
 	TokenFile  string // the admin token, created when missing
 	SecretFile string // shared with the management gateway, created when missing
-	MaxBlob    int64
+	// SigningKeyFile is the Ed25519 key index entries are signed with,
+	// created when missing ($DRIFT_REPO_SIGNING_KEY overrides it); agents
+	// trust SigningKeyFile.pub.
+	SigningKeyFile string
+	MaxBlob        int64
 }
+
+// SigningKeyFile is the repository's signing key in a data dir; agents
+// trust SigningKeyFile + ".pub".
+const SigningKeyFile = "repo-signing.key"
 
 // StartRepo opens the repository and its listener; reports of tenant VMs
 // are signalled to their install workflows through c.
@@ -216,7 +230,12 @@ func StartRepo(cfg RepoConfig, c *client.Client) (*repo.Server, net.Listener, er
 	if err != nil {
 		return nil, nil, err
 	}
-	srv, err := repo.New(repo.Options{Dir: cfg.Dir, AdminToken: token, Secret: []byte(secret), MaxBlob: cfg.MaxBlob, Report: c.Signaler()})
+	key, err := LoadSigningKey(cfg.SigningKeyFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	srv, err := repo.New(repo.Options{Dir: cfg.Dir, AdminToken: token, Secret: []byte(secret), SigningKey: key, MaxBlob: cfg.MaxBlob,
+		Report: c.Signaler(), Register: c.Registrar()})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -2,6 +2,7 @@ package workerhost
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -29,6 +30,8 @@ type InstallConfig struct {
 	Secret    []byte  // shared by the management gateway and the repository
 	SocketDir string  // where the gateways' unix sockets live
 	RPS       float64 // per-tenant rate limit (gateway.DefaultRPS when 0)
+	VMRPS     float64 // per-VM rate limit (gateway.DefaultVMRPS when 0)
+	CacheDir  string  // the management gateway's blob cache ("" : none)
 	Logger    *slog.Logger
 }
 
@@ -58,7 +61,8 @@ func newInstall(cfg InstallConfig) (*activities.Install, error) {
 	if cfg.Node == "" || cfg.Repo == "" || cfg.Token == "" || cfg.SocketDir == "" {
 		return nil, errors.New("a network node needs its id, the repository URL, its admin token and a socket dir")
 	}
-	mgmt, err := gateway.NewManagement(gateway.ManagementOptions{Repo: cfg.Repo, Secret: cfg.Secret, RPS: cfg.RPS, Logger: cfg.Logger})
+	mgmt, err := gateway.NewManagement(gateway.ManagementOptions{Repo: cfg.Repo, Secret: cfg.Secret, RPS: cfg.RPS, VMRPS: cfg.VMRPS,
+		CacheDir: cfg.CacheDir, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -78,8 +82,44 @@ func (cfg WorkerConfig) installConfig(logger *slog.Logger) (*InstallConfig, erro
 	if err != nil {
 		return nil, fmt.Errorf("--gateway-secret-file: %w", err)
 	}
-	return &InstallConfig{Node: cfg.NetworkNode, Repo: cfg.Repo, Token: token, Secret: []byte(secret),
-		SocketDir: filepath.Join(cfg.DataDir, "gateways"), Logger: logger}, nil
+	ic := &InstallConfig{Node: cfg.NetworkNode, Repo: cfg.Repo, Token: token, Secret: []byte(secret),
+		SocketDir: filepath.Join(cfg.DataDir, "gateways"), Logger: logger}
+	if cfg.GatewayCache {
+		ic.CacheDir = filepath.Join(cfg.DataDir, "gateway-cache")
+	}
+	return ic, nil
+}
+
+// SigningKeyEnv holds the repository's signing key (PEM) in production,
+// where no key file is wanted on disk.
+const SigningKeyEnv = "DRIFT_REPO_SIGNING_KEY"
+
+// LoadSigningKey reads the repository's Ed25519 key from $DRIFT_REPO_SIGNING_KEY,
+// else from file, which is created (0600, public key beside it as
+// file.pub) when missing.
+func LoadSigningKey(file string) (ed25519.PrivateKey, error) {
+	if pemKey := os.Getenv(SigningKeyEnv); pemKey != "" {
+		k, err := repo.ParsePrivateKey([]byte(pemKey))
+		if err != nil {
+			return nil, fmt.Errorf("$%s: %w", SigningKeyEnv, err)
+		}
+		return k, nil
+	}
+	if file == "" {
+		return nil, fmt.Errorf("no signing key: give a key file or $%s", SigningKeyEnv)
+	}
+	data, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return repo.GenerateKey(file)
+	}
+	if err != nil {
+		return nil, err
+	}
+	k, err := repo.ParsePrivateKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return k, nil
 }
 
 // ReadSecret reads a token or secret from a file, without surrounding space.

@@ -4,8 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
+
+	"go.temporal.io/api/enums/v1"
 
 	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/topology"
 )
 
@@ -19,6 +23,7 @@ type WorkerConfig struct {
 	DataDir      string
 	Registry     string // center registry host:port
 	MetricsAddr  string // "" disables the metrics endpoint
+	Identity     string // how the worker shows in pollers and histories; "" : what it polls @ host
 	// NetworkNode makes the worker that network node (gateway pairs and
 	// install instructions, queue drift.node.<id>); "" makes it none.
 	NetworkNode       string
@@ -26,6 +31,7 @@ type WorkerConfig struct {
 	RepoTokenFile     string // its admin token
 	GatewaySecretFile string // the secret the management gateway signs with
 	GatewayListen     string // the management gateway's listener for management use; "" disables
+	GatewayCache      bool   // keep package blobs under DataDir/gateway-cache
 }
 
 // RunWorker connects, polls until ctx ends (SIGTERM in the binary), then
@@ -54,23 +60,30 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, logger *slog.Logger) error
 	}
 
 	metrics := NewMetrics()
-	if cfg.MetricsAddr != "" {
-		addr, err := metrics.Serve(ctx, cfg.MetricsAddr, logger)
-		if err != nil {
-			return err
-		}
-		logger.Info("metrics", "url", "http://"+addr+"/metrics")
-	}
 	opts, err := cfg.Temporal.ClientOptions(logger)
 	if err != nil {
 		return err
 	}
 	opts.MetricsHandler = metrics.Handler
+	opts.Identity = cfg.Identity
+	if opts.Identity == "" {
+		opts.Identity = defaultIdentity(!cfg.NoCentral, clouds, cfg.NetworkNode)
+	}
 	c, err := cfg.Temporal.DialWith(ctx, opts)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	if err := cfg.Temporal.CheckSetup(ctx, c); err != nil {
+		return err
+	}
+	if cfg.MetricsAddr != "" {
+		addr, err := metrics.Serve(ctx, cfg.MetricsAddr, logger, readiness(cfg.Temporal, c, cfg.Registry))
+		if err != nil {
+			return err
+		}
+		logger.Info("metrics", "url", "http://"+addr+"/metrics", "health", "http://"+addr+"/healthz", "ready", "http://"+addr+"/readyz")
+	}
 
 	var install *InstallConfig
 	if cfg.NetworkNode != "" {
@@ -78,10 +91,12 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, logger *slog.Logger) error
 			return err
 		}
 	}
-	ws, err := StartWorkers(c, WorkerOptions{Topology: topo, Clouds: clouds, Central: !cfg.NoCentral, DataDir: cfg.DataDir, Registry: cfg.Registry, Install: install, Logger: logger})
+	ws, err := StartWorkers(c, WorkerOptions{Topology: topo, Clouds: clouds, Central: !cfg.NoCentral, DataDir: cfg.DataDir,
+		Registry: cfg.Registry, Install: install, Logger: logger, Metrics: metrics})
 	if err != nil {
 		return err
 	}
+	go metrics.watchPollers(ctx, c, polledQueues(!cfg.NoCentral, clouds), 15*time.Second)
 	if install != nil && cfg.GatewayListen != "" {
 		addr, err := ServeManagement(ctx, cfg.GatewayListen, *install)
 		if err != nil {
@@ -90,9 +105,22 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, logger *slog.Logger) error
 		}
 		logger.Info("management gateway", "url", "http://"+addr)
 	}
-	logger.Info("worker polling", "address", cfg.Temporal.Address, "namespace", cfg.Temporal.Namespace, "central", !cfg.NoCentral, "clouds", clouds)
+	logger.Info("worker polling", "address", cfg.Temporal.Address, "namespace", cfg.Temporal.Namespace, "identity", opts.Identity,
+		"central", !cfg.NoCentral, "clouds", clouds, "registry", cfg.Registry)
 	<-ctx.Done()
 	logger.Info("worker stopping: waiting for running activities")
 	ws.Stop()
 	return nil
+}
+
+// polledQueues are the queues a worker polls, with their kind.
+func polledQueues(central bool, clouds []string) map[string]enums.TaskQueueType {
+	queues := map[string]enums.TaskQueueType{}
+	if central {
+		queues[names.TaskQueue] = enums.TASK_QUEUE_TYPE_WORKFLOW
+	}
+	for _, id := range clouds {
+		queues[names.CloudQueue(id)] = enums.TASK_QUEUE_TYPE_ACTIVITY
+	}
+	return queues
 }

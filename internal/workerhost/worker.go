@@ -21,6 +21,7 @@ import (
 	tallyprom "github.com/uber-go/tally/v4/prometheus"
 	"go.temporal.io/sdk/client"
 	sdktally "go.temporal.io/sdk/contrib/tally"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/edgedrift/drift/activities"
@@ -47,13 +48,15 @@ type WorkerOptions struct {
 	// Install makes the worker a network node (gateway pairs, install
 	// instructions); nil: it is none.
 	Install *InstallConfig
-	Logger  *slog.Logger
+	Logger  *slog.Logger // also logs every activity's start and end
+	Metrics *Metrics     // nil: no per-queue metrics
 }
 
 // Workers are the running pollers of one process.
 type Workers struct {
 	workers  []worker.Worker
 	Runtimes map[string]runtime.Runtime // by cloud id
+	Routers  map[string]runtime.Router  // by cloud id: where its stable endpoints are kept
 	Install  *activities.Install        // the network node's, when it is one
 }
 
@@ -63,7 +66,11 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 	if !opts.Central && len(opts.Clouds) == 0 && opts.Install == nil {
 		return nil, errors.New("worker polls nothing: give clouds or the central queue")
 	}
-	ws := &Workers{Runtimes: map[string]runtime.Runtime{}}
+	ws := &Workers{Runtimes: map[string]runtime.Runtime{}, Routers: map[string]runtime.Router{}}
+	wopts := worker.Options{}
+	if opts.Logger != nil {
+		wopts.Interceptors = []interceptor.WorkerInterceptor{&activityLog{logger: opts.Logger, metrics: opts.Metrics}}
+	}
 	for _, id := range opts.Clouds {
 		cloud, ok := opts.Topology.Cloud(id)
 		if !ok {
@@ -87,14 +94,17 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 		if opts.Registry == "" {
 			return nil, errors.New("the central queue needs the center registry's address")
 		}
-		w := worker.New(c, names.TaskQueue, worker.Options{})
+		w := worker.New(c, names.TaskQueue, wopts)
 		w.RegisterWorkflow(workflows.MobilitySession)
 		w.RegisterWorkflow(workflows.AppModel)
 		w.RegisterWorkflow(workflows.MobilitySubscriptions)
 		w.RegisterWorkflow(workflows.ComponentUpgrade)
 		w.RegisterWorkflow(workflows.InstallSoftware)
+		w.RegisterWorkflow(workflows.InstallFleet)
+		w.RegisterWorkflow(workflows.Inventory)
 		w.RegisterWorkflow(workflows.PortToArch)
 		w.RegisterWorkflow(workflows.Pipeline)
+		w.RegisterWorkflow(workflows.PipelineUndeploy)
 		w.RegisterActivity(&activities.Images{Center: opts.Registry})
 		w.RegisterActivity(&activities.Pipeline{Center: opts.Registry, DataDir: opts.DataDir})
 		w.RegisterActivity(&activities.Models{Client: c})
@@ -103,10 +113,17 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 		ws.workers = append(ws.workers, w)
 	}
 	for _, id := range opts.Clouds {
+		router, err := open.Router(id, ws.Runtimes[id], opts.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("cloud %s: %w", id, err)
+		}
+		ws.Routers[id] = router
+	}
+	for _, id := range opts.Clouds {
 		cloud, _ := opts.Topology.Cloud(id)
-		w := worker.New(c, names.CloudQueue(id), worker.Options{})
+		w := worker.New(c, names.CloudQueue(id), wopts)
 		w.RegisterActivity(&activities.Cloud{ID: id, Runtime: ws.Runtimes[id], Capacity: cloud.Capacity, Arch: cloud.Arch})
-		w.RegisterActivity(&activities.Upgrade{Runtime: ws.Runtimes[id], HTTP: &http.Client{Timeout: time.Minute}})
+		w.RegisterActivity(&activities.Upgrade{Runtime: ws.Runtimes[id], Router: ws.Routers[id], HTTP: &http.Client{Timeout: time.Minute}})
 		ws.workers = append(ws.workers, w)
 	}
 	if opts.Install != nil {
@@ -115,7 +132,7 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 			return nil, err
 		}
 		ws.Install = acts
-		w := worker.New(c, names.NodeQueue(opts.Install.Node), worker.Options{})
+		w := worker.New(c, names.NodeQueue(opts.Install.Node), wopts)
 		w.RegisterActivity(acts)
 		ws.workers = append(ws.workers, w)
 	}
@@ -152,6 +169,7 @@ type Metrics struct {
 	Handler  client.MetricsHandler
 	registry *prometheus.Registry
 	closer   interface{ Close() error }
+	queues   queueMetrics
 }
 
 // NewMetrics makes a metrics sink to pass in client.Options.MetricsHandler.
@@ -165,11 +183,14 @@ func NewMetrics() *Metrics {
 		SanitizeOptions: &sdktally.PrometheusSanitizeOptions,
 		Prefix:          "drift_worker",
 	}, time.Second)
-	return &Metrics{Handler: sdktally.NewMetricsHandler(scope), registry: reg, closer: closer}
+	return &Metrics{Handler: sdktally.NewMetricsHandler(scope), registry: reg, closer: closer, queues: newQueueMetrics(reg)}
 }
 
-// Serve answers /metrics and /healthz on addr until ctx ends.
-func (m *Metrics) Serve(ctx context.Context, addr string, logger *slog.Logger) (string, error) {
+// Serve answers on addr until ctx ends: /metrics; /healthz (liveness: the
+// process serves HTTP); /readyz (readiness: 200 when ready passes, 503 with
+// the reason otherwise). No authentication: serve them on loopback or a
+// network only the cluster's probes and scrapers reach.
+func (m *Metrics) Serve(ctx context.Context, addr string, logger *slog.Logger, ready func(context.Context) error) (string, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", fmt.Errorf("metrics listen %s: %w", addr, err)
@@ -177,6 +198,15 @@ func (m *Metrics) Serve(ctx context.Context, addr string, logger *slog.Logger) (
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		rctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		if err := ready(rctx); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()

@@ -31,3 +31,17 @@ func TestStartWorkersRejectsBadOptionsBeforePolling(t *testing.T) {
 		}
 	}
 }
+
+func TestQueuesNameTheirCloudAndWorkersWhatTheyPoll(t *testing.T) {
+	for queue, want := range map[string]string{"drift": "central", "drift.cloud.edge-2": "edge-2", "drift.node.n1": "drift.node.n1"} {
+		if got := cloudOf(queue); got != want {
+			t.Errorf("cloudOf(%q) = %q, want %q", queue, got, want)
+		}
+	}
+	if id := defaultIdentity(false, []string{"fog-1", "fog-2"}, ""); !strings.HasPrefix(id, "fog-1+fog-2@") {
+		t.Errorf("site identity %q", id)
+	}
+	if id := defaultIdentity(true, []string{"center"}, ""); !strings.HasPrefix(id, "central+center@") {
+		t.Errorf("central identity %q", id)
+	}
+}

@@ -46,6 +46,44 @@ func TestStackServesUIRegistryAndSearchAttributes(t *testing.T) {
 	}
 }
 
+// drift dev --temporal-address: a stack on an existing cluster runs no
+// server of its own, sets up its namespace there as drift setup does, and
+// leaves the cluster running when it stops.
+func TestStackOnAnExistingCluster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cluster, err := devstack.Start(ctx, devstack.Options{DataDir: t.TempDir(), UIPort: -1, RegistryPort: -1, Logger: slog.Default()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Stop()
+	stack, err := devstack.Start(ctx, devstack.Options{DataDir: t.TempDir(), UIPort: -1, Namespace: "drift-mixed",
+		Temporal: config.Temporal{Address: cluster.Address()}, Logger: slog.Default()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stack.Address() != cluster.Address() {
+		t.Errorf("stack at %s, want the cluster's %s", stack.Address(), cluster.Address())
+	}
+	if code, _, _ := harness.HTTPGet(t, "http://"+stack.RegistryHost()+"/v2/"); code != 200 {
+		t.Errorf("the stack's registry answered %d", code)
+	}
+	c := dial(t, ctx, stack)
+	attrs, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: "drift-mixed"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range names.SearchAttributes {
+		if _, ok := attrs.GetCustomAttributes()[name]; !ok {
+			t.Errorf("search attribute %s not registered in drift-mixed (have %v)", name, attrs.GetCustomAttributes())
+		}
+	}
+	stack.Stop()
+	if _, err := dial(t, ctx, cluster).CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+		t.Fatalf("the cluster stopped with the stack: %v", err)
+	}
+}
+
 // A workflow started before the stack stops is still there, and finishes,
 // after the stack restarts on the same data dir.
 func TestRestartKeepsWorkflows(t *testing.T) {

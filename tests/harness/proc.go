@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgedrift/drift/internal/runtime/proxy"
 )
 
 var (
@@ -26,29 +29,42 @@ var (
 // dir that Main removes (make it the package's TestMain).
 func Binaries(t testing.TB) (drift, driftWorker string) {
 	t.Helper()
-	buildOnce.Do(func() {
-		binDir, buildErr = os.MkdirTemp("", "drift-e2e-bin")
-		if buildErr != nil {
-			return
-		}
-		for name, pkg := range map[string]string{"drift": "./starter", "drift-worker": "./worker"} {
-			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, name), pkg)
-			cmd.Dir = RepoRoot()
-			if out, err := cmd.CombinedOutput(); err != nil {
-				buildErr = fmt.Errorf("build %s: %v\n%s", name, err, out)
-				return
-			}
-		}
-	})
+	buildOnce.Do(buildBinaries)
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
 	return filepath.Join(binDir, "drift"), filepath.Join(binDir, "drift-worker")
 }
 
+// PrebuildBinaries starts building drift's binaries in the background,
+// for a test with other slow things to start first; Binaries waits for it.
+func PrebuildBinaries() { go buildOnce.Do(buildBinaries) }
+
+// buildBinaries builds both binaries at once (the links overlap).
+func buildBinaries() {
+	if binDir, buildErr = os.MkdirTemp("", "drift-e2e-bin"); buildErr != nil {
+		return
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, b := range [][2]string{{"drift", "./starter"}, {"drift-worker", "./worker"}} {
+		wg.Go(func() {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, b[0]), b[1])
+			cmd.Dir = RepoRoot()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				errs[i] = fmt.Errorf("build %s: %v\n%s", b[0], err, out)
+			}
+		})
+	}
+	wg.Wait()
+	buildErr = errors.Join(errs...)
+}
+
 // Main runs a package's tests, then removes the binaries Binaries built
-// for them; it is the TestMain of packages that start drift's binaries.
+// for them; it is the TestMain of packages that start drift's binaries or
+// run workers (which may start this binary again as an endpoint's proxy).
 func Main(m *testing.M) {
+	proxy.Main()
 	code := m.Run()
 	if binDir != "" {
 		os.RemoveAll(binDir)

@@ -24,7 +24,7 @@ func PersistentVolumes(t testing.TB, cs kubernetes.Interface, prefix string, n i
 		pv := &corev1.PersistentVolume{
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-pv-%d", prefix, i)},
 			Spec: corev1.PersistentVolumeSpec{
-				Capacity:                      corev1.ResourceList{corev1.ResourceStorage: kuberuntime.DefaultVolumeSize},
+				Capacity:                      corev1.ResourceList{corev1.ResourceStorage: kuberuntime.VolumeSize},
 				AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
 				PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
 				PersistentVolumeSource:        corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: fmt.Sprintf("/tmp/%s-pv-%d", prefix, i)}},

@@ -47,8 +47,8 @@ func Workers(t testing.TB, c client.Client, topo *topology.Topology, registry st
 	return ws
 }
 
-// expectNothingLeft fails the test for, and destroys, every drift-owned
-// instance still on any cloud.
+// expectNothingLeft fails the test for, and removes, every drift-owned
+// instance, stable endpoint and volume still on any cloud.
 func expectNothingLeft(t testing.TB, ws *workerhost.Workers) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -61,6 +61,24 @@ func expectNothingLeft(t testing.TB, ws *workerhost.Workers) {
 		for _, in := range found {
 			t.Errorf("left on %s: %s", cloud, in.Name)
 			rt.Destroy(ctx, in.Name)
+		}
+		routes, err := ws.Routers[cloud].Routes(ctx, nil)
+		if err != nil {
+			t.Errorf("endpoints of %s: %v", cloud, err)
+		}
+		for _, r := range routes {
+			t.Errorf("endpoint left on %s: %s", cloud, r.Name)
+			ws.Routers[cloud].Unroute(ctx, r.Name)
+		}
+		if st, ok := rt.(runtime.Stateful); ok {
+			vols, err := st.Volumes(ctx, nil)
+			if err != nil {
+				t.Errorf("volumes of %s: %v", cloud, err)
+			}
+			for _, v := range vols {
+				t.Errorf("volume left on %s: %s", cloud, v.Name)
+				st.RemoveVolume(ctx, v.Name)
+			}
 		}
 	}
 }

@@ -1,9 +1,7 @@
 package install
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -24,6 +22,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	drift "github.com/edgedrift/drift/internal/client"
+	"github.com/edgedrift/drift/internal/demo"
 	"github.com/edgedrift/drift/internal/netns"
 	"github.com/edgedrift/drift/internal/repo"
 	"github.com/edgedrift/drift/internal/workerhost"
@@ -34,8 +33,10 @@ func TestMain(m *testing.M) { harness.Main(m) }
 
 // network is one test's namespaces, all named drift-inst-<id>-…:
 //
-//	vm      10.201.0.2/32, a route to 169.254.169.254 and nothing else
-//	tenant  169.254.169.254/32 (the tenant gateway listens there)
+//	vm<i>   10.201.x.y/32 and fe80::2:<i>/64, a route to 169.254.169.254 and
+//	        nothing else; its veth's far end is on the tenant's bridge
+//	tenant  bridge br0 with 169.254.169.254/32 and fe80::a9fe:a9fe/64 (the
+//	        tenant gateway listens there)
 //	mgmt    10.202.N.2/24, the repository; the host (network node) is 10.202.N.1
 //
 // The tenant namespace also holds the far end of an unaddressed, down veth
@@ -43,14 +44,25 @@ func TestMain(m *testing.M) { harness.Main(m) }
 // is really gone (no socket left holding it), which destroy checks.
 type network struct {
 	id                   string
-	VM, Tenant, Mgmt     string // namespace names
-	VMAddr               string
+	VM, Tenant, Mgmt     string // namespace names (VM: the first VM's)
+	VMAddr               string // the first VM's address
+	VMs                  []vm
 	RepoHost, NodeOnMgmt string
 	hostLink, canary     string
+	mgLink               string // the management namespace's end
 }
 
-// newNetwork creates the namespaces and veths; the test's end deletes them
-// and fails if any of them is left.
+// vm is one VM namespace on the tenant network.
+type vm struct {
+	Name  string // its name in the inventory (vm-<i>)
+	NS    string
+	Addr  string
+	Addr6 string // link-local, on Link
+	Link  string
+}
+
+// newNetwork creates the namespaces, the bridge, one VM and the veths; the
+// test's end deletes them and fails if any of them is left.
 func newNetwork(t *testing.T) *network {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -63,56 +75,92 @@ func newNetwork(t *testing.T) *network {
 	rand.Read(b)
 	id := hex.EncodeToString(b)
 	n := &network{
-		id: id, VM: "drift-inst-" + id + "-vm", Tenant: "drift-inst-" + id + "-tn", Mgmt: "drift-inst-" + id + "-mg",
-		VMAddr: "10.201.0.2", hostLink: "drift-m" + id + "a", canary: "drift-t" + id + "a",
+		id: id, Tenant: "drift-inst-" + id + "-tn", Mgmt: "drift-inst-" + id + "-mg",
+		hostLink: "drift-m" + id + "a", canary: "drift-t" + id + "a",
 	}
 	subnet := fmt.Sprintf("10.202.%d", 1+int(b[0])%250)
 	n.RepoHost, n.NodeOnMgmt = subnet+".2", subnet+".1"
 	t.Cleanup(func() { n.destroy(t) })
-	vmLink, tnLink, mgLink := "drift-v"+id+"a", "drift-v"+id+"b", "drift-m"+id+"b"
-	for _, args := range [][]string{
-		{"netns", "add", n.VM}, {"netns", "add", n.Tenant}, {"netns", "add", n.Mgmt},
-		// VM ↔ tenant network: the VM reaches 169.254.169.254 only.
-		{"link", "add", vmLink, "netns", n.VM, "type", "veth", "peer", "name", tnLink, "netns", n.Tenant},
-		{"-n", n.VM, "link", "set", "lo", "up"}, {"-n", n.VM, "link", "set", vmLink, "up"},
-		{"-n", n.VM, "addr", "add", n.VMAddr + "/32", "dev", vmLink},
-		{"-n", n.VM, "route", "add", "169.254.169.254/32", "dev", vmLink},
-		{"-n", n.Tenant, "link", "set", "lo", "up"}, {"-n", n.Tenant, "link", "set", tnLink, "up"},
-		{"-n", n.Tenant, "addr", "add", "169.254.169.254/32", "dev", tnLink},
-		{"-n", n.Tenant, "route", "add", n.VMAddr + "/32", "dev", tnLink},
-		{"link", "add", n.canary, "type", "veth", "peer", "name", "drift-t" + id + "b", "netns", n.Tenant},
+	mgLink := "drift-m" + id + "b"
+	n.mgLink = mgLink
+	ipBatch(t, "", "netns add "+n.Tenant, "netns add "+n.Mgmt,
+		"link add "+n.canary+" type veth peer name drift-t"+id+"b netns "+n.Tenant,
 		// Network node (the host) ↔ management network.
-		{"link", "add", n.hostLink, "type", "veth", "peer", "name", mgLink, "netns", n.Mgmt},
-		{"addr", "add", n.NodeOnMgmt + "/24", "dev", n.hostLink}, {"link", "set", n.hostLink, "up"},
-		{"-n", n.Mgmt, "link", "set", "lo", "up"}, {"-n", n.Mgmt, "link", "set", mgLink, "up"},
-		{"-n", n.Mgmt, "addr", "add", n.RepoHost + "/24", "dev", mgLink},
-	} {
-		ip(t, args...)
-	}
+		"link add "+n.hostLink+" type veth peer name "+mgLink+" netns "+n.Mgmt,
+		"addr add "+n.NodeOnMgmt+"/24 dev "+n.hostLink, "link set "+n.hostLink+" up")
+	ipBatch(t, n.Tenant, "link set lo up", "link add br0 type bridge", "link set br0 addrgenmode none", "link set br0 up",
+		"addr add 169.254.169.254/32 dev br0", "addr add fe80::a9fe:a9fe/64 dev br0 nodad", "route add 10.201.0.0/16 dev br0")
+	ipBatch(t, n.Mgmt, "link set lo up", "link set "+mgLink+" up", "addr add "+n.RepoHost+"/24 dev "+mgLink)
+	first := n.addVMs(t, 1)[0]
+	n.VM, n.VMAddr = first.NS, first.Addr
 	return n
 }
 
-func ip(t *testing.T, args ...string) string {
+// addVMs attaches count more VMs to the tenant network; each reaches only
+// 169.254.169.254 (and fe80::a9fe:a9fe on its link).
+func (n *network) addVMs(t *testing.T, count int) []vm {
 	t.Helper()
-	out, err := exec.Command("ip", args...).CombinedOutput()
-	if err != nil {
+	var host, tenant []string
+	added := make([]vm, 0, count)
+	for k := 0; k < count; k++ {
+		i := len(n.VMs) + 1
+		v := vm{Name: fmt.Sprintf("vm-%d", i), NS: fmt.Sprintf("drift-inst-%s-vm%d", n.id, i),
+			Addr: fmt.Sprintf("10.201.%d.%d", i/250, i%250+2), Addr6: fmt.Sprintf("fe80::2:%x", i), Link: fmt.Sprintf("drift-v%s%03da", n.id, i)}
+		peer := strings.TrimSuffix(v.Link, "a") + "b"
+		host = append(host, "netns add "+v.NS, "link add "+v.Link+" netns "+v.NS+" type veth peer name "+peer+" netns "+n.Tenant)
+		tenant = append(tenant, "link set "+peer+" master br0", "link set "+peer+" up")
+		n.VMs = append(n.VMs, v)
+		added = append(added, v)
+	}
+	ipBatch(t, "", host...)
+	ipBatch(t, n.Tenant, tenant...)
+	for _, v := range added {
+		ipBatch(t, v.NS, "link set lo up", "link set "+v.Link+" addrgenmode none", "link set "+v.Link+" up",
+			"addr add "+v.Addr+"/32 dev "+v.Link, "addr add "+v.Addr6+"/64 dev "+v.Link+" nodad",
+			"route add 169.254.169.254/32 dev "+v.Link)
+	}
+	return added
+}
+
+// ipBatch runs ip commands (one a line) in namespace ns ("" : the host's).
+func ipBatch(t *testing.T, ns string, lines ...string) {
+	t.Helper()
+	args := []string{"-batch", "-"}
+	if ns != "" {
+		args = append([]string{"-n", ns}, args...)
+	}
+	cmd := exec.Command("ip", args...)
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	return string(out)
+}
+
+// namespaces are every namespace of the network.
+func (n *network) namespaces() []string {
+	out := []string{n.Tenant, n.Mgmt}
+	for _, v := range n.VMs {
+		out = append(out, v.NS)
+	}
+	return out
 }
 
 // destroy deletes the namespaces (their veths go with them) and proves
 // nothing of this test is left: no process inside them, no namespace, no
 // veth (the host ends vanish only once their namespaces are freed).
 func (n *network) destroy(t *testing.T) {
-	for _, ns := range []string{n.VM, n.Tenant, n.Mgmt} {
+	var del []string
+	for _, ns := range n.namespaces() {
 		for _, pid := range processesIn(ns) {
 			t.Errorf("process %d still runs in %s", pid, ns)
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
-		exec.Command("ip", "netns", "del", ns).Run()
+		del = append(del, "netns del "+ns)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	cmd := exec.Command("ip", "-force", "-batch", "-")
+	cmd.Stdin = strings.NewReader(strings.Join(del, "\n") + "\n")
+	cmd.Run()
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		left := n.leftovers()
 		if len(left) == 0 {
@@ -174,6 +222,7 @@ type node struct {
 	Token      string
 	TokenFile  string
 	SecretFile string
+	KeyFile    string // the repository's signing key; agents trust KeyFile.pub
 	Dir        string
 }
 
@@ -186,8 +235,13 @@ func startRepo(t *testing.T, n *network, c client.Client, maxBlob int64) *node {
 		TokenFile: filepath.Join(dir, "token"), SecretFile: filepath.Join(dir, "secret")}
 	os.WriteFile(nd.TokenFile, []byte("admin-"+n.id), 0o600)
 	os.WriteFile(nd.SecretFile, nd.Secret, 0o600)
-	srv, err := repo.New(repo.Options{Dir: filepath.Join(dir, "store"), AdminToken: "admin-" + n.id, Secret: nd.Secret,
-		MaxBlob: maxBlob, Report: drift.New(c).Signaler(), Logger: slog.Default()})
+	nd.KeyFile = filepath.Join(dir, "signing.key")
+	key, err := repo.GenerateKey(nd.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := repo.New(repo.Options{Dir: filepath.Join(dir, "store"), AdminToken: "admin-" + n.id, Secret: nd.Secret, SigningKey: key,
+		MaxBlob: maxBlob, Report: drift.New(c).Signaler(), Register: drift.New(c).Registrar(), Logger: slog.Default()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,13 +260,20 @@ func startRepo(t *testing.T, n *network, c client.Client, maxBlob int64) *node {
 // installConfig makes a worker the test's network node.
 func (nd *node) installConfig(t *testing.T) *workerhost.InstallConfig {
 	return &workerhost.InstallConfig{Node: nd.Node, Repo: nd.RepoURL, Token: nd.Token,
-		Secret: nd.Secret, SocketDir: t.TempDir(), RPS: 1000}
+		Secret: nd.Secret, SocketDir: t.TempDir(), CacheDir: t.TempDir(), RPS: 5000, VMRPS: 1000}
 }
 
 // startWorker runs an in-process worker: central queue and network node.
 func startWorker(t *testing.T, c client.Client, nd *node) *workerhost.Workers {
 	t.Helper()
-	ws, err := workerhost.StartWorkers(c, workerhost.WorkerOptions{Central: true, Registry: "unused.invalid:5000", Install: nd.installConfig(t)})
+	return startWorkerWith(t, c, nd.installConfig(t))
+}
+
+// startWorkerWith runs an in-process worker that is the network node cfg
+// says.
+func startWorkerWith(t *testing.T, c client.Client, cfg *workerhost.InstallConfig) *workerhost.Workers {
+	t.Helper()
+	ws, err := workerhost.StartWorkers(c, workerhost.WorkerOptions{Central: true, Registry: "unused.invalid:5000", Install: cfg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,25 +287,23 @@ type entry struct{ name, body string }
 // tarGz builds a .tar.gz package and returns it with its sha256.
 func tarGz(t *testing.T, entries ...entry) ([]byte, string) {
 	t.Helper()
-	var buf bytes.Buffer
-	gz := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(gz)
-	for _, e := range entries {
-		if err := tw.WriteHeader(&tar.Header{Name: e.name, Mode: 0o755, Size: int64(len(e.body)), Typeflag: tar.TypeReg}); err != nil {
-			t.Fatal(err)
-		}
-		tw.Write([]byte(e.body))
+	files := make([]demo.File, len(entries))
+	for i, e := range entries {
+		files[i] = demo.File{Name: e.name, Body: e.body}
 	}
-	tw.Close()
-	gz.Close()
-	sum := sha256.Sum256(buf.Bytes())
-	return buf.Bytes(), hex.EncodeToString(sum[:])
+	blob, err := demo.Package(files...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(blob)
+	return blob, hex.EncodeToString(sum[:])
 }
 
 // push uploads a package as the admin.
 func (nd *node) push(t *testing.T, ref repo.Ref, o repo.PushOptions, entries ...entry) repo.Package {
 	t.Helper()
 	blob, sum := tarGz(t, entries...)
+	o.Size = int64(len(blob))
 	p, err := nd.Admin.Push(context.Background(), ref, sum, bytes.NewReader(blob), o)
 	if err != nil {
 		t.Fatal(err)
@@ -252,17 +311,33 @@ func (nd *node) push(t *testing.T, ref repo.Ref, o repo.PushOptions, entries ...
 	return p
 }
 
-// runAgent runs `drift agent --once` inside the VM namespace.
-func runAgent(t *testing.T, n *network, prefix string) string {
+// agentArgs are `drift agent`'s arguments for a VM of the network, trusting
+// the repository's key.
+func (nd *node) agentArgs(prefix string, extra ...string) []string {
+	return append([]string{"agent", "--gateway", "http://169.254.169.254:8080", "--prefix", prefix, "--trust", nd.KeyFile + ".pub"}, extra...)
+}
+
+// runAgent runs `drift agent --once` inside the first VM's namespace.
+func runAgent(t *testing.T, n *network, nd *node, prefix string) string {
 	t.Helper()
 	driftBin, _ := harness.Binaries(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", n.VM, driftBin, "agent", "--gateway", "http://169.254.169.254:8080", "--prefix", prefix, "--once").CombinedOutput()
+	out, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.VM, driftBin}, nd.agentArgs(prefix, "--once")...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("agent: %v\n%s", err, out)
 	}
 	return string(out)
+}
+
+// startAgent runs `drift agent` in v's namespace, registering as v.Name,
+// until the test ends; env (KEY=VALUE) is added to its environment.
+func startAgent(t *testing.T, nd *node, v vm, env []string, extra ...string) (*harness.Proc, string) {
+	t.Helper()
+	driftBin, _ := harness.Binaries(t)
+	prefix := filepath.Join(t.TempDir(), v.Name)
+	args := nd.agentArgs(prefix, append([]string{"--name", v.Name, "--every", "500ms"}, extra...)...)
+	return harness.StartEnv(t, env, "ip", append([]string{"netns", "exec", v.NS, driftBin}, args...)...), prefix
 }
 
 // waitPhase waits until the install reaches phase.

@@ -57,7 +57,7 @@ func TestInstallThroughGateways(t *testing.T) {
 	waitPhase(t, c, run.GetID(), "waiting")
 
 	prefix := filepath.Join(t.TempDir(), "prefix")
-	out := runAgent(t, n, prefix)
+	out := runAgent(t, n, nd, prefix)
 	if !strings.Contains(out, "1 instruction(s) handled") {
 		t.Fatalf("agent output:\n%s", out)
 	}
@@ -102,9 +102,7 @@ func TestInstallThroughGateways(t *testing.T) {
 	}
 	resp.Body.Close()
 
-	if path := os.Getenv("DRIFT_RECORD_HISTORY"); path != "" {
-		harness.RecordHistory(t, ctx, c, run.GetID(), path)
-	}
+	recordHistory(t, c, run.GetID())
 }
 
 // The worker of the network node dies (SIGKILL) while the workflow waits for
@@ -148,7 +146,7 @@ func TestWorkerKilledWhileWaiting(t *testing.T) {
 
 	// The agent starts while no gateway answers, and keeps asking.
 	prefix := filepath.Join(t.TempDir(), "prefix")
-	agent := harness.Start(t, "ip", "netns", "exec", n.VM, driftBin, "agent", "--gateway", "http://169.254.169.254:8080", "--prefix", prefix, "--every", "500ms")
+	agent := harness.Start(t, "ip", append([]string{"netns", "exec", n.VM, driftBin}, nd.agentArgs(prefix, "--every", "500ms")...)...)
 	time.Sleep(2 * time.Second)
 	if len(processesIn(n.VM)) == 0 { // the leak check at the end sees what runs in the VM
 		t.Fatalf("no process found in %s while the agent runs:\n%s", n.VM, agent.Output())

@@ -149,6 +149,28 @@ func TestSecurity(t *testing.T) {
 		}
 	})
 
+	t.Run("registrations", func(t *testing.T) {
+		// Names from the VM reach the inventory's validator, never a 5xx.
+		for _, body := range []string{`{"name":"vm-ü"}`, `{"name":"../vm"}`, `{"name":"` + strings.Repeat("v", 300) + `"}`,
+			`{"name":"vm-a","labels":{"Role":"web"}}`, `{"name":"vm-a","labels":{"role":"a b"}}`, `{"name":"vm-\u0000"}`, `not json`} {
+			if code, msg := status(t, vm, "POST", gw+"/v1/register", strings.NewReader(body), nil); code != http.StatusBadRequest {
+				t.Errorf("register %.40s: %d %s", body, code, msg)
+			}
+		}
+		if code, msg := status(t, vm, "POST", gw+"/v1/register", strings.NewReader(`{"name":"vm-a","labels":{"role":"web"}}`), nil); code != http.StatusOK {
+			t.Fatalf("register: %d %s", code, msg)
+		}
+		// The same address under another name: only the admin may do
+		// that; the inventory shows the refusal.
+		if code, msg := status(t, vm, "POST", gw+"/v1/register", strings.NewReader(`{"name":"vm-b"}`), nil); code != http.StatusOK {
+			t.Fatalf("another name from the same address: %d %s", code, msg)
+		}
+		v := waitInventory(t, c, "vm-b refused", func(v workflows.InventoryView) bool { return len(v.Refused) == 1 })
+		if len(v.VMs) != 1 || v.VMs[0].Name != "vm-a" || v.Refused[0].Name != "vm-b" || !strings.Contains(v.Refused[0].Reason, "is VM vm-a") {
+			t.Fatalf("inventory %+v", v)
+		}
+	})
+
 	t.Run("oversized upload", func(t *testing.T) {
 		big := bytes.Repeat([]byte("x"), maxBlob+1)
 		sum := sha256.Sum256(big)
@@ -226,7 +248,7 @@ func installOnce(t *testing.T, tc client.Client, n *network, nd *node, ref repo.
 		t.Fatal(err)
 	}
 	waitPhase(t, tc, run.GetID(), "waiting")
-	runAgent(t, n, prefix)
+	runAgent(t, n, nd, prefix)
 	var appErr *temporal.ApplicationError
 	if err := run.Get(ctx, nil); !errors.As(err, &appErr) || appErr.Type() != workflows.ErrTypeInstallFailed {
 		t.Fatalf("want InstallFailed, got %v", err)

@@ -109,11 +109,13 @@ type Cluster struct {
 	Nodes      []string             // names of the fake nodes
 	Real       *RealNode            // the node that runs pods for real (WithRealNode), else nil
 
-	procs   []*proc.Proc
-	ownDir  bool // Dir was made by New and is removed by a clean Stop
-	stopMu  sync.Mutex
-	stopped bool
-	stopErr error
+	procs  []*proc.Proc
+	ownDir bool // Dir was made by New and is removed by a clean Stop
+	// hostLock is held while the real node runs (lockHost).
+	hostLock *os.File
+	stopMu   sync.Mutex
+	stopped  bool
+	stopErr  error
 }
 
 // Option changes how a cluster is started.
@@ -285,6 +287,11 @@ func New(ctx context.Context, opts ...Option) (*Cluster, error) {
 		}
 		c.ownDir = true
 	}
+	if o.realNode {
+		if c.hostLock, err = lockHost(ctx, o.logf); err != nil {
+			return nil, err
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, o.startTimeout)
 	defer cancel()
 	began := time.Now()
@@ -367,6 +374,9 @@ func (c *Cluster) start(ctx context.Context, bins Binaries, o options) error {
 		"--service-account-signing-key-file="+saKey,
 		"--service-cluster-ip-range="+c.serviceCIDR(),
 		"--endpoint-reconciler-type=none",
+		// Logs and exec go to a node's kubelet at its InternalIP: the real
+		// node's name resolves nowhere.
+		"--kubelet-preferred-address-types=InternalIP",
 		// WatchList (beta, on in 1.34) turns every legacy watch from
 		// resourceVersion 0 into a watch-list, which needs etcd's
 		// RequestWatchProgress: Debian's etcd 3.4.23 lacks it, so such
@@ -667,6 +677,9 @@ func (c *Cluster) Stop() error {
 	var errs []error
 	if c.Real != nil {
 		errs = append(errs, c.stopRealNode())
+	}
+	if c.hostLock != nil {
+		c.hostLock.Close() // releases the lock
 	}
 	// kwok, scheduler and controller-manager together; then the apiserver; then etcd.
 	var clients []*proc.Proc

@@ -350,7 +350,9 @@ func (n *RealNode) TrustRegistry(host string) error {
 func (n *RealNode) writeKubeletConfig(port, healthz int) error {
 	cfg := fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
-address: 127.0.0.1
+# On the node's bridge address (this host only), where the API server
+# reaches it for pods' logs and exec.
+address: %s
 port: %d
 readOnlyPort: 0
 healthzBindAddress: 127.0.0.1
@@ -383,7 +385,7 @@ evictionHard:
   imagefs.available: "1%%"
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
-`, port, healthz, n.cgroupRoot, n.Containerd, filepath.Join(n.Dir, "pod-logs"), filepath.Join(n.Dir, "volume-plugins"))
+`, n.IP, port, healthz, n.cgroupRoot, n.Containerd, filepath.Join(n.Dir, "pod-logs"), filepath.Join(n.Dir, "volume-plugins"))
 	return os.WriteFile(filepath.Join(n.Dir, "kubelet.yaml"), []byte(cfg), 0o644)
 }
 

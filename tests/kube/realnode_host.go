@@ -3,6 +3,8 @@ package kube
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/edgedrift/drift/tests/internal/proc"
 )
@@ -400,4 +403,42 @@ func mountsUnder(dir string) []string {
 		}
 	}
 	return out
+}
+
+// hostLockWait bounds how long a real node waits for another one's test.
+const hostLockWait = 30 * time.Minute
+
+// lockHost takes the host's real-node lock, waiting while another test's
+// real node runs: kube-proxy owns the host's KUBE-* iptables chains (it
+// rewrites them whole and drops chains it does not know) and a node's
+// teardown restores the host as it found it, so two real nodes at once
+// break each other's Services. Closing the file releases it, as does the
+// process's end.
+func lockHost(ctx context.Context, logf func(string, ...any)) (*os.File, error) {
+	path := filepath.Join(os.TempDir(), "drift-kube-real-node.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, hostLockWait)
+	defer cancel()
+	for waited := false; ; waited = true {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if !waited {
+			logf("kube: another test's real node runs on this host; waiting for it (%s)", path)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("kube: another real node held %s for %s (one real node per host: kube-proxy owns the host's iptables chains): %w", path, hostLockWait, ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
 }

@@ -572,3 +572,40 @@ func ownedObjects(t *testing.T, ctx context.Context, cs kubernetes.Interface, se
 	}
 	return out
 }
+
+// TestKubernetesOnARealNode runs the conformance suite with Serves: the
+// cluster's only node is real (kubelet, containerd, kube-proxy: tests/kube
+// WithRealNode), it pulls hello from drift's registry on loopback, and every
+// endpoint the runtime returns (the Service's ClusterIP, routed from this
+// host by kube-proxy, as from a site worker on the node) answers HTTP.
+func TestKubernetesOnARealNode(t *testing.T) {
+	reg := harness.Registry(t)
+	v1 := harness.HelloImage(t, reg, "v1")
+	v2 := harness.HelloImage(t, reg, "v2")
+	web, store := harness.CounterImages(t, reg, "v1")
+	cluster := kube.Start(t, kube.WithRealNode(), kube.WithInsecureRegistry(reg.Host()))
+	cs := cluster.Clientset
+	cloud := runtimetest.UniqueName("edge")
+	prefix := runtimetest.UniqueName("kr")
+	rt := newKube(t, cluster, cloud)
+	// The cloud's namespace outlives its instances: the test removes it
+	// (and then checks for it) at its end.
+	leftovers := func(t *testing.T) []string {
+		return slices.DeleteFunc(clusterLeftovers(t, cs, cloud, prefix), func(o string) bool { return strings.HasPrefix(o, "namespace/") })
+	}
+	t.Cleanup(func() {
+		for _, name := range clusterLeftovers(t, cs, cloud, prefix) {
+			t.Errorf("%s left behind", name)
+		}
+	})
+	// No storage provisioner on the node either: volumes for the
+	// project's claims to bind.
+	harness.PersistentVolumes(t, cs, prefix, 2)
+	runtimetest.Conformance(t, rt, runtimetest.Case{
+		Image: v1, Image2: v2, Version: "v1", Version2: "v2", Web: web, Store: store,
+		Cloud: cloud, Prefix: prefix + "-c", Serves: true,
+		Timeout:   3 * time.Minute,
+		Leftovers: leftovers,
+	})
+	deleteNamespace(t, cs, rt.Namespace())
+}

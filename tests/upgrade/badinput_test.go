@@ -16,7 +16,7 @@ import (
 func TestBadInputDeploysNothing(t *testing.T) {
 	r := newRig(t, "upgrade-fog", runtime.Config{Kind: runtime.KindProcess})
 	oldDriver := r.driver(t, "1.0.0", ">= 24.0.0, < 26.0.0", "")
-	old := r.env(t, "cinder", r.repo, "24.2.0", oldDriver, map[string]map[string]string{"cinder-prod": {"ROLE": "api"}, "cinder-volume-prod": {"ROLE": "volume"}})
+	r.install(t, "cinder", r.repo, "24.2.0", oldDriver, true)
 	for _, c := range []struct {
 		name      string
 		edit      func(*workflows.UpgradeInput)
@@ -38,7 +38,7 @@ func TestBadInputDeploysNothing(t *testing.T) {
 			if res.Phase != "failed" || !strings.Contains(res.Error, c.says) || len(res.Attempts) != 0 {
 				t.Errorf("progress %+v", res)
 			}
-			if envs := r.envsOf(t, "cinder"); len(envs) != 1 || len(envs["cinder-prod"]) != len(old) {
+			if envs := r.envsOf(t, "cinder"); len(envs) != 1 || len(envs[prodEnv]) != 2 {
 				t.Errorf("cinder envs %v after bad input", envs)
 			}
 		})

@@ -2,7 +2,10 @@ package upgrade
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,21 +14,25 @@ import (
 	"time"
 
 	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/converter"
 
+	"github.com/edgedrift/drift/internal/demo"
 	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/runtime/docker"
+	"github.com/edgedrift/drift/internal/runtime/open"
 	"github.com/edgedrift/drift/tests/harness"
 	"github.com/edgedrift/drift/workflows"
 )
 
-// The worker is killed (SIGKILL) while the new env is being verified, after
-// it started and before the switch. A new worker finishes the same attempt:
-// the new env's containers are the ones made before the crash, the old env
-// is retired exactly once, and no other env is left. The upgrade is driven
-// through the drift CLI.
-func TestWorkerKilledBeforeSwitch(t *testing.T) {
-	d := harness.Docker(t)
+// The worker is killed (SIGKILL) while the first hop's online data
+// migrations run. The task's container runs on; a new worker finds it by
+// name, waits for its end, and the upgrade completes: every volume is there
+// with the checksum the migration computed from its data, the schema is
+// contracted once, nothing else is left. The upgrade is driven through the
+// drift CLI.
+func TestWorkerKilledDuringMigration(t *testing.T) {
+	harness.Docker(t)
 	drift, driftWorker := harness.Binaries(t)
 	stack, c := harness.Temporal(t, "")
 	reg, repo := publish(t)
@@ -43,9 +50,14 @@ func TestWorkerKilledBeforeSwitch(t *testing.T) {
 			t.Errorf("left on upgrade-fog: %v (%v)", left, err)
 		}
 	})
-	r := &rig{c: c, reg: reg, cloud: "upgrade-fog", rt: rt, repo: repo}
-	old := r.env(t, "cinder", repo, "24.2.0", r.driver(t, "1.0.0", ">= 24.0.0, < 26.0.0", ""),
-		map[string]map[string]string{"cinder-prod": {"ROLE": "api"}, "cinder-volume-prod": {"ROLE": "volume"}})
+	// The worker keeps the endpoints under its data dir; so does the test.
+	router, err := open.Router("upgrade-fog", rt, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{c: c, reg: reg, cloud: "upgrade-fog", rt: rt, router: router, repo: repo, drain: time.Second, serves: true}
+	e := r.install(t, "cinder", repo, "24.2.0", r.driver(t, "1.0.0", ">= 24.0.0, < 26.0.0", ""), true)
+	vols := e.create(t, 100, "before")
 	driverRef := r.driver(t, "3.0.0", ">= 25.0.0", "")
 
 	worker := func() *harness.Proc {
@@ -60,82 +72,84 @@ func TestWorkerKilledBeforeSwitch(t *testing.T) {
 		}
 		return p.Output()
 	}
-	// Verification takes 4 s, long enough to kill the worker in the middle.
+	// Each batch of 50 rows waits 3 s: long enough to kill the worker inside.
 	cli("run", "--cloud", "upgrade-fog", "--component", "cinder", "--repository", repo, "--version", "24.2.0",
-		"--component-env", "ROLE=api", "--related", "cinder-volume", "--related-env", "ROLE=volume,VERIFY_DELAY=4s",
-		"--driver", "acme", "--driver-version", "3.0.0", "--driver-image", driverRef, "--detach")
+		"--component-env", "ROLE=api,MIGRATION_BATCH_DELAY=3s", "--related", "cinder-volume", "--related-env", "ROLE=volume",
+		"--driver", "acme", "--driver-version", "3.0.0", "--driver-image", driverRef,
+		"--data-volume", dataVolume, "--data-path", demo.CinderData, "--manage", demo.CinderManage, "--data-list", demo.CinderVolumes,
+		"--window", "0", "--drain", "1s", "--detach")
 
-	var p workflows.UpgradeProgress
-	deadline := time.Now().Add(2 * time.Minute)
-	for p.Phase != "attempt 1" || len(p.Attempts) == 0 || p.Attempts[0].Status != workflows.AttemptVerifying {
+	deadline := time.Now().Add(3 * time.Minute)
+	for migrating := false; !migrating; {
 		if time.Now().After(deadline) {
-			t.Fatalf("never verifying: %+v", p)
+			t.Fatalf("the online data migrations never ran: %+v", r.progress(t))
 		}
 		time.Sleep(100 * time.Millisecond)
-		out := cli("status", "--cloud", "upgrade-fog", "--component", "cinder", "--json")
-		if err := json.Unmarshal([]byte(out), &p); err != nil {
-			t.Fatalf("status --json: %v\n%s", err, out)
+		tasks, _ := rt.List(context.Background(), map[string]string{runtime.LabelTask: "true"})
+		for _, in := range tasks {
+			migrating = migrating || strings.Contains(in.Name, "online") && in.Ready
 		}
 	}
-	started := map[string]string{}
-	for _, name := range p.Attempts[0].Env.Instances {
-		started[name] = inspect(t, d, name).ID
-	}
-	time.Sleep(time.Second) // inside the 4 s verification
+	time.Sleep(time.Second) // inside the migration's first pause
 	if err := syscall.Kill(w.Cmd.Process.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	w.Wait(time.Minute)
 	worker()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	var res workflows.UpgradeProgress
 	if err := c.GetWorkflow(ctx, names.UpgradeID("upgrade-fog", "cinder"), "").Get(ctx, &res); err != nil {
 		t.Fatal(err)
 	}
-	if res.Phase != "done" || len(res.Attempts) != 1 || res.Serving.Version != "28.0.0" {
+	if res.Phase != "done" || res.Serving.Version != "28.0.0" || len(res.Attempts) != 2 {
 		t.Fatalf("result %+v", res)
 	}
-	for name, id := range started {
-		if got := inspect(t, d, name).ID; got != id {
-			t.Errorf("%s was recreated after the crash (%s → %s)", name, id, got)
+	if h := e.health(t); h.Version != "28.0.0" || h.Database.Schema != 5 || h.Database.Migrated != 5 || h.Database.Contracted != 5 {
+		t.Errorf("endpoint serves %+v", h)
+	}
+	e.expectVolumes(t, vols)
+	b, err := e.do(http.MethodGet, demo.CinderVolumes, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed []struct{ ID, Checksum string }
+	json.Unmarshal(b, &listed)
+	data := map[string]string{}
+	for _, v := range vols {
+		data[v.ID] = v.Data
+	}
+	for _, v := range listed {
+		sum := sha256.Sum256([]byte(data[v.ID]))
+		if v.Checksum != hex.EncodeToString(sum[:]) {
+			t.Errorf("volume %s: checksum %q does not match its data", v.ID, v.Checksum)
 		}
 	}
-	if envs := r.envsOf(t, "cinder"); len(envs) != 1 || len(envs[res.Serving.Name]) != 2 {
-		t.Errorf("cinder envs %v, want %s alone", envs, res.Serving.Name)
-	}
-	for _, name := range old {
-		if st, err := rt.Status(ctx, name); err != nil || st.Exists {
-			t.Errorf("old env instance %s: exists %v (%v)", name, st.Exists, err)
-		}
-	}
-	// The switch happened once: one destroy (the old env's retirement), one
-	// verification completed.
-	counts, names := map[string]int{}, map[int64]string{}
-	verifyTries := 0
+	// The crash cut the first migration's activity: a later try finished it.
+	tries := map[string]int32{}
+	summaries := map[int64]string{}
 	it := c.GetWorkflowHistory(ctx, res.ID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
 		ev, err := it.Next()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
-			counts[a.GetActivityType().GetName()]++
-			names[ev.GetEventId()] = a.GetActivityType().GetName()
+		if p := ev.GetUserMetadata().GetSummary(); p != nil && ev.GetActivityTaskScheduledEventAttributes() != nil {
+			var s string
+			converter.GetDefaultDataConverter().FromPayload(p, &s)
+			summaries[ev.GetEventId()] = s
 		}
-		if a := ev.GetActivityTaskStartedEventAttributes(); a != nil && names[a.GetScheduledEventId()] == "VerifyEnv" {
-			verifyTries = int(a.GetAttempt())
+		if a := ev.GetActivityTaskStartedEventAttributes(); a != nil {
+			tries[summaries[a.GetScheduledEventId()]] = a.GetAttempt()
 		}
 	}
-	if counts["DestroyOwned"] != 1 || counts["VerifyEnv"] != 1 {
-		t.Errorf("activities scheduled %v, want one DestroyOwned and one VerifyEnv", counts)
-	}
-	if verifyTries < 2 {
-		t.Errorf("the verification finished on try %d: the crash did not interrupt it", verifyTries)
+	if n := tries["attempt 1: db online_data_migrations of cinder 26.1.0"]; n < 2 {
+		t.Errorf("the first hop's migration finished on try %d: the crash did not interrupt it (%v)", n, tries)
 	}
 	out := cli("status", "--cloud", "upgrade-fog", "--component", "cinder")
-	for _, want := range []string{"upgrade/upgrade-fog/cinder: done (platform policy), cinder serving 28.0.0", "retired env cinder-prod", "passed"} {
+	for _, want := range []string{"upgrade/upgrade-fog/cinder: done (platform policy), cinder serving 28.0.0",
+		"hop 1: 24.2.0 (caracal) → 26.1.0 (epoxy, SLURP): switched", "check upgrade check", "db contract: ok", "retired env cinder-prod"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("drift upgrade status lacks %q:\n%s", want, out)
 		}

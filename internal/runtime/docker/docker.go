@@ -47,12 +47,15 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/docker/go-connections/nat"
+	"github.com/google/go-containerregistry/pkg/authn"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	driftimage "github.com/edgedrift/drift/internal/image"
 	"github.com/edgedrift/drift/internal/runtime"
 )
 
@@ -218,7 +221,7 @@ func (r *Runtime) prepare(ctx context.Context, d *deployment) error {
 	if err := r.ensureNetwork(ctx, d.name, owned); err != nil {
 		return err
 	}
-	for _, v := range d.spec.Volumes {
+	for _, v := range d.spec.InstanceVolumes {
 		if err := r.ensureVolume(ctx, runtime.ObjectName(d.name, v), owned); err != nil {
 			return err
 		}
@@ -485,6 +488,28 @@ func endpoint(port int) runtime.Endpoint {
 	}
 }
 
+// registryAuth is the engine's encoding of the credentials the Docker
+// config file holds for ref's registry ("" : anonymous).
+func registryAuth(ref string) string {
+	r, err := driftimage.ParseReference(ref)
+	if err != nil {
+		return ""
+	}
+	auth, err := authn.DefaultKeychain.Resolve(r.Context())
+	if err != nil {
+		return ""
+	}
+	cfg, err := auth.Authorization()
+	if err != nil || cfg.Username == "" {
+		return ""
+	}
+	enc, err := registry.EncodeAuthConfig(registry.AuthConfig{Username: cfg.Username, Password: cfg.Password, ServerAddress: r.Context().RegistryStr()})
+	if err != nil {
+		return ""
+	}
+	return enc
+}
+
 // pull makes the engine pull ref (the platform entry of an index, when
 // set), unless ref names a digest the engine has for that platform.
 func (r *Runtime) pull(ctx context.Context, ref, platform string) error {
@@ -493,7 +518,7 @@ func (r *Runtime) pull(ctx context.Context, ref, platform string) error {
 			return nil
 		}
 	}
-	rc, err := r.cli.ImagePull(ctx, ref, image.PullOptions{Platform: platform})
+	rc, err := r.cli.ImagePull(ctx, ref, image.PullOptions{Platform: platform, RegistryAuth: registryAuth(ref)})
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
@@ -554,11 +579,13 @@ func (r *Runtime) create(ctx context.Context, d *deployment, cname string, svc r
 			hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeVolume, Source: runtime.ObjectName(d.name, m.Volume), Target: m.Path, ReadOnly: m.ReadOnly})
 		}
 	}
-	var platform *ocispec.Platform
-	if os, arch, ok := strings.Cut(d.spec.Platform, "/"); ok {
-		platform = &ocispec.Platform{OS: os, Architecture: arch}
+	// Volumes that outlive the instance (one-service form) are made on
+	// first use and kept; a project's instance volumes were made by
+	// prepare and go with the instance.
+	if err := r.mountVolumes(ctx, hc, d.spec.Volumes); err != nil {
+		return "", err
 	}
-	resp, err := r.cli.ContainerCreate(ctx, cfg, hc, nc, platform, cname)
+	resp, err := r.cli.ContainerCreate(ctx, cfg, hc, nc, platformOf(d.spec), cname)
 	if err != nil {
 		return "", err
 	}
@@ -1023,4 +1050,12 @@ func shortID(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// platformOf is the image entry a spec asks for; nil is the engine's own.
+func platformOf(spec runtime.Spec) *ocispec.Platform {
+	if os, arch, ok := strings.Cut(spec.Platform, "/"); ok {
+		return &ocispec.Platform{OS: os, Architecture: arch}
+	}
+	return nil
 }

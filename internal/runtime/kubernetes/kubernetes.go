@@ -4,7 +4,7 @@
 // Service named after the instance, whose pods select on drift.instance.
 // An instance of a project is, as Kompose maps compose, a Deployment and a
 // ClusterIP Service per service (named runtime.ObjectName(instance,
-// service), pods selecting on drift.instance and drift.service) and a
+// service), pods selecting on drift.instance and drift.project-service) and a
 // PersistentVolumeClaim per named volume (runtime.ObjectName(instance,
 // volume), 1Gi, ReadWriteOnce, the cluster's default storage class). Every
 // object is server-side applied with field manager "drift" and labelled
@@ -139,8 +139,14 @@ func (r *Runtime) Deploy(ctx context.Context, name string, spec runtime.Spec) (r
 			return runtime.Endpoint{}, err
 		}
 	}
+	if err := r.ensureVolumes(ctx, spec.Volumes); err != nil {
+		return runtime.Endpoint{}, err
+	}
 	apply := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
-	for _, v := range spec.Volumes {
+	// Volumes outlive the instance (claims of their own names, kept by
+	// Destroy); a project's instance volumes are claims named after the
+	// instance, deleted with it.
+	for _, v := range spec.InstanceVolumes {
 		claim := runtime.ObjectName(name, v)
 		if err := r.waitClaimApplicable(ctx, claim); err != nil {
 			return runtime.Endpoint{}, err
@@ -172,6 +178,12 @@ func (r *Runtime) Deploy(ctx context.Context, name string, spec runtime.Spec) (r
 	}
 	if err := r.removeStale(ctx, name, spec); err != nil {
 		return runtime.Endpoint{}, err
+	}
+	// Each service's endpoint is its Service: ready once it sends to the pods.
+	for _, svc := range spec.Project() {
+		if err := r.waitEndpoints(ctx, runtime.ObjectName(name, svc.Name), name); err != nil {
+			return runtime.Endpoint{}, err
+		}
 	}
 	ep := endpointOf(svcs[spec.ServeService().Name])
 	if st := spec.State; st != nil {
@@ -239,9 +251,12 @@ func (r *Runtime) Status(ctx context.Context, name string) (runtime.Status, erro
 			msg = "service without deployment"
 		default:
 			done, msg, err = rolloutStatus(dep)
-			if err != nil {
+			switch {
+			case err != nil:
 				msg = err.Error()
-			} else if svc == nil {
+			case stopped(dep):
+				done, msg = false, "stopped (scaled to zero)"
+			case svc == nil:
 				done, msg = false, "deployment without service"
 			}
 		}
@@ -382,6 +397,9 @@ func (r *Runtime) owned(ctx context.Context, name string) ([]ownedObject, error)
 		return nil, r.apiErr("list services", name, err)
 	}
 	for _, s := range svcs.Items {
+		if s.Labels[runtime.LabelEndpoint] != "" {
+			continue // a stable endpoint (Router) is no instance's
+		}
 		out = append(out, ownedObject{"service", s.Name, func(ctx context.Context) error {
 			return gone("service", s.Name, r.client.CoreV1().Services(r.namespace).Delete(ctx, s.Name, metav1.DeleteOptions{
 				Preconditions: &metav1.Preconditions{UID: &s.UID}}))
@@ -444,7 +462,7 @@ func (r *Runtime) List(ctx context.Context, selector map[string]string) ([]runti
 			if dep != nil {
 				var err error
 				done, _, err = rolloutStatus(dep)
-				done = done && err == nil
+				done = done && err == nil && !stopped(dep)
 			}
 			inst.Ready = inst.Ready && done && svc != nil
 			if service != p.serve {
@@ -523,6 +541,9 @@ func (r *Runtime) waitApplicable(ctx context.Context, name string) error {
 		if err == nil {
 			if why := r.foreign(svc.Labels); why != "" {
 				return false, "", fmt.Errorf("kubernetes %s: deploy %s: the service name is taken by %s", r.namespace, name, why)
+			}
+			if svc.Labels[runtime.LabelEndpoint] != "" {
+				return false, "", fmt.Errorf("%w: kubernetes %s: deploy %s: the service name is taken by a stable endpoint", runtime.ErrInvalid, r.namespace, name)
 			}
 			if svc.DeletionTimestamp != nil {
 				return false, "service is being deleted", nil

@@ -12,6 +12,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
@@ -238,7 +239,8 @@ func TestObjects(t *testing.T) {
 }
 
 // kubelet plays the controllers: it marks the instance's Deployment as rolled
-// out (or failed) once Deploy has applied it.
+// out (or failed) once Deploy has applied it, and makes its pod and the
+// EndpointSlice that sends its Service there.
 func kubelet(t *testing.T, cs *fake.Clientset, ns, name string, mutate func(*appsv1.Deployment)) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -250,6 +252,11 @@ func kubelet(t *testing.T, cs *fake.Clientset, ns, name string, mutate func(*app
 			if _, err := cs.AppsV1().Deployments(ns).UpdateStatus(ctx, d, metav1.UpdateOptions{}); err != nil {
 				t.Error(err)
 			}
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name + "-pod", Namespace: ns, Labels: map[string]string{runtime.LabelInstance: d.Spec.Template.Labels[runtime.LabelInstance]}}}
+			cs.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+			slice := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: name + "-slice", Namespace: ns, Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+				Endpoints: []discoveryv1.Endpoint{{Addresses: []string{"10.0.0.1"}, TargetRef: &corev1.ObjectReference{Kind: "Pod", Name: pod.Name}}}}
+			cs.DiscoveryV1().EndpointSlices(ns).Create(ctx, slice, metav1.CreateOptions{})
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -511,9 +518,9 @@ func TestProjectObjects(t *testing.T) {
 			{Name: "web", Image: "127.0.0.1:5000/web:v1", Port: 8080, DependsOn: []string{"db"}},
 			{Name: "db", Image: "127.0.0.1:5000/db:v1", Port: 5432, Probe: runtime.ProbeTCP, Mounts: []runtime.Mount{{Volume: "db_data", Path: "/var/lib/db"}}},
 		},
-		Volumes: []string{"db_data"},
-		Serve:   "web",
-		State:   &runtime.State{Service: "db", Path: "/state"},
+		InstanceVolumes: []string{"db_data"},
+		Serve:           "web",
+		State:           &runtime.State{Service: "db", Path: "/state"},
 	}
 	labels, err := r.validate("shop", spec)
 	if err != nil {
@@ -560,7 +567,7 @@ func TestProjectObjects(t *testing.T) {
 	}
 	claim := r.claimFor("shop", "db_data", labels)
 	if *claim.Name != runtime.ObjectName("shop", "db_data") || claim.Labels[runtime.LabelInstance] != "shop" ||
-		claim.Spec.AccessModes[0] != corev1.ReadWriteOnce || claim.Spec.Resources.Requests.Storage().Cmp(DefaultVolumeSize) != 0 {
+		claim.Spec.AccessModes[0] != corev1.ReadWriteOnce || claim.Spec.Resources.Requests.Storage().Cmp(VolumeSize) != 0 {
 		t.Errorf("claim %+v", claim)
 	}
 }
@@ -575,7 +582,7 @@ func TestProjectLifecycle(t *testing.T) {
 			{Name: "web", Image: "127.0.0.1:5000/web:v1", Port: 8080, DependsOn: []string{"store"}},
 			{Name: "store", Image: "127.0.0.1:5000/store:v1", Port: 8081, Mounts: []runtime.Mount{{Volume: "data", Path: "/data"}}},
 		},
-		Volumes: []string{"data"},
+		InstanceVolumes: []string{"data"},
 	}
 	ns := r.Namespace()
 	go kubelet(t, cs, ns, runtime.ObjectName("shop", "store"), rolledOut)

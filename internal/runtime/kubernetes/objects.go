@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
@@ -46,10 +45,6 @@ const (
 	AnnotationServe    = "drift.serve"    // the serving service
 	AnnotationState    = "drift.state"    // the state endpoint, service:path
 )
-
-// DefaultVolumeSize is the storage a named volume's PersistentVolumeClaim
-// asks for (compose declares no size).
-var DefaultVolumeSize = resource.MustParse("1Gi")
 
 // selectorFor selects the pods of one service of an instance. The
 // one-service form's pods select on the instance alone, as before projects
@@ -114,16 +109,10 @@ func probeFor(svc runtime.Service) *corev1ac.ProbeApplyConfiguration {
 // other by service name although all instances of the cloud share one
 // namespace (and so their Services need instance-qualified names).
 func (r *Runtime) deploymentFor(name string, spec runtime.Spec, svc runtime.Service, labels map[string]string, hosts map[string]string) *appsv1ac.DeploymentApplyConfiguration {
-	container := corev1ac.Container().
-		WithName(containerName(name, svc)).
-		WithImage(svc.Image).
-		WithEnv(envFor(svc)...).
+	container := containerFor(containerName(name, svc), svc, spec.Volumes).
 		WithPorts(corev1ac.ContainerPort().WithName(portName).WithContainerPort(int32(svc.Port)).WithProtocol(corev1.ProtocolTCP)).
 		WithReadinessProbe(probeFor(svc))
-	if len(svc.Command) > 0 {
-		container.WithCommand(svc.Command...)
-	}
-	pod := corev1ac.PodSpec()
+	pod := corev1ac.PodSpec().WithVolumes(volumesFor(spec)...)
 	for i, m := range svc.Mounts {
 		vol := fmt.Sprintf("volume-%d", i)
 		container.WithVolumeMounts(corev1ac.VolumeMount().WithName(vol).WithMountPath(m.Path).WithReadOnly(m.ReadOnly))
@@ -160,6 +149,31 @@ func (r *Runtime) deploymentFor(name string, spec runtime.Spec, svc runtime.Serv
 	return dep
 }
 
+// containerFor is the container of an instance's or a task's pods: image,
+// environment, command and the mounts of volumes that outlive it (a
+// project's instance volumes are mounted by deploymentFor).
+func containerFor(name string, svc runtime.Service, vs []runtime.Volume) *corev1ac.ContainerApplyConfiguration {
+	c := corev1ac.Container().WithName(name).WithImage(svc.Image).WithEnv(envFor(svc)...)
+	if len(svc.Command) > 0 {
+		c.WithCommand(svc.Command...)
+	}
+	for _, v := range vs {
+		c.WithVolumeMounts(corev1ac.VolumeMount().WithName(v.Name).WithMountPath(v.Path))
+	}
+	return c
+}
+
+// volumesFor are the pod volumes of spec's volumes: each its
+// PersistentVolumeClaim of the same name.
+func volumesFor(spec runtime.Spec) []*corev1ac.VolumeApplyConfiguration {
+	var out []*corev1ac.VolumeApplyConfiguration
+	for _, v := range spec.Volumes {
+		out = append(out, corev1ac.Volume().WithName(v.Name).
+			WithPersistentVolumeClaim(corev1ac.PersistentVolumeClaimVolumeSource().WithClaimName(v.Name)))
+	}
+	return out
+}
+
 // containerName is the pod's container: the instance's name in the
 // one-service form (as before projects), the service's in a project.
 func containerName(name string, svc runtime.Service) string {
@@ -192,7 +206,7 @@ func (r *Runtime) claimFor(name, volume string, labels map[string]string) *corev
 		WithSpec(corev1ac.PersistentVolumeClaimSpec().
 			WithAccessModes(corev1.ReadWriteOnce).
 			WithResources(corev1ac.VolumeResourceRequirements().
-				WithRequests(corev1.ResourceList{corev1.ResourceStorage: DefaultVolumeSize})))
+				WithRequests(corev1.ResourceList{corev1.ResourceStorage: VolumeSize})))
 }
 
 // namespaceFor is the namespace of a cloud's instances when the config names none.

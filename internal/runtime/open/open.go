@@ -10,6 +10,7 @@ import (
 	"github.com/edgedrift/drift/internal/runtime/docker"
 	"github.com/edgedrift/drift/internal/runtime/kubernetes"
 	"github.com/edgedrift/drift/internal/runtime/process"
+	"github.com/edgedrift/drift/internal/runtime/proxy"
 )
 
 // Runtime connects to a cloud's runtime; an empty kind is the process
@@ -29,4 +30,14 @@ func Runtime(cloud string, cfg runtime.Config, dataDir string) (runtime.Runtime,
 		}
 		return process.New(cfg, cloud)
 	}
+}
+
+// Router is where a cloud keeps its stable endpoints: the runtime itself
+// when it is a runtime.Router (Kubernetes: a Service per endpoint), else
+// proxy processes with their state under dataDir/endpoints/<cloud>.
+func Router(cloud string, rt runtime.Runtime, dataDir string) (runtime.Router, error) {
+	if r, ok := rt.(runtime.Router); ok {
+		return r, nil
+	}
+	return proxy.New(filepath.Join(dataDir, "endpoints", cloud), cloud, rt)
 }

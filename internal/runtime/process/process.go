@@ -15,7 +15,10 @@
 //	<dir>/.locks/<name>                            flock serializing operations on one instance (gone after Destroy)
 //	<dir>/<name>/rootfs/                           the instance's tree: hard links into the image
 //	<dir>/<name>/log                               stdout and stderr of the process
-//	<dir>/<name>/instance.json                     the record: pid, start time, port, image, digest, labels, spec hash
+//	<dir>/<name>/instance.json                     the record: pid, start time, port, image, digest, labels, spec hash, spec
+//	<dir>/<name>/exit                              a one-shot task's exit code, once this worker saw it end
+//	<dir>/.volumes/<name>/data/                    a volume; an instance's tree links its mount path there
+//	<dir>/.volumes/<name>/volume.json              its labels
 //
 // and for a project, one tree and log per service and one directory per
 // named volume (which a redeploy or a failed deploy keeps, and only
@@ -198,9 +201,9 @@ func (r *Runtime) Deploy(ctx context.Context, name string, spec runtime.Spec) (r
 		if err := os.MkdirAll(inst, 0o755); err != nil {
 			return runtime.Endpoint{}, fmt.Errorf("deploy %s: %w", name, err)
 		}
-		rec, exited, err := r.start(inst, imgs[""], argvs[""], svc, svc.Env, ports[""])
+		rec, exited, err := r.start(inst, imgs[""], argvs[""], svc, svc.Env, ports[""], spec.Volumes)
 		if rec != nil {
-			rec.Name, rec.Labels, rec.SpecHash = name, labels, hash
+			rec.Name, rec.Labels, rec.SpecHash, rec.Spec = name, labels, hash, &spec
 			if err == nil {
 				err = writeRecord(inst, rec)
 			}
@@ -214,12 +217,12 @@ func (r *Runtime) Deploy(ctx context.Context, name string, spec runtime.Spec) (r
 		return endpoint(rec.Port), nil
 	}
 
-	rec = &record{Name: name, Labels: labels, SpecHash: hash, Project: true, Serve: spec.ServeService().Name, State: spec.State}
+	rec = &record{Name: name, Labels: labels, SpecHash: hash, Spec: &spec, Project: true, Serve: spec.ServeService().Name, State: spec.State}
 	for _, svc := range spec.Services {
 		rec.Order = append(rec.Order, svc.Name)
 	}
-	for _, v := range spec.Volumes {
-		if err := os.MkdirAll(r.volumeDir(name, v), 0o755); err != nil {
+	for _, v := range spec.InstanceVolumes {
+		if err := os.MkdirAll(r.instanceVolumeDir(name, v), 0o755); err != nil {
 			return runtime.Endpoint{}, fmt.Errorf("deploy %s: volume %s: %w", name, v, err)
 		}
 	}
@@ -231,8 +234,8 @@ func (r *Runtime) Deploy(ctx context.Context, name string, spec runtime.Spec) (r
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return runtime.Endpoint{}, r.fail(name, rec, fmt.Errorf("deploy %s: %w", name, err))
 		}
-		env := PeerEnv(svc, spec, ports, func(v string) string { return r.volumeDir(name, v) })
-		p, exited, err := r.start(dir, imgs[svc.Name], argvs[svc.Name], svc, env, ports[svc.Name])
+		env := PeerEnv(svc, spec, ports, func(v string) string { return r.instanceVolumeDir(name, v) })
+		p, exited, err := r.start(dir, imgs[svc.Name], argvs[svc.Name], svc, env, ports[svc.Name], nil)
 		if p != nil {
 			p.Service = svc.Name
 			rec.Procs = append(rec.Procs, p)
@@ -256,7 +259,10 @@ const (
 	volumesDir  = "volumes"  // <name>/volumes/<volume>: the named volumes, kept until Destroy
 )
 
-func (r *Runtime) volumeDir(name, volume string) string {
+// instanceVolumeDir is a project's named volume, inside the instance's
+// directory so it goes with it (a volume that outlives instances is
+// volumeDir).
+func (r *Runtime) instanceVolumeDir(name, volume string) string {
 	return filepath.Join(r.instDir(name), volumesDir, volume)
 }
 
@@ -345,14 +351,18 @@ func hostByte(c byte) bool {
 }
 
 // start makes the process's tree in dir, starts argv with the image's
-// environment, env, HOST=127.0.0.1 and PORT=port, and returns the process's
+// environment, env, HOST=127.0.0.1 and PORT=port, with the volumes vs
+// (which outlive it) linked into its tree, and returns the process's
 // record (pid, port, image, probe, argv; the caller records it). The
 // record is non-nil as soon as the process has started, even with an
 // error; exited yields the process's end while this worker lives.
-func (r *Runtime) start(dir string, img *cachedImage, argv []string, svc runtime.Service, env map[string]string, port int) (rec *record, exited <-chan error, err error) {
+func (r *Runtime) start(dir string, img *cachedImage, argv []string, svc runtime.Service, env map[string]string, port int, vs []runtime.Volume) (rec *record, exited <-chan error, err error) {
 	rootfs := filepath.Join(dir, "rootfs")
 	if err := linkTree(img.Rootfs, rootfs); err != nil {
 		return nil, nil, fmt.Errorf("instance tree: %w", err)
+	}
+	if err := r.mountVolumes(rootfs, vs); err != nil {
+		return nil, nil, err
 	}
 	environ := environ(img.Config.Config.Env, env)
 	workdir := img.Config.Config.WorkingDir

@@ -449,7 +449,7 @@ func TestPeerEnv(t *testing.T) {
 				"NOT":      "/database",
 			}},
 		},
-		Volumes: []string{"counter-data"},
+		InstanceVolumes: []string{"counter-data"},
 	}
 	ports := map[string]int{"web": 41000, "store": 42000}
 	vol := func(v string) string { return "/srv/drift/inst/volumes/" + v }

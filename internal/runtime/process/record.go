@@ -42,6 +42,9 @@ type record struct {
 	Order   []string       `json:"order,omitempty"` // the services in the spec's order
 	Serve   string         `json:"serve,omitempty"`
 	State   *runtime.State `json:"state,omitempty"`
+	// Spec is what Deploy was given (on the top-level record), so a kept
+	// (stopped) instance starts again as it was.
+	Spec *runtime.Spec `json:"spec,omitempty"`
 }
 
 func (rec *record) validate() error {

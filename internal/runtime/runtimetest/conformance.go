@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -318,7 +319,7 @@ func project(t *testing.T, rt runtime.Runtime, c Case, workflow string) {
 		"unknown dependency":       func(s *runtime.Spec) { s.Services[0].DependsOn = []string{"db"} },
 		"state on no service":      func(s *runtime.Spec) { s.State = &runtime.State{Service: "db", Path: "/state"} },
 		"state path":               func(s *runtime.Spec) { s.State.Path = "state" },
-		"undeclared volume":        func(s *runtime.Spec) { s.Volumes = nil },
+		"undeclared volume":        func(s *runtime.Spec) { s.InstanceVolumes = nil },
 		"two services of one name": func(s *runtime.Spec) { s.Services[1].Name = "web" },
 		"a service without image":  func(s *runtime.Spec) { s.Services[1].Image = "" },
 		"both forms":               func(s *runtime.Spec) { s.Image = c.Image },
@@ -427,7 +428,13 @@ func expectCount(t *testing.T, ep runtime.Endpoint, cloud, method string, want i
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A refused connection reached no one, so it is tried again (a real
+	// node's kube-proxy routes a new ClusterIP a few seconds after the
+	// Service has its endpoints, as ExpectServes allows for).
 	resp, err := httpClient.Do(req)
+	for began := time.Now(); errors.Is(err, syscall.ECONNREFUSED) && time.Since(began) < serveWithin; resp, err = httpClient.Do(req) {
+		time.Sleep(200 * time.Millisecond)
+	}
 	if err != nil {
 		t.Errorf("%s %s: %v", method, url, err)
 		return
@@ -551,16 +558,30 @@ func Get(url string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
+// serveWithin is how long ExpectServes gives an endpoint to answer: a
+// Kubernetes Service's ClusterIP answers once kube-proxy has programmed the
+// new endpoints, about a second after the rollout is ready; Docker and
+// processes answer at once.
+const serveWithin = 15 * time.Second
+
 // ExpectServes checks that the example app answers at ep as itself, for
-// cloud, in version (when not empty).
+// cloud, in version (when not empty), within serveWithin.
 func ExpectServes(t *testing.T, ep runtime.Endpoint, cloud, version string) {
 	t.Helper()
 	var body struct {
 		App, Cloud, Version string
 	}
-	if err := Get(ep.URL+"/", &body); err != nil {
-		t.Errorf("fetch %s: %v", ep.URL, err)
+	began := time.Now()
+	err := Get(ep.URL+"/", &body)
+	for ; err != nil && time.Since(began) < serveWithin; err = Get(ep.URL+"/", &body) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil {
+		t.Errorf("fetch %s: %v (for %s)", ep.URL, err, serveWithin)
 		return
+	}
+	if waited := time.Since(began); waited > time.Second {
+		t.Logf("%s answered %s after Deploy returned", ep.URL, waited.Round(time.Millisecond))
 	}
 	if body.App != "hello" || body.Cloud != cloud || version != "" && body.Version != version {
 		t.Errorf("%s answered %+v, want app hello, cloud %s, version %q", ep.URL, body, cloud, version)

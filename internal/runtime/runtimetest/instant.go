@@ -35,12 +35,17 @@ type Instant struct {
 	// one cloud (one Instant) or of one instance name, or to hold a deploy
 	// until they release it. Set it before the runtime is used.
 	OnDeploy func(ctx context.Context, name string, spec runtime.Spec) error
+	// OnRun, when set, is how every one-shot task of a valid spec ends.
+	OnRun func(ctx context.Context, name string, spec runtime.Spec) (runtime.TaskResult, error)
 
 	cloud string
 
 	mu        sync.Mutex
 	instances map[string]runtime.Instance
 	specs     map[string]runtime.Spec
+	volumes   map[string]runtime.Volume
+	routes    map[string]runtime.Route
+	tasks     []string
 
 	deploys, destroys atomic.Int64
 }
@@ -49,7 +54,7 @@ var _ runtime.Runtime = (*Instant)(nil)
 
 // NewInstant returns an empty instant runtime for cloud.
 func NewInstant(cloud string) *Instant {
-	return &Instant{cloud: cloud, instances: map[string]runtime.Instance{}, specs: map[string]runtime.Spec{}}
+	return &Instant{cloud: cloud, instances: map[string]runtime.Instance{}, specs: map[string]runtime.Spec{}, volumes: map[string]runtime.Volume{}, routes: map[string]runtime.Route{}}
 }
 
 // Kind is KindInstant.
@@ -76,6 +81,7 @@ func (r *Instant) Deploy(ctx context.Context, name string, spec runtime.Spec) (r
 	if st := spec.State; st != nil {
 		ep = runtime.WithState(ep, spec, runtime.Endpoint{URL: ep.URL + "/" + st.Service})
 	}
+	r.mount(spec.Volumes)
 	r.mu.Lock()
 	r.instances[name] = runtime.Instance{Name: name, Image: serve.Image, Labels: labels, Ready: true, Endpoint: ep}
 	r.specs[name] = spec
@@ -95,9 +101,9 @@ func (r *Instant) Status(ctx context.Context, name string) (runtime.Status, erro
 	if !ok {
 		return runtime.Status{}, nil
 	}
-	st := runtime.Status{Exists: true, Ready: true, Image: in.Image, Endpoint: in.Endpoint}
+	st := runtime.Status{Exists: true, Ready: in.Ready, Image: in.Image, Endpoint: in.Endpoint}
 	for _, svc := range r.specs[name].Services {
-		st.Services = append(st.Services, runtime.ServiceStatus{Name: svc.Name, Image: svc.Image, Ready: true})
+		st.Services = append(st.Services, runtime.ServiceStatus{Name: svc.Name, Image: svc.Image, Ready: in.Ready})
 	}
 	return st, nil
 }
