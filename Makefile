@@ -60,7 +60,7 @@ bench-pipeline: docker-up
 # A client at 50 req/s following the counter app: warm, cold and reactive
 # moves side by side, then failovers (DRIFT_BENCH_MOVES moves per mode).
 bench-continuity: docker-up
-	@$(call run-bench,continuity,^TestContinuityBench$$,./tests/mobility,90m)
+	@$(call run-bench,continuity,^TestContinuityBench$$,./tests/mobility,40m,-parallel 4)
 # A live API subscriber's notification delay beside 8 dead ones (about 15 minutes).
 bench-api:
 	@$(call run-bench,api,^TestIsolationBench$$,./tests/mecapi)
@@ -68,7 +68,7 @@ bench-api:
 # run-bench,<name>,<test regexp>,<package>[,<timeout>]: a DRIFT_BENCH=1 go
 # test whose report goes to docs/bench/<name>.md, timed as a whole.
 define run-bench
-start=$$(date +%s%N); cmd="DRIFT_BENCH=1 $(GO) test -count=1 -p 1 -timeout $(or $(4),60m) -run '$(2)' -v $(3)"; \
+start=$$(date +%s%N); cmd="DRIFT_BENCH=1 $(GO) test -count=1 -p 1 -timeout $(or $(4),60m) $(5) -run '$(2)' -v $(3)"; \
 	echo "$$cmd"; \
 	DRIFT_BENCH_START=$$start DRIFT_BENCH_REPORT=$(CURDIR)/docs/bench/$(1).md \
 	DRIFT_BENCH_COMMAND="make bench-$(1)  →  $$cmd" bash -c "$$cmd"; rc=$$?; \
