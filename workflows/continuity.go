@@ -20,6 +20,12 @@ import (
 // before it do none of these.
 const continuityChange = "state-drain-failover"
 
+// continuityFailoverPlan is continuityChange's version from which a plan
+// never demotes the serving instance to warm (a failover serves from a
+// neighbour of the user's region), keeps the user's own cloud warm while
+// served elsewhere, and re-plans when a cloud failed over from is back.
+const continuityFailoverPlan = 2
+
 // State policies: what a move does when the app's state cannot be carried.
 const (
 	StateFailMove      = "fail-move"            // the move fails; the old instance keeps serving
@@ -316,10 +322,12 @@ func (s *session) retriesDestroy(cloud string) bool {
 }
 
 // cloudBack notes that a cloud left out after a failover answered again
-// (its leftovers were destroyed).
-func (s *session) cloudBack(cloud string) {
-	if _, ok := s.st.Down[cloud]; ok {
-		delete(s.st.Down, cloud)
-		s.logger.Info("cloud back after a failover: its leftovers are gone", "cloud", cloud)
+// (its leftovers were destroyed), and says whether it was left out.
+func (s *session) cloudBack(cloud string) bool {
+	if _, ok := s.st.Down[cloud]; !ok {
+		return false
 	}
+	delete(s.st.Down, cloud)
+	s.logger.Info("cloud back after a failover: its leftovers are gone", "cloud", cloud)
+	return true
 }

@@ -213,8 +213,20 @@ func TestFailoverWhenTheServingInstanceDies(t *testing.T) {
 		}
 	})
 	st.at(3*time.Minute, func() {
-		if s := st.state(); len(s.Down) != 0 {
+		s := st.state()
+		if len(s.Down) != 0 {
 			t.Errorf("down %v", s.Down)
+		}
+		// It serves from a neighbour of the user's region, as the server
+		// (not a warm instance), and the user's own cloud, back, is warm.
+		roles := map[string]Role{}
+		for _, in := range s.Instances {
+			if in.Status == StatusReady {
+				roles[in.Cloud] = in.Role
+			}
+		}
+		if roles[s.Serving] != RoleServe || roles["edge-latin"] != RoleWarm {
+			t.Errorf("ready roles %v serving from %s", roles, s.Serving)
 		}
 		st.env.SignalWorkflow(names.ExitSignal, nil)
 	})

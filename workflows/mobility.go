@@ -372,10 +372,11 @@ type session struct {
 	indexedAt     time.Time // when it was last written
 	indexWaiting  bool      // a timer will wake the main loop to index
 
-	continuity bool         // carry state, drain, fail over (continuityChange)
-	watched    string       // the cloud whose serving instance is watched
-	stopWatch  func()       // ends that watch
-	down       []downReport // serving instances found down, for the main loop
+	continuity   bool         // carry state, drain, fail over (continuityChange)
+	failoverPlan bool         // plans keep the serving role and the user's own cloud warm after a failover
+	watched      string       // the cloud whose serving instance is watched
+	stopWatch    func()       // ends that watch
+	down         []downReport // serving instances found down, for the main loop
 }
 
 func newSession(ctx workflow.Context, in SessionInput, events bool) (*session, error) {
@@ -455,7 +456,8 @@ func (s *session) run(ctx workflow.Context) (SessionState, error) {
 		return SessionState{}, err
 	}
 	s.throttleIndex = workflow.GetVersion(ctx, throttleCloudIndexChange, workflow.DefaultVersion, 1) == 1
-	s.continuity = workflow.GetVersion(ctx, continuityChange, workflow.DefaultVersion, 1) == 1
+	v := workflow.GetVersion(ctx, continuityChange, workflow.DefaultVersion, continuityFailoverPlan)
+	s.continuity, s.failoverPlan = v >= 1, v >= continuityFailoverPlan
 	if err := workflow.UpsertTypedSearchAttributes(ctx,
 		names.UserKey.ValueSet(s.in.User),
 		names.AppKey.ValueSet(s.in.App.Name),
@@ -986,7 +988,14 @@ func (s *session) plan() {
 		}
 		s.st.Plan = plan
 		for _, cloud := range plan.Clouds {
-			wanted[cloud] = RoleWarm
+			if !s.failoverPlan || cloud != s.st.Serving {
+				wanted[cloud] = RoleWarm
+			}
+		}
+		// Served elsewhere after a failover: the user's own cloud is the
+		// one to go back to once it answers again.
+		if own := s.firstCloud(s.st.Region); s.failoverPlan && own != s.st.Serving {
+			wanted[own] = RoleWarm
 		}
 	}
 	// A cold move in progress keeps its target.
@@ -1103,7 +1112,9 @@ func (s *session) applyResults(ctx workflow.Context) {
 		switch {
 		case r.kind == opDestroy && r.err == nil && inst.Role == "":
 			delete(s.instances, r.cloud)
-			s.cloudBack(r.cloud)
+			if s.cloudBack(r.cloud) && s.failoverPlan {
+				s.plan() // it may hold a warm instance again
+			}
 		case r.kind == opDestroy && r.err == nil:
 			inst.Status = StatusUnknown // wanted again meanwhile: deploy anew
 		case r.kind == opDestroy && isType(r.err, ErrTypeNoWorker) && inst.Role == "" && !s.retriesDestroy(r.cloud):

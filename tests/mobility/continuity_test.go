@@ -299,6 +299,23 @@ func TestFailoverWhenTheServingInstanceIsKilled(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// The dead cloud's leftovers go, and the user's own cloud holds a warm
+	// instance again; the instance serving stays the server.
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		st, err := state(ctx, c, id)
+		roles := map[string]workflows.Role{}
+		for _, in := range st.Instances {
+			if in.Status == workflows.StatusReady {
+				roles[in.Cloud] = in.Role
+			}
+		}
+		if err == nil && len(st.Down) == 0 && roles[dead] == workflows.RoleWarm && roles[st.Serving] == workflows.RoleServe {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("90s after the failover: down %v, ready roles %v (%v)", st.Down, roles, err)
+		}
+	}
 	exitAndExpectNothingLeft(t, ctx, c, ws, docker, run, id)
 }
 
