@@ -3,6 +3,7 @@ package mobility
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -72,16 +73,29 @@ func counterApp(t *testing.T, web, store string) appspec.AppSpec {
 // count it answers, failing the test on anything else.
 func count(t *testing.T, ep runtime.Endpoint) int {
 	t.Helper()
-	resp, err := http.Post(ep.URL+"/count", "", nil)
+	n, err := tryCount(context.Background(), ep)
 	if err != nil {
-		t.Fatalf("POST %s/count: %v", ep.URL, err)
+		t.Fatal(err)
+	}
+	return n
+}
+
+// tryCount POSTs /count at ep and returns the count it answers.
+func tryCount(ctx context.Context, ep runtime.Endpoint) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.URL+"/count", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("POST %s/count: %w", ep.URL, err)
 	}
 	defer resp.Body.Close()
 	var body struct{ Count int }
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("POST %s/count: %s (%v)", ep.URL, resp.Status, err)
+		return 0, fmt.Errorf("POST %s/count: %s (%v)", ep.URL, resp.Status, err)
 	}
-	return body.Count
+	return body.Count, nil
 }
 
 // The counter app walks five Docker clouds, warm and cold: before each
