@@ -26,6 +26,8 @@ const (
 	ErrTypeInstanceDown = "InstanceDown"
 	// ErrTypeWorkerGone: the worker running a watch stopped.
 	ErrTypeWorkerGone = "WorkerGone"
+	// ErrTypeWatchEnded: the session cancelled the watch.
+	ErrTypeWatchEnded = "WatchEnded"
 )
 
 // stateClient reaches state endpoints; each call bounds itself by its context.
@@ -130,8 +132,12 @@ func (c *Cloud) WatchInstance(ctx context.Context, req WatchRequest) error {
 		}
 		select {
 		case <-ctx.Done():
-			// The session cancelled the watch (it does not look at this),
-			// or this worker is stopping.
+			if temporal.IsCanceledError(context.Cause(ctx)) {
+				// The session cancelled the watch (a new serving instance,
+				// or the end): expected, so not logged as an error.
+				return temporal.NewApplicationErrorWithOptions("the session ended the watch of "+req.Instance, ErrTypeWatchEnded,
+					temporal.ApplicationErrorOptions{Category: temporal.ApplicationErrorCategoryBenign})
+			}
 			return temporal.NewApplicationError(fmt.Sprintf("the worker of cloud %s stopped watching: %v", c.ID, ctx.Err()), ErrTypeWorkerGone)
 		case <-time.After(req.Every):
 		}
