@@ -88,6 +88,8 @@ record-histories: docker-up kube-build
 	# the user's own cloud warm (kept as recorded); this one is of today's.
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-session-failover-plan.json \
 		$(GO) test -count=1 -run TestFailoverWhenTheServingInstanceIsKilled ./tests/mobility
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-session-failover-worker.json \
+		$(GO) test -count=1 -run TestFailoverWhenTheCloudsWorkerStops ./tests/mobility
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-subscriptions.json \
 		$(GO) test -count=1 -run TestConformanceOfResourcesAndNotifications ./tests/mecapi
 	# component-upgrade.json is an upgrade from before hops and data (kept as

@@ -26,6 +26,17 @@ const continuityChange = "state-drain-failover"
 // served elsewhere, and re-plans when a cloud failed over from is back.
 const continuityFailoverPlan = 2
 
+// continuityWatchAgain is continuityChange's version from which a watch
+// lost with its worker (heartbeat timeout, worker stopping) is started
+// again before anything is declared down: only a probe that fails, or no
+// worker taking the new watch within the bound, means down. A busy worker
+// that misses one heartbeat no longer fails a healthy instance over.
+const continuityWatchAgain = 3
+
+// watchAgainAfter is how long a watch must have run before a lost one is
+// started again rather than taken as down.
+const watchAgainAfter = time.Minute
+
 // State policies: what a move does when the app's state cannot be carried.
 const (
 	StateFailMove      = "fail-move"            // the move fails; the old instance keeps serving
@@ -215,11 +226,17 @@ func (s *session) watch(ctx workflow.Context) {
 	cloud := inst.Cloud
 	wctx = withScheduleToStart(wctx, c.WatchBound)
 	workflow.Go(wctx, func(ctx workflow.Context) {
+		var rewatched time.Time // when a lost watch was last started again
 		for {
 			err := executeOnCloud(ctx, watchOptions(c.WatchBound), cloud, "watch "+s.in.App.Name+" on "+cloud,
 				cloudActs.WatchInstance, req).Get(ctx, nil)
 			if ctx.Err() != nil {
 				return // a new serving instance, or the end
+			}
+			if now := workflow.Now(ctx); s.watchAgain && lostWatch(err) && now.Sub(rewatched) > watchAgainAfter {
+				s.logger.Warn("watch lost with its worker: watching again", "cloud", cloud, "error", err)
+				rewatched = now
+				continue
 			}
 			if err != nil {
 				s.down = append(s.down, downReport{cloud: cloud, why: whyDown(cloud, c.WatchBound, err)})
@@ -231,6 +248,14 @@ func (s *session) watch(ctx workflow.Context) {
 }
 
 type downReport struct{ cloud, why string }
+
+// lostWatch says whether a watch ended with its worker (silent, or
+// stopping) rather than with a verdict on the instance.
+func lostWatch(err error) bool {
+	var timeout *temporal.TimeoutError
+	return isType(err, activities.ErrTypeWorkerGone) ||
+		errors.As(err, &timeout) && timeout.TimeoutType() == enums.TIMEOUT_TYPE_HEARTBEAT
+}
 
 // whyDown says in words why the watch of cloud's instance ended.
 func whyDown(cloud string, bound time.Duration, err error) string {

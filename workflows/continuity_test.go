@@ -318,3 +318,28 @@ func TestFailoverKeepsDestroyingOnACloudWithNoWorker(t *testing.T) {
 		t.Fatalf("left behind on %v", live)
 	}
 }
+
+// The serving cloud's worker misses a heartbeat once (a busy machine): the
+// session watches again and, since the instance answers, does not fail over.
+func TestABusyWorkerDoesNotFailAHealthyInstanceOver(t *testing.T) {
+	st := newSessionTest(t)
+	st.at(time.Minute, func() {
+		st.clouds.mu.Lock()
+		st.clouds.silent["edge-latin"] = true
+		st.clouds.mu.Unlock()
+	})
+	st.at(time.Minute+3*time.Second, func() {
+		st.clouds.mu.Lock()
+		st.clouds.silent["edge-latin"] = false
+		st.clouds.mu.Unlock()
+	})
+	st.at(2*time.Minute, func() {
+		s := st.state()
+		if s.Serving != "edge-latin" || len(s.Down) != 0 || len(s.Moves) != 0 {
+			t.Errorf("serving %s, down %v, moves %+v", s.Serving, s.Down, s.Moves)
+		}
+		st.env.SignalWorkflow(names.ExitSignal, nil)
+	})
+	st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
+	st.report()
+}

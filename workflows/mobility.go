@@ -374,6 +374,7 @@ type session struct {
 
 	continuity   bool         // carry state, drain, fail over (continuityChange)
 	failoverPlan bool         // plans keep the serving role and the user's own cloud warm after a failover
+	watchAgain   bool         // a watch lost with its worker is started again before anything is down
 	watched      string       // the cloud whose serving instance is watched
 	stopWatch    func()       // ends that watch
 	down         []downReport // serving instances found down, for the main loop
@@ -456,8 +457,8 @@ func (s *session) run(ctx workflow.Context) (SessionState, error) {
 		return SessionState{}, err
 	}
 	s.throttleIndex = workflow.GetVersion(ctx, throttleCloudIndexChange, workflow.DefaultVersion, 1) == 1
-	v := workflow.GetVersion(ctx, continuityChange, workflow.DefaultVersion, continuityFailoverPlan)
-	s.continuity, s.failoverPlan = v >= 1, v >= continuityFailoverPlan
+	v := workflow.GetVersion(ctx, continuityChange, workflow.DefaultVersion, continuityWatchAgain)
+	s.continuity, s.failoverPlan, s.watchAgain = v >= 1, v >= continuityFailoverPlan, v >= continuityWatchAgain
 	if err := workflow.UpsertTypedSearchAttributes(ctx,
 		names.UserKey.ValueSet(s.in.User),
 		names.AppKey.ValueSet(s.in.App.Name),
