@@ -174,6 +174,22 @@ type ServiceStatus struct {
 	Message string `json:"message,omitempty"`
 }
 
+// ServicesMessage says how many of an instance's services are ready and
+// why the others are not.
+func ServicesMessage(services []ServiceStatus) string {
+	var notReady []string
+	for _, ss := range services {
+		if !ss.Ready {
+			notReady = append(notReady, ss.Name+": "+ss.Message)
+		}
+	}
+	msg := fmt.Sprintf("%d of %d services ready", len(services)-len(notReady), len(services))
+	if len(notReady) > 0 {
+		msg += "; " + strings.Join(notReady, "; ")
+	}
+	return msg
+}
+
 // Runtime runs instances on one cloud.
 type Runtime interface {
 	// Kind is one of KindDocker, KindKubernetes, KindProcess.

@@ -103,6 +103,16 @@ func publish(t *testing.T) (*registry.Server, string) {
 	if binErr != nil {
 		t.Fatal(binErr)
 	}
+	repo, err := demo.CinderReleases(ctx, reg.Host(), "kolla/cinder", "cinder", cinderTags(t), bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg, repo
+}
+
+// cinderTags are the tags of every cinder release of the shipped index.
+func cinderTags(t *testing.T) []string {
+	t.Helper()
 	ix, err := upgrade.ParseIndex(examples.Releases)
 	if err != nil {
 		t.Fatal(err)
@@ -115,11 +125,7 @@ func publish(t *testing.T) (*registry.Server, string) {
 	for _, r := range rels {
 		tags = append(tags, r.Tag)
 	}
-	repo, err := demo.CinderReleases(ctx, reg.Host(), "kolla/cinder", "cinder", tags, bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return reg, repo
+	return tags
 }
 
 // driver pushes a build of the acme driver that works with cinder versions

@@ -5,11 +5,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edgedrift/drift/deploy/examples"
 	"github.com/edgedrift/drift/internal/image"
 	"github.com/edgedrift/drift/internal/release"
 	"github.com/edgedrift/drift/internal/runtime"
-	"github.com/edgedrift/drift/internal/upgrade"
 	"github.com/edgedrift/drift/internal/workerhost"
 	"github.com/edgedrift/drift/workflows"
 )
@@ -36,16 +34,8 @@ func TestUpgradeUntrustedDriverIsRefusedUnderATrustPolicy(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ix, err := upgrade.ParseIndex(examples.Releases)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rels, _, err := ix.Published("cinder")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, rel := range rels {
-		sign(repo + ":" + rel.Tag)
+	for _, tag := range cinderTags(t) {
+		sign(repo + ":" + tag)
 	}
 	policy, err := release.NewPolicy([][]byte{signer.PublicPEM()}, nil, nil, false)
 	if err != nil {

@@ -642,16 +642,7 @@ func (r *Runtime) Status(ctx context.Context, name string) (runtime.Status, erro
 		st.Endpoint.StateURL = eps[service].URL + path
 	}
 	if len(st.Services) > 0 {
-		var notReady []string
-		for _, ss := range st.Services {
-			if !ss.Ready {
-				notReady = append(notReady, ss.Name+": "+ss.Message)
-			}
-		}
-		st.Message = fmt.Sprintf("%d of %d services ready", len(st.Services)-len(notReady), len(st.Services))
-		if len(notReady) > 0 {
-			st.Message += "; " + strings.Join(notReady, "; ")
-		}
+		st.Message = runtime.ServicesMessage(st.Services)
 	}
 	return st, nil
 }

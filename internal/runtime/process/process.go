@@ -548,7 +548,6 @@ func (r *Runtime) Status(ctx context.Context, name string) (runtime.Status, erro
 		return runtime.Status{Exists: true, Ready: ss.Ready, Image: rec.Image, Endpoint: endpoint(rec.Port), Message: ss.Message}, nil
 	}
 	st := runtime.Status{Exists: true, Ready: len(rec.Procs) > 0, Endpoint: endpoints(rec)}
-	var notReady []string
 	procs := slices.Clone(rec.Procs)
 	slices.SortStableFunc(procs, func(a, b *record) int {
 		return slices.Index(rec.Order, a.Service) - slices.Index(rec.Order, b.Service)
@@ -557,9 +556,6 @@ func (r *Runtime) Status(ctx context.Context, name string) (runtime.Status, erro
 		ss := probe(ctx, p)
 		st.Services = append(st.Services, ss)
 		st.Ready = st.Ready && ss.Ready
-		if !ss.Ready {
-			notReady = append(notReady, ss.Name+": "+ss.Message)
-		}
 		if p.Service == rec.Serve {
 			st.Image = p.Image
 		}
@@ -568,10 +564,7 @@ func (r *Runtime) Status(ctx context.Context, name string) (runtime.Status, erro
 	case len(rec.Procs) == 0:
 		st.Message = "no processes: its volumes are kept until Destroy"
 	default:
-		st.Message = fmt.Sprintf("%d of %d services ready", len(rec.Procs)-len(notReady), len(rec.Procs))
-		if len(notReady) > 0 {
-			st.Message += "; " + strings.Join(notReady, "; ")
-		}
+		st.Message = runtime.ServicesMessage(st.Services)
 	}
 	return st, nil
 }
