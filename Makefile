@@ -9,7 +9,7 @@ UNIT_PKGS    := ./activities/... ./internal/... ./starter/... ./worker/... ./wor
 WORKFLOWCHECK_VERSION := v0.6.0
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build dev test test-integration test-all lint bench bench-mobility bench-upgrade docker-up kube-build temporal-build record-histories clean bench-install bench-port bench-pipeline bench-api
+.PHONY: all build dev test test-integration test-all lint bench bench-mobility bench-upgrade docker-up kube-build temporal-build record-histories clean bench-install bench-port bench-pipeline bench-api bench-continuity
 
 all: build
 
@@ -41,7 +41,7 @@ $(CACHE)/bin/workflowcheck:
 	GOBIN=$(CACHE)/bin $(GO) install go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION)
 
 # Each bench-<name> runs one benchmark and rewrites docs/bench/<name>.md.
-bench: bench-mobility bench-upgrade bench-install bench-port bench-pipeline bench-api
+bench: bench-mobility bench-upgrade bench-install bench-port bench-pipeline bench-api bench-continuity
 
 bench-mobility: docker-up
 	@$(call run-bench,mobility,^TestMobilityBench$$,./tests/bench)
@@ -57,6 +57,10 @@ bench-port:
 	@$(call run-bench,port,^TestPortBench$$,./tests/port,100m)
 bench-pipeline: docker-up
 	@$(call run-bench,pipeline,^TestPipelineBench$$,./tests/pipeline)
+# A client at 50 req/s following the counter app: warm, cold and reactive
+# moves side by side, then failovers (DRIFT_BENCH_MOVES moves per mode).
+bench-continuity: docker-up
+	@$(call run-bench,continuity,^TestContinuityBench$$,./tests/mobility,40m,-parallel 4)
 # A live API subscriber's notification delay beside 8 dead ones (about 15 minutes).
 bench-api:
 	@$(call run-bench,api,^TestIsolationBench$$,./tests/mecapi)
@@ -64,7 +68,7 @@ bench-api:
 # run-bench,<name>,<test regexp>,<package>[,<timeout>]: a DRIFT_BENCH=1 go
 # test whose report goes to docs/bench/<name>.md, timed as a whole.
 define run-bench
-start=$$(date +%s%N); cmd="DRIFT_BENCH=1 $(GO) test -count=1 -p 1 -timeout $(or $(4),60m) -run '$(2)' -v $(3)"; \
+start=$$(date +%s%N); cmd="DRIFT_BENCH=1 $(GO) test -count=1 -p 1 -timeout $(or $(4),60m) $(5) -run '$(2)' -v $(3)"; \
 	echo "$$cmd"; \
 	DRIFT_BENCH_START=$$start DRIFT_BENCH_REPORT=$(CURDIR)/docs/bench/$(1).md \
 	DRIFT_BENCH_COMMAND="make bench-$(1)  →  $$cmd" bash -c "$$cmd"; rc=$$?; \
@@ -78,6 +82,14 @@ record-histories: docker-up kube-build
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-session-project.json \
 		$(GO) test -count=1 -run TestSessionOfAComposeProject ./tests/mobility
 	# also mobility-session-api.json beside it: the session the API drove.
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-session-state.json \
+		$(GO) test -count=1 -run TestStateTransferAndDrainAcrossDockerClouds ./tests/mobility
+	# mobility-session-failover.json is a failover from before its plan kept
+	# the user's own cloud warm (kept as recorded); this one is of today's.
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-session-failover-plan.json \
+		$(GO) test -count=1 -run TestFailoverWhenTheServingInstanceIsKilled ./tests/mobility
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-session-failover-worker.json \
+		$(GO) test -count=1 -run TestFailoverWhenTheCloudsWorkerStops ./tests/mobility
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-subscriptions.json \
 		$(GO) test -count=1 -run TestConformanceOfResourcesAndNotifications ./tests/mecapi
 	# component-upgrade.json is an upgrade from before hops and data (kept as

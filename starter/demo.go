@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/edgedrift/drift/deploy/examples"
+	"github.com/edgedrift/drift/internal/amsi"
 	"github.com/edgedrift/drift/internal/appspec"
 	"github.com/edgedrift/drift/internal/client"
 	"github.com/edgedrift/drift/internal/demo"
@@ -179,7 +180,7 @@ func demoWalk(ctx context.Context, c *client.Client, topo *topology.Topology, sp
 		if res.Warm {
 			kind = "warm"
 		}
-		fmt.Fprintf(out, "  %-15s served from %-18s %s  (%s handover, switch %s)\n", region, res.Cloud, res.Endpoint.URL, kind, res.SwitchTime)
+		fmt.Fprintf(out, "  %-15s served from %-18s %s  (%s handover, switch %s%s)\n", region, res.Cloud, res.Endpoint.URL, kind, res.SwitchTime, contextNote(res))
 		if check != nil {
 			fmt.Fprintf(out, "  %-15s %s\n", "", check.moved(ctx, res.Endpoint))
 		}
@@ -225,6 +226,20 @@ func settle(ctx context.Context, c *client.Client, user, app string) error {
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// contextNote says whether a move carried the app's state (only apps that
+// declare a state endpoint have any).
+func contextNote(res workflows.MoveResult) string {
+	switch {
+	case res.ContextTransferState == nil:
+		return ""
+	case *res.ContextTransferState == amsi.ContextTransferred:
+		return ", state carried"
+	case res.StateError != "":
+		return ", state NOT carried: " + res.StateError
+	}
+	return ", state NOT carried"
 }
 
 // counterCheck follows the counter app's count across a walk: the user

@@ -8,7 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/edgedrift/drift/internal/amsi"
 	"github.com/edgedrift/drift/internal/runtime"
+	"github.com/edgedrift/drift/workflows"
 )
 
 // counterApp serves the counter app's API over a count of its own, as
@@ -50,5 +52,22 @@ func TestCounterCheckChecks(t *testing.T) {
 	all := &counterCheck{moves: 2, survived: 2}
 	if got := all.summary(); got != "counter survived every handover (2 of 2)" {
 		t.Errorf("summary %q", got)
+	}
+}
+
+// A move's line says whether the app's state went with it.
+func TestContextNote(t *testing.T) {
+	yes, no := amsi.ContextTransferred, amsi.ContextNotTransferred
+	for _, c := range []struct {
+		res  workflows.MoveResult
+		want string
+	}{
+		{workflows.MoveResult{}, ""},
+		{workflows.MoveResult{ContextTransferState: &yes}, ", state carried"},
+		{workflows.MoveResult{ContextTransferState: &no, StateError: "GET x answered 500"}, ", state NOT carried: GET x answered 500"},
+	} {
+		if got := contextNote(c.res); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.res, got, c.want)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -38,12 +39,16 @@ type testClouds struct {
 	deploys  []string            // "cloud/name" of every DeployInstance, in order
 	deployed map[string][]string // cloud → images DeployInstance was given, in order
 	sweeps   []string            // "cloud selector" of every DestroyOwned, in order
+	states   map[string]string   // state URL → the state its instance holds
+	refused  map[string]bool     // state URLs that answer non-2xx
+	silent   map[string]bool     // clouds whose worker is gone: their watches time out
 	unpolled map[string]bool     // clouds no worker polls
 }
 
 func newTestClouds(t *testing.T, topo *topology.Topology, deployTime time.Duration) *testClouds {
 	c := &testClouds{t: t, clouds: map[string]*activities.Cloud{}, runtimes: map[string]*runtimetest.Instant{},
-		deployTime: deployTime, deployed: map[string][]string{}, unpolled: map[string]bool{}}
+		deployTime: deployTime, deployed: map[string][]string{}, unpolled: map[string]bool{},
+		states: map[string]string{}, refused: map[string]bool{}, silent: map[string]bool{}}
 	for _, cl := range topo.Clouds() {
 		c.runtimes[cl.ID] = runtimetest.NewInstant(cl.ID)
 		c.clouds[cl.ID] = &activities.Cloud{ID: cl.ID, Runtime: c.runtimes[cl.ID], Capacity: cl.Capacity}
@@ -59,6 +64,53 @@ func (c *testClouds) install(env *testsuite.TestWorkflowEnvironment) {
 		// activity once deployTime has passed.
 		env.OnActivity(cloudActs.DeployInstance, mock.Anything, mock.Anything).Return(c.DeployInstance).After(c.deployTime)
 	}
+	// A watch looks once, after watchTime of workflow time.
+	env.OnActivity(cloudActs.WatchInstance, mock.Anything, mock.Anything).Return(c.WatchInstance).After(watchTime)
+}
+
+// watchTime is how much workflow time one WatchInstance takes in tests.
+const watchTime = 2 * time.Second
+
+// WatchInstance reports the instance down once its runtime no longer has
+// it, and a silent cloud's worker as a heartbeat timeout.
+func (c *testClouds) WatchInstance(ctx context.Context, req activities.WatchRequest) error {
+	cloud, err := c.on(ctx)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	silent := c.silent[cloud.ID]
+	c.mu.Unlock()
+	if silent {
+		return temporal.NewTimeoutError(enums.TIMEOUT_TYPE_HEARTBEAT, nil)
+	}
+	st, err := cloud.Runtime.Status(ctx, req.Instance)
+	if err != nil {
+		return err
+	}
+	if !st.Exists {
+		return temporal.NewNonRetryableApplicationError(req.Instance+" is gone", activities.ErrTypeInstanceDown, nil)
+	}
+	return nil
+}
+
+func (c *testClouds) ReadState(ctx context.Context, req activities.ReadStateRequest) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.refused[req.URL] {
+		return nil, temporal.NewNonRetryableApplicationError("GET "+req.URL+" answered 500", activities.ErrTypeStateRefused, nil)
+	}
+	return []byte(c.states[req.URL]), nil
+}
+
+func (c *testClouds) WriteState(ctx context.Context, req activities.WriteStateRequest) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.refused[req.URL] {
+		return temporal.NewNonRetryableApplicationError("PUT "+req.URL+" answered 500", activities.ErrTypeStateRefused, nil)
+	}
+	c.states[req.URL] = string(req.State)
+	return nil
 }
 
 // on is the cloud whose queue the running activity was scheduled on.
@@ -92,6 +144,12 @@ func (c *testClouds) DestroyInstance(ctx context.Context, name string) error {
 	cloud, err := c.on(ctx)
 	if err != nil {
 		return err
+	}
+	c.mu.Lock()
+	silent := c.silent[cloud.ID]
+	c.mu.Unlock()
+	if silent {
+		return errors.New("no worker of " + cloud.ID + " answers")
 	}
 	return cloud.DestroyInstance(ctx, name)
 }

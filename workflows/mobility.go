@@ -104,6 +104,8 @@ type SessionInput struct {
 	ScheduleToStart time.Duration `json:"scheduleToStart,omitempty"`
 	// Pending carries the events not yet published across continue-as-new.
 	Pending []amsi.Event `json:"pending,omitempty"`
+	// Continuity: the app's state across moves, drain, failover.
+	Continuity Continuity `json:"continuity,omitzero"`
 }
 
 // Registration is what a session is registered as beyond its definition:
@@ -182,6 +184,8 @@ type Instance struct {
 	NoWorker bool             `json:"noWorker,omitempty"` // it failed because no worker polls the cloud's queue
 	// Untrusted: it failed because the cloud's trust policy refused the image.
 	Untrusted bool `json:"untrusted,omitempty"`
+	// DrainUntil keeps an instance that served until a switch up until then.
+	DrainUntil time.Time `json:"drainUntil,omitzero"`
 }
 
 // Handover is one switch of the serving cloud.
@@ -194,6 +198,7 @@ type Handover struct {
 	Warm       bool          `json:"warm"`
 	SwitchTime time.Duration `json:"switchTime"` // from the move's arrival to the switch
 	At         time.Time     `json:"at"`
+	Reason     string        `json:"reason,omitempty"` // a failover's: why the session left FromCloud
 }
 
 // MoveResult answers a Move update.
@@ -203,6 +208,12 @@ type MoveResult struct {
 	Endpoint   runtime.Endpoint `json:"endpoint"`
 	Warm       bool             `json:"warm"`
 	SwitchTime time.Duration    `json:"switchTime"`
+	// ContextTransferState is the MEC 021 value: amsi.ContextTransferred
+	// when the app's state was carried to the new instance before the
+	// switch, amsi.ContextNotTransferred when the move switched without it
+	// (StateError says why); absent when the app declares no state.
+	ContextTransferState *int   `json:"contextTransferState,omitempty"`
+	StateError           string `json:"stateError,omitempty"`
 }
 
 // Move statuses of a MoveRecord, as ETSI MEC 021 names a mobility
@@ -217,6 +228,8 @@ const (
 const (
 	FromUpdate = "update" // the Move update (the API, the CLI, any Temporal client); ID is the update's
 	FromSignal = "signal" // the Move signal; the session names it
+	// FromFailover: the session left a serving instance that was down.
+	FromFailover = "failover"
 )
 
 // MoveRecord is what a session keeps of one move: its id (the Move
@@ -235,6 +248,10 @@ type MoveRecord struct {
 	Error      string           `json:"error,omitempty"`
 	ArrivedAt  time.Time        `json:"arrivedAt"`
 	FinishedAt time.Time        `json:"finishedAt,omitzero"`
+	// Reason: a failover's, why the session left FromCloud.
+	Reason               string `json:"reason,omitempty"`
+	ContextTransferState *int   `json:"contextTransferState,omitempty"`
+	StateError           string `json:"stateError,omitempty"`
 }
 
 // Totals count a whole session, across continue-as-new.
@@ -271,6 +288,10 @@ type SessionState struct {
 	// Images are a compose project's images by service, pinned in the
 	// center registry (Image is then empty).
 	Images map[string]string `json:"images,omitempty"`
+
+	// Down are the clouds left out after their serving instance was found
+	// down, with why, until their leftovers are destroyed.
+	Down map[string]string `json:"down,omitempty"`
 }
 
 // MobilitySession keeps a user's app served from the cloud of the region
@@ -319,6 +340,11 @@ type moveRequest struct {
 	result  MoveResult
 	err     error
 	fromSig bool
+
+	transfer    int    // transferNone, transferRunning, transferDone
+	transferErr error  // why the state was not carried
+	failedCloud string // a failover's: the cloud whose serving instance is down
+	reason      string
 }
 
 type session struct {
@@ -347,6 +373,13 @@ type session struct {
 	indexed       string    // the cloud DriftCloud says serves
 	indexedAt     time.Time // when it was last written
 	indexWaiting  bool      // a timer will wake the main loop to index
+
+	continuity   bool         // carry state, drain, fail over (continuityChange)
+	failoverPlan bool         // plans keep the serving role and the user's own cloud warm after a failover
+	watchAgain   bool         // a watch lost with its worker is started again before anything is down
+	watched      string       // the cloud whose serving instance is watched
+	stopWatch    func()       // ends that watch
+	down         []downReport // serving instances found down, for the main loop
 }
 
 func newSession(ctx workflow.Context, in SessionInput, events bool) (*session, error) {
@@ -362,6 +395,7 @@ func newSession(ctx workflow.Context, in SessionInput, events bool) (*session, e
 		logger:    workflow.GetLogger(ctx),
 		events:    events,
 		outbox:    slices.Clone(in.Pending),
+		stopWatch: func() {},
 	}
 	if in.Resume != nil {
 		s.st = *in.Resume
@@ -406,6 +440,9 @@ func validateSession(in SessionInput, strict bool) error {
 	if err := in.Predict.Validate(); err != nil {
 		return invalid(ErrTypeInvalidSession, "prediction: %v", err)
 	}
+	if err := in.Continuity.Validate(); err != nil {
+		return invalid(ErrTypeInvalidSession, "continuity: %v", err)
+	}
 	if _, err := in.Topology.FirstCloud(in.Region); err != nil {
 		return invalid(ErrTypeUnknownRegion, "%v", err)
 	}
@@ -422,6 +459,8 @@ func (s *session) run(ctx workflow.Context) (SessionState, error) {
 		return SessionState{}, err
 	}
 	s.throttleIndex = workflow.GetVersion(ctx, throttleCloudIndexChange, workflow.DefaultVersion, 1) == 1
+	v := workflow.GetVersion(ctx, continuityChange, workflow.DefaultVersion, continuityWatchAgain)
+	s.continuity, s.failoverPlan, s.watchAgain = v >= 1, v >= continuityFailoverPlan, v >= continuityWatchAgain
 	if err := workflow.UpsertTypedSearchAttributes(ctx,
 		names.UserKey.ValueSet(s.in.User),
 		names.AppKey.ValueSet(s.in.App.Name),
@@ -445,6 +484,7 @@ func (s *session) run(ctx workflow.Context) (SessionState, error) {
 	for {
 		s.applyResults(ctx)
 		s.takeModels()
+		s.failOver(ctx)
 		if err := s.handleMoves(ctx); err != nil {
 			return s.teardown(ctx, err)
 		}
@@ -452,6 +492,7 @@ func (s *session) run(ctx workflow.Context) (SessionState, error) {
 			s.beginExit()
 		}
 		s.reconcile(ctx)
+		s.watch(ctx)
 		s.noteAdjacent(ctx)
 		s.publish(ctx)
 		s.indexServing(ctx)
@@ -775,12 +816,32 @@ func (s *session) handleMoves(ctx workflow.Context) error {
 		}
 		inst := s.instances[m.cloud]
 		switch {
+		case m.failedCloud != "" && m.failedCloud != s.st.Serving:
+			// Another move left the instance that was down first.
+			m.from = m.failedCloud
+			s.finishMove(ctx, m, MoveResult{Region: s.st.Region, Cloud: s.st.Serving, Endpoint: s.st.Endpoint}, nil)
+			continue
 		case m.cloud == s.st.Serving && !m.initial:
 			s.st.Region = m.region
 			m.from = s.st.Serving
 			s.finishMove(ctx, m, MoveResult{Region: m.region, Cloud: m.cloud, Endpoint: s.st.Endpoint, Warm: true}, nil)
 			continue
 		case inst != nil && inst.Status == StatusReady && s.ops[m.cloud] == nil:
+			if s.carriesState(m) && m.transfer != transferDone {
+				if m.transfer == transferNone {
+					s.transferState(ctx, m, inst)
+				}
+				return nil // the state is on its way
+			}
+			if m.transferErr != nil && s.in.Continuity.StatePolicy != StateSwitchWithout {
+				err := temporal.NewNonRetryableApplicationError(fmt.Sprintf(
+					"the app's state could not be carried to %s, so the session stays on %s: %s",
+					m.cloud, s.st.Serving, RootMessage(m.transferErr)), ErrTypeMoveFailed, nil)
+				s.st.Totals.FailedMoves++
+				s.finishMove(ctx, m, MoveResult{ContextTransferState: m.contextState(), StateError: RootMessage(m.transferErr)}, err)
+				s.plan()
+				continue
+			}
 			s.switchTo(ctx, m, inst)
 			continue
 		case !m.started:
@@ -817,7 +878,7 @@ func (s *session) handleMoves(ctx workflow.Context) error {
 func (s *session) switchTo(ctx workflow.Context, m *moveRequest, inst *Instance) {
 	now := workflow.Now(ctx)
 	warm := !m.started
-	h := Handover{MoveID: m.id, FromRegion: s.st.Region, ToRegion: m.region, FromCloud: s.st.Serving, ToCloud: m.cloud, Warm: warm, SwitchTime: now.Sub(m.arrived), At: now}
+	h := Handover{MoveID: m.id, FromRegion: s.st.Region, ToRegion: m.region, FromCloud: s.st.Serving, ToCloud: m.cloud, Warm: warm, SwitchTime: now.Sub(m.arrived), At: now, Reason: m.reason}
 	if !inst.WarmAt.IsZero() {
 		s.st.Totals.PreDeploySeconds += now.Sub(inst.WarmAt).Seconds()
 		inst.WarmAt = time.Time{}
@@ -841,8 +902,23 @@ func (s *session) switchTo(ctx workflow.Context, m *moveRequest, inst *Instance)
 	}
 	m.from = s.st.Serving
 	s.st.Serving, s.st.Region, s.st.Endpoint, s.st.Phase = m.cloud, m.region, inst.Endpoint, "serving"
-	s.finishMove(ctx, m, MoveResult{Region: m.region, Cloud: m.cloud, Endpoint: inst.Endpoint, Warm: warm, SwitchTime: h.SwitchTime}, nil)
+	res := MoveResult{Region: m.region, Cloud: m.cloud, Endpoint: inst.Endpoint, Warm: warm, SwitchTime: h.SwitchTime}
+	if m.transferErr != nil {
+		res.StateError = RootMessage(m.transferErr)
+	}
+	if res.ContextTransferState = m.contextState(); res.ContextTransferState == nil && s.continuity && s.in.App.State != nil && !m.initial {
+		v := amsi.ContextNotTransferred // a failover: the old instance was down
+		res.ContextTransferState = &v
+	}
+	if res.ContextTransferState != nil {
+		v := *res.ContextTransferState
+		s.st.Registration.ContextTransferState = &v
+	}
+	s.finishMove(ctx, m, res, nil)
 	s.plan()
+	if m.failedCloud == "" {
+		s.drain(ctx, m.from)
+	}
 	if !s.throttleIndex {
 		_ = workflow.UpsertTypedSearchAttributes(ctx, names.CloudKey.ValueSet(m.cloud))
 	}
@@ -879,7 +955,8 @@ func (s *session) finishMove(ctx workflow.Context, m *moveRequest, res MoveResul
 	if m.from == "" {
 		m.from = s.st.Serving
 	}
-	e := amsi.Event{Kind: amsi.KindMove, MoveID: m.id, Region: m.region, FromCloud: m.from, ToCloud: m.cloud, Instance: s.instanceName(m.cloud)}
+	e := amsi.Event{Kind: amsi.KindMove, MoveID: m.id, Region: m.region, FromCloud: m.from, ToCloud: m.cloud, Instance: s.instanceName(m.cloud),
+		Reason: m.reason, ContextTransferState: res.ContextTransferState}
 	status := MoveCompleted
 	if err != nil {
 		status, e.Status, e.Error = MoveFailed, amsi.MoveFailed, RootMessage(err)
@@ -890,13 +967,16 @@ func (s *session) finishMove(ctx workflow.Context, m *moveRequest, res MoveResul
 		if r := &s.st.Moves[i]; r.ID == m.id {
 			r.Status, r.FromCloud, r.Warm, r.SwitchTime, r.Endpoint, r.Error, r.FinishedAt =
 				status, m.from, res.Warm, res.SwitchTime, res.Endpoint, e.Error, workflow.Now(ctx)
+			r.ContextTransferState, r.StateError = res.ContextTransferState, res.StateError
 			break
 		}
 	}
 	s.emit(ctx, e)
 }
 
-func (s *session) moveInProgress() bool { return len(s.moves) > 0 && s.moves[0].started }
+func (s *session) moveInProgress() bool {
+	return len(s.moves) > 0 && (s.moves[0].started || s.moves[0].transfer == transferRunning)
+}
 
 // plan sets every instance's role for the current serving cloud: serve
 // there, warm on its neighbours, none elsewhere.
@@ -914,12 +994,25 @@ func (s *session) plan() {
 		}
 		s.st.Plan = plan
 		for _, cloud := range plan.Clouds {
-			wanted[cloud] = RoleWarm
+			if !s.failoverPlan || cloud != s.st.Serving {
+				wanted[cloud] = RoleWarm
+			}
+		}
+		// Served elsewhere after a failover: the user's own cloud is the
+		// one to go back to once it answers again.
+		if own := s.firstCloud(s.st.Region); s.failoverPlan && own != s.st.Serving {
+			wanted[own] = RoleWarm
 		}
 	}
 	// A cold move in progress keeps its target.
 	if s.moveInProgress() {
 		wanted[s.moves[0].cloud] = RoleServe
+	}
+	// Clouds whose serving instance was found down get nothing new.
+	for _, cloud := range sortedKeys(s.st.Down) {
+		if cloud != s.st.Serving {
+			delete(wanted, cloud)
+		}
 	}
 	for _, cloud := range sortedKeys(s.instances) {
 		if _, ok := wanted[cloud]; !ok {
@@ -965,6 +1058,8 @@ func (s *session) reconcile(ctx workflow.Context) {
 			continue
 		}
 		switch {
+		case inst.Role == "" && s.draining(ctx, inst):
+			// requests in flight finish first
 		case inst.Role == "":
 			s.start(ctx, inst, opDestroy)
 		case inst.Status == StatusUnknown:
@@ -978,7 +1073,7 @@ func (s *session) start(ctx workflow.Context, inst *Instance, kind opKind) {
 	s.ops[inst.Cloud] = &op{kind: kind, cancel: cancel}
 	cloud, name := inst.Cloud, inst.Name
 	if kind == opDestroy {
-		inst.Status = StatusDestroying
+		inst.Status, inst.DrainUntil = StatusDestroying, time.Time{}
 		if !inst.WarmAt.IsZero() {
 			s.st.Totals.PreDeploySeconds += workflow.Now(ctx).Sub(inst.WarmAt).Seconds()
 			inst.WarmAt = time.Time{}
@@ -1023,10 +1118,14 @@ func (s *session) applyResults(ctx workflow.Context) {
 		switch {
 		case r.kind == opDestroy && r.err == nil && inst.Role == "":
 			delete(s.instances, r.cloud)
+			if s.cloudBack(r.cloud) && s.failoverPlan {
+				s.plan() // it may hold a warm instance again
+			}
 		case r.kind == opDestroy && r.err == nil:
 			inst.Status = StatusUnknown // wanted again meanwhile: deploy anew
-		case r.kind == opDestroy && isType(r.err, ErrTypeNoWorker) && inst.Role == "":
+		case r.kind == opDestroy && isType(r.err, ErrTypeNoWorker) && inst.Role == "" && !s.retriesDestroy(r.cloud):
 			// Nobody acts on that cloud: stop asking; Exit's sweep lists it.
+			// (A cloud failed over from is asked again until it answers.)
 			s.logger.Warn("instance left to the exit sweep", "cloud", r.cloud, "error", r.err)
 			delete(s.instances, r.cloud)
 		case r.kind == opDestroy:
@@ -1094,6 +1193,11 @@ func (s *session) shouldContinueAsNew(ctx workflow.Context) bool {
 			return false // not yet taken in: it would be lost
 		}
 	}
+	for _, cloud := range sortedKeys(s.instances) {
+		if inst := s.instances[cloud]; !inst.DrainUntil.IsZero() && inst.Role == "" {
+			return false // its drain timer would be lost
+		}
+	}
 	return s.st.Phase == "serving" && !s.exit && len(s.ops) == 0 && len(s.moves) == 0 &&
 		workflow.GetInfo(ctx).GetContinueAsNewSuggested() && workflow.AllHandlersFinished(ctx)
 }
@@ -1103,6 +1207,7 @@ func (s *session) shouldContinueAsNew(ctx workflow.Context) bool {
 // with its report, or with cause when the session failed.
 func (s *session) teardown(ctx workflow.Context, cause error) (SessionState, error) {
 	ctx, _ = workflow.NewDisconnectedContext(ctx)
+	s.stopWatch()
 	s.st.Phase = "exiting"
 	s.publish(ctx)
 	for _, cloud := range sortedKeys(s.ops) {

@@ -345,7 +345,7 @@ func moveNotification(s *Subscriber, e Event, id string) MobilityProcedureNotifi
 		Drift: Notice{
 			NotificationID: id, AppMobilityServiceID: reg, User: e.User, App: e.App, MoveID: e.MoveID,
 			Status: StatusName(e.Status), Region: e.Region, FromCloud: e.FromCloud, ToCloud: e.ToCloud,
-			Error: e.Error,
+			Error: e.Error, Reason: e.Reason, ContextTransferState: e.ContextTransferState,
 			Links: map[string]LinkType{"move": {Href: MoveHref(reg, e.MoveID)}, "appMobilityService": {Href: RegistrationHref(reg)}},
 		},
 	}

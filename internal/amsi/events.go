@@ -39,6 +39,11 @@ type Event struct {
 	Warm       bool             `json:"warm,omitempty"`
 	SwitchTime time.Duration    `json:"switchTime,omitempty"`
 	Error      string           `json:"error,omitempty"`
+	// Reason is a failover's: why the session left FromCloud.
+	Reason string `json:"reason,omitempty"`
+	// ContextTransferState is a completed move's, when the app has state
+	// (ContextTransferred or ContextNotTransferred).
+	ContextTransferState *int `json:"contextTransferState,omitempty"`
 
 	// The ready pre-deploys' (KindAdjacent).
 	Adjacent []Instance `json:"adjacent,omitempty"`

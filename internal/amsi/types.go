@@ -274,6 +274,11 @@ type Notice struct {
 	Warm                 *bool  `json:"warm,omitempty"`
 	SwitchTime           string `json:"switchTime,omitempty"` // Go duration text
 	Error                string `json:"error,omitempty"`
+	// Reason is a failover's: why the session left FromCloud.
+	Reason string `json:"reason,omitempty"`
+	// ContextTransferState says whether the app's state was carried
+	// (MEC 021's values: 1 TRANSFERRED, 0 NOT_TRANSFERRED).
+	ContextTransferState *int `json:"contextTransferState,omitempty"`
 	// Links: the move and the registration it belongs to.
 	Links map[string]LinkType `json:"_links,omitempty"`
 }

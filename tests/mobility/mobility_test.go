@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -122,6 +123,22 @@ func waitServing(t *testing.T, ctx context.Context, c client.Client, id string) 
 	t.Fatal("session never settled")
 }
 
+// waitDrained waits until the session is settled and holds no instance it
+// is done with (the old serving instance drains for a few seconds after a
+// switch, then goes).
+func waitDrained(t *testing.T, ctx context.Context, c client.Client, id string) workflows.SessionState {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		waitServing(t, ctx, c, id)
+		st, err := state(ctx, c, id)
+		if err == nil && !slices.ContainsFunc(st.Instances, func(in workflows.Instance) bool { return in.Role == "" }) {
+			return st
+		}
+	}
+	t.Fatal("an instance the session is done with is still there after a minute")
+	return workflows.SessionState{}
+}
+
 func state(ctx context.Context, c client.Client, id string) (workflows.SessionState, error) {
 	var st workflows.SessionState
 	v, err := c.QueryWorkflow(ctx, id, "", names.ProgressQuery)
@@ -149,11 +166,7 @@ func move(t *testing.T, ctx context.Context, c client.Client, id, region string)
 // clouds holding its label are exactly the serving cloud and the warm ones.
 func expectLiveSet(t *testing.T, ctx context.Context, c client.Client, ws *workerhost.Workers, topo *topology.Topology, id string) {
 	t.Helper()
-	waitServing(t, ctx, c, id)
-	st, err := state(ctx, c, id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := waitDrained(t, ctx, c, id)
 	want := map[string]bool{}
 	for _, in := range st.Instances {
 		if in.Status == workflows.StatusReady {

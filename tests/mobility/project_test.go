@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/edgedrift/drift/deploy/examples"
+	"github.com/edgedrift/drift/internal/amsi"
 	"github.com/edgedrift/drift/internal/appspec"
 	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/runtime"
@@ -32,8 +33,9 @@ import (
 // wherever HTTP reaches it, Kubernetes holds a Deployment per service and
 // the store's claim, and after Exit nothing labelled as the session's is
 // left on any cloud: containers, networks, volumes, Deployments, Services,
-// pods, claims. (Whether the count survives a move is the state-transfer
-// part of issue 14; this test only counts on each instance.)
+// pods, claims. The count is carried between the instances whose state
+// endpoint answers (Docker, processes); kwok's pods answer nothing, so the
+// session switches without state by policy and says so.
 func TestSessionOfAComposeProject(t *testing.T) {
 	docker := harness.Docker(t)
 	cluster := kube.Start(t)
@@ -68,6 +70,7 @@ func TestSessionOfAComposeProject(t *testing.T) {
 		workflows.MobilitySession, workflows.SessionInput{
 			User: "mobility-proj", App: app, Region: "quartier-latin", Topology: topo,
 			Neighbours: topology.Policy{Kind: topology.Adjacency}, PreDeploy: workflows.PreDeployNeighbours,
+			Continuity: workflows.Continuity{StatePolicy: workflows.StateSwitchWithout},
 		})
 	if err != nil {
 		t.Fatal(err)
@@ -86,17 +89,32 @@ func TestSessionOfAComposeProject(t *testing.T) {
 		t.Errorf("session pins %q %v, want one image per service", st.Image, st.Images)
 	}
 	clouds := map[string]bool{}
+	from, last := st.Serving, 0 // the serving cloud and the count last seen there
 	for _, region := range []string{"bastille", "la-defense", "montmartre", "montparnasse", "quartier-latin"} {
 		res := move(t, ctx, c, id, region)
 		clouds[res.Cloud] = true
 		if res.Endpoint.StateURL == "" {
 			t.Errorf("move to %s: endpoint %+v has no state endpoint", region, res.Endpoint)
 		}
+		carried := !kubeEdges[from] && !kubeEdges[res.Cloud]
+		switch {
+		case res.ContextTransferState == nil:
+			t.Errorf("move to %s: no contextTransferState", region)
+		case carried && *res.ContextTransferState != amsi.ContextTransferred:
+			t.Errorf("move %s → %s: state not carried: %s", from, res.Cloud, res.StateError)
+		case !carried && (*res.ContextTransferState != amsi.ContextNotTransferred || res.StateError == ""):
+			t.Errorf("move %s → %s: context %d (%q), want not transferred and why", from, res.Cloud, *res.ContextTransferState, res.StateError)
+		}
 		if kubeEdges[res.Cloud] {
 			expectProjectOnKubernetes(t, ctx, cluster, res.Cloud, runtime.InstanceName(app.Name, "mobility-proj", res.Cloud))
 		} else {
-			expectCounts(t, res.Endpoint, res.Cloud)
+			n := expectCounts(t, res.Endpoint, res.Cloud)
+			if carried && n != last+1 {
+				t.Errorf("%s counted %d after the move from %s, where the count was %d", res.Cloud, n, from, last)
+			}
+			last = n
 		}
+		from = res.Cloud
 		expectLiveSet(t, ctx, c, ws, topo, id)
 	}
 	if len(clouds) < 3 {
@@ -134,9 +152,9 @@ func TestSessionOfAComposeProject(t *testing.T) {
 	}
 }
 
-// expectCounts counts once at ep: the answer comes from web, which got
-// the count from the store at http://store:8081.
-func expectCounts(t *testing.T, ep runtime.Endpoint, cloud string) {
+// expectCounts counts once at ep and returns the count: the answer comes
+// from web, which got the count from the store at http://store:8081.
+func expectCounts(t *testing.T, ep runtime.Endpoint, cloud string) int {
 	t.Helper()
 	resp, err := http.Post(ep.URL+"/count", "", nil)
 	if err != nil {
@@ -159,6 +177,7 @@ func expectCounts(t *testing.T, ep runtime.Endpoint, cloud string) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("%s: GET %s: %s", cloud, ep.StateURL, resp.Status)
 	}
+	return body.Count
 }
 
 // expectProjectOnKubernetes checks the instance through the API (kwok's
