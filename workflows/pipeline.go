@@ -203,7 +203,7 @@ type PipelineProgress struct {
 	// Waves are the rollout's waves, in order (a spec with deploy.waves).
 	Waves   []WaveProgress `json:"waves,omitempty"`
 	Error   string         `json:"error,omitempty"`
-	Resumed  int              `json:"resumed,omitempty"` // how many times resumed
+	Resumed int            `json:"resumed,omitempty"` // how many times resumed
 }
 
 // BuiltImage is one image of a project a run made (or reused).
@@ -335,7 +335,7 @@ func newPipeline(ctx workflow.Context, in PipelineInput) (*pipeline, error) {
 	}
 	if a := p.pr.Approval; a == nil && !p.waveGates() {
 		p.pr.Steps[p.idx[StepApproval]].Status = StepSkipped
-	} else if a.Status != ApprovalGranted {
+	} else if a != nil && a.Status != ApprovalGranted {
 		*a = Approval{Status: ApprovalPending, Targets: a.Targets}
 	}
 	return p, nil
