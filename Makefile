@@ -107,6 +107,9 @@ record-histories: docker-up kube-build
 		$(GO) test -count=1 -run TestFailedVerificationRollsBackToThePreviousImage ./tests/pipeline
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/pipeline-project.json \
 		$(GO) test -count=1 -run TestPipelineReleasesAProject ./tests/pipeline
+	# also pipeline-rollback-run.json beside it: the rollback command's workflow.
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/pipeline-waves.json \
+		$(GO) test -count=1 -run TestWavesRollTheFleetBackWhenAnAnalysisFails ./tests/pipeline
 
 docker-up:
 	bash tests/docker-up.sh
