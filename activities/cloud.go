@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/edgedrift/drift/internal/image"
+	"github.com/edgedrift/drift/internal/release"
 	"github.com/edgedrift/drift/internal/runtime"
 )
 
@@ -32,6 +33,10 @@ type Cloud struct {
 	// arch is refused unless the image has linux/<arch>, and the runtime
 	// runs that platform of a multi-platform index.
 	Arch string
+	// Trust is the site's trust policy: with one, every deploy (pipeline,
+	// session, upgrade, rollback) first verifies the image's signature and
+	// provenance, and refuses with ErrTypeUntrustedImage. nil: no check.
+	Trust *release.Policy
 
 	mu      sync.Mutex
 	pending map[string]bool // pre-deploys admitted but not finished
@@ -55,10 +60,19 @@ const heartbeatEvery = 5 * time.Second
 func (c *Cloud) DeployInstance(ctx context.Context, req DeployRequest) (runtime.Endpoint, error) {
 	stop := heartbeat(ctx)
 	defer stop()
-	if c.Arch != "" {
-		if err := checkPlatform(ctx, req.Spec.Image, c.ID, c.Arch); err != nil {
-			return runtime.Endpoint{}, err
+	for _, svc := range req.Spec.Project() {
+		if c.Trust != nil {
+			if err := c.checkTrust(ctx, svc.Image); err != nil {
+				return runtime.Endpoint{}, err
+			}
 		}
+		if c.Arch != "" {
+			if err := checkPlatform(ctx, svc.Image, c.ID, c.Arch); err != nil {
+				return runtime.Endpoint{}, err
+			}
+		}
+	}
+	if c.Arch != "" {
 		req.Spec.Platform = "linux/" + c.Arch
 	}
 	if req.PreDeploy && c.Capacity > 0 {
@@ -70,6 +84,18 @@ func (c *Cloud) DeployInstance(ctx context.Context, req DeployRequest) (runtime.
 	}
 	ep, err := c.Runtime.Deploy(ctx, req.Name, req.Spec)
 	return ep, classify(err)
+}
+
+// checkTrust verifies ref against the site's policy before anything runs.
+func (c *Cloud) checkTrust(ctx context.Context, ref string) error {
+	_, err := release.Verify(ctx, ref, c.Trust)
+	switch {
+	case errors.Is(err, release.ErrUntrusted):
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("cloud %s refuses to run it: %v", c.ID, err), ErrTypeUntrustedImage, nil)
+	case errors.Is(err, image.ErrNotFound):
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeUnknownImage, nil)
+	}
+	return registryError(err)
 }
 
 // admit reserves a place for a pre-deploy, counting the instances on the
@@ -145,7 +171,21 @@ const (
 	ErrTypeInvalidImage  = "InvalidImage"  // a malformed image reference
 	ErrTypeUnknownImage  = "UnknownImage"  // no registry has the image
 	ErrTypeWrongPlatform = "WrongPlatform" // the image has no build for the cloud's platform
+	// ErrTypeRegistryUnauthorized: a registry refused drift's credentials
+	// (or wanted some); the message names the registry and user.
+	ErrTypeRegistryUnauthorized = "RegistryUnauthorized"
+	// ErrTypeUntrustedImage: the image fails the site's trust policy (no
+	// trusted signature, or a provenance the policy refuses).
+	ErrTypeUntrustedImage = "UntrustedImage"
 )
+
+// registryError makes a refused login non-retryable: no retry fixes a password.
+func registryError(err error) error {
+	if errors.Is(err, image.ErrUnauthorized) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeRegistryUnauthorized, nil)
+	}
+	return err
+}
 
 // checkPlatform refuses an image the registry holds without linux/<arch>.
 func checkPlatform(ctx context.Context, ref, cloud, arch string) error {
@@ -154,7 +194,7 @@ func checkPlatform(ctx context.Context, ref, cloud, arch string) error {
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeUnknownImage, err)
 	}
 	if err != nil {
-		return err
+		return registryError(err)
 	}
 	want := "linux/" + arch
 	if !slices.Contains(platforms, want) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/edgedrift/drift/internal/image"
 	"github.com/edgedrift/drift/internal/registry"
+	"github.com/edgedrift/drift/internal/release"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/runtime/runtimetest"
 )
@@ -121,5 +123,60 @@ func TestDeployChecksTheCloudsPlatform(t *testing.T) {
 	// A cloud without an arch is not checked.
 	if _, err := (&Cloud{ID: "any", Runtime: rt}).DeployInstance(ctx, DeployRequest{Name: "y", Spec: runtime.Spec{Image: ref, Port: 8080}}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// With a trust policy, a cloud deploys a signed image and refuses an
+// unsigned one with UntrustedImage before its runtime is touched.
+func TestUntrustedImageIsRefusedBeforeTheRuntime(t *testing.T) {
+	ctx := context.Background()
+	reg, err := registry.Start(ctx, t.TempDir(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	signer, err := release.EnsureKeyPair(release.KeyFiles(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	push := func(tag string) string {
+		img, err := image.Build(v1.Platform{OS: "linux", Architecture: "amd64"}, []image.File{{Path: "/app", Mode: 0o755, Data: []byte(tag)}}, image.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pinned, err := image.Push(ctx, reg.Host()+"/app:"+tag, img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pinned
+	}
+	signed, unsigned := push("signed"), push("unsigned")
+	repo, digest, _ := strings.Cut(signed, "@")
+	if _, err := release.Attach(ctx, signer, release.Release{Repo: repo, Digest: digest}); err != nil {
+		t.Fatal(err)
+	}
+	policy, err := release.NewPolicy([][]byte{signer.PublicPEM()}, nil, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := runtimetest.NewInstant("edge-1")
+	c := &Cloud{ID: "edge-1", Runtime: rt, Trust: policy}
+	_, err = c.DeployInstance(ctx, DeployRequest{Name: "bad", Spec: runtime.Spec{Image: unsigned, Port: 80}})
+	if errType(err) != ErrTypeUntrustedImage || !strings.Contains(err.Error(), "edge-1 refuses") {
+		t.Fatalf("unsigned image: want UntrustedImage, got %v", err)
+	}
+	if st, _ := rt.Status(ctx, "bad"); st.Exists {
+		t.Fatal("the untrusted image was deployed")
+	}
+	if _, err := c.DeployInstance(ctx, DeployRequest{Name: "good", Spec: runtime.Spec{Image: signed, Port: 80}}); err != nil {
+		t.Fatalf("signed image: %v", err)
+	}
+	// A project runs only when every service's image is trusted.
+	project := runtime.Spec{Services: []runtime.Service{{Name: "web", Image: signed, Port: 80}, {Name: "store", Image: unsigned, Port: 81}}}
+	if _, err := c.DeployInstance(ctx, DeployRequest{Name: "pair", Spec: project}); errType(err) != ErrTypeUntrustedImage || !strings.Contains(err.Error(), strings.TrimPrefix(unsigned, reg.Host()+"/app@sha256:")) {
+		t.Fatalf("a project with an unsigned service: want UntrustedImage naming it, got %v", err)
+	}
+	if st, _ := rt.Status(ctx, "pair"); st.Exists {
+		t.Fatal("the project with an untrusted image was deployed")
 	}
 }

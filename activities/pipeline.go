@@ -7,15 +7,20 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
+	goruntime "runtime"
 	"sort"
+	"strings"
 
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/edgedrift/drift/internal/pipelinespec"
+	"github.com/edgedrift/drift/internal/release"
 )
 
 // Pipeline runs a pipeline's central steps on a build worker: git, the
@@ -27,6 +32,9 @@ import (
 type Pipeline struct {
 	Center  string // center registry host:port
 	DataDir string
+	// Signer signs what the pipeline pushes (nil: images stay unsigned,
+	// and sites with a trust policy refuse them).
+	Signer *release.Signer
 }
 
 // Error types of pipeline steps; none is retried.
@@ -55,6 +63,8 @@ type Checkout struct {
 type StepLogs struct {
 	File string   `json:"file"`
 	Tail []string `json:"tail,omitempty"`
+	// Tests are the test step's results, one per platform tested.
+	Tests []release.TestResult `json:"tests,omitempty"`
 }
 
 // Package is the compressed artifact of a run.
@@ -81,6 +91,9 @@ type ImageRequest struct {
 	BuildKey string  `json:"buildKey"`
 	Tag      string  `json:"tag"`    // the run's tag
 	Digest   string  `json:"digest"` // expected digest (Push)
+	// DeferBuildTag leaves the build-<key> tag to Attest, which writes it
+	// once the image is signed.
+	DeferBuildTag bool `json:"deferBuildTag,omitempty"`
 }
 
 // logTailLines is how many lines of a step's log travel in its result.
@@ -152,8 +165,11 @@ func (p *Pipeline) Build(ctx context.Context, req StepRequest) (StepLogs, error)
 	return lg.logs(), nil
 }
 
-// Test runs the test commands on the build host; a failure carries the
-// test output and is not retried.
+// Test runs the test commands once per image platform: natively for the
+// build host's, under qemu-<arch>-static for the others (GOARCH set, Go's
+// tests run through the emulator by GOFLAGS=-exec=…, other commands find it
+// in DRIFT_EMULATOR). The first platform that fails stops the step; the
+// results travel with the logs into the provenance.
 func (p *Pipeline) Test(ctx context.Context, req StepRequest) (StepLogs, error) {
 	stop := heartbeat(ctx)
 	defer stop()
@@ -165,9 +181,49 @@ func (p *Pipeline) Test(ctx context.Context, req StepRequest) (StepLogs, error) 
 	if err != nil {
 		return lg.logs(), err
 	}
-	env := mergeEnv(req.Spec.Test.Env, map[string]string{"DRIFT_COMMIT": req.Checkout.Commit})
-	err = lg.runAll(ctx, src, env, req.Spec.Test.Commands, "test", "test", ErrTypeTestFailed)
-	return lg.logs(), err
+	var results []release.TestResult
+	for _, pl := range req.Spec.Platforms() {
+		drift := map[string]string{"DRIFT_COMMIT": req.Checkout.Commit, "GOOS": pl.OS, "GOARCH": pl.Arch}
+		emulator := ""
+		if pl.OS != goruntime.GOOS || pl.Arch != goruntime.GOARCH {
+			if emulator, err = Emulator(pl.Arch); err != nil {
+				return lg.logs(), lg.failed(ErrTypeTestFailed, "test for "+pl.String(), err)
+			}
+			drift["DRIFT_EMULATOR"] = emulator
+			drift["GOFLAGS"] = strings.TrimSpace(req.Spec.Test.Env["GOFLAGS"] + " -exec=" + emulator)
+		}
+		err := lg.runAll(ctx, src, mergeEnv(req.Spec.Test.Env, drift), req.Spec.Test.Commands, pl.String(), "test for "+pl.String(), ErrTypeTestFailed)
+		results = append(results, release.TestResult{Platform: pl.String(), Passed: err == nil, Emulator: emulator, Commands: req.Spec.Test.Commands})
+		if err != nil {
+			logs := lg.logs()
+			logs.Tests = results
+			var ae *temporal.ApplicationError
+			if errors.As(err, &ae) {
+				return logs, temporal.NewNonRetryableApplicationError(ae.Message(), ae.Type(), err, logs)
+			}
+			return logs, err
+		}
+	}
+	logs := lg.logs()
+	logs.Tests = results
+	return logs, nil
+}
+
+// qemuArch is qemu's name of each GOARCH it emulates.
+var qemuArch = map[string]string{"amd64": "x86_64", "386": "i386", "arm64": "aarch64", "arm": "arm", "loong64": "loongarch64",
+	"riscv64": "riscv64", "ppc64le": "ppc64le", "ppc64": "ppc64", "s390x": "s390x", "mips64le": "mips64el", "mips64": "mips64"}
+
+// Emulator finds qemu-<arch>-static for a GOARCH on PATH.
+func Emulator(goarch string) (string, error) {
+	q, ok := qemuArch[goarch]
+	if !ok {
+		return "", fmt.Errorf("no qemu emulator is known for GOARCH %s", goarch)
+	}
+	name := "qemu-" + q + "-static"
+	if _, err := exec.LookPath(name); err != nil {
+		return "", fmt.Errorf("%s is not installed on the build worker (apt-get install qemu-user-static): %w", name, err)
+	}
+	return name, nil
 }
 
 // Package writes every image's artifacts of every platform into one

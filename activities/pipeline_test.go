@@ -1,17 +1,24 @@
 package activities
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/edgedrift/drift/internal/image"
 	"github.com/edgedrift/drift/internal/pipelinespec"
+	"github.com/edgedrift/drift/internal/registry"
 )
 
 // scriptRepo makes a git repository whose "build" writes a script per
@@ -78,6 +85,9 @@ func TestStepsAreReproducible(t *testing.T) {
 		logs, err := p.Test(ctx, req)
 		if err != nil || !strings.Contains(strings.Join(logs.Tail, "\n"), "testing") {
 			t.Fatalf("test: %v, tail %v", err, logs.Tail)
+		}
+		if len(logs.Tests) != 2 || !logs.Tests[0].Passed || logs.Tests[0].Emulator != "" || !logs.Tests[1].Passed || logs.Tests[1].Emulator != "qemu-loongarch64-static" {
+			t.Fatalf("test results %+v: want both platforms passed, loong64 under qemu", logs.Tests)
 		}
 		pkg, err := p.Package(ctx, ref, spec)
 		if err != nil {
@@ -177,6 +187,127 @@ func TestRepositoryDefaultsToTheCenter(t *testing.T) {
 	}
 }
 
+// A test that fails only on loong64 (run with the emulator named) stops the
+// step, with amd64's pass and loong64's failure recorded.
+func TestALoong64OnlyFailureStopsTheTests(t *testing.T) {
+	ctx := context.Background()
+	p := &Pipeline{Center: "127.0.0.1:1", DataDir: t.TempDir()}
+	spec := scriptSpec(t, scriptRepo(t))
+	spec.Test.Commands = []string{`echo "arch=$GOARCH emulator=$DRIFT_EMULATOR goflags=$GOFLAGS"; test "$GOARCH" != loong64`}
+	ref := RunRef{App: "tool", Run: "l1"}
+	co, err := p.Clone(ctx, ref, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs, err := p.Test(ctx, StepRequest{Ref: ref, Spec: spec, Checkout: co})
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || ae.Type() != ErrTypeTestFailed || !strings.Contains(ae.Message(), "test for linux/loong64") {
+		t.Fatalf("want TestFailed for linux/loong64, got %v", err)
+	}
+	var details StepLogs
+	if ae.Details(&details) != nil || len(details.Tests) != 2 || !details.Tests[0].Passed || details.Tests[1].Passed {
+		t.Fatalf("results in the failure's details %+v", details.Tests)
+	}
+	if tail := strings.Join(logs.Tail, "\n"); !strings.Contains(tail, "arch=loong64 emulator=qemu-loongarch64-static goflags=-exec=qemu-loongarch64-static") {
+		t.Errorf("loong64 tests did not run with the emulator:\n%s", tail)
+	}
+}
+
+// image.base: scratch by default, drift's base of the host's CA bundle and
+// tzdata, or an image from a registry (its platform's entry, config kept).
+func TestImageBases(t *testing.T) {
+	ctx := context.Background()
+	reg, err := registry.Start(ctx, t.TempDir(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	p := &Pipeline{Center: reg.Host(), DataDir: t.TempDir()}
+	spec := scriptSpec(t, scriptRepo(t))
+	ref := RunRef{App: "tool", Run: "b1"}
+	co, err := p.Clone(ctx, ref, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Build(ctx, StepRequest{Ref: ref, Spec: spec, Checkout: co}); err != nil {
+		t.Fatal(err)
+	}
+	pkg, err := p.Package(ctx, ref, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layersOf := func(base string) ([]v1.Layer, *v1.ConfigFile, error) {
+		s := spec
+		s.Image.Base = base
+		idx, err := imageOf(ctx, ImageRequest{Spec: s, Package: pkg})
+		if err != nil {
+			return nil, nil, err
+		}
+		m, _ := idx.IndexManifest()
+		img, _ := idx.Image(m.Manifests[0].Digest)
+		cf, _ := img.ConfigFile()
+		ls, err := img.Layers()
+		return ls, cf, err
+	}
+	if ls, _, err := layersOf(""); err != nil || len(ls) != 1 {
+		t.Fatalf("scratch: %d layers, %v", len(ls), err)
+	}
+	ls, _, err := layersOf(pipelinespec.BaseDrift)
+	if err != nil || len(ls) != 2 {
+		t.Fatalf("drift base: %d layers, %v", len(ls), err)
+	}
+	files := layerFiles(t, ls[0])
+	if !bytes.Contains(files["etc/ssl/certs/ca-certificates.crt"], []byte("BEGIN CERTIFICATE")) || len(files["usr/share/zoneinfo/Europe/Paris"]) == 0 {
+		t.Errorf("drift base lacks the CA bundle or tzdata (%d files)", len(files))
+	}
+
+	var plats []v1.Image
+	for _, arch := range []string{"amd64", "loong64"} {
+		img, err := image.Build(v1.Platform{OS: "linux", Architecture: arch}, []image.File{{Path: "/etc/base", Mode: 0o644, Data: []byte(arch)}}, image.Config{Env: []string{"BASE=1"}, Entrypoint: []string{"/bin/base"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		plats = append(plats, img)
+	}
+	both, _ := image.Index(plats...)
+	baseRef, err := image.Push(ctx, reg.Host()+"/base:1", both)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls, cf, err := layersOf(baseRef)
+	if err != nil || len(ls) != 2 || string(layerFiles(t, ls[0])["etc/base"]) != "amd64" || !slices.Contains(cf.Config.Env, "BASE=1") || cf.Config.Entrypoint[0] != "/tool" {
+		t.Fatalf("registry base: %d layers, config %+v, %v", len(ls), cf, err)
+	}
+	amd64Only, err := image.Push(ctx, reg.Host()+"/base:amd64", plats[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := layersOf(amd64Only); errType(err) != ErrTypeWrongPlatform {
+		t.Errorf("a base without loong64: want WrongPlatform, got %v", err)
+	}
+	if _, _, err := layersOf(reg.Host() + "/nope:1"); errType(err) != ErrTypeUnknownImage {
+		t.Errorf("a missing base: want UnknownImage, got %v", err)
+	}
+}
+
+func layerFiles(t *testing.T, l v1.Layer) map[string][]byte {
+	t.Helper()
+	rc, err := l.Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	out := map[string][]byte{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			return out
+		}
+		out[h.Name], _ = io.ReadAll(tr)
+	}
+}
+
 // A spec of several images (a compose project) builds once per platform,
 // packages each image's artifacts under its service and makes one image
 // per service, each with its own files and platforms.
@@ -233,7 +364,7 @@ deploy:
 	}
 	digests := map[string]string{}
 	for _, svc := range []string{"web", "worker"} {
-		idx, err := imageOf(ImageRequest{Spec: spec, Service: svc, Package: pkg})
+		idx, err := imageOf(ctx, ImageRequest{Spec: spec, Service: svc, Package: pkg})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -250,7 +381,7 @@ deploy:
 	if digests["web"] == digests["worker"] {
 		t.Error("two services, one image")
 	}
-	if _, err := imageOf(ImageRequest{Spec: spec, Service: "db", Package: pkg}); err == nil {
+	if _, err := imageOf(ctx, ImageRequest{Spec: spec, Service: "db", Package: pkg}); err == nil {
 		t.Error("an image for a service the spec lacks")
 	}
 }

@@ -12,19 +12,23 @@ import (
 	"io"
 	"os"
 	"path"
+	"strings"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/edgedrift/drift/internal/image"
 	"github.com/edgedrift/drift/internal/pipelinespec"
+	"github.com/edgedrift/drift/internal/release"
 )
 
 // BuildImage makes the multi-platform OCI index of a package, daemonless,
 // and returns its digest. The build is a pure function of the package, so
 // Push makes the very same bytes again.
 func (p *Pipeline) BuildImage(ctx context.Context, req ImageRequest) (string, error) {
-	idx, err := imageOf(req)
+	idx, err := imageOf(ctx, req)
 	if err != nil {
 		return "", err
 	}
@@ -37,7 +41,7 @@ func (p *Pipeline) BuildImage(ctx context.Context, req ImageRequest) (string, er
 func (p *Pipeline) Push(ctx context.Context, req ImageRequest) (string, error) {
 	stop := heartbeat(ctx)
 	defer stop()
-	idx, err := imageOf(req)
+	idx, err := imageOf(ctx, req)
 	if err != nil {
 		return "", err
 	}
@@ -56,12 +60,110 @@ func (p *Pipeline) Push(ctx context.Context, req ImageRequest) (string, error) {
 	repo := p.repository(spec.Name)
 	pinned, err := image.Push(ctx, repo+":"+req.Tag, idx)
 	if err != nil {
-		return "", err
+		return "", registryError(err)
+	}
+	if req.DeferBuildTag {
+		return pinned, nil
 	}
 	if _, err := image.Push(ctx, repo+":"+buildTag(req.BuildKey), idx); err != nil {
-		return "", err
+		return "", registryError(err)
 	}
 	return pinned, nil
+}
+
+// AttestRequest signs a pushed image and attaches what it is made of and how.
+type AttestRequest struct {
+	Image   ImageRequest         `json:"image"`
+	Pinned  string               `json:"pinned"` // the pushed index, repo@sha256:…
+	Commit  string               `json:"commit"`
+	Run     string               `json:"run"` // the workflow ID, the provenance's invocation
+	Started time.Time            `json:"started"`
+	Tests   []release.TestResult `json:"tests"`
+}
+
+// Attest signs the pushed index and attaches an SPDX SBOM per platform and
+// an SLSA v1 provenance (cosign's formats, next to the image), then writes
+// the build-<key> tag, so a reused build is always a signed one. Without a
+// signing key it attaches nothing and says so: drift never fakes a signature.
+func (p *Pipeline) Attest(ctx context.Context, req AttestRequest) (release.Attached, error) {
+	stop := heartbeat(ctx)
+	defer stop()
+	idx, err := imageOf(ctx, req.Image)
+	if err != nil {
+		return release.Attached{}, err
+	}
+	d, err := idx.Digest()
+	if err != nil {
+		return release.Attached{}, err
+	}
+	repo, digest, _ := strings.Cut(req.Pinned, "@")
+	if d.String() != digest {
+		return release.Attached{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("attest: image rebuilt from package %s has digest %s, not the pushed %s", req.Image.Package.SHA256, d, digest), ErrTypeInvalidImage, nil)
+	}
+	var att release.Attached
+	if p.Signer != nil {
+		r, err := p.release(ctx, req, idx, repo, digest)
+		if err != nil {
+			return release.Attached{}, err
+		}
+		if att, err = release.Attach(ctx, p.Signer, r); err != nil {
+			return release.Attached{}, registryError(err)
+		}
+	}
+	if _, err := image.Push(ctx, repo+":"+buildTag(req.Image.BuildKey), idx); err != nil {
+		return release.Attached{}, registryError(err)
+	}
+	return att, nil
+}
+
+// release describes the index for its SBOMs and provenance.
+func (p *Pipeline) release(ctx context.Context, req AttestRequest, idx v1.ImageIndex, repo, digest string) (release.Release, error) {
+	files, err := readPackage(req.Image.Package)
+	if err != nil {
+		return release.Release{}, err
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return release.Release{}, err
+	}
+	spec := req.Image.Spec
+	img, err := imageSpec(req.Image)
+	if err != nil {
+		return release.Release{}, err
+	}
+	r := release.Release{Repo: repo, Digest: digest, Created: req.Started}
+	prov := &r.Provenance
+	prov.BuildDefinition = release.BuildDefinition{
+		BuildType: release.BuildType,
+		ExternalParameters: release.ExternalParameters{
+			Source: release.Source{Repository: spec.Repo, Ref: spec.Ref},
+			Spec:   map[string]any{"build": spec.Build, "test": spec.Test, "artifacts": img.Artifacts, "image": img},
+		},
+		InternalParameters: map[string]string{"buildKey": req.Image.BuildKey},
+		ResolvedDependencies: []release.ResourceDescriptor{{URI: "git+" + spec.Repo + "@" + spec.Ref,
+			Digest: map[string]string{"gitCommit": req.Commit, "gitTree": req.Image.Tree}}},
+	}
+	host, _ := os.Hostname()
+	prov.RunDetails.Builder = release.Builder{ID: release.BuilderID, Version: map[string]string{"host": host}}
+	if activity.IsActivity(ctx) {
+		prov.RunDetails.Builder.Version["queue"] = activity.GetInfo(ctx).TaskQueue
+	}
+	prov.RunDetails.Metadata = release.RunMetadata{InvocationID: req.Run, StartedOn: req.Started.UTC(), FinishedOn: time.Now().UTC().Truncate(time.Second)}
+	prov.RunDetails.Byproducts = append(prov.RunDetails.Byproducts, release.ResourceDescriptor{Name: "package", Digest: map[string]string{"sha256": req.Image.Package.SHA256}})
+	for _, d := range m.Manifests {
+		pl := d.Platform.OS + "/" + d.Platform.Architecture
+		pi := release.PlatformImage{Platform: pl, Digest: d.Digest.String()}
+		for _, a := range img.Artifacts {
+			pi.Binaries = append(pi.Binaries, release.Binary{Path: "/" + path.Base(a), Data: files[packagePath(img, pipelinespec.Platform{OS: d.Platform.OS, Arch: d.Platform.Architecture}, a)]})
+		}
+		r.Platforms = append(r.Platforms, pi)
+		prov.RunDetails.Byproducts = append(prov.RunDetails.Byproducts, release.ResourceDescriptor{Name: "image " + pl, Digest: map[string]string{"sha256": d.Digest.Hex}})
+	}
+	for _, t := range req.Tests {
+		prov.RunDetails.Byproducts = append(prov.RunDetails.Byproducts, release.TestByproduct(t))
+	}
+	return r, nil
 }
 
 // FindBuild returns the pushed image of an earlier run with the same build
@@ -74,7 +176,7 @@ func (p *Pipeline) FindBuild(ctx context.Context, imageName, key string) (string
 	if errors.Is(err, image.ErrNotFound) {
 		return "", nil
 	}
-	return pinned, err
+	return pinned, registryError(err)
 }
 
 // repository is the image repository a spec's image name stands for: a name
@@ -95,8 +197,8 @@ func imageSpec(req ImageRequest) (pipelinespec.Image, error) {
 }
 
 // imageOf builds the image index of one image of a package: per platform,
-// its artifacts at the image's root.
-func imageOf(req ImageRequest) (v1.ImageIndex, error) {
+// its artifacts at the image's root, over the image's base.
+func imageOf(ctx context.Context, req ImageRequest) (v1.ImageIndex, error) {
 	spec, err := imageSpec(req)
 	if err != nil {
 		return nil, err
@@ -110,6 +212,10 @@ func imageOf(req ImageRequest) (v1.ImageIndex, error) {
 		if !spec.Has(pl) {
 			continue
 		}
+		base, err := baseImage(ctx, spec.Base, v1.Platform{OS: pl.OS, Architecture: pl.Arch})
+		if err != nil {
+			return nil, err
+		}
 		var layer []image.File
 		for _, a := range spec.Artifacts {
 			data, ok := files[packagePath(spec, pl, a)]
@@ -119,7 +225,7 @@ func imageOf(req ImageRequest) (v1.ImageIndex, error) {
 			}
 			layer = append(layer, image.File{Path: "/" + path.Base(a), Mode: 0o755, Data: data})
 		}
-		img, err := image.Build(v1.Platform{OS: pl.OS, Architecture: pl.Arch}, layer, image.Config{
+		img, err := image.BuildOn(base, v1.Platform{OS: pl.OS, Architecture: pl.Arch}, layer, image.Config{
 			Entrypoint: spec.Entrypoint, Env: spec.Env, Ports: spec.Ports,
 			// Nothing of the run (commit, time) goes in: the digest is a
 			// function of the artifacts, so the same source gives the same digest.
@@ -131,6 +237,30 @@ func imageOf(req ImageRequest) (v1.ImageIndex, error) {
 		imgs = append(imgs, img)
 	}
 	return image.Index(imgs...)
+}
+
+// baseImage is the image a platform's artifacts are laid over (nil: scratch).
+func baseImage(ctx context.Context, base string, pl v1.Platform) (v1.Image, error) {
+	switch base {
+	case "", pipelinespec.BaseScratch:
+		return nil, nil
+	case pipelinespec.BaseDrift:
+		files, err := image.HostBaseFiles()
+		if err != nil {
+			return nil, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidImage, err)
+		}
+		return image.Build(pl, files, image.Config{})
+	}
+	img, err := image.PlatformImage(ctx, base, pl)
+	switch {
+	case errors.Is(err, image.ErrNotFound):
+		return nil, temporal.NewNonRetryableApplicationError("image.base: "+err.Error(), ErrTypeUnknownImage, err)
+	case errors.Is(err, image.ErrUnauthorized):
+		return nil, registryError(err)
+	case errors.Is(err, image.ErrNoPlatform):
+		return nil, temporal.NewNonRetryableApplicationError("image.base: "+err.Error(), ErrTypeWrongPlatform, err)
+	}
+	return img, err
 }
 
 // readPackage reads a package after checking its sha256.

@@ -77,17 +77,17 @@ func walkDemo(ctx context.Context, c *client.Client, topo *topology.Topology, da
 	return nil
 }
 
-// release is one example app's release: its source, as a repository of
+// exampleApp is one example app's release: its source, as a repository of
 // its own, and its pipeline spec.
-type release struct {
+type exampleApp struct {
 	name  string
 	files func() (map[string][]byte, error)
 	spec  []byte
 }
 
 var (
-	helloRelease   = release{"hello", demo.HelloFiles, examples.Pipeline}
-	counterRelease = release{"counter", demo.CounterFiles, examples.CounterPipeline}
+	helloRelease   = exampleApp{"hello", demo.HelloFiles, examples.Pipeline}
+	counterRelease = exampleApp{"counter", demo.CounterFiles, examples.CounterPipeline}
 )
 
 // demoRelease puts an example app's source in a git repository of its own
@@ -96,7 +96,7 @@ var (
 // platform, package, image(s), push to the center registry, deploy to the
 // spec's targets. It prints each step and returns the run's progress; its
 // images are what the walk deploys.
-func demoRelease(ctx context.Context, c *client.Client, topo *topology.Topology, dataDir string, rel release, out io.Writer) (workflows.PipelineProgress, error) {
+func demoRelease(ctx context.Context, c *client.Client, topo *topology.Topology, dataDir string, rel exampleApp, out io.Writer) (workflows.PipelineProgress, error) {
 	files, err := rel.files()
 	if err != nil {
 		return workflows.PipelineProgress{}, err

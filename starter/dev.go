@@ -70,6 +70,7 @@ unless --fog-runtime or --edge-kubeconfig say otherwise.`,
 	fl.StringVar(&cfg.FogRuntime, "fog-runtime", "auto", "runtime of fog clouds without one in the topology: auto (Docker when an engine answers), docker or process")
 	fl.StringVar(&runDemo, "demo", "", "--demo: release the example app through the pipeline (git → image → fog-north, edge-latin) and walk a mobility session with its image; --demo=port: port the example module to loong64 and run it under qemu; --demo=upgrade: upgrade the example block-storage component with data from 24.2.0 to 28.0.0 in verified hops behind its stable endpoint; --demo=install: agents on loopback, a signed package and fleet installs with an error budget")
 	fl.Lookup("demo").NoOptDefVal = demoPipelineWalk
+	fl.StringVar(&cfg.TrustPolicy, "trust-policy", "", "make every cloud verify images against this trust policy before deploying (the pipeline signs with the key pair drift dev keeps in <data-dir>/keys)")
 	fl.StringVar(&demoListen, "demo-listen", defaultDemoListen, "--demo=install: the demo tenant's gateway on loopback")
 	fl.StringVar(&cfg.EdgeKubeconfig, "edge-kubeconfig", "", "run edge clouds without a runtime in the topology on this Kubernetes cluster (namespace drift-<cloud>)")
 	fl.StringVar(&temporalAddress, "temporal-address", "", "use this existing Temporal cluster (and --namespace, TLS, API key flags) instead of the embedded server; its namespace is set up as drift setup does")

@@ -63,10 +63,12 @@ func printPipeline(w io.Writer, pr workflows.PipelineProgress) {
 	if pr.Image != "" {
 		fmt.Fprintf(w, "  image    %s%s\n", pr.Image, reused)
 	}
+	printRelease(w, pr.Release)
 	for _, b := range pr.Images {
 		if b.Image != "" {
 			fmt.Fprintf(w, "  image    %s: %s%s\n", b.Service, b.Image, reused)
 		}
+		printRelease(w, b.Release)
 	}
 	for _, s := range pr.Steps {
 		fmt.Fprintf(w, "  %-9s %-10s %8s  %s\n", s.Name, s.Status, duration(s), oneLine(firstOf(s.Error, s.Detail)))

@@ -58,6 +58,7 @@ worker in one process.`,
 		newInventoryCommand(g),
 		newRepoCommand(g),
 		newAgentCommand(g),
+		newImageCommand(g),
 		newTopologyCommand(g),
 		newVersionCommand(g),
 	)

@@ -13,6 +13,7 @@ import (
 	"github.com/edgedrift/drift/activities"
 	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/pipelinespec"
+	"github.com/edgedrift/drift/internal/release"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/topology"
 )
@@ -39,12 +40,13 @@ const (
 	StepPackage  StepName = "package"
 	StepImage    StepName = "image"
 	StepPush     StepName = "push"
+	StepSign     StepName = "sign" // sign, attach SBOM and provenance
 	StepApproval StepName = "approval"
 	StepDeploy   StepName = "deploy"
 	StepVerify   StepName = "verify"
 )
 
-var pipelineSteps = []StepName{StepClone, StepReuse, StepBuild, StepTest, StepPackage, StepImage, StepPush, StepApproval, StepDeploy, StepVerify}
+var pipelineSteps = []StepName{StepClone, StepReuse, StepBuild, StepTest, StepPackage, StepImage, StepPush, StepSign, StepApproval, StepDeploy, StepVerify}
 
 // StepStatus is where a step is.
 type StepStatus string
@@ -194,6 +196,8 @@ type PipelineProgress struct {
 	Package  activities.Package `json:"package,omitzero"`
 	Digest   string             `json:"digest,omitempty"`
 	Image    string             `json:"image,omitempty"` // pinned by digest
+	// Release is where the image's signature, SBOMs and provenance are.
+	Release *release.Attached `json:"release,omitempty"`
 	// Images are a project's images (a spec with images:), in its order;
 	// Digest and Image are then empty.
 	Images   []BuiltImage     `json:"images,omitempty"`
@@ -212,6 +216,8 @@ type BuiltImage struct {
 	Name    string `json:"name"`
 	Digest  string `json:"digest,omitempty"`
 	Image   string `json:"image,omitempty"` // pinned by digest
+	// Release is where the image's signature, SBOMs and provenance are.
+	Release *release.Attached `json:"release,omitempty"`
 }
 
 // ImageOf is the image the run made for a service of its project, pinned by
@@ -269,11 +275,19 @@ type pipeline struct {
 	// before holds, by target index, the read of what each target ran
 	// before this run, started with the clone.
 	before map[int]workflow.Future
+	// signs: this run signs and attests what it pushes (see signedReleases).
+	signs bool
 	// project: the spec makes one image per service (images:).
 	project bool
 	// plan holds the indices of each wave's targets (deploy.waves only).
 	plan [][]int
 }
+
+// signedReleases is the workflow.GetVersion change ID under which a run
+// signs its image and attaches SBOMs and provenance after the push (the
+// sign step), and writes the build-<key> tag that lets reruns reuse the
+// image only then. Older histories have no sign step.
+const signedReleases = "signed-releases"
 
 // earlyTargetReads is the workflow.GetVersion change ID under which a run
 // reads what its targets run while it clones, instead of just before each
@@ -297,6 +311,7 @@ func newPipeline(ctx workflow.Context, in PipelineInput) (*pipeline, error) {
 		p.pr = *in.Resume
 		p.pr.Resumed++
 		p.pr.Error, p.pr.Ended = "", time.Time{}
+		p.pr.Steps = withEveryStep(p.pr.Steps)
 	} else {
 		p.pr = PipelineProgress{ID: names.PipelineID(in.Spec.App, in.Run), App: in.Spec.App, Run: in.Run}
 		if p.project {
@@ -360,10 +375,31 @@ func validatePipeline(in PipelineInput) error {
 	if _, err := in.Spec.Deploy.Plan(tierOf(in.Topology)); err != nil {
 		return invalid(ErrTypeInvalidPipeline, "%v", err)
 	}
-	if r := in.Resume; r != nil && (r.App != in.Spec.App || len(r.Steps) != len(pipelineSteps) || len(r.Targets) != len(in.Spec.Deploy.Targets) || len(r.Images) != len(in.Spec.Images)) {
+	if r := in.Resume; r != nil && (r.App != in.Spec.App || len(withEveryStep(r.Steps)) != len(pipelineSteps) || len(r.Targets) != len(in.Spec.Deploy.Targets) || len(r.Images) != len(in.Spec.Images)) {
 		return invalid(ErrTypeInvalidPipeline, "resume: the progress given (app %q, %d steps, %d targets) is not a run of this spec", r.App, len(r.Steps), len(r.Targets))
 	}
 	return nil
+}
+
+// withEveryStep puts a resumed run's steps in today's order, adding the
+// steps a run from an older version did not have, as pending.
+func withEveryStep(steps []StepProgress) []StepProgress {
+	out := make([]StepProgress, 0, len(pipelineSteps))
+	for _, name := range pipelineSteps {
+		s := StepProgress{Name: name, Status: StepPending}
+		for _, old := range steps {
+			if old.Name == name {
+				s = old
+			}
+		}
+		out = append(out, s)
+	}
+	for _, old := range steps { // a step unknown today: keep the count honest
+		if !slices.Contains(pipelineSteps, old.Name) {
+			out = append(out, old)
+		}
+	}
+	return out
 }
 
 func runNameOK(run string) bool {
@@ -460,6 +496,10 @@ func (p *pipeline) steps(ctx workflow.Context) error {
 	if p.early {
 		p.readTargets(ctx)
 	}
+	p.signs = workflow.GetVersion(ctx, signedReleases, workflow.DefaultVersion, 1) == 1
+	if sign := &p.pr.Steps[p.idx[StepSign]]; !p.signs && sign.Status == StepPending {
+		sign.Status, sign.Detail = StepSkipped, "this run's version of drift did not sign images"
+	}
 	for _, s := range []struct {
 		name StepName
 		run  func(workflow.Context) (string, error)
@@ -471,6 +511,7 @@ func (p *pipeline) steps(ctx workflow.Context) error {
 		{StepPackage, p.pack},
 		{StepImage, p.image},
 		{StepPush, p.push},
+		{StepSign, p.sign},
 	} {
 		if err := p.step(ctx, s.name, s.run); err != nil {
 			return err
@@ -527,7 +568,7 @@ func (p *pipeline) reuse(ctx workflow.Context) (string, error) {
 	for i, ref := range found {
 		p.setImage(i, ref)
 	}
-	for _, s := range []StepName{StepBuild, StepTest, StepPackage, StepImage, StepPush} {
+	for _, s := range []StepName{StepBuild, StepTest, StepPackage, StepImage, StepPush, StepSign} {
 		p.pr.Steps[p.idx[s]].Status = StepSkipped
 		p.pr.Steps[p.idx[s]].Detail = "reused " + strings.Join(found, ", ")
 	}
@@ -542,6 +583,14 @@ func (p *pipeline) setImage(i int, ref string) {
 		return
 	}
 	p.pr.Images[i].Image, p.pr.Images[i].Digest = ref, digest
+}
+
+// imageRef is the run's pushed image i, pinned by digest.
+func (p *pipeline) imageRef(i int) string {
+	if !p.project {
+		return p.pr.Image
+	}
+	return p.pr.Images[i].Image
 }
 
 // images are the run's pushed images, joined for the UI.
@@ -633,13 +682,46 @@ func (p *pipeline) push(ctx workflow.Context) (string, error) {
 	return p.images(), nil
 }
 
+// sign signs each pushed image and attaches its SBOMs and provenance, with
+// the test results of every platform.
+func (p *pipeline) sign(ctx workflow.Context) (string, error) {
+	signed, sboms, key := 0, 0, ""
+	for i := range p.in.Spec.ImageSpecs() {
+		pinned := p.imageRef(i)
+		actx := central(ctx, pushOptions, "sign "+pinned+", attach its SBOMs and provenance")
+		req := activities.AttestRequest{Image: p.imageRequest(i), Pinned: pinned, Commit: p.pr.Commit, Run: p.pr.ID,
+			Started: p.pr.Started, Tests: p.pr.Steps[p.idx[StepTest]].Log.Tests}
+		var att release.Attached
+		if err := workflow.ExecuteActivity(actx, pipelineActs.Attest, req).Get(ctx, &att); err != nil {
+			return "", err
+		}
+		if att.Signature == "" {
+			continue
+		}
+		if p.project {
+			p.pr.Images[i].Release = &att
+		} else {
+			p.pr.Release = &att
+		}
+		signed, sboms, key = signed+1, sboms+len(att.SBOMs), att.Key
+	}
+	if signed == 0 {
+		return "not signed: the build worker has no signing key (drift-worker --signing-key)", nil
+	}
+	what := ""
+	if p.project {
+		what = fmt.Sprintf("%d images ", signed)
+	}
+	return fmt.Sprintf("signed %swith key %s; SBOM for %d platform(s); SLSA provenance", what, short(key), sboms), nil
+}
+
 func (p *pipeline) stepRequest() activities.StepRequest {
 	return activities.StepRequest{Ref: p.ref, Spec: p.in.Spec, Checkout: activities.Checkout{Commit: p.pr.Commit, Tree: p.pr.Tree}}
 }
 
 // imageRequest asks for image i of the spec.
 func (p *pipeline) imageRequest(i int) activities.ImageRequest {
-	req := activities.ImageRequest{Spec: p.in.Spec, Package: p.pr.Package, Tree: p.pr.Tree, BuildKey: p.pr.BuildKey, Tag: p.in.Run, Digest: p.pr.Digest}
+	req := activities.ImageRequest{Spec: p.in.Spec, Package: p.pr.Package, Tree: p.pr.Tree, BuildKey: p.pr.BuildKey, Tag: p.in.Run, Digest: p.pr.Digest, DeferBuildTag: p.signs}
 	if p.project {
 		req.Service, req.Digest = p.pr.Images[i].Service, p.pr.Images[i].Digest
 	}

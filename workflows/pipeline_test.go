@@ -19,6 +19,7 @@ import (
 	"github.com/edgedrift/drift/deploy/examples"
 	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/pipelinespec"
+	"github.com/edgedrift/drift/internal/release"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/runtime/runtimetest"
 )
@@ -33,6 +34,9 @@ type fakeFactory struct {
 	builtFilesLost bool              // the first Package finds no built files
 	pushFails      int               // pushes that fail before one works
 	failVerify     map[string]bool   // clouds whose endpoint never answers
+	attested       []activities.AttestRequest
+	attestFails    bool // signing fails
+	noKey          bool // the build worker has no signing key
 }
 
 const (
@@ -85,8 +89,12 @@ func (f *fakeFactory) install(env *testsuite.TestWorkflowEnvironment) {
 			return logs, nil
 		}).After(30 * time.Second)
 	env.OnActivity(pipelineActs.Test, mock.Anything, mock.Anything).Return(
-		func(context.Context, activities.StepRequest) (activities.StepLogs, error) {
+		func(_ context.Context, req activities.StepRequest) (activities.StepLogs, error) {
 			f.called("test")
+			logs := logs
+			for _, pl := range req.Spec.Image.Platforms {
+				logs.Tests = append(logs.Tests, release.TestResult{Platform: pl, Passed: !f.failTest, Commands: req.Spec.Test.Commands})
+			}
 			if f.failTest {
 				failed := activities.StepLogs{File: "/data/logs/test.log", Tail: []string{"--- FAIL: TestHello", "FAIL"}}
 				return failed, temporal.NewNonRetryableApplicationError("test: \"go test ./...\" failed\n--- FAIL: TestHello", activities.ErrTypeTestFailed, nil, failed)
@@ -122,8 +130,26 @@ func (f *fakeFactory) install(env *testsuite.TestWorkflowEnvironment) {
 			if req.Service != "" {
 				img = projectImage(req.Service)
 			}
-			f.built[imageName(req)+" "+req.BuildKey] = img
+			if !req.DeferBuildTag {
+				f.built[imageName(req)+" "+req.BuildKey] = img
+			}
 			return img, nil
+		})
+	env.OnActivity(pipelineActs.Attest, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, req activities.AttestRequest) (release.Attached, error) {
+			f.called("attest")
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.attested = append(f.attested, req)
+			if f.attestFails {
+				return release.Attached{}, temporal.NewNonRetryableApplicationError("attest: registry refused", "Refused", nil)
+			}
+			f.built[imageName(req.Image)+" "+req.Image.BuildKey] = req.Pinned
+			if f.noKey {
+				return release.Attached{}, nil
+			}
+			return release.Attached{Signature: "center.test/hello:sha256-1111.sig", Attestations: "center.test/hello:sha256-1111.att", Key: "feedbeef",
+				SBOMs: []release.SBOMInfo{{Platform: "linux/amd64", Packages: 3, Format: "SPDX-2.3"}, {Platform: "linux/loong64", Packages: 3, Format: "SPDX-2.3"}}}, nil
 		})
 	env.OnActivity(pipelineActs.Cleanup, mock.Anything, mock.Anything).Return(
 		func(context.Context, activities.RunRef) error { f.called("cleanup"); return nil })
@@ -265,7 +291,7 @@ func TestPipelineRunsEveryStepAndDeploysEveryTarget(t *testing.T) {
 	if during.Step != StepBuild || stepStatuses(during)[StepBuild] != StepRunning || stepStatuses(during)[StepClone] != StepDone {
 		t.Errorf("progress during the build: step %s, %v", during.Step, stepStatuses(during))
 	}
-	want := []string{"clone", "find", "build", "test", "package", "image", "push"}
+	want := []string{"clone", "find", "build", "test", "package", "image", "push", "attest"}
 	if got := pt.f.calls[:len(want)]; !slices.Equal(got, want) {
 		t.Fatalf("steps ran %v, want %v first", pt.f.calls, want)
 	}
@@ -546,6 +572,71 @@ func TestPipelineBuildsAgainWhenTheBuiltFilesAreGone(t *testing.T) {
 	}
 }
 
+// The pushed image is signed with every platform's test results, and only
+// then marked as a reusable build: a run whose signing failed leaves no
+// build tag, so the next run builds and signs again.
+func TestPipelineSignsThePushedImageWithItsTestResults(t *testing.T) {
+	pt := newPipelineTest(t)
+	pr, err := pt.run(pipelineSpec(t, nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pt.f.attested) != 1 {
+		t.Fatalf("attested %d times", len(pt.f.attested))
+	}
+	req := pt.f.attested[0]
+	if req.Pinned != fakeImage || req.Commit != "c0ffee" || req.Run != pr.ID || !req.Image.DeferBuildTag || len(req.Tests) != 2 || !req.Tests[1].Passed {
+		t.Errorf("attest request %+v", req)
+	}
+	if pr.Release == nil || pr.Release.Signature == "" || len(pr.Release.SBOMs) != 2 {
+		t.Errorf("release %+v", pr.Release)
+	}
+	if s, _ := pr.StepByName(StepSign); s.Status != StepDone || !strings.Contains(s.Detail, "signed with key feedbeef") {
+		t.Errorf("sign step %+v", s)
+	}
+
+	failing := newPipelineTest(t)
+	failing.f.attestFails = true
+	pr, err = failing.run(pipelineSpec(t, nil), nil)
+	if err == nil || pr.Step != StepSign || len(failing.clouds.deploys) != 0 {
+		t.Fatalf("a failed signing: %v at %s, deploys %v", err, pr.Step, failing.clouds.deploys)
+	}
+	if len(failing.f.built) != 0 {
+		t.Errorf("a build whose signing failed is marked reusable: %v", failing.f.built)
+	}
+
+	unsigned := newPipelineTest(t)
+	unsigned.f.noKey = true
+	pr, err = unsigned.run(pipelineSpec(t, nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := pr.StepByName(StepSign); pr.Release != nil || !strings.Contains(s.Detail, "not signed") {
+		t.Errorf("without a key: release %+v, step %+v", pr.Release, s)
+	}
+}
+
+// A run from before the sign step resumes with it: its pushed image is
+// signed, and the steps it finished are not run again.
+func TestPipelineResumesARunFromBeforeSigning(t *testing.T) {
+	first := newPipelineTest(t)
+	first.f.pushFails = 100
+	failed, err := first.run(pipelineSpec(t, nil), nil)
+	if err == nil {
+		t.Fatal("push did not fail")
+	}
+	old := failed
+	old.Steps = slices.DeleteFunc(slices.Clone(failed.Steps), func(s StepProgress) bool { return s.Name == StepSign })
+	second := newPipelineTest(t)
+	pr, err := second.run(pipelineSpec(t, nil), &old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second.f.count("build") != 0 || second.f.count("attest") != 1 || len(pr.Steps) != len(pipelineSteps) || pr.Release == nil {
+		t.Fatalf("resumed: calls %v, %d steps, release %+v", second.f.calls, len(pr.Steps), pr.Release)
+	}
+}
+
 // counterSpec is the example pipeline of the two-service counter app.
 func counterSpec(t *testing.T) pipelinespec.Spec {
 	t.Helper()
@@ -576,13 +667,19 @@ func TestPipelineReleasesAProject(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"clone", "find", "find", "build", "test", "package", "image", "image", "push", "push"}
+	want := []string{"clone", "find", "find", "build", "test", "package", "image", "image", "push", "push", "attest", "attest"}
 	if got := pt.f.calls[:len(want)]; !slices.Equal(got, want) {
 		t.Fatalf("steps ran %v, want %v first", pt.f.calls, want)
 	}
 	wantImages := []BuiltImage{
 		{Service: "web", Name: "counter-web", Digest: digestOf("web"), Image: projectImage("web")},
 		{Service: "store", Name: "counter-store", Digest: digestOf("store"), Image: projectImage("store")},
+	}
+	for i, b := range pr.Images {
+		if b.Release == nil || b.Release.Signature == "" {
+			t.Errorf("%s is not signed", b.Service)
+		}
+		pr.Images[i].Release = nil
 	}
 	if pr.Status != RunSucceeded || !slices.Equal(pr.Images, wantImages) || pr.Image != "" || pr.Reused {
 		t.Fatalf("result %+v", pr)

@@ -3,11 +3,10 @@ package image
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net/http"
+	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
 // ErrNotFound is returned when a registry does not have the image.
@@ -19,15 +18,16 @@ func Resolve(ctx context.Context, ref string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	desc, err := remote.Head(r, remote.WithContext(ctx), withAuth)
+	desc, err := remote.Head(r, Options(ctx)...)
 	if err != nil {
-		return "", notFound(ref, err)
+		return "", RegistryError(ref, err)
 	}
 	return r.Context().Digest(desc.Digest.String()).String(), nil
 }
 
 // Copy puts the image (or whole index) at src into the registry host dst
-// under the same repository path, and returns it pinned by digest there.
+// under the same repository path, with its signatures and attestations
+// (cosign's .sig and .att tags), and returns it pinned by digest there.
 // Copying what is already there is cheap: blobs that exist are skipped.
 func Copy(ctx context.Context, src, dst string) (string, error) {
 	from, err := ParseReference(src)
@@ -38,9 +38,29 @@ func Copy(ctx context.Context, src, dst string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	desc, err := remote.Get(from, remote.WithContext(ctx), withAuth)
+	pinned, err := copyOne(ctx, from, to)
 	if err != nil {
-		return "", notFound(src, err)
+		return "", err
+	}
+	digest := pinned[strings.LastIndex(pinned, "@")+1:]
+	for _, tag := range []string{SignatureTag(digest), AttestationTag(digest)} {
+		_, err := copyOne(ctx, from.Context().Tag(tag), to.Context().Tag(tag))
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return "", err
+		}
+	}
+	return pinned, nil
+}
+
+// SignatureTag and AttestationTag are where cosign keeps an image's
+// signatures and attestations: sha256:<hex> → sha256-<hex>.sig / .att.
+func SignatureTag(digest string) string   { return strings.Replace(digest, ":", "-", 1) + ".sig" }
+func AttestationTag(digest string) string { return strings.Replace(digest, ":", "-", 1) + ".att" }
+
+func copyOne(ctx context.Context, from, to name.Reference) (string, error) {
+	desc, err := remote.Get(from, Options(ctx)...)
+	if err != nil {
+		return "", RegistryError(from.String(), err)
 	}
 	if desc.MediaType.IsIndex() {
 		idx, err := desc.ImageIndex()
@@ -65,15 +85,6 @@ func tagOf(identifier string) string {
 	return identifier
 }
 
-// notFound wraps registry 404s in ErrNotFound.
-func notFound(ref string, err error) error {
-	var te *transport.Error
-	if errors.As(err, &te) && te.StatusCode == http.StatusNotFound {
-		return fmt.Errorf("%w: %s", ErrNotFound, ref)
-	}
-	return fmt.Errorf("fetch %s: %w", ref, err)
-}
-
 // Platforms lists the os/arch pairs ref provides: each entry of an index,
 // or the one of a single image.
 func Platforms(ctx context.Context, ref string) ([]string, error) {
@@ -81,9 +92,9 @@ func Platforms(ctx context.Context, ref string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	desc, err := remote.Get(r, remote.WithContext(ctx))
+	desc, err := remote.Get(r, Options(ctx)...)
 	if err != nil {
-		return nil, notFound(ref, err)
+		return nil, RegistryError(ref, err)
 	}
 	if !desc.MediaType.IsIndex() {
 		img, err := desc.Image()

@@ -17,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -46,6 +45,13 @@ type Config struct {
 
 // Build makes a FROM-scratch image for one platform holding files in one layer.
 func Build(platform v1.Platform, files []File, cfg Config) (v1.Image, error) {
+	return BuildOn(nil, platform, files, cfg)
+}
+
+// BuildOn lays files in one layer over base (nil: scratch). The base's
+// config is kept, cfg's entrypoint, cmd and working dir replace it when
+// set, and its env, ports and labels are added.
+func BuildOn(base v1.Image, platform v1.Platform, files []File, cfg Config) (v1.Image, error) {
 	layerTar, err := tarFiles(files)
 	if err != nil {
 		return nil, err
@@ -56,8 +62,11 @@ func Build(platform v1.Platform, files []File, cfg Config) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
-	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	img := base
+	if img == nil {
+		img = mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+		img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	}
 	if img, err = mutate.AppendLayers(img, layer); err != nil {
 		return nil, err
 	}
@@ -67,19 +76,33 @@ func Build(platform v1.Platform, files []File, cfg Config) (v1.Image, error) {
 	}
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture, cf.Variant = platform.OS, platform.Architecture, platform.Variant
-	cf.Config = v1.Config{
-		Entrypoint: cfg.Entrypoint,
-		Cmd:        cfg.Cmd,
-		Env:        cfg.Env,
-		WorkingDir: cfg.WorkingDir,
-		Labels:     cfg.Labels,
+	c := cf.Config
+	if base == nil {
+		c = v1.Config{}
 	}
-	if len(cfg.Ports) > 0 {
-		cf.Config.ExposedPorts = map[string]struct{}{}
-		for _, p := range cfg.Ports {
-			cf.Config.ExposedPorts[strconv.Itoa(p)+"/tcp"] = struct{}{}
-		}
+	if len(cfg.Entrypoint) > 0 || base == nil {
+		c.Entrypoint = cfg.Entrypoint
 	}
+	if len(cfg.Cmd) > 0 || base == nil {
+		c.Cmd = cfg.Cmd
+	}
+	if cfg.WorkingDir != "" || base == nil {
+		c.WorkingDir = cfg.WorkingDir
+	}
+	c.Env = append(c.Env, cfg.Env...)
+	if len(cfg.Labels) > 0 && c.Labels == nil {
+		c.Labels = map[string]string{}
+	}
+	for k, v := range cfg.Labels {
+		c.Labels[k] = v
+	}
+	if len(cfg.Ports) > 0 && c.ExposedPorts == nil {
+		c.ExposedPorts = map[string]struct{}{}
+	}
+	for _, p := range cfg.Ports {
+		c.ExposedPorts[strconv.Itoa(p)+"/tcp"] = struct{}{}
+	}
+	cf.Config = c
 	return mutate.ConfigFile(img, cf)
 }
 
@@ -117,14 +140,14 @@ func Push(ctx context.Context, ref string, what Pushable) (string, error) {
 	}
 	switch v := what.(type) {
 	case v1.ImageIndex:
-		err = remote.WriteIndex(r, v, remote.WithContext(ctx), withAuth)
+		err = remote.WriteIndex(r, v, Options(ctx)...)
 	case v1.Image:
-		err = remote.Write(r, v, remote.WithContext(ctx), withAuth)
+		err = remote.Write(r, v, Options(ctx)...)
 	default:
 		return "", fmt.Errorf("cannot push %T", what)
 	}
 	if err != nil {
-		return "", fmt.Errorf("push %s: %w", ref, err)
+		return "", fmt.Errorf("push: %w", RegistryError(ref, err))
 	}
 	d, err := what.Digest()
 	if err != nil {
@@ -133,18 +156,13 @@ func Push(ctx context.Context, ref string, what Pushable) (string, error) {
 	return r.Context().Digest(d.String()).String(), nil
 }
 
-// withAuth authenticates to registries with the credentials of the Docker
-// config file ($DOCKER_CONFIG/config.json, else ~/.docker/config.json), and
-// anonymously where it has none.
-var withAuth = remote.WithAuthFromKeychain(authn.DefaultKeychain)
-
 // ParseReference parses an image reference strictly (no implicit docker.io,
 // an explicit tag or digest), allowing plain HTTP only for loopback
-// registries. It is drift's one image-reference policy: every place that
+// registries without a CA of their own (TrustCA). It is drift's one image-reference policy: every place that
 // takes a reference (app specs, runtimes, registries) goes through it.
 func ParseReference(ref string) (name.Reference, error) {
 	opts := []name.Option{name.StrictValidation}
-	if host, _, _ := strings.Cut(ref, "/"); IsLoopback(host) {
+	if host, _, _ := strings.Cut(ref, "/"); IsLoopback(host) && !usesTLS(host) {
 		opts = append(opts, name.Insecure)
 	}
 	r, err := name.ParseReference(ref, opts...)

@@ -21,9 +21,9 @@ func Layer(ctx context.Context, base, top, to string) (string, error) {
 		if err != nil {
 			return nil, err
 		}
-		img, err := remote.Image(r, remote.WithContext(ctx), remote.WithPlatform(platform), withAuth)
+		img, err := remote.Image(r, append(Options(ctx), remote.WithPlatform(platform))...)
 		if err != nil {
-			return nil, notFound(ref, err)
+			return nil, RegistryError(ref, err)
 		}
 		return img, nil
 	}

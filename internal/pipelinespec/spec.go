@@ -82,7 +82,18 @@ type Image struct {
 	Env        []string `yaml:"env" json:"env,omitempty"`               // KEY=VALUE baked into the image
 	Ports      []int    `yaml:"ports" json:"ports,omitempty"`
 	Platforms  []string `yaml:"platforms" json:"platforms"` // e.g. linux/amd64, linux/loong64
+	// Base is what the artifacts are laid over: scratch (default), drift (a
+	// base drift makes of the build host's CA certificates and tzdata, for
+	// apps that make TLS calls or use time zones) or an image reference
+	// (pin it by digest: the build key knows only the reference).
+	Base string `yaml:"base" json:"base,omitempty"`
 }
+
+// Bases drift makes itself.
+const (
+	BaseScratch = "scratch"
+	BaseDrift   = "drift"
+)
 
 // Deploy is the requirement info handed to the clouds.
 type Deploy struct {
@@ -284,7 +295,7 @@ func (s Spec) Validate() error {
 			add("%s", msg)
 		}
 	} else {
-		if len(s.Artifacts) > 0 || s.Image.Name != "" || len(s.Image.Platforms) > 0 || len(s.Image.Entrypoint) > 0 || len(s.Image.Env) > 0 {
+		if len(s.Artifacts) > 0 || s.Image.Name != "" || len(s.Image.Platforms) > 0 || len(s.Image.Entrypoint) > 0 || len(s.Image.Env) > 0 || s.Image.Base != "" {
 			add("images: and the one-image form (artifacts:, image:) exclude each other")
 		}
 		services, names := map[string]bool{}, map[string]bool{}
@@ -362,6 +373,11 @@ func imageProblems(img Image) []string {
 	}
 	if len(img.Platforms) == 0 {
 		add("image.platforms is empty")
+	}
+	if b := img.Base; b != "" && b != BaseScratch && b != BaseDrift {
+		if _, err := name.ParseReference(b, name.StrictValidation); err != nil {
+			add("image.base %q: want scratch, drift or an image reference with its registry, tag or digest (%v)", b, err)
+		}
 	}
 	plats := map[string]bool{}
 	for _, pl := range img.Platforms {

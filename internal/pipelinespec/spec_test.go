@@ -72,6 +72,8 @@ func TestParseRejects(t *testing.T) {
 		{"absolute artifact", "artifacts: [out/hello]", "artifacts: [/bin/sh]", "inside the checkout"},
 		{"image with tag", "name: hello", "name: hello:v1", "without tag or digest"},
 		{"invalid image name", "name: hello", "name: 'Hello World'", `image.name "Hello World"`},
+		{"base without registry", "name: hello", "name: hello\n  base: debian:12", `image.base "debian:12"`},
+		{"base without tag", "name: hello", "name: hello\n  base: 127.0.0.1:5000/base", `image.base "127.0.0.1:5000/base"`},
 		{"bad platform", "linux/loong64]", "loong64]", `platform "loong64"`},
 		{"no targets", "  targets:\n    - cloud: fog-north\n    - cloud: edge-latin\n      approval: true\n      verify: ready\n", "  targets: []\n", "deploy.targets is empty"},
 		{"twice", "cloud: edge-latin", "cloud: fog-north", "target fog-north is listed twice"},

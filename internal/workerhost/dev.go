@@ -19,6 +19,7 @@ import (
 	"github.com/edgedrift/drift/internal/devstack"
 	"github.com/edgedrift/drift/internal/mecapi"
 	"github.com/edgedrift/drift/internal/netns"
+	"github.com/edgedrift/drift/internal/release"
 	"github.com/edgedrift/drift/internal/repo"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/runtime/docker"
@@ -42,7 +43,10 @@ type DevConfig struct {
 	Topology       *topology.Topology
 	FogRuntime     string // auto, docker or process
 	EdgeKubeconfig string
-	Logger         *slog.Logger
+	// TrustPolicy makes every cloud verify images against it ("" : none);
+	// the pipeline always signs with the key pair in <DataDir>/keys.
+	TrustPolicy string
+	Logger      *slog.Logger
 }
 
 // Dev is a running development stack.
@@ -94,9 +98,19 @@ func StartDev(ctx context.Context, cfg DevConfig) (_ *Dev, err error) {
 		for _, cl := range cfg.Topology.Clouds() {
 			clouds = append(clouds, cl.ID)
 		}
+		signer, err := release.EnsureKeyPair(release.KeyFiles(cfg.DataDir))
+		if err != nil {
+			return nil, err
+		}
+		var trust *release.Policy
+		if cfg.TrustPolicy != "" {
+			if trust, err = release.LoadPolicy(cfg.TrustPolicy); err != nil {
+				return nil, err
+			}
+		}
 		d.Workers, err = StartWorkers(d.Client, WorkerOptions{
 			Topology: cfg.Topology, Clouds: clouds, Central: true, DataDir: cfg.DataDir, Registry: d.Stack.RegistryHost(),
-			RuntimeFor: runtimeFor, Install: node, Logger: cfg.Logger,
+			RuntimeFor: runtimeFor, Install: node, Logger: cfg.Logger, Signer: signer, Trust: trust,
 		})
 		if err != nil {
 			return nil, err

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"go.temporal.io/api/enums/v1"
 
 	"github.com/edgedrift/drift/internal/config"
 	"github.com/edgedrift/drift/internal/names"
+	"github.com/edgedrift/drift/internal/release"
 	"github.com/edgedrift/drift/internal/topology"
 )
 
@@ -22,8 +24,16 @@ type WorkerConfig struct {
 	NoCentral    bool     // do not poll the `drift` queue (a site worker next to one cloud)
 	DataDir      string
 	Registry     string // center registry host:port
-	MetricsAddr  string // "" disables the metrics endpoint
-	Identity     string // how the worker shows in pollers and histories; "" : what it polls @ host
+	// RegistryLogin is how to log in to Registry beyond the Docker config.
+	RegistryLogin config.RegistryLogin
+	// SigningKey is a PEM private key file the central pipeline signs with
+	// ("" : the key in DRIFT_SIGNING_KEY, else none).
+	SigningKey string
+	// TrustPolicy is a YAML trust policy file every deploy on this worker's
+	// clouds is verified against ("" : none).
+	TrustPolicy string
+	MetricsAddr string // "" disables the metrics endpoint
+	Identity    string // how the worker shows in pollers and histories; "" : what it polls @ host
 	// NetworkNode makes the worker that network node (gateway pairs and
 	// install instructions, queue drift.node.<id>); "" makes it none.
 	NetworkNode       string
@@ -59,6 +69,13 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, logger *slog.Logger) error
 		return fmt.Errorf("--clouds needs --topology")
 	}
 
+	if err := cfg.RegistryLogin.Apply(cfg.Registry); err != nil {
+		return err
+	}
+	signer, trust, err := cfg.trust()
+	if err != nil {
+		return err
+	}
 	metrics := NewMetrics()
 	opts, err := cfg.Temporal.ClientOptions(logger)
 	if err != nil {
@@ -92,7 +109,7 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, logger *slog.Logger) error
 		}
 	}
 	ws, err := StartWorkers(c, WorkerOptions{Topology: topo, Clouds: clouds, Central: !cfg.NoCentral, DataDir: cfg.DataDir,
-		Registry: cfg.Registry, Install: install, Logger: logger, Metrics: metrics})
+		Registry: cfg.Registry, Install: install, Logger: logger, Metrics: metrics, Signer: signer, Trust: trust})
 	if err != nil {
 		return err
 	}
@@ -111,6 +128,23 @@ func RunWorker(ctx context.Context, cfg WorkerConfig, logger *slog.Logger) error
 	logger.Info("worker stopping: waiting for running activities")
 	ws.Stop()
 	return nil
+}
+
+// trust reads the signing key and the trust policy the flags name.
+func (cfg WorkerConfig) trust() (signer *release.Signer, policy *release.Policy, err error) {
+	switch {
+	case cfg.SigningKey != "":
+		signer, err = release.LoadSigner(cfg.SigningKey)
+	case os.Getenv("DRIFT_SIGNING_KEY") != "":
+		signer, err = release.ParseSigner([]byte(os.Getenv("DRIFT_SIGNING_KEY")))
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.TrustPolicy != "" {
+		policy, err = release.LoadPolicy(cfg.TrustPolicy)
+	}
+	return signer, policy, err
 }
 
 // polledQueues are the queues a worker polls, with their kind.

@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/interceptor"
 
 	"github.com/edgedrift/drift/internal/config"
+	"github.com/edgedrift/drift/internal/image"
 	"github.com/edgedrift/drift/internal/names"
 )
 
@@ -125,7 +126,7 @@ func (m *Metrics) watchPollers(ctx context.Context, c client.Client, queues map[
 // up for drift, and the registry answers (any HTTP answer below 500: it may
 // ask for credentials).
 func readiness(t config.Temporal, c client.Client, registry string) func(context.Context) error {
-	httpc := &http.Client{Timeout: 3 * time.Second}
+	httpc := &http.Client{Timeout: 3 * time.Second, Transport: image.Transport()} // HTTPS for a registry given --registry-ca
 	return func(ctx context.Context) error {
 		if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
 			return fmt.Errorf("Temporal at %s does not answer: %w", t.Address, err)

@@ -26,6 +26,7 @@ import (
 
 	"github.com/edgedrift/drift/activities"
 	"github.com/edgedrift/drift/internal/names"
+	"github.com/edgedrift/drift/internal/release"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/runtime/open"
 	"github.com/edgedrift/drift/internal/topology"
@@ -50,6 +51,11 @@ type WorkerOptions struct {
 	Install *InstallConfig
 	Logger  *slog.Logger // also logs every activity's start and end
 	Metrics *Metrics     // nil: no per-queue metrics
+	// Signer signs what the central pipeline pushes (nil: unsigned).
+	Signer *release.Signer
+	// Trust is the site's trust policy every cloud of this worker verifies
+	// images against before it deploys them (nil: no check).
+	Trust *release.Policy
 }
 
 // Workers are the running pollers of one process.
@@ -107,7 +113,7 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 		w.RegisterWorkflow(workflows.PipelineUndeploy)
 		w.RegisterWorkflow(workflows.PipelineRollback)
 		w.RegisterActivity(&activities.Images{Center: opts.Registry})
-		w.RegisterActivity(&activities.Pipeline{Center: opts.Registry, DataDir: opts.DataDir})
+		w.RegisterActivity(&activities.Pipeline{Center: opts.Registry, DataDir: opts.DataDir, Signer: opts.Signer})
 		w.RegisterActivity(&activities.Models{Client: c})
 		w.RegisterActivity(&activities.Notifier{Client: c})
 		w.RegisterActivity(&activities.Port{WorkDir: filepath.Join(opts.DataDir, "port"), Registry: opts.Registry})
@@ -123,7 +129,7 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 	for _, id := range opts.Clouds {
 		cloud, _ := opts.Topology.Cloud(id)
 		w := worker.New(c, names.CloudQueue(id), wopts)
-		w.RegisterActivity(&activities.Cloud{ID: id, Runtime: ws.Runtimes[id], Capacity: cloud.Capacity, Arch: cloud.Arch})
+		w.RegisterActivity(&activities.Cloud{ID: id, Runtime: ws.Runtimes[id], Capacity: cloud.Capacity, Arch: cloud.Arch, Trust: opts.Trust})
 		w.RegisterActivity(&activities.Upgrade{Runtime: ws.Runtimes[id], Router: ws.Routers[id], HTTP: &http.Client{Timeout: time.Minute}})
 		ws.workers = append(ws.workers, w)
 	}

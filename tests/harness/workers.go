@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/edgedrift/drift/deploy/examples"
+	"github.com/edgedrift/drift/internal/release"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/topology"
 	"github.com/edgedrift/drift/internal/workerhost"
@@ -27,7 +28,10 @@ func ExampleTopology(t testing.TB) *topology.Topology {
 // cloud of topo, with runtimeFor choosing each cloud's runtime (nil: local
 // processes everywhere). When the test ends, anything drift-owned still on
 // any cloud fails the test and is destroyed, then the worker stops.
-func Workers(t testing.TB, c client.Client, topo *topology.Topology, registry string, runtimeFor func(topology.Cloud) runtime.Config) *workerhost.Workers {
+//
+// The central pipeline signs with a key of the test's own; edit may change
+// the options (a trust policy, another key) before the workers start.
+func Workers(t testing.TB, c client.Client, topo *topology.Topology, registry string, runtimeFor func(topology.Cloud) runtime.Config, edit ...func(*workerhost.WorkerOptions)) *workerhost.Workers {
 	t.Helper()
 	if runtimeFor == nil {
 		runtimeFor = func(topology.Cloud) runtime.Config { return runtime.Config{Kind: runtime.KindProcess} }
@@ -36,9 +40,17 @@ func Workers(t testing.TB, c client.Client, topo *topology.Topology, registry st
 	for _, cl := range topo.Clouds() {
 		clouds = append(clouds, cl.ID)
 	}
-	ws, err := workerhost.StartWorkers(c, workerhost.WorkerOptions{
-		Topology: topo, Clouds: clouds, Central: true, DataDir: t.TempDir(), Registry: registry, RuntimeFor: runtimeFor,
-	})
+	signer, err := release.EnsureKeyPair(release.KeyFiles(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := workerhost.WorkerOptions{
+		Topology: topo, Clouds: clouds, Central: true, DataDir: t.TempDir(), Registry: registry, RuntimeFor: runtimeFor, Signer: signer,
+	}
+	for _, e := range edit {
+		e(&opts)
+	}
+	ws, err := workerhost.StartWorkers(c, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,6 +74,9 @@ func TestPipelineReleasesAProject(t *testing.T) {
 			t.Errorf("%s: image %q, digest %q", b.Service, b.Image, b.Digest)
 		}
 		expectBothPlatforms(t, ctx, b.Image)
+		if b.Release == nil || b.Release.Signature == "" || len(b.Release.SBOMs) != 2 {
+			t.Errorf("%s: not signed with an SBOM per platform: %+v", b.Service, b.Release)
+		}
 		images[b.Service] = b.Image
 	}
 	if images["web"] == images["store"] {

@@ -52,7 +52,6 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/docker/go-connections/nat"
-	"github.com/google/go-containerregistry/pkg/authn"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	driftimage "github.com/edgedrift/drift/internal/image"
@@ -488,28 +487,6 @@ func endpoint(port int) runtime.Endpoint {
 	}
 }
 
-// registryAuth is the engine's encoding of the credentials the Docker
-// config file holds for ref's registry ("" : anonymous).
-func registryAuth(ref string) string {
-	r, err := driftimage.ParseReference(ref)
-	if err != nil {
-		return ""
-	}
-	auth, err := authn.DefaultKeychain.Resolve(r.Context())
-	if err != nil {
-		return ""
-	}
-	cfg, err := auth.Authorization()
-	if err != nil || cfg.Username == "" {
-		return ""
-	}
-	enc, err := registry.EncodeAuthConfig(registry.AuthConfig{Username: cfg.Username, Password: cfg.Password, ServerAddress: r.Context().RegistryStr()})
-	if err != nil {
-		return ""
-	}
-	return enc
-}
-
 // pull makes the engine pull ref (the platform entry of an index, when
 // set), unless ref names a digest the engine has for that platform.
 func (r *Runtime) pull(ctx context.Context, ref, platform string) error {
@@ -518,7 +495,11 @@ func (r *Runtime) pull(ctx context.Context, ref, platform string) error {
 			return nil
 		}
 	}
-	rc, err := r.cli.ImagePull(ctx, ref, image.PullOptions{Platform: platform, RegistryAuth: registryAuth(ref)})
+	auth, err := registryAuth(ref)
+	if err != nil {
+		return err
+	}
+	rc, err := r.cli.ImagePull(ctx, ref, image.PullOptions{Platform: platform, RegistryAuth: auth})
 	if err != nil {
 		return fmt.Errorf("pull %s: %w", ref, err)
 	}
@@ -1050,6 +1031,16 @@ func shortID(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// registryAuth is drift's login for ref's registry as the engine takes it
+// ("" : anonymous).
+func registryAuth(ref string) (string, error) {
+	c, err := driftimage.AuthFor(ref)
+	if err != nil || c.Username == "" && c.IdentityToken == "" && c.RegistryToken == "" {
+		return "", err
+	}
+	return registry.EncodeAuthConfig(registry.AuthConfig{Username: c.Username, Password: c.Password, IdentityToken: c.IdentityToken, RegistryToken: c.RegistryToken})
 }
 
 // platformOf is the image entry a spec asks for; nil is the engine's own.

@@ -14,7 +14,6 @@ import (
 	goruntime "runtime"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	ggcrname "github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -56,7 +55,7 @@ func (r *Runtime) image(ctx context.Context, ref string) (*cachedImage, error) {
 		}
 	}
 	plat := platform()
-	desc, err := remote.Get(nref, remote.WithContext(ctx), remote.WithPlatform(plat), remote.WithAuthFromKeychain(authn.DefaultKeychain))
+	desc, err := remote.Get(nref, append(image.Options(ctx), remote.WithPlatform(plat))...)
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s: %w", ref, err)
 	}
