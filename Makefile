@@ -55,8 +55,9 @@ bench-install:
 # Cold and warm ports of the seed's program, then bolt's whole suite under qemu.
 bench-port:
 	@$(call run-bench,port,^TestPortBench$$,./tests/port,100m)
+# Also a 100-target rollout in waves vs a bare parallel deploy (docs/bench/pipeline-rollout.md).
 bench-pipeline: docker-up
-	@$(call run-bench,pipeline,^TestPipelineBench$$,./tests/pipeline)
+	@$(call run-bench,pipeline,^(TestPipelineBench|TestRolloutBench)$$,./tests/pipeline)
 # A live API subscriber's notification delay beside 8 dead ones (about 15 minutes).
 bench-api:
 	@$(call run-bench,api,^TestIsolationBench$$,./tests/mecapi)
