@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"google.golang.org/protobuf/proto"
 
+	drift "github.com/edgedrift/drift/internal/client"
 	"github.com/edgedrift/drift/internal/demo"
 	"github.com/edgedrift/drift/internal/pipelinespec"
 	"github.com/edgedrift/drift/internal/runtime"
@@ -97,7 +98,7 @@ func TestRolloutBench(t *testing.T) {
 	}
 	// The first run builds; the measured ones reuse its image, so their
 	// time is the rollout's. Every measured run deploys from nothing.
-	run(t, ctx, c, topo, spec, "build")
+	rolloutRun(t, ctx, c, topo, spec, "build")
 	type measured struct {
 		name          string
 		took, deploy  time.Duration
@@ -111,7 +112,7 @@ func TestRolloutBench(t *testing.T) {
 	}{{"bare", spec}, {"waves", waved}, {"bare2", spec}, {"waves2", waved}} {
 		destroyPipelineInstances(t, ws, "hello")
 		t0 := time.Now()
-		pr := run(t, ctx, c, topo, m.spec, m.name)
+		pr := rolloutRun(t, ctx, c, topo, m.spec, m.name)
 		took := time.Since(t0)
 		if !pr.Reused || len(pr.Endpoints()) != len(spec.Deploy.Targets) {
 			t.Fatalf("%s: reused %v, %d endpoints", m.name, pr.Reused, len(pr.Endpoints()))
@@ -135,7 +136,11 @@ func TestRolloutBench(t *testing.T) {
 	for _, r := range runs {
 		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d |\n", r.name, ms(r.took), ms(r.deploy), r.events, r.bytes)
 	}
-	fmt.Fprintf(&b, "\nOrchestration overhead of waves: **%.1f ms per target** (deploy step %s in waves vs %s bare, mean of two).\n\n", overhead, ms(wavesDeploy), ms(bareDeploy))
+	fmt.Fprintf(&b, "\nOrchestration overhead of waves: **%.1f ms per target** (deploy step %s in waves vs %s bare, mean of two).", overhead, ms(wavesDeploy), ms(bareDeploy))
+	if overhead < 0 {
+		fmt.Fprintf(&b, " Negative: the waves finished sooner. The bare deploy schedules every target's status read, deploy and check at once, and on this machine (one worker process, an embedded server, the load above) that burst waits in the queues longer than waves of bounded parallelism take; the waves' own cost (a semaphore and one more round of workflow tasks per wave) does not show beside it.")
+	}
+	b.WriteString("\n\n")
 	fmt.Fprintf(&b, "| wave (run waves) | targets | maxParallel | time |\n|---|---|---|---|\n")
 	for i, w := range runs[1].pr.Waves {
 		fmt.Fprintf(&b, "| %s | %d | %d | %s |\n", w.Name, len(w.Targets), waved.Deploy.Waves[i].MaxParallel, ms(w.Ended.Sub(w.Started)))
@@ -148,6 +153,29 @@ func TestRolloutBench(t *testing.T) {
 		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// rolloutRun runs the pipeline and waits for its result, asking again when
+// the wait itself times out (the shared machine can be slow to answer a
+// long poll with a hundred and more workers polling).
+func rolloutRun(t *testing.T, ctx context.Context, c client.Client, topo *topology.Topology, spec pipelinespec.Spec, name string) workflows.PipelineProgress {
+	t.Helper()
+	wr, err := drift.New(c).StartPipeline(ctx, workflows.PipelineInput{Run: name, Spec: spec, Topology: topo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		var pr workflows.PipelineProgress
+		err := c.GetWorkflow(ctx, wr.GetID(), "").Get(ctx, &pr)
+		if err != nil && ctx.Err() == nil && strings.Contains(err.Error(), "deadline exceeded") {
+			t.Logf("%s: waiting again after %v", name, err)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", wr.GetID(), err)
+		}
+		return pr
 	}
 }
 
