@@ -193,4 +193,3 @@ func historySize(t *testing.T, ctx context.Context, c client.Client, id string) 
 	}
 	return events, bytes
 }
-
