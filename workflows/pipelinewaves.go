@@ -313,6 +313,7 @@ func (p *pipeline) bake(ctx workflow.Context, w int) error {
 	}
 	opts := analysisOptions
 	opts.StartToCloseTimeout = spec.Bake + time.Minute
+	opts.HeartbeatTimeout = max(opts.HeartbeatTimeout, 2*a.Interval+10*time.Second) // it beats once a request
 	futures := make([]workflow.Future, len(measured))
 	for k, i := range measured {
 		tp := p.pr.Targets[i]
