@@ -61,10 +61,8 @@ func (c *Cloud) DeployInstance(ctx context.Context, req DeployRequest) (runtime.
 	stop := heartbeat(ctx)
 	defer stop()
 	for _, svc := range req.Spec.Project() {
-		if c.Trust != nil {
-			if err := c.checkTrust(ctx, svc.Image); err != nil {
-				return runtime.Endpoint{}, err
-			}
+		if err := checkTrust(ctx, c.Trust, c.ID, svc.Image); err != nil {
+			return runtime.Endpoint{}, err
 		}
 		if c.Arch != "" {
 			if err := checkPlatform(ctx, svc.Image, c.ID, c.Arch); err != nil {
@@ -84,18 +82,6 @@ func (c *Cloud) DeployInstance(ctx context.Context, req DeployRequest) (runtime.
 	}
 	ep, err := c.Runtime.Deploy(ctx, req.Name, req.Spec)
 	return ep, classify(err)
-}
-
-// checkTrust verifies ref against the site's policy before anything runs.
-func (c *Cloud) checkTrust(ctx context.Context, ref string) error {
-	_, err := release.Verify(ctx, ref, c.Trust)
-	switch {
-	case errors.Is(err, release.ErrUntrusted):
-		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("cloud %s refuses to run it: %v", c.ID, err), ErrTypeUntrustedImage, nil)
-	case errors.Is(err, image.ErrNotFound):
-		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeUnknownImage, nil)
-	}
-	return registryError(err)
 }
 
 // admit reserves a place for a pre-deploy, counting the instances on the

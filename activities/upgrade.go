@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/edgedrift/drift/internal/image"
+	"github.com/edgedrift/drift/internal/release"
 	"github.com/edgedrift/drift/internal/runtime"
 )
 
@@ -35,9 +36,13 @@ const (
 // Upgrade acts on the cloud hosting a component; it is registered on that
 // cloud's queue next to Cloud.
 type Upgrade struct {
+	Cloud   string
 	Runtime runtime.Runtime
 	Router  runtime.Router // the cloud's stable endpoints
 	HTTP    *http.Client
+	// Trust is the site's policy (nil: none): the release and the driver an
+	// env is layered of, and every task's image, must pass it.
+	Trust *release.Policy
 }
 
 // LoadDriverRequest layers a driver's build over a component release.
@@ -50,6 +55,11 @@ type LoadDriverRequest struct {
 // LoadDriver builds the env image: the release with the driver added, in the
 // registry, pinned by digest.
 func (u *Upgrade) LoadDriver(ctx context.Context, req LoadDriverRequest) (string, error) {
+	for _, part := range []string{req.Base, req.Driver} {
+		if err := checkTrust(ctx, u.Trust, u.Cloud, part); err != nil {
+			return "", err
+		}
+	}
 	ref, err := image.Layer(ctx, req.Base, req.Driver, req.To)
 	if errors.Is(err, image.ErrNotFound) {
 		return "", temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeUnknownImage, err)

@@ -35,6 +35,11 @@ func (u *Upgrade) RunTask(ctx context.Context, req TaskRequest) (runtime.TaskRes
 	}
 	stop := heartbeat(ctx)
 	defer stop()
+	for _, svc := range req.Spec.Project() {
+		if err := checkTrust(ctx, u.Trust, u.Cloud, svc.Image); err != nil {
+			return runtime.TaskResult{}, err
+		}
+	}
 	res, err := st.Run(ctx, req.Name, req.Spec)
 	return res, classify(err)
 }

@@ -31,7 +31,7 @@ func main() {
 	fs.StringVar(&cfg.DataDir, "data-dir", config.EnvOr("DRIFT_DATA_DIR", "/var/lib/drift"), "state of process-runtime instances (env DRIFT_DATA_DIR)")
 	fs.StringVar(&cfg.Registry, "registry", config.EnvOr("DRIFT_REGISTRY", "127.0.0.1:5000"), "center cloud's image registry host:port (env DRIFT_REGISTRY)")
 	cfg.RegistryLogin.BindFlags(fs)
-	fs.StringVar(&cfg.SigningKey, "signing-key", os.Getenv("DRIFT_SIGNING_KEY_FILE"), "PEM ECDSA P-256 private key the pipeline signs images with (env DRIFT_SIGNING_KEY_FILE, or the PEM itself in DRIFT_SIGNING_KEY)")
+	fs.StringVar(&cfg.SigningKey, "signing-key-file", os.Getenv("DRIFT_SIGNING_KEY_FILE"), "PEM ECDSA P-256 private key the pipeline signs images with (env DRIFT_SIGNING_KEY_FILE, or the PEM itself in DRIFT_SIGNING_KEY)")
 	fs.StringVar(&cfg.TrustPolicy, "trust-policy", os.Getenv("DRIFT_TRUST_POLICY"), "YAML trust policy (keys, repos, refs, requireTests) every deploy on this worker's clouds must pass (env DRIFT_TRUST_POLICY)")
 	fs.StringVar(&cfg.NetworkNode, "network-node", os.Getenv("DRIFT_NETWORK_NODE"), "be this network node: run tenant gateway pairs, poll drift.node.<id> (env DRIFT_NETWORK_NODE)")
 	fs.StringVar(&cfg.Repo, "repo", config.EnvOr("DRIFT_REPO", "http://127.0.0.1:8700"), "software repository URL on the management network (env DRIFT_REPO)")

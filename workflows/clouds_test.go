@@ -158,10 +158,15 @@ func (c *testClouds) fill(cloud, image string) {
 		Labels: map[string]string{runtime.LabelWorkflow: names.SessionID("bob", "hello")}})
 }
 
-// failDeploys makes every deploy on cloud fail for good, saying why.
-func (c *testClouds) failDeploys(cloud, why string) {
+// failDeploys makes every deploy on cloud fail for good, saying why (with
+// the error type given, or "Test").
+func (c *testClouds) failDeploys(cloud, why string, typ ...string) {
+	t := "Test"
+	if len(typ) > 0 {
+		t = typ[0]
+	}
 	c.runtimes[cloud].OnDeploy = func(context.Context, string, runtime.Spec) error {
-		return temporal.NewNonRetryableApplicationError(why, "Test", nil)
+		return temporal.NewNonRetryableApplicationError(why, t, nil)
 	}
 }
 

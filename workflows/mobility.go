@@ -180,6 +180,8 @@ type Instance struct {
 	WarmAt   time.Time        `json:"warmAt,omitzero"` // when it became a ready pre-deploy
 	Error    string           `json:"error,omitempty"`
 	NoWorker bool             `json:"noWorker,omitempty"` // it failed because no worker polls the cloud's queue
+	// Untrusted: it failed because the cloud's trust policy refused the image.
+	Untrusted bool `json:"untrusted,omitempty"`
 }
 
 // Handover is one switch of the serving cloud.
@@ -790,8 +792,11 @@ func (s *session) handleMoves(ctx workflow.Context) error {
 			return nil
 		case inst != nil && (inst.Status == StatusFailed || inst.Status == StatusSkipped):
 			typ := ErrTypeMoveFailed
-			if inst.NoWorker {
+			switch {
+			case inst.NoWorker:
 				typ = ErrTypeNoWorker
+			case inst.Untrusted:
+				typ = activities.ErrTypeUntrustedImage
 			}
 			err := temporal.NewNonRetryableApplicationError(fmt.Sprintf("cannot serve from %s: %s", m.cloud, inst.Error), typ, nil)
 			s.st.Totals.FailedMoves++
@@ -986,7 +991,7 @@ func (s *session) start(ctx workflow.Context, inst *Instance, kind opKind) {
 		return
 	}
 	inst.Status = StatusDeploying
-	inst.Error, inst.NoWorker = "", false
+	inst.Error, inst.NoWorker, inst.Untrusted = "", false, false
 	labels := map[string]string{runtime.LabelWorkflow: s.st.ID, runtime.LabelCloud: cloud}
 	req := activities.DeployRequest{
 		Name:      name,
@@ -1039,6 +1044,7 @@ func (s *session) applyResults(ctx workflow.Context) {
 			inst.Status, inst.Error = StatusSkipped, "cloud at capacity"
 		default:
 			inst.Status, inst.Error, inst.NoWorker = StatusFailed, errText(r.err), isType(r.err, ErrTypeNoWorker)
+			inst.Untrusted = isType(r.err, activities.ErrTypeUntrustedImage)
 		}
 	}
 	s.results = s.results[:0]

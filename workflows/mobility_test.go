@@ -486,6 +486,21 @@ func TestFailedStartCleansUp(t *testing.T) {
 	}
 }
 
+// A cloud whose trust policy refuses the image fails the session's start
+// with UntrustedImage, as the site said, and nothing is left.
+func TestUntrustedImageFailsTheStartWithItsType(t *testing.T) {
+	st := newSessionTest(t)
+	st.clouds.failDeploys("edge-latin", "cloud edge-latin refuses to run it: untrusted image", activities.ErrTypeUntrustedImage)
+	st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
+	var appErr *temporal.ApplicationError
+	if err := st.env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != activities.ErrTypeUntrustedImage || !strings.Contains(err.Error(), "refuses to run it") {
+		t.Fatalf("want UntrustedImage, got %v", err)
+	}
+	if live := st.clouds.liveClouds(); len(live) != 0 {
+		t.Fatalf("left behind on %v", live)
+	}
+}
+
 // With a trained model, only the clouds users really go to next are warm;
 // with a cold one, the session falls back to every neighbour.
 func TestPredictedPreDeploy(t *testing.T) {

@@ -706,7 +706,7 @@ func (p *pipeline) sign(ctx workflow.Context) (string, error) {
 		signed, sboms, key = signed+1, sboms+len(att.SBOMs), att.Key
 	}
 	if signed == 0 {
-		return "not signed: the build worker has no signing key (drift-worker --signing-key)", nil
+		return "not signed: the build worker has no signing key (drift-worker --signing-key-file)", nil
 	}
 	what := ""
 	if p.project {

@@ -152,3 +152,67 @@ func TestSignAndVerifyProvenanceAndSBOM(t *testing.T) {
 		t.Errorf("a policy without requireTests: %v", err)
 	}
 }
+
+// An image drift layers at a site (an upgrade's env) is signed by no one:
+// it is trusted when its base and top are and it is exactly the one laid
+// over the other; one that names trusted parts but holds anything else,
+// or is laid over an unsigned part, is not.
+func TestALayeredImageIsTrustedAsItsSignedParts(t *testing.T) {
+	ctx := context.Background()
+	host := testRegistry(t)
+	s, err := EnsureKeyPair(KeyFiles(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy, err := NewPolicy([][]byte{s.PublicPEM()}, nil, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := func(repo, version string, sign bool) string {
+		digest, plats := pushed(t, host+"/"+repo, version, []byte(repo+version))
+		if sign {
+			if _, err := Attach(ctx, s, Release{Repo: host + "/" + repo, Digest: digest, Platforms: plats, Provenance: provenance()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return host + "/" + repo + ":" + version
+	}
+	base, driver, unsigned := release("cinder", "26.1.0", true), release("acme", "2.0.0", true), release("rogue", "1.0.0", false)
+
+	env, err := image.Layer(ctx, base, driver, host+"/envs:ok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Trusted(ctx, env, policy); err != nil {
+		t.Fatalf("the env of two signed images: %v", err)
+	}
+	if _, err := Verify(ctx, env, policy); !errors.Is(err, ErrUntrusted) {
+		t.Fatalf("Verify alone trusts an unsigned env: %v", err)
+	}
+
+	overRogue, err := image.Layer(ctx, base, unsigned, host+"/envs:rogue")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Trusted(ctx, overRogue, policy); !errors.Is(err, ErrUntrusted) || !strings.Contains(err.Error(), "rogue") {
+		t.Fatalf("an env over an unsigned driver: want ErrUntrusted naming it, got %v", err)
+	}
+
+	// The labels of the good env on other content.
+	good, err := image.Layered(ctx, base, driver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, _ := good.ConfigFile()
+	forged, err := image.Build(v1.Platform{OS: "linux", Architecture: cf.Architecture}, []image.File{{Path: "/app", Mode: 0o755, Data: []byte("anything")}}, image.Config{Labels: cf.Config.Labels})
+	if err != nil {
+		t.Fatal(err)
+	}
+	forgedRef, err := image.Push(ctx, host+"/envs:forged", forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Trusted(ctx, forgedRef, policy); !errors.Is(err, ErrUntrusted) || !strings.Contains(err.Error(), "it is not") {
+		t.Fatalf("an image with the labels of a trusted env: want ErrUntrusted, got %v", err)
+	}
+}

@@ -149,6 +149,42 @@ func Verify(ctx context.Context, ref string, p *Policy) (Verified, error) {
 	return v, nil
 }
 
+// Trusted is Verify for every image a site runs, also those drift layers
+// at the site itself (image.Layer: an upgrade's env, a release with a
+// driver added). No one signs those: one is trusted when both images it
+// names are, and laying one over the other again gives this very image.
+func Trusted(ctx context.Context, ref string, p *Policy) error {
+	_, err := Verify(ctx, ref, p)
+	if !errors.Is(err, ErrUntrusted) {
+		return err
+	}
+	base, top, layered, lerr := image.LayeredFrom(ctx, ref)
+	if lerr != nil || !layered {
+		return err
+	}
+	for _, part := range []string{base, top} {
+		if _, err := Verify(ctx, part, p); err != nil {
+			return fmt.Errorf("%s is made of an image that is not trusted: %w", ref, err)
+		}
+	}
+	again, err := image.Layered(ctx, base, top)
+	if err != nil {
+		return err
+	}
+	want, err := again.Digest()
+	if err != nil {
+		return err
+	}
+	pinned, err := image.Resolve(ctx, ref)
+	if err != nil {
+		return err
+	}
+	if !strings.HasSuffix(pinned, "@"+want.String()) {
+		return untrusted(ref, "it says it is %s laid over %s, and it is not", top, base)
+	}
+	return nil
+}
+
 func untrusted(ref, format string, args ...any) error {
 	return fmt.Errorf("%w %s: %s", ErrUntrusted, ref, fmt.Sprintf(format, args...))
 }

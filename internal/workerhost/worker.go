@@ -130,7 +130,7 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 		cloud, _ := opts.Topology.Cloud(id)
 		w := worker.New(c, names.CloudQueue(id), wopts)
 		w.RegisterActivity(&activities.Cloud{ID: id, Runtime: ws.Runtimes[id], Capacity: cloud.Capacity, Arch: cloud.Arch, Trust: opts.Trust})
-		w.RegisterActivity(&activities.Upgrade{Runtime: ws.Runtimes[id], Router: ws.Routers[id], HTTP: &http.Client{Timeout: time.Minute}})
+		w.RegisterActivity(&activities.Upgrade{Cloud: id, Runtime: ws.Runtimes[id], Router: ws.Routers[id], HTTP: &http.Client{Timeout: time.Minute}, Trust: opts.Trust})
 		ws.workers = append(ws.workers, w)
 	}
 	if opts.Install != nil {

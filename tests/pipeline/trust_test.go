@@ -29,6 +29,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/edgedrift/drift/activities"
+	"github.com/edgedrift/drift/internal/appspec"
 	drift "github.com/edgedrift/drift/internal/client"
 	"github.com/edgedrift/drift/internal/demo"
 	"github.com/edgedrift/drift/internal/image"
@@ -145,6 +146,38 @@ func TestSignedReleaseIsVerifiedAtDeployAndTamperingIsRefused(t *testing.T) {
 		}
 		if v, err := release.Verify(ctx, pr.Image, policy); err != nil || v.Commit != pr.Commit {
 			t.Errorf("verify the release: %+v %v", v, err)
+		}
+	})
+
+	t.Run("a session runs only the signed release", func(t *testing.T) {
+		dc := drift.New(c)
+		open := func(user, ref string) error {
+			app, err := appspec.FromImage(spec.App, ref, 8080)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = dc.OpenSession(ctx, drift.Open{User: user, App: app, Region: "quartier-latin", Topology: topo,
+				Neighbours: topology.Policy{Kind: topology.Adjacency}, PreDeploy: workflows.PreDeployNone})
+			return err
+		}
+		err := open("mallory", tamper(t, ctx, pr.Image, reg.Host()+"/hello-trust:session"))
+		var ae *temporal.ApplicationError
+		if !errors.As(err, &ae) || ae.Type() != activities.ErrTypeUntrustedImage {
+			t.Fatalf("a session of a tampered image: want UntrustedImage, got %v", err)
+		}
+		if err := open("alice", pr.Image); err != nil {
+			t.Fatalf("a session of the signed release: %v", err)
+		}
+		if _, err := dc.Exit(ctx, "alice", spec.App); err != nil {
+			t.Fatal(err)
+		}
+		for cloud, rt := range ws.Runtimes {
+			for _, user := range []string{"mallory", "alice"} {
+				sel := map[string]string{runtime.LabelWorkflow: runtime.LabelValue(names.SessionID(user, spec.App))}
+				if found, err := rt.List(ctx, sel); err != nil || len(found) > 0 {
+					t.Errorf("%s keeps %v of %s's session (%v)", cloud, found, user, err)
+				}
+			}
 		}
 	})
 

@@ -76,7 +76,7 @@ func newRig(t *testing.T, cloud string, cfg runtime.Config) *rig {
 }
 
 // startRig is newRig with the registry published already.
-func startRig(t *testing.T, reg *registry.Server, repo, cloud string, cfg runtime.Config) *rig {
+func startRig(t *testing.T, reg *registry.Server, repo, cloud string, cfg runtime.Config, edit ...func(*workerhost.WorkerOptions)) *rig {
 	t.Helper()
 	_, c := harness.Temporal(t, "")
 	topo, err := topology.Parse([]byte(topologyYAML))
@@ -88,7 +88,7 @@ func startRig(t *testing.T, reg *registry.Server, repo, cloud string, cfg runtim
 			return cfg
 		}
 		return runtime.Config{Kind: runtime.KindProcess}
-	})
+	}, edit...)
 	return &rig{c: c, reg: reg, ws: ws, cloud: cloud, rt: ws.Runtimes[cloud], router: ws.Routers[cloud], repo: repo, drain: time.Second, serves: true}
 }
 
