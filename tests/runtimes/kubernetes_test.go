@@ -2,6 +2,8 @@ package runtimes
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -17,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/edgedrift/drift/internal/image"
 	"github.com/edgedrift/drift/internal/runtime"
 	kuberuntime "github.com/edgedrift/drift/internal/runtime/kubernetes"
 	"github.com/edgedrift/drift/internal/runtime/runtimetest"
@@ -277,6 +280,10 @@ func TestKubernetes(t *testing.T) {
 
 	t.Run("project", func(t *testing.T) {
 		kubeProject(t, cs, rt, cloud, prefix+"-proj", web, store)
+	})
+
+	t.Run("registry logins become the pods' pull secret", func(t *testing.T) {
+		kubePullSecret(t, cs, rt, reg.Host(), prefix+"-pull", v1)
 	})
 
 	// The cloud's namespace is shared by all its instances and outlives
@@ -608,4 +615,62 @@ func TestKubernetesOnARealNode(t *testing.T) {
 		Leftovers: leftovers,
 	})
 	deleteNamespace(t, cs, rt.Namespace())
+}
+
+// kubePullSecret deploys with a login for the image's registry: the pods
+// pull with a dockerconfigjson Secret of the instance holding it, which no
+// status or listing shows and Destroy removes; without a login there is none.
+func kubePullSecret(t *testing.T, cs kubernetes.Interface, rt *kuberuntime.Runtime, host, name, img string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const password = "pull-Secret-8a1"
+	image.SetCredentials(host, "puller", password)
+	t.Cleanup(func() { image.SetCredentials(host, "", "") })
+	destroyAtEnd(t, rt, name)
+	runtimetest.Deploy(t, rt, name, runtime.Spec{Image: img, Port: 8080}, 2*time.Minute)
+
+	secretName := name + ".registry"
+	secret, err := cs.CoreV1().Secrets(rt.Namespace()).Get(ctx, secretName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("pull secret: %v", err)
+	}
+	var config struct {
+		Auths map[string]struct{ Username, Password, Auth string } `json:"auths"`
+	}
+	if err := json.Unmarshal(secret.Data[corev1.DockerConfigJsonKey], &config); err != nil || secret.Type != corev1.SecretTypeDockerConfigJson {
+		t.Fatalf("secret %s of type %s: %v", secretName, secret.Type, err)
+	}
+	if a := config.Auths[host]; a.Username != "puller" || a.Password != password || a.Auth != base64.StdEncoding.EncodeToString([]byte("puller:"+password)) {
+		t.Errorf("login for %s: %+v", host, config.Auths)
+	}
+	if secret.Labels[runtime.LabelOwned] != "true" || secret.Labels[runtime.LabelInstance] != name {
+		t.Errorf("secret labels %v", secret.Labels)
+	}
+	dep, err := cs.AppsV1().Deployments(rt.Namespace()).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ps := dep.Spec.Template.Spec.ImagePullSecrets; len(ps) != 1 || ps[0].Name != secretName {
+		t.Errorf("pods pull with %v, want %s", ps, secretName)
+	}
+	st, _ := rt.Status(ctx, name)
+	list, _ := rt.List(ctx, nil)
+	if shown, _ := json.Marshal([]any{st, list, dep.Spec}); strings.Contains(string(shown), password) || strings.Contains(string(shown), base64.StdEncoding.EncodeToString([]byte("puller:"+password))) {
+		t.Error("the password shows in a status, listing or the Deployment")
+	}
+
+	// Without a login the next deploy drops it; Destroy removes it anyway.
+	image.SetCredentials(host, "", "")
+	runtimetest.Deploy(t, rt, name, runtime.Spec{Image: img, Port: 8080}, 2*time.Minute)
+	if _, err := cs.CoreV1().Secrets(rt.Namespace()).Get(ctx, secretName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("an anonymous deploy keeps the pull secret: %v", err)
+	}
+	image.SetCredentials(host, "puller", password)
+	runtimetest.Deploy(t, rt, name, runtime.Spec{Image: img, Port: 8080}, 2*time.Minute)
+	if err := rt.Destroy(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cs.CoreV1().Secrets(rt.Namespace()).Get(ctx, secretName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("Destroy left the pull secret: %v", err)
+	}
 }

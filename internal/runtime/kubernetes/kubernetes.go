@@ -142,6 +142,10 @@ func (r *Runtime) Deploy(ctx context.Context, name string, spec runtime.Spec) (r
 	if err := r.ensureVolumes(ctx, spec.Volumes); err != nil {
 		return runtime.Endpoint{}, err
 	}
+	pull, err := r.applyPullSecret(ctx, name, spec.Project(), labels)
+	if err != nil {
+		return runtime.Endpoint{}, err
+	}
 	apply := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
 	// Volumes outlive the instance (claims of their own names, kept by
 	// Destroy); a project's instance volumes are claims named after the
@@ -168,7 +172,7 @@ func (r *Runtime) Deploy(ctx context.Context, name string, spec runtime.Spec) (r
 		}
 	}
 	for _, svc := range order {
-		dep, err := r.client.AppsV1().Deployments(r.namespace).Apply(ctx, r.deploymentFor(name, spec, svc, labels, hosts), apply)
+		dep, err := r.client.AppsV1().Deployments(r.namespace).Apply(ctx, r.deploymentFor(name, spec, svc, labels, hosts, pull), apply)
 		if err != nil {
 			return runtime.Endpoint{}, r.apiErr("apply deployment", runtime.ObjectName(name, svc.Name), err)
 		}
@@ -365,13 +369,13 @@ func (r *Runtime) Destroy(ctx context.Context, name string) error {
 	return r.waitGone(ctx, name)
 }
 
-// ownedObject is one Deployment, Service or claim of an instance.
+// ownedObject is one Deployment, Service, Secret or claim of an instance.
 type ownedObject struct {
 	kind, name string
 	delete     func(context.Context) error
 }
 
-// owned lists the instance's Deployments, Services and claims, each with
+// owned lists the instance's Deployments, Services, Secrets and claims, each with
 // how to delete that very object (a precondition on its UID).
 func (r *Runtime) owned(ctx context.Context, name string) ([]ownedObject, error) {
 	sel := metav1.ListOptions{LabelSelector: r.ownedSelector(name)}
@@ -402,6 +406,16 @@ func (r *Runtime) owned(ctx context.Context, name string) ([]ownedObject, error)
 		}
 		out = append(out, ownedObject{"service", s.Name, func(ctx context.Context) error {
 			return gone("service", s.Name, r.client.CoreV1().Services(r.namespace).Delete(ctx, s.Name, metav1.DeleteOptions{
+				Preconditions: &metav1.Preconditions{UID: &s.UID}}))
+		}})
+	}
+	secrets, err := r.client.CoreV1().Secrets(r.namespace).List(ctx, sel)
+	if err != nil {
+		return nil, r.apiErr("list secrets", name, err)
+	}
+	for _, s := range secrets.Items {
+		out = append(out, ownedObject{"secret", s.Name, func(ctx context.Context) error {
+			return gone("secret", s.Name, r.client.CoreV1().Secrets(r.namespace).Delete(ctx, s.Name, metav1.DeleteOptions{
 				Preconditions: &metav1.Preconditions{UID: &s.UID}}))
 		}})
 	}

@@ -177,7 +177,7 @@ func TestObjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dep := r.deploymentFor("web", spec, spec.Project()[0], labels, nil)
+	dep := r.deploymentFor("web", spec, spec.Project()[0], labels, nil, "")
 	svc := r.serviceFor("web", spec.Project()[0], labels)
 
 	wantLabels := map[string]string{
@@ -231,7 +231,7 @@ func TestObjects(t *testing.T) {
 	}
 
 	spec.Replicas, spec.Health, spec.Command = 3, "", nil
-	dep = r.deploymentFor("web", spec, spec.Project()[0], labels, nil)
+	dep = r.deploymentFor("web", spec, spec.Project()[0], labels, nil, "")
 	c = dep.Spec.Template.Spec.Containers
 	if *dep.Spec.Replicas != 3 || *c[0].ReadinessProbe.HTTPGet.Path != "/" || c[0].Command != nil {
 		t.Errorf("replicas %d, probe %s, command %v", *dep.Spec.Replicas, *c[0].ReadinessProbe.HTTPGet.Path, c[0].Command)
@@ -529,7 +529,7 @@ func TestProjectObjects(t *testing.T) {
 	hosts := map[string]string{"web": "10.96.0.1", "db": "10.96.0.2"}
 	for _, svc := range spec.Services {
 		obj := runtime.ObjectName("shop", svc.Name)
-		dep := r.deploymentFor("shop", spec, svc, labels, hosts)
+		dep := r.deploymentFor("shop", spec, svc, labels, hosts, "")
 		s := r.serviceFor("shop", svc, labels)
 		sel := map[string]string{runtime.LabelInstance: "shop", runtime.LabelService: svc.Name}
 		if *dep.Name != obj || *s.Name != obj || !reflect.DeepEqual(dep.Spec.Selector.MatchLabels, sel) || !reflect.DeepEqual(s.Spec.Selector, sel) {

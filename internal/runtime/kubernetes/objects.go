@@ -108,11 +108,11 @@ func probeFor(svc runtime.Service) *corev1ac.ProbeApplyConfiguration {
 // IP: each pod's /etc/hosts gets them (hostAliases), so services reach each
 // other by service name although all instances of the cloud share one
 // namespace (and so their Services need instance-qualified names).
-func (r *Runtime) deploymentFor(name string, spec runtime.Spec, svc runtime.Service, labels map[string]string, hosts map[string]string) *appsv1ac.DeploymentApplyConfiguration {
+func (r *Runtime) deploymentFor(name string, spec runtime.Spec, svc runtime.Service, labels map[string]string, hosts map[string]string, pullSecret string) *appsv1ac.DeploymentApplyConfiguration {
 	container := containerFor(containerName(name, svc), svc, spec.Volumes).
 		WithPorts(corev1ac.ContainerPort().WithName(portName).WithContainerPort(int32(svc.Port)).WithProtocol(corev1.ProtocolTCP)).
 		WithReadinessProbe(probeFor(svc))
-	pod := corev1ac.PodSpec().WithVolumes(volumesFor(spec)...)
+	pod := withPullSecret(corev1ac.PodSpec().WithVolumes(volumesFor(spec)...), pullSecret)
 	for i, m := range svc.Mounts {
 		vol := fmt.Sprintf("volume-%d", i)
 		container.WithVolumeMounts(corev1ac.VolumeMount().WithName(vol).WithMountPath(m.Path).WithReadOnly(m.ReadOnly))

@@ -86,12 +86,16 @@ func (r *Runtime) Run(ctx context.Context, name string, spec runtime.Spec) (runt
 		if err := r.ensureVolumes(ctx, spec.Volumes); err != nil {
 			return runtime.TaskResult{}, err
 		}
+		pull, err := r.applyPullSecret(ctx, name, spec.Project(), lbls)
+		if err != nil {
+			return runtime.TaskResult{}, err
+		}
 		ac := batchv1ac.Job(name, r.namespace).WithLabels(lbls).WithSpec(batchv1ac.JobSpec().
 			WithBackoffLimit(0).
-			WithTemplate(corev1ac.PodTemplateSpec().WithLabels(lbls).WithSpec(corev1ac.PodSpec().
+			WithTemplate(corev1ac.PodTemplateSpec().WithLabels(lbls).WithSpec(withPullSecret(corev1ac.PodSpec().
 				WithRestartPolicy(corev1.RestartPolicyNever).
 				WithContainers(containerFor(name, spec.Project()[0], spec.Volumes)).
-				WithVolumes(volumesFor(spec)...))))
+				WithVolumes(volumesFor(spec)...), pull))))
 		if job, err = jobs.Apply(ctx, ac, metav1.ApplyOptions{FieldManager: FieldManager, Force: true}); err != nil {
 			return runtime.TaskResult{}, r.apiErr("apply job", name, err)
 		}
@@ -120,7 +124,10 @@ func (r *Runtime) Run(ctx context.Context, name string, spec runtime.Spec) (runt
 	if err != nil {
 		return res, err
 	}
-	return res, r.deleteJob(ctx, name, uid)
+	if err := r.deleteJob(ctx, name, uid); err != nil {
+		return res, err
+	}
+	return res, r.deletePullSecret(ctx, name)
 }
 
 // taskResult reads the exit code and log of the pod of the Job with uid.
