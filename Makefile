@@ -55,8 +55,9 @@ bench-install:
 # Cold and warm ports of the seed's program, then bolt's whole suite under qemu.
 bench-port:
 	@$(call run-bench,port,^TestPortBench$$,./tests/port,100m)
+# Also a 100-target rollout in waves vs a bare parallel deploy (docs/bench/pipeline-rollout.md).
 bench-pipeline: docker-up
-	@$(call run-bench,pipeline,^TestPipelineBench$$,./tests/pipeline)
+	@$(call run-bench,pipeline,^(TestPipelineBench|TestRolloutBench)$$,./tests/pipeline)
 # A client at 50 req/s following the counter app: warm, cold and reactive
 # moves side by side, then failovers (DRIFT_BENCH_MOVES moves per mode).
 bench-continuity: docker-up
@@ -123,6 +124,9 @@ record-histories: docker-up kube-build
 	# (kept as recorded); this one signs every image of the project.
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/pipeline-project-signed.json \
 		$(GO) test -count=1 -run TestPipelineReleasesAProject ./tests/pipeline
+	# also pipeline-rollback-run.json beside it: the rollback command's workflow.
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/pipeline-waves.json \
+		$(GO) test -count=1 -run TestWavesRollTheFleetBackWhenAnAnalysisFails ./tests/pipeline
 
 docker-up:
 	bash tests/docker-up.sh

@@ -30,7 +30,7 @@ are durable workflows named pipeline/<app>/<run>.`,
 	}
 	cmd.AddCommand(newPipelineRunCommand(g), newPipelineResumeCommand(g), newPipelineStatusCommand(g),
 		newPipelineLogsCommand(g), newPipelineDecideCommand(g, true), newPipelineDecideCommand(g, false),
-		newPipelineUndeployCommand(g))
+		newPipelineUndeployCommand(g), newPipelineRollbackCommand(g))
 	cmd.AddCommand(newStopCommands(g, "APP RUN", cobra.ExactArgs(2), func(args []string) (string, error) {
 		return names.PipelineID(args[0], args[1]), nil
 	})...)
@@ -97,7 +97,7 @@ func newPipelineUndeployCommand(g *globals) *cobra.Command {
 	var file, topologyFile string
 	var clouds []string
 	cmd := &cobra.Command{
-		Use:   "undeploy APP (-f SPEC | --clouds a,b)",
+		Use:   "undeploy APP (-f SPEC | --target a --target b | --clouds a,b)",
 		Short: "Remove an app's pipeline deployment from its targets (-f) or the clouds named",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -106,7 +106,7 @@ func newPipelineUndeployCommand(g *globals) *cobra.Command {
 				return fmt.Errorf("app %q must be a DNS-1035 label of at most 40 characters", app)
 			}
 			if (file == "") == (len(clouds) == 0) {
-				return fmt.Errorf("give the clouds to remove %s from: -f SPEC (its targets) or --clouds a,b", app)
+				return fmt.Errorf("give the clouds to remove %s from: -f SPEC (its targets) or --target CLOUD (repeatable, or a,b)", app)
 			}
 			if file != "" {
 				spec, err := pipelinespec.Load(file)
@@ -148,9 +148,55 @@ func newPipelineUndeployCommand(g *globals) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVarP(&file, "file", "f", "", "pipeline spec whose targets to remove the deployment from")
-	f.StringSliceVar(&clouds, "clouds", nil, "clouds to remove the deployment from")
+	f.StringSliceVar(&clouds, "target", nil, "a target (cloud) to remove the deployment from; repeat it or give a,b")
+	f.StringSliceVar(&clouds, "clouds", nil, "the same as --target")
 	f.StringVarP(&topologyFile, "topology", "t", "", "topology the clouds are of (default: the embedded example)")
 	return cmd
+}
+
+func newPipelineRollbackCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rollback APP [RUN]",
+		Short: "Put every target of a finished run (default: the newest) back to what it ran before",
+		Long: `rollback puts every target a finished run left on its release back to the
+images it ran before that run, last wave first, and removes the release
+where nothing ran before. It prints what each target ran before and runs now.`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			app, run := args[0], ""
+			if len(args) == 2 {
+				run = args[1]
+			}
+			if !pipelinespec.ValidApp(app) {
+				return fmt.Errorf("app %q must be a DNS-1035 label of at most 40 characters", app)
+			}
+			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
+				wr, err := c.Rollback(ctx, app, run, g.scheduleToStart)
+				if err != nil {
+					return err
+				}
+				res, err := client.Follow[workflows.RollbackResult](ctx, c, wr, 0, nil)
+				if perr := g.print(cmd.OutOrStdout(), res, func(w io.Writer) { printRollback(w, res) }); perr != nil {
+					return perr
+				}
+				if err != nil {
+					return fmt.Errorf("%s: %w", wr.GetID(), err)
+				}
+				return nil
+			})
+		},
+	}
+}
+
+// printRollback lists every target with what it ran before and runs now.
+func printRollback(w io.Writer, res workflows.RollbackResult) {
+	if res.ID == "" {
+		return
+	}
+	fmt.Fprintf(w, "%s rolled back: %s\n", res.ID, res.Report)
+	for _, t := range res.Targets {
+		fmt.Fprintf(w, "  %-18s %-12s before %s  now %s\n", t.Cloud, t.Status, firstOf(t.Before, "-"), firstOf(t.After, "-"))
+	}
 }
 
 func newPipelineResumeCommand(g *globals) *cobra.Command {

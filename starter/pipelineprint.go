@@ -18,9 +18,9 @@ func printChanges(w io.Writer, pr workflows.PipelineProgress, seen map[string]st
 		}
 		seen["step/"+string(s.Name)] = key
 		fmt.Fprintf(w, "  %-9s %-10s %8s  %s\n", s.Name, s.Status, duration(s), oneLine(firstOf(s.Error, s.Detail)))
-		if s.Name == workflows.StepApproval && s.Status == workflows.StepWaiting && pr.Approval != nil {
+		if a := waitingGate(pr); s.Name == workflows.StepApproval && s.Status == workflows.StepWaiting && a != nil {
 			fmt.Fprintf(w, "            %s waits until %s: drift pipeline approve|reject %s %s --who NAME\n",
-				strings.Join(pr.Approval.Targets, ", "), pr.Approval.Deadline.Format(time.RFC3339), pr.App, pr.Run)
+				strings.Join(a.Targets, ", "), a.Deadline.Format(time.RFC3339), pr.App, pr.Run)
 		}
 	}
 	for _, t := range pr.Targets {
@@ -31,6 +31,19 @@ func printChanges(w io.Writer, pr workflows.PipelineProgress, seen map[string]st
 		seen["target/"+t.Cloud] = key
 		fmt.Fprintf(w, "  → %-18s %-12s %s\n", t.Cloud, t.Status, oneLine(firstOf(t.Error, t.Endpoint.URL)))
 	}
+}
+
+// waitingGate is the approval gate a run waits at (nil: none).
+func waitingGate(pr workflows.PipelineProgress) *workflows.Approval {
+	if a := pr.Approval; a != nil && a.Status == workflows.ApprovalWaiting {
+		return a
+	}
+	for _, wv := range pr.Waves {
+		if a := wv.Approval; a != nil && a.Status == workflows.ApprovalWaiting {
+			return a
+		}
+	}
+	return nil
 }
 
 // printPipeline writes a run's summary.
@@ -60,8 +73,17 @@ func printPipeline(w io.Writer, pr workflows.PipelineProgress) {
 	for _, s := range pr.Steps {
 		fmt.Fprintf(w, "  %-9s %-10s %8s  %s\n", s.Name, s.Status, duration(s), oneLine(firstOf(s.Error, s.Detail)))
 	}
+	for _, wv := range pr.Waves {
+		fmt.Fprintf(w, "  wave %-12s %-12s %s %s\n", wv.Name, wv.Status, strings.Join(wv.Targets, ","), oneLine(wv.Error))
+		for _, a := range wv.Analysis {
+			fmt.Fprintf(w, "    analysis %-18s passed=%v %s\n", a.Cloud, a.Passed, oneLine(a.Verdict))
+		}
+	}
 	for _, t := range pr.Targets {
 		fmt.Fprintf(w, "  → %-18s %-12s %s\n", t.Cloud, t.Status, oneLine(firstOf(t.Error, t.Endpoint.URL)))
+		if t.Before != "" || t.After != "" {
+			fmt.Fprintf(w, "      before %s  after %s\n", firstOf(t.Before, "-"), firstOf(t.After, "-"))
+		}
 	}
 	if pr.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", pr.Error)

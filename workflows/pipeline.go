@@ -171,6 +171,13 @@ type TargetProgress struct {
 	Endpoint       runtime.Endpoint  `json:"endpoint"`
 	Verified       string            `json:"verified,omitempty"`
 	Error          string            `json:"error,omitempty"`
+	// Wave is the name of the target's wave (runs with deploy.waves).
+	Wave string `json:"wave,omitempty"`
+	// Before is what the target ran when the run read it ("": nothing, or
+	// not read yet), After what it runs since the run ended: images, for a
+	// project as service=image in service order.
+	Before string `json:"before,omitempty"`
+	After  string `json:"after,omitempty"`
 }
 
 // PipelineProgress is what Query Progress returns and a run's result.
@@ -197,8 +204,10 @@ type PipelineProgress struct {
 	Steps    []StepProgress   `json:"steps"`
 	Targets  []TargetProgress `json:"targets"`
 	Approval *Approval        `json:"approval,omitempty"`
-	Error    string           `json:"error,omitempty"`
-	Resumed  int              `json:"resumed,omitempty"` // how many times resumed
+	// Waves are the rollout's waves, in order (a spec with deploy.waves).
+	Waves   []WaveProgress `json:"waves,omitempty"`
+	Error   string         `json:"error,omitempty"`
+	Resumed int            `json:"resumed,omitempty"` // how many times resumed
 }
 
 // BuiltImage is one image of a project a run made (or reused).
@@ -270,6 +279,8 @@ type pipeline struct {
 	signs bool
 	// project: the spec makes one image per service (images:).
 	project bool
+	// plan holds the indices of each wave's targets (deploy.waves only).
+	plan [][]int
 }
 
 // signedReleases is the workflow.GetVersion change ID under which a run
@@ -334,9 +345,12 @@ func newPipeline(ctx workflow.Context, in PipelineInput) (*pipeline, error) {
 			p.pr.Targets[i].Status, p.pr.Targets[i].Error = TargetPending, ""
 		}
 	}
-	if a := p.pr.Approval; a == nil {
+	if len(in.Spec.Deploy.Waves) > 0 {
+		p.planWaves()
+	}
+	if a := p.pr.Approval; a == nil && !p.waveGates() {
 		p.pr.Steps[p.idx[StepApproval]].Status = StepSkipped
-	} else if a.Status != ApprovalGranted {
+	} else if a != nil && a.Status != ApprovalGranted {
 		*a = Approval{Status: ApprovalPending, Targets: a.Targets}
 	}
 	return p, nil
@@ -357,6 +371,9 @@ func validatePipeline(in PipelineInput) error {
 		if _, ok := in.Topology.Cloud(t.Cloud); !ok {
 			return invalid(ErrTypeUnknownTarget, "deploy: target %q is not a cloud of topology %q", t.Cloud, in.Topology.Name())
 		}
+	}
+	if _, err := in.Spec.Deploy.Plan(tierOf(in.Topology)); err != nil {
+		return invalid(ErrTypeInvalidPipeline, "%v", err)
 	}
 	if r := in.Resume; r != nil && (r.App != in.Spec.App || len(withEveryStep(r.Steps)) != len(pipelineSteps) || len(r.Targets) != len(in.Spec.Deploy.Targets) || len(r.Images) != len(in.Spec.Images)) {
 		return invalid(ErrTypeInvalidPipeline, "resume: the progress given (app %q, %d steps, %d targets) is not a run of this spec", r.App, len(r.Steps), len(r.Targets))
@@ -452,15 +469,15 @@ func (p *pipeline) registerHandlers(ctx workflow.Context) error {
 			sel.AddReceive(approve, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &d) })
 			sel.AddReceive(reject, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &d); status = ApprovalRejected })
 			sel.Select(ctx)
-			a := p.pr.Approval
-			if a == nil || a.Status.Decided() {
+			a := p.openGate()
+			if a == nil {
 				workflow.GetLogger(ctx).Warn("approval signal ignored: nothing waits for it", "who", d.Who)
 				continue
 			}
 			a.Status, a.Who, a.Why, a.At = status, d.Who, d.Why, workflow.Now(ctx)
 		}
 	})
-	return nil
+	return p.registerDecisionUpdates(ctx)
 }
 
 // steps runs the pipeline top to bottom; a step finished in the run being
@@ -470,6 +487,11 @@ func (p *pipeline) steps(ctx workflow.Context) error {
 	if p.project && workflow.GetVersion(ctx, composeProjects, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		// Only code that knows projects can have started a run of one.
 		return invalid(ErrTypeInvalidPipeline, "this run of a compose project was started by a worker that cannot release projects")
+	}
+	waves := len(p.pr.Waves) > 0
+	if waves && workflow.GetVersion(ctx, fleetWaves, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		// Only code that knows waves can have started a run with them.
+		return invalid(ErrTypeInvalidPipeline, "this run with deploy waves was started by a worker that cannot roll out in waves")
 	}
 	if p.early {
 		p.readTargets(ctx)
@@ -496,6 +518,10 @@ func (p *pipeline) steps(ctx workflow.Context) error {
 		}
 	}
 	p.removeCheckout(ctx) // while the targets deploy
+	if waves {
+		return p.deployWaves(ctx)
+	}
+	defer p.settle()
 	return p.deploy(ctx)
 }
 
@@ -855,6 +881,21 @@ func (p *pipeline) target(ctx workflow.Context, i int, t pipelinespec.Target) {
 			return
 		}
 	}
+	err := p.release(ctx, i, t)
+	if tp.Status == TargetFailed || err == nil {
+		return
+	}
+	tp.Status = TargetRollingBack
+	p.publish(ctx)
+	p.rollback(ctx, t.Cloud, tp, p.runtimeSpec(t.Cloud, nil))
+	p.publish(ctx)
+}
+
+// release deploys the run's images to one target and verifies them; the
+// target ends done, failed (its status could not be read: it was not
+// touched) or, with the error, still deploying or verifying.
+func (p *pipeline) release(ctx workflow.Context, i int, t pipelinespec.Target) error {
+	tp := &p.pr.Targets[i]
 	name := tp.Instance
 	if tp.Previous == "" && tp.PreviousImages == nil {
 		f := p.before[i]
@@ -864,7 +905,7 @@ func (p *pipeline) target(ctx workflow.Context, i int, t pipelinespec.Target) {
 		var st runtime.Status
 		if err := f.Get(ctx, &st); err != nil {
 			tp.Status, tp.Error = TargetFailed, "status: "+err.Error()
-			return
+			return err
 		}
 		p.setPrevious(tp, st)
 	}
@@ -883,13 +924,10 @@ func (p *pipeline) target(ctx workflow.Context, i int, t pipelinespec.Target) {
 	if err == nil {
 		tp.Status = TargetDone
 		p.publish(ctx)
-		return
+		return nil
 	}
 	tp.Error = err.Error()
-	tp.Status = TargetRollingBack
-	p.publish(ctx)
-	p.rollback(ctx, t.Cloud, tp, spec)
-	p.publish(ctx)
+	return err
 }
 
 // setPrevious records what a target ran before this run, when it ran
@@ -898,6 +936,7 @@ func (p *pipeline) setPrevious(tp *TargetProgress, st runtime.Status) {
 	if !st.Exists {
 		return
 	}
+	tp.Before = p.imagesOf(st)
 	if !p.project {
 		if st.Image != p.pr.Image {
 			tp.Previous = st.Image
@@ -1034,7 +1073,10 @@ func (p *pipeline) publish(ctx workflow.Context) {
 	for _, t := range p.pr.Targets {
 		details += fmt.Sprintf("\n- %s: %s %s", t.Cloud, t.Status, t.Endpoint.URL)
 	}
-	if a := p.pr.Approval; a != nil && a.Status == ApprovalWaiting {
+	for _, w := range p.pr.Waves {
+		details += fmt.Sprintf("\n- wave %s (%s): %s", w.Name, strings.Join(w.Targets, ", "), w.Status)
+	}
+	if a := p.openGate(); a != nil && a.Status == ApprovalWaiting {
 		details += fmt.Sprintf("\n\nwaiting for approval of %s until %s", strings.Join(a.Targets, ", "), a.Deadline.Format(time.RFC3339))
 	}
 	workflow.SetCurrentDetails(ctx, details)

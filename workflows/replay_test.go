@@ -28,6 +28,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflow(PortToArch)
 			r.RegisterWorkflow(Pipeline)
 			r.RegisterWorkflow(PipelineUndeploy)
+			r.RegisterWorkflow(PipelineRollback)
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 				t.Fatal(err)
 			}

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"go.temporal.io/api/enums/v1"
+	workflowpb "go.temporal.io/api/workflow/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	temporalclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
@@ -92,14 +95,86 @@ func (c *Client) Decide(ctx context.Context, app, run string, approve bool, d wo
 	if err != nil {
 		return err
 	}
-	if pr.Approval == nil || pr.Approval.Status.Decided() {
+	open := pr.Approval != nil && !pr.Approval.Status.Decided()
+	for _, w := range pr.Waves {
+		open = open || w.Approval != nil && !w.Approval.Status.Decided()
+	}
+	if !open {
 		return fmt.Errorf("%s waits for no approval", pr.ID)
 	}
-	name := names.RejectSignal
+	name, signal := names.RejectUpdate, names.RejectSignal
 	if approve {
-		name = names.ApproveSignal
+		name, signal = names.ApproveUpdate, names.ApproveSignal
 	}
-	return c.Temporal.SignalWorkflow(ctx, pr.ID, "", name, d)
+	h, err := c.Temporal.UpdateWorkflow(ctx, temporalclient.UpdateWorkflowOptions{
+		WorkflowID: pr.ID, UpdateName: name, Args: []any{d}, WaitForStage: temporalclient.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		err = h.Get(ctx, nil)
+	}
+	if err != nil && strings.Contains(err.Error(), "unknown update") {
+		// A run started before decisions were Updates takes the Signal.
+		return c.Temporal.SignalWorkflow(ctx, pr.ID, "", signal, d)
+	}
+	return err
+}
+
+// LatestRun names the app's newest pipeline run.
+func (c *Client) LatestRun(ctx context.Context, app string) (string, error) {
+	query := fmt.Sprintf("WorkflowType = 'Pipeline' AND %s = '%s'", names.AppKey.GetName(), app)
+	var newest *workflowpb.WorkflowExecutionInfo
+	var token []byte
+	for {
+		resp, err := c.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, NextPageToken: token})
+		if err != nil {
+			return "", fmt.Errorf("list the runs of %s: %w", app, err)
+		}
+		for _, e := range resp.GetExecutions() {
+			if newest == nil || e.GetStartTime().AsTime().After(newest.GetStartTime().AsTime()) {
+				newest = e
+			}
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			break
+		}
+	}
+	if newest == nil {
+		return "", fmt.Errorf("%s has no pipeline run", app)
+	}
+	return strings.TrimPrefix(newest.GetExecution().GetWorkflowId(), names.PipelineID(app, "")), nil
+}
+
+// Rollback starts putting every target a finished run left on its release
+// back to what it ran before (run "": the app's newest run).
+func (c *Client) Rollback(ctx context.Context, app, run string, scheduleToStart time.Duration) (Run, error) {
+	if run == "" {
+		var err error
+		if run, err = c.LatestRun(ctx, app); err != nil {
+			return nil, err
+		}
+	}
+	id := names.PipelineID(app, run)
+	desc, err := c.Temporal.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		return nil, err
+	}
+	if desc.GetWorkflowExecutionInfo().GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return nil, fmt.Errorf("%s is running: let it end (or reject its gate, or stop it) before rolling it back", id)
+	}
+	in, err := c.PipelineInput(ctx, app, run)
+	if err != nil {
+		return nil, err
+	}
+	pr, err := c.PipelineProgress(ctx, app, run)
+	if err != nil {
+		return nil, err
+	}
+	return c.Temporal.ExecuteWorkflow(ctx, temporalclient.StartWorkflowOptions{
+		ID:                                       names.RollbackID(app, run),
+		TaskQueue:                                names.TaskQueue,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		StaticSummary:                            fmt.Sprintf("put the targets of %s back to what they ran before it", id),
+	}, workflows.PipelineRollback, workflows.RollbackInput{Run: in, Progress: pr, ScheduleToStart: scheduleToStart})
 }
 
 // Undeploy starts removing an app's pipeline deployment from clouds; one

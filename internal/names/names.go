@@ -42,6 +42,10 @@ const SubscriptionsID = "subscriptions/mobility"
 // PipelineID is the workflow ID of one run of an app's pipeline.
 func PipelineID(app, run string) string { return "pipeline/" + app + "/" + run }
 
+// RollbackID is the workflow ID of putting a run's targets back to what
+// they ran before it.
+func RollbackID(app, run string) string { return "rollback/" + app + "/" + run }
+
 // UndeployID is the workflow ID of removing an app's pipeline deployment.
 func UndeployID(app string) string { return "undeploy/" + app }
 
@@ -95,6 +99,10 @@ const (
 	ExitSignal    = "Exit"    // session: end it
 	ApproveSignal = "Approve" // pipeline: an ApprovalDecision
 	RejectSignal  = "Reject"  // pipeline: an ApprovalDecision
+	// ApproveUpdate and RejectUpdate decide a pipeline's open approval gate
+	// and answer with it (the Signals stay for runs started before them).
+	ApproveUpdate = "Approve"
+	RejectUpdate  = "Reject"
 	ReportSignal  = "Report"  // install: the VM agent's report, delivered by the repository
 	ObserveSignal = "Observe" // app model: a handover, by region
 	// Upgrade: who lets a switch held at the promotion gate go, and why.

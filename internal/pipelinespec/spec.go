@@ -106,6 +106,9 @@ type Deploy struct {
 	Targets         []Target          `yaml:"targets" json:"targets"`
 	RolloutTimeout  time.Duration     `yaml:"rolloutTimeout" json:"rolloutTimeout"`
 	ApprovalTimeout time.Duration     `yaml:"approvalTimeout" json:"approvalTimeout"`
+	// Waves roll the release out a part of the targets at a time (none: one
+	// wave of every target, each rolled back alone when it fails).
+	Waves []Wave `yaml:"waves" json:"waves,omitempty"`
 	// App is the orchestration info every target runs (image set per run):
 	// from the compose file when given, else from the fields above.
 	App appspec.AppSpec `yaml:"-" json:"app"`
@@ -116,6 +119,8 @@ type Target struct {
 	Cloud    string `yaml:"cloud" json:"cloud"`
 	Approval bool   `yaml:"approval" json:"approval,omitempty"` // wait for Approve before deploying here
 	Verify   string `yaml:"verify" json:"verify,omitempty"`     // http (default) or ready
+	// Labels are the target's own, for waves that select by label.
+	Labels map[string]string `yaml:"labels" json:"labels,omitempty"`
 }
 
 // Platform is an OS/architecture pair.
@@ -185,6 +190,7 @@ func (s *Spec) fill() {
 	if d.ApprovalTimeout == 0 {
 		d.ApprovalTimeout = DefaultApprovalTimeout
 	}
+	d.fillWaves()
 	for i := range d.Targets {
 		if d.Targets[i].Verify == "" {
 			d.Targets[i].Verify = VerifyHTTP
@@ -327,6 +333,9 @@ func (s Spec) Validate() error {
 	}
 	if s.Deploy.RolloutTimeout < 0 || s.Deploy.ApprovalTimeout < 0 {
 		add("deploy timeouts must be positive")
+	}
+	for _, msg := range s.Deploy.waveProblems() {
+		add("deploy: %s", msg)
 	}
 	for _, msg := range s.deployProblems() {
 		add("deploy: %s", msg)

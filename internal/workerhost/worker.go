@@ -111,6 +111,7 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 		w.RegisterWorkflow(workflows.PortToArch)
 		w.RegisterWorkflow(workflows.Pipeline)
 		w.RegisterWorkflow(workflows.PipelineUndeploy)
+		w.RegisterWorkflow(workflows.PipelineRollback)
 		w.RegisterActivity(&activities.Images{Center: opts.Registry})
 		w.RegisterActivity(&activities.Pipeline{Center: opts.Registry, DataDir: opts.DataDir, Signer: opts.Signer})
 		w.RegisterActivity(&activities.Models{Client: c})

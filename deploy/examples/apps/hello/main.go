@@ -12,11 +12,18 @@ import (
 	"net/http"
 	"os"
 	goruntime "runtime"
+	"strconv"
+	"sync/atomic"
 	"time"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
+
+// failEvery, set at build time with -ldflags "-X main.failEvery=N", makes /
+// answer 500 to every Nth request: a release broken for some of its users,
+// which a rollout's analysis must catch.
+var failEvery = ""
 
 func main() {
 	port := os.Getenv("PORT")
@@ -34,6 +41,8 @@ func main() {
 // serves).
 func newMux(started time.Time, readyAfter time.Duration) *http.ServeMux {
 	host, _ := os.Hostname()
+	every, _ := strconv.ParseInt(failEvery, 10, 64)
+	var served atomic.Int64
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		if time.Since(started) < readyAfter {
@@ -43,6 +52,10 @@ func newMux(started time.Time, readyAfter time.Duration) *http.ServeMux {
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if n := served.Add(1); every > 0 && n%every == 0 {
+			http.Error(w, "failing on purpose (failEvery)", http.StatusInternalServerError)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{
 			"app":     "hello",

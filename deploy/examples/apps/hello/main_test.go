@@ -34,3 +34,20 @@ func TestRootSaysWhoServes(t *testing.T) {
 		t.Fatalf("got %v", got)
 	}
 }
+
+func TestFailEveryFailsAShareOfRequests(t *testing.T) {
+	defer func(v string) { failEvery = v }(failEvery)
+	failEvery = "3"
+	mux := newMux(time.Now(), 0)
+	failed := 0
+	for range 9 {
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+		if rec.Code == http.StatusInternalServerError {
+			failed++
+		}
+	}
+	if failed != 3 {
+		t.Fatalf("%d of 9 requests failed, want 3", failed)
+	}
+}
