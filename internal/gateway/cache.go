@@ -94,6 +94,13 @@ func (c *Cache) Open(sum string, size int64, fetch func(context.Context) (io.Rea
 			c.hits.Add(1) // another caller's fill served this one
 			continue
 		}
+		// A fill may have ended between the open above and the lock: its
+		// file is in place before its entry goes, so look again.
+		if f, err := os.Open(c.path(sum)); err == nil {
+			c.mu.Unlock()
+			c.hits.Add(1)
+			return f, nil
+		}
 		fl := &fill{done: make(chan struct{})}
 		c.fills[sum] = fl
 		c.mu.Unlock()

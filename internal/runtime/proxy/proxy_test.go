@@ -109,6 +109,11 @@ func TestRouteSwitchesWithoutAFailedRequest(t *testing.T) {
 			t.Fatalf("after switch %d to %s: %q %v", i, to, body, err)
 		}
 	}
+	// Enough requests for the run to mean something, however slow the
+	// machine: the clients go on until 20 were served (bounded).
+	for deadline := time.Now().Add(time.Minute); served.Load() < 20 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	close(stop)
 	wg.Wait()
 	if failed.Load() > 0 || served.Load() < 20 {
