@@ -43,6 +43,7 @@ func newSessionStartCommand(g *globals, sf *sessionFlags) *cobra.Command {
 	var o struct {
 		region, image, compose, policy, preDeploy, topologyFile, health string
 		port                                                            int
+		continuity                                                      workflows.Continuity
 	}
 	cmd := &cobra.Command{
 		Use:   "start --user U (--image REF --port P | --compose FILE) --region R",
@@ -73,7 +74,7 @@ func newSessionStartCommand(g *globals, sf *sessionFlags) *cobra.Command {
 			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
 				warnUnpolled(ctx, g, c, cloudIDs(topo))
 				res, err := c.OpenSession(ctx, client.Open{User: sf.user, App: spec, Region: o.region, Topology: topo, Neighbours: policy,
-					PreDeploy: o.preDeploy, ScheduleToStart: g.scheduleToStart})
+					PreDeploy: o.preDeploy, ScheduleToStart: g.scheduleToStart, Continuity: o.continuity})
 				if err != nil {
 					return err
 				}
@@ -96,6 +97,9 @@ func newSessionStartCommand(g *globals, sf *sessionFlags) *cobra.Command {
 	f.StringVar(&o.policy, "policy", "adjacency", "neighbour policy: adjacency, distance<=D, nearest:N")
 	f.StringVar(&o.preDeploy, "pre-deploy", workflows.PreDeployNeighbours, "what to pre-deploy: neighbours, predicted (the app's mobility model) or none")
 	f.StringVarP(&o.topologyFile, "topology", "t", "", "topology file (default: the embedded example)")
+	f.DurationVar(&o.continuity.Drain, "drain", 0, "how long the old serving instance stays up after a switch (0: 3s; negative: none)")
+	f.StringVar(&o.continuity.StatePolicy, "state-policy", "", "when the app's state cannot be carried: "+workflows.StateFailMove+" (default: the move fails, the old instance keeps serving) or "+workflows.StateSwitchWithout)
+	f.BoolVar(&o.continuity.NoFailover, "no-failover", false, "do not watch the serving instance and fail over when it dies")
 	return cmd
 }
 

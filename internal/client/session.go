@@ -29,6 +29,8 @@ type Open struct {
 	PreDeploy  string
 	// ScheduleToStart bounds each step's wait for a worker (0: the default).
 	ScheduleToStart time.Duration
+	// Continuity: the state policy, drain and failover (zero: defaults).
+	Continuity workflows.Continuity
 	// Registration is what a MEC registrant says beyond the above (zero
 	// for the CLI).
 	Registration workflows.Registration
@@ -54,7 +56,7 @@ func (c *Client) OpenSession(ctx context.Context, o Open) (workflows.RegisterRes
 	}, workflows.MobilitySession, workflows.SessionInput{
 		User: o.User, App: o.App, Region: o.Region, Topology: o.Topology,
 		Neighbours: o.Neighbours, PreDeploy: o.PreDeploy, Registration: o.Registration,
-		ScheduleToStart: o.ScheduleToStart,
+		ScheduleToStart: o.ScheduleToStart, Continuity: o.Continuity,
 	})
 	h, err := c.Temporal.UpdateWithStartWorkflow(ctx, temporalclient.UpdateWithStartWorkflowOptions{
 		StartWorkflowOperation: start,

@@ -207,10 +207,13 @@ func startEnv(t testing.TB, c client.Client, topo *topology.Topology, instant []
 
 // open starts a session for user in region and returns once it serves.
 func (e *env) open(ctx context.Context, user, region, preDeploy string) (workflows.MoveResult, error) {
-	res, err := drift.New(e.c).OpenSession(ctx, drift.Open{
-		User: user, App: e.spec, Region: region, Topology: e.topo,
-		Neighbours: nearestOne, PreDeploy: preDeploy,
-	})
+	o := drift.Open{User: user, App: e.spec, Region: region, Topology: e.topo, Neighbours: nearestOne, PreDeploy: preDeploy}
+	if preDeploy == workflows.PreDeployNone {
+		// A cold move deploys its target: no instance the session left is
+		// kept draining for the next move to come back to.
+		o.Continuity.Drain = -1
+	}
+	res, err := drift.New(e.c).OpenSession(ctx, o)
 	return res.MoveResult, err
 }
 
