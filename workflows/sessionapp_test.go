@@ -5,10 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/client"
-
-	"github.com/edgedrift/drift/deploy/examples"
-	"github.com/edgedrift/drift/internal/appspec"
 	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/runtime/runtimetest"
 )
@@ -16,16 +12,7 @@ import (
 // A session of a compose project pins every service's image and deploys
 // the whole project on each cloud; its endpoints carry the state endpoint.
 func TestSessionOfAProject(t *testing.T) {
-	st := newSessionTest(t)
-	st.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: names.SessionID("alice", "counter")})
-	web, store := "registry.test/counter-web:v1", "registry.test/counter-store:v1"
-	st.center.images[web], st.center.images[store] = true, true
-	app, err := appspec.FromCompose(examples.CounterCompose, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := sessionInput("quartier-latin")
-	in.App = app.WithImages(map[string]string{"web": web, "store": store})
+	st, in := counterSession(t)
 	st.at(time.Minute, func() {
 		s := st.state()
 		if s.Image != "" || s.Images["web"] != pinnedHello || s.Images["store"] != pinnedHello {
