@@ -430,9 +430,11 @@ func expectCount(t *testing.T, ep runtime.Endpoint, cloud, method string, want i
 	}
 	// A refused connection reached no one, so it is tried again (a real
 	// node's kube-proxy routes a new ClusterIP a few seconds after the
-	// Service has its endpoints, as ExpectServes allows for).
+	// Service has its endpoints, as ExpectServes allows for, and rejects
+	// with "no route to host" while a rollout leaves it none).
 	resp, err := httpClient.Do(req)
-	for began := time.Now(); errors.Is(err, syscall.ECONNREFUSED) && time.Since(began) < serveWithin; resp, err = httpClient.Do(req) {
+	reachedNoOne := func(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) }
+	for began := time.Now(); reachedNoOne(err) && time.Since(began) < serveWithin; resp, err = httpClient.Do(req) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	if err != nil {
