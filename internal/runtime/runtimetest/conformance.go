@@ -433,7 +433,9 @@ func expectCount(t *testing.T, ep runtime.Endpoint, cloud, method string, want i
 	// Service has its endpoints, as ExpectServes allows for, and rejects
 	// with "no route to host" while a rollout leaves it none).
 	resp, err := httpClient.Do(req)
-	reachedNoOne := func(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) }
+	reachedNoOne := func(err error) bool {
+		return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH)
+	}
 	for began := time.Now(); reachedNoOne(err) && time.Since(began) < serveWithin; resp, err = httpClient.Do(req) {
 		time.Sleep(200 * time.Millisecond)
 	}
