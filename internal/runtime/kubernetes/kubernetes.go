@@ -42,6 +42,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 
 	"github.com/edgedrift/drift/internal/runtime"
 )
@@ -348,13 +349,15 @@ func (r *Runtime) Destroy(ctx context.Context, name string) error {
 	}
 	// The garbage collector would delete the ReplicaSets and Pods in its own
 	// time (seconds, with its backoff); delete them now. The selector
-	// matches only this runtime's objects of this instance.
+	// matches only this runtime's objects of this instance. Its Service is
+	// gone, so its pods skip the drain a rollout gives them.
 	owned := metav1.ListOptions{LabelSelector: r.ownedSelector(name)}
 	del := metav1.DeleteOptions{PropagationPolicy: &background}
 	if err := r.client.AppsV1().ReplicaSets(r.namespace).DeleteCollection(ctx, del, owned); err != nil && !apierrors.IsNotFound(err) {
 		return r.apiErr("delete replicasets", name, err)
 	}
-	if err := r.client.CoreV1().Pods(r.namespace).DeleteCollection(ctx, del, owned); err != nil && !apierrors.IsNotFound(err) {
+	podDel := metav1.DeleteOptions{PropagationPolicy: &background, GracePeriodSeconds: ptr.To[int64](1)}
+	if err := r.client.CoreV1().Pods(r.namespace).DeleteCollection(ctx, podDel, owned); err != nil && !apierrors.IsNotFound(err) {
 		return r.apiErr("delete pods", name, err)
 	}
 	return r.waitGone(ctx, name)

@@ -226,6 +226,11 @@ func TestObjects(t *testing.T) {
 	if *probe.Path != "/healthz" || probe.Port.IntValue() != 9090 {
 		t.Errorf("probe %s:%v", *probe.Path, probe.Port)
 	}
+	// A pod a rollout replaces keeps serving while kube-proxy catches up.
+	if pre := c[0].Lifecycle.PreStop; pre == nil || pre.Sleep == nil || *pre.Sleep.Seconds != rolloutDrainSeconds ||
+		*dep.Spec.Template.Spec.TerminationGracePeriodSeconds <= rolloutDrainSeconds {
+		t.Errorf("lifecycle %+v, grace %v: want a preStop sleep of %d s inside the grace period", c[0].Lifecycle, dep.Spec.Template.Spec.TerminationGracePeriodSeconds, rolloutDrainSeconds)
+	}
 	if *svc.Spec.Type != corev1.ServiceTypeClusterIP || len(svc.Spec.Ports) != 1 || *svc.Spec.Ports[0].Port != 9090 || svc.Spec.Ports[0].TargetPort.IntValue() != 9090 {
 		t.Errorf("service spec %+v", svc.Spec)
 	}

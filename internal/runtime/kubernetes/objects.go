@@ -103,6 +103,12 @@ func probeFor(svc runtime.Service) *corev1ac.ProbeApplyConfiguration {
 	return p.WithHTTPGet(corev1ac.HTTPGetAction().WithPath(path).WithPort(intstr.FromInt32(int32(svc.Port))))
 }
 
+// rolloutDrainSeconds is how long a pod replaced by a rollout keeps serving
+// after it leaves its Service's endpoints: every node's kube-proxy still
+// sends it connections until it has reprogrammed its rules (about a second,
+// several under load), and a pod gone by then would leave those hanging.
+const rolloutDrainSeconds = 5
+
 // deploymentFor is the Deployment drift applies for one service of an
 // instance. hosts maps every service of a project to its Service's cluster
 // IP: each pod's /etc/hosts gets them (hostAliases), so services reach each
@@ -111,8 +117,10 @@ func probeFor(svc runtime.Service) *corev1ac.ProbeApplyConfiguration {
 func (r *Runtime) deploymentFor(name string, spec runtime.Spec, svc runtime.Service, labels map[string]string, hosts map[string]string, pullSecret string) *appsv1ac.DeploymentApplyConfiguration {
 	container := containerFor(containerName(name, svc), svc, spec.Volumes).
 		WithPorts(corev1ac.ContainerPort().WithName(portName).WithContainerPort(int32(svc.Port)).WithProtocol(corev1.ProtocolTCP)).
-		WithReadinessProbe(probeFor(svc))
-	pod := withPullSecret(corev1ac.PodSpec().WithVolumes(volumesFor(spec)...), pullSecret)
+		WithReadinessProbe(probeFor(svc)).
+		WithLifecycle(corev1ac.Lifecycle().WithPreStop(corev1ac.LifecycleHandler().WithSleep(corev1ac.SleepAction().WithSeconds(rolloutDrainSeconds))))
+	pod := withPullSecret(corev1ac.PodSpec().WithVolumes(volumesFor(spec)...), pullSecret).
+		WithTerminationGracePeriodSeconds(rolloutDrainSeconds + 10)
 	for i, m := range svc.Mounts {
 		vol := fmt.Sprintf("volume-%d", i)
 		container.WithVolumeMounts(corev1ac.VolumeMount().WithName(vol).WithMountPath(m.Path).WithReadOnly(m.ReadOnly))
