@@ -91,6 +91,10 @@ record-histories: docker-up kube-build
 		$(GO) test -count=1 -run TestFailoverWhenTheServingInstanceIsKilled ./tests/mobility
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-session-failover-worker.json \
 		$(GO) test -count=1 -run TestFailoverWhenTheCloudsWorkerStops ./tests/mobility
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-session-adopt.json \
+		$(GO) test -count=1 -run TestSessionAdoptsAReleaseWithoutARestart ./tests/mobility
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/pipeline-sessions.json \
+		$(GO) test -count=1 -run TestAReleaseReachesALiveSessionAtItsNextMove ./tests/pipeline
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-subscriptions.json \
 		$(GO) test -count=1 -run TestConformanceOfResourcesAndNotifications ./tests/mecapi
 	# component-upgrade.json is an upgrade from before hops and data (kept as

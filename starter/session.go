@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -32,7 +33,7 @@ when they move.`,
 	cmd.PersistentFlags().StringVar(&sf.user, "user", "", "the session's user")
 	cmd.PersistentFlags().StringVar(&sf.app, "app", "", "the app's name (with --compose: the service; default its only one)")
 	cmd.AddCommand(newSessionStartCommand(g, &sf), newSessionMoveCommand(g, &sf), newSessionExitCommand(g, &sf),
-		newSessionStateCommand(g, &sf), newSessionListCommand(g))
+		newSessionStateCommand(g, &sf), newSessionListCommand(g), newSessionAdoptCommand(g, &sf))
 	cmd.AddCommand(newStopCommands(g, "--user U --app A", cobra.NoArgs, func([]string) (string, error) {
 		return names.SessionID(sf.user, sf.app), need(sf.user, sf.app)
 	})...)
@@ -121,6 +122,48 @@ func newSessionMoveCommand(g *globals, sf *sessionFlags) *cobra.Command {
 			})
 		},
 	}
+}
+
+func newSessionAdoptCommand(g *globals, sf *sessionFlags) *cobra.Command {
+	var release string
+	var images []string
+	cmd := &cobra.Command{
+		Use:   "adopt --user U --app A --release NAME --image [SERVICE=]REF...",
+		Short: "Give the session a release: pre-deploys take it now, the user at the next handover",
+		Long: `The session's warm instances are redeployed with the release's images at once;
+the serving instance keeps running until the user's next move switches to an
+instance already on the release, so the user sees no restart. Name every
+service's image (SERVICE=REF; an app of one image: REF).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := need(sf.user, sf.app); err != nil {
+				return err
+			}
+			byService := map[string]string{}
+			for _, im := range images {
+				svc, ref, ok := strings.Cut(im, "=")
+				if !ok {
+					svc, ref = sf.app, im
+				}
+				byService[svc] = ref
+			}
+			if release == "" || len(byService) == 0 {
+				return errors.New("--release and at least one --image are required")
+			}
+			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
+				res, err := c.Adopt(ctx, sf.user, sf.app, workflows.AdoptRequest{Release: release, Images: byService})
+				if err != nil {
+					return err
+				}
+				return g.print(cmd.OutOrStdout(), res, func(w io.Writer) {
+					fmt.Fprintf(w, "release %s adopted: pre-deploys take it now; the serving instance runs %s until the next handover\n", res.Release, res.Serving)
+				})
+			})
+		},
+	}
+	cmd.Flags().StringVar(&release, "release", "", "the release's name (a version, a pipeline run)")
+	cmd.Flags().StringArrayVar(&images, "image", nil, "an image of the release: SERVICE=REF, or REF for an app of one image")
+	return cmd
 }
 
 func newSessionExitCommand(g *globals, sf *sessionFlags) *cobra.Command {
@@ -237,6 +280,9 @@ func printState(w io.Writer, st workflows.SessionState) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", in.Cloud, dash(string(in.Role)), in.Status, dash(in.Endpoint.URL), in.Error)
 	}
 	tw.Flush()
+	if st.Release != "" {
+		fmt.Fprintf(w, "release: %s\n", st.Release)
+	}
 	if len(st.InFlight) > 0 {
 		fmt.Fprintf(w, "in flight: %s\n", strings.Join(st.InFlight, ", "))
 	}

@@ -173,11 +173,12 @@ func (m *moveRequest) contextState() *int {
 func (s *session) continuityOptions() Continuity { return s.in.Continuity.withDefaults() }
 
 // drain keeps the instance that served until now up for the drain period
-// (requests in flight finish), then wakes the main loop to destroy it.
+// (requests in flight finish), then wakes the main loop to destroy it, or
+// to redeploy it with the adopted release when it stays warm.
 func (s *session) drain(ctx workflow.Context, cloud string) {
 	inst := s.instances[cloud]
 	d := s.continuityOptions().Drain
-	if !s.continuity || inst == nil || inst.Role != "" || d <= 0 {
+	if !s.continuity || inst == nil || (inst.Role != "" && !s.behind(inst)) || d <= 0 {
 		return
 	}
 	inst.DrainUntil = workflow.Now(ctx).Add(d)

@@ -186,6 +186,8 @@ type Instance struct {
 	Untrusted bool `json:"untrusted,omitempty"`
 	// DrainUntil keeps an instance that served until a switch up until then.
 	DrainUntil time.Time `json:"drainUntil,omitzero"`
+	// Runs is the pinned image(s) it was last deployed with.
+	Runs string `json:"runs,omitempty"`
 }
 
 // Handover is one switch of the serving cloud.
@@ -292,6 +294,10 @@ type SessionState struct {
 	// Down are the clouds left out after their serving instance was found
 	// down, with why, until their leftovers are destroyed.
 	Down map[string]string `json:"down,omitempty"`
+
+	// Release names the release last adopted (Adopt update); its images
+	// are Image or Images.
+	Release string `json:"release,omitempty"`
 }
 
 // MobilitySession keeps a user's app served from the cloud of the region
@@ -598,6 +604,9 @@ func (s *session) registerHandlers(ctx workflow.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.registerAdopt(ctx); err != nil {
+		return err
+	}
 	moves := workflow.GetSignalChannel(ctx, names.MoveUpdate)
 	exits := workflow.GetSignalChannel(ctx, names.ExitSignal)
 	s.signals = []workflow.ReceiveChannel{moves, exits}
@@ -790,20 +799,6 @@ func chainID(ctx workflow.Context) string {
 // shortID is the first 12 characters of a run id: enough to tell sessions
 // of one user and app apart.
 func shortID(id string) string { return id[:min(len(id), 12)] }
-
-// ensureImage puts the app's image in the center registry, pinned by digest.
-func (s *session) ensureImage(ctx workflow.Context) error {
-	if s.in.App.IsProject() {
-		return s.ensureProjectImages(ctx)
-	}
-	var pinned string
-	actx := central(ctx, lookupOptions, "ensure image "+s.in.App.Image+" is in the center registry")
-	if err := workflow.ExecuteActivity(actx, imageActs.EnsureImage, s.in.App.Image).Get(ctx, &pinned); err != nil {
-		return err
-	}
-	s.st.Image = pinned
-	return nil
-}
 
 // handleMoves serves moves in arrival order: a warm target switches at
 // once; a cold one is deployed first and the queue waits for it.
@@ -1064,6 +1059,8 @@ func (s *session) reconcile(ctx workflow.Context) {
 			s.start(ctx, inst, opDestroy)
 		case inst.Status == StatusUnknown:
 			s.start(ctx, inst, opDeploy)
+		case inst.Role == RoleWarm && inst.Status == StatusReady && s.behind(inst) && !workflow.Now(ctx).Before(inst.DrainUntil):
+			s.start(ctx, inst, opDeploy) // a pre-deploy takes the adopted release
 		}
 	}
 }
@@ -1072,12 +1069,13 @@ func (s *session) start(ctx workflow.Context, inst *Instance, kind opKind) {
 	actx, cancel := workflow.WithCancel(ctx)
 	s.ops[inst.Cloud] = &op{kind: kind, cancel: cancel}
 	cloud, name := inst.Cloud, inst.Name
+	if !inst.WarmAt.IsZero() {
+		s.st.Totals.PreDeploySeconds += workflow.Now(ctx).Sub(inst.WarmAt).Seconds()
+		inst.WarmAt = time.Time{}
+	}
+	inst.DrainUntil = time.Time{}
 	if kind == opDestroy {
-		inst.Status, inst.DrainUntil = StatusDestroying, time.Time{}
-		if !inst.WarmAt.IsZero() {
-			s.st.Totals.PreDeploySeconds += workflow.Now(ctx).Sub(inst.WarmAt).Seconds()
-			inst.WarmAt = time.Time{}
-		}
+		inst.Status = StatusDestroying
 		summary := fmt.Sprintf("destroy %s on %s", s.in.App.Name, cloud)
 		workflow.Go(ctx, func(ctx workflow.Context) {
 			err := executeOnCloud(actx, destroyOptions, cloud, summary, cloudActs.DestroyInstance, name).Get(ctx, nil)
@@ -1085,7 +1083,7 @@ func (s *session) start(ctx workflow.Context, inst *Instance, kind opKind) {
 		})
 		return
 	}
-	inst.Status = StatusDeploying
+	inst.Status, inst.Runs = StatusDeploying, s.runs()
 	inst.Error, inst.NoWorker, inst.Untrusted = "", false, false
 	labels := map[string]string{runtime.LabelWorkflow: s.st.ID, runtime.LabelCloud: cloud}
 	req := activities.DeployRequest{
@@ -1194,7 +1192,7 @@ func (s *session) shouldContinueAsNew(ctx workflow.Context) bool {
 		}
 	}
 	for _, cloud := range sortedKeys(s.instances) {
-		if inst := s.instances[cloud]; !inst.DrainUntil.IsZero() && inst.Role == "" {
+		if inst := s.instances[cloud]; !inst.DrainUntil.IsZero() && (inst.Role == "" || s.behind(inst)) {
 			return false // its drain timer would be lost
 		}
 	}

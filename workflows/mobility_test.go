@@ -31,6 +31,7 @@ import (
 type fakeCenter struct {
 	mu     sync.Mutex
 	images map[string]bool         // images EnsureImage knows
+	pins   map[string]string       // what EnsureImage answers for an image (default pinnedHello)
 	model  predict.Model           // the app's model workflow
 	taught []activities.RegionMove // moves recorded into it
 	events []amsi.Event            // events published to the subscriptions
@@ -77,6 +78,9 @@ func (f *fakeCenter) install(env *testsuite.TestWorkflowEnvironment) {
 		func(_ context.Context, ref string) (string, error) {
 			if !f.images[ref] {
 				return "", temporal.NewNonRetryableApplicationError("no such image "+ref, activities.ErrTypeUnknownImage, nil)
+			}
+			if pin := f.pins[ref]; pin != "" {
+				return pin, nil
 			}
 			return pinnedHello, nil
 		})

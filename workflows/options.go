@@ -28,6 +28,7 @@ var (
 	pipelineActs *activities.Pipeline
 	portActs     *activities.Port
 	installActs  *activities.Install
+	sessionActs  *activities.Sessions
 )
 
 // nonRetryable lists the error types no retry can fix. (A repository that

@@ -205,9 +205,11 @@ type PipelineProgress struct {
 	Targets  []TargetProgress `json:"targets"`
 	Approval *Approval        `json:"approval,omitempty"`
 	// Waves are the rollout's waves, in order (a spec with deploy.waves).
-	Waves   []WaveProgress `json:"waves,omitempty"`
-	Error   string         `json:"error,omitempty"`
-	Resumed int            `json:"resumed,omitempty"` // how many times resumed
+	Waves []WaveProgress `json:"waves,omitempty"`
+	// Sessions are how the sessions deploy.sessions names took the release.
+	Sessions []activities.SessionAdoption `json:"sessions,omitempty"`
+	Error    string                       `json:"error,omitempty"`
+	Resumed  int                          `json:"resumed,omitempty"` // how many times resumed
 }
 
 // BuiltImage is one image of a project a run made (or reused).
@@ -519,8 +521,18 @@ func (p *pipeline) steps(ctx workflow.Context) error {
 	}
 	p.removeCheckout(ctx) // while the targets deploy
 	if waves {
-		return p.deployWaves(ctx)
+		if err := p.deployWaves(ctx); err != nil {
+			return err
+		}
+	} else if err := p.deployAll(ctx); err != nil {
+		return err
 	}
+	p.adoptSessions(ctx)
+	return nil
+}
+
+// deployAll deploys every target at once (a spec without waves).
+func (p *pipeline) deployAll(ctx workflow.Context) error {
 	defer p.settle()
 	return p.deploy(ctx)
 }

@@ -91,6 +91,23 @@ func (c *Client) Reregister(ctx context.Context, user, app string, r workflows.R
 	return out, err
 }
 
+// Adopt gives the session of user and app a release: its pre-deploys take
+// it at once, the user reaches it at the next handover.
+func (c *Client) Adopt(ctx context.Context, user, app string, r workflows.AdoptRequest) (workflows.AdoptResult, error) {
+	h, err := c.Temporal.UpdateWorkflow(ctx, temporalclient.UpdateWorkflowOptions{
+		WorkflowID: names.SessionID(user, app), UpdateName: names.AdoptUpdate,
+		Args: []any{r}, WaitForStage: temporalclient.WorkflowUpdateStageCompleted,
+	})
+	var out workflows.AdoptResult
+	if err == nil {
+		err = h.Get(ctx, &out)
+	}
+	if err != nil {
+		return out, fmt.Errorf("adopt release %q in %s/%s: %w", r.Release, user, app, err)
+	}
+	return out, nil
+}
+
 // sessionFailure explains a failed open: when the session itself has ended
 // (bad input fails it before its handlers exist), its own error says why
 // better than the update's.

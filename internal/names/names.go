@@ -123,6 +123,7 @@ const (
 
 	RegisterUpdate     = "Register"      // session: open it, or answer for the open one (same or conflict)
 	ReregisterUpdate   = "Reregister"    // session: change what its registration says (PUT)
+	AdoptUpdate        = "Adopt"         // session: take a release; its pre-deploys and next handover run it
 	EventsSignal       = "Events"        // subscriptions: a batch of session events, in order
 	SubscribeUpdate    = "Subscribe"     // subscriptions: add one
 	ResubscribeUpdate  = "Resubscribe"   // subscriptions: replace one (PUT), resuming it when suspended

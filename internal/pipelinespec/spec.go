@@ -27,6 +27,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/edgedrift/drift/internal/appspec"
+	"github.com/edgedrift/drift/internal/names"
 )
 
 // ErrInvalid marks every problem of a spec.
@@ -109,10 +110,17 @@ type Deploy struct {
 	// Waves roll the release out a part of the targets at a time (none: one
 	// wave of every target, each rolled back alone when it fails).
 	Waves []Wave `yaml:"waves" json:"waves,omitempty"`
+	// Sessions are the users whose mobility sessions of the app adopt the
+	// release once every target runs it ("*": every open one); a failed
+	// rollout leaves them as they were.
+	Sessions []string `yaml:"sessions" json:"sessions,omitempty"`
 	// App is the orchestration info every target runs (image set per run):
 	// from the compose file when given, else from the fields above.
 	App appspec.AppSpec `yaml:"-" json:"app"`
 }
+
+// AllSessions in deploy.sessions names every open session of the app.
+const AllSessions = "*"
 
 // Target is one cloud to deploy to.
 type Target struct {
@@ -333,6 +341,11 @@ func (s Spec) Validate() error {
 	}
 	if s.Deploy.RolloutTimeout < 0 || s.Deploy.ApprovalTimeout < 0 {
 		add("deploy timeouts must be positive")
+	}
+	for _, u := range s.Deploy.Sessions {
+		if err := names.CheckUser(u); u != AllSessions && err != nil {
+			add("deploy.sessions: %v", err)
+		}
 	}
 	for _, msg := range s.Deploy.waveProblems() {
 		add("deploy: %s", msg)

@@ -116,6 +116,7 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 		w.RegisterActivity(&activities.Pipeline{Center: opts.Registry, DataDir: opts.DataDir, Signer: opts.Signer})
 		w.RegisterActivity(&activities.Models{Client: c})
 		w.RegisterActivity(&activities.Notifier{Client: c})
+		w.RegisterActivity(&activities.Sessions{Client: c})
 		w.RegisterActivity(&activities.Port{WorkDir: filepath.Join(opts.DataDir, "port"), Registry: opts.Registry})
 		ws.workers = append(ws.workers, w)
 	}

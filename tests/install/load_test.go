@@ -272,7 +272,7 @@ func fleetBench(t *testing.T, b *strings.Builder) {
 		before := mgmtBytes(t, n)
 		start := time.Now()
 		// 200 VMs on a shared 2-core machine: minutes, not the tests' 5.
-		p, err := rolloutWithin(t, c, workflows.Rollout{Rollout: strings.ReplaceAll(run.name, " ", "-"), Selector: "role=web", Package: "bulk", Version: run.version, MaxConcurrency: "50"}, 20*time.Minute)
+		p, err := rolloutWithin(t, c, workflows.Rollout{Rollout: strings.NewReplacer(", ", "-", " ", "-").Replace(run.name), Selector: "role=web", Package: "bulk", Version: run.version, MaxConcurrency: "50"}, 20*time.Minute)
 		total := time.Since(start)
 		crossed := mgmtBytes(t, n) - before
 		if err != nil || p.Counts.Succeeded != vms {

@@ -35,10 +35,11 @@ type streamer struct {
 }
 
 type hit struct {
-	at    time.Time // when the answer came
-	url   string    // where the request went
-	ok    bool
-	count int
+	at      time.Time // when the answer came
+	url     string    // where the request went
+	ok      bool
+	count   int
+	version string
 }
 
 func (s *streamer) follow(url string) { s.url.Store(&url) }
@@ -56,9 +57,12 @@ func (s *streamer) run(ctx context.Context, every time.Duration) {
 		go func(url string) {
 			h := hit{url: url}
 			if resp, err := hc.Post(url+"/count", "", nil); err == nil {
-				var body struct{ Count int }
+				var body struct {
+					Count   int
+					Version string
+				}
 				h.ok = resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&body) == nil
-				h.count = body.Count
+				h.count, h.version = body.Count, body.Version
 				resp.Body.Close()
 			}
 			h.at = time.Now()

@@ -1,0 +1,134 @@
+package mobility
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	drift "github.com/edgedrift/drift/internal/client"
+	"github.com/edgedrift/drift/internal/names"
+	"github.com/edgedrift/drift/internal/topology"
+	"github.com/edgedrift/drift/tests/harness"
+	"github.com/edgedrift/drift/workflows"
+)
+
+// A live session of the counter app adopts release v2 while a client
+// streams requests at it: the warm instances take v2 at once, the serving
+// instance keeps answering v1 (no restart under the user), the next move
+// switches to an instance already on v2 with the count carried, and not
+// one request fails. A release for other services is refused and changes
+// nothing.
+func TestSessionAdoptsAReleaseWithoutARestart(t *testing.T) {
+	docker := harness.Docker(t)
+	_, c := harness.Temporal(t, "")
+	reg := harness.Registry(t)
+	web1, store1 := harness.CounterImages(t, reg, "v1")
+	web2, store2 := harness.CounterImages(t, reg, "v2")
+	topo := harness.ExampleTopology(t)
+	ws, _ := dockerWorkers(t, c, topo, reg.Host(), allClouds(topo, ""), true)
+
+	const user = "adopt-it"
+	id := names.SessionID(user, "counter")
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: names.TaskQueue},
+		workflows.MobilitySession, workflows.SessionInput{
+			User: user, App: counterApp(t, web1, store1), Region: "quartier-latin", Topology: topo,
+			Neighbours: topology.Policy{Kind: topology.Adjacency}, PreDeploy: workflows.PreDeployNeighbours,
+			Continuity: workflows.Continuity{Drain: 3 * time.Second},
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.TerminateWorkflow(context.Background(), id, "", "test over") })
+	waitServing(t, ctx, c, id)
+	st, err := state(ctx, c, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := st.Instances[slices.IndexFunc(st.Instances, func(in workflows.Instance) bool { return in.Cloud == st.Serving })].Runs
+
+	s := &streamer{}
+	s.follow(st.Endpoint.URL)
+	sctx, stopStream := context.WithCancel(ctx)
+	streamDone := make(chan struct{})
+	go func() { s.run(sctx, 50*time.Millisecond); close(streamDone) }()
+
+	dc := drift.New(c)
+	if _, err := dc.Adopt(ctx, user, "counter", workflows.AdoptRequest{Release: "bad", Images: map[string]string{"web": web2}}); err == nil {
+		t.Fatal("a release without the store's image was adopted")
+	}
+	res, err := dc.Adopt(ctx, user, "counter", workflows.AdoptRequest{Release: "v2", Images: map[string]string{"web": web2, "store": store2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Serving != v1 || res.Images["web"] == "" || res.Images["store"] == "" {
+		t.Fatalf("adopt answered %+v", res)
+	}
+	// Every pre-deploy takes v2; the serving instance stays as it was.
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		st, err = state(ctx, c, id)
+		warmOnV2 := err == nil && len(st.InFlight) == 0 && !slices.ContainsFunc(st.Instances, func(in workflows.Instance) bool {
+			return in.Role == workflows.RoleWarm && (in.Status != workflows.StatusReady || in.Runs == v1)
+		})
+		if warmOnV2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pre-deploys not on v2 after 3 minutes: %+v (%v)", st.Instances, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if st.Release != "v2" {
+		t.Errorf("state names release %q", st.Release)
+	}
+	for _, in := range st.Instances {
+		if in.Cloud == st.Serving && in.Runs != v1 {
+			t.Errorf("the serving instance was redeployed under the user: %+v", in)
+		}
+	}
+
+	carried := 0 // the count before the move: the new instance holds at least that
+	s.mu.Lock()
+	for _, h := range s.hits {
+		carried = max(carried, h.count)
+	}
+	s.mu.Unlock()
+	moved := move(t, ctx, c, id, "bastille")
+	if !moved.Warm {
+		t.Errorf("the move after adopt was cold: %+v", moved)
+	}
+	s.follow(moved.Endpoint.URL)
+	time.Sleep(2 * time.Second)
+	stopStream()
+	<-streamDone
+
+	// No request failed; answers were v1 until the client followed the
+	// move, then v2 from the new instance, which holds the count.
+	s.mu.Lock()
+	hits := slices.Clone(s.hits)
+	s.mu.Unlock()
+	failed, onV2, lowest := 0, 0, -1
+	for _, h := range hits {
+		switch {
+		case !h.ok:
+			failed++
+		case h.url == moved.Endpoint.URL && h.version == "v2":
+			onV2++
+			if lowest < 0 || h.count < lowest {
+				lowest = h.count
+			}
+		case h.url == moved.Endpoint.URL || h.version != "v1":
+			t.Errorf("%s answered version %q", h.url, h.version)
+		}
+	}
+	t.Logf("%d requests, %d failed, %d answered by v2 after the move (lowest count %d, %d before the move)", len(hits), failed, onV2, lowest, carried)
+	if failed > 0 || onV2 == 0 || lowest <= carried || len(hits) < 50 {
+		t.Errorf("%d requests: %d failed, %d answered by v2, lowest count there %d (want above %d)", len(hits), failed, onV2, lowest, carried)
+	}
+	exitAndExpectNothingLeft(t, ctx, c, ws, docker, run, id)
+}
