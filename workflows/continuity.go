@@ -33,6 +33,12 @@ const continuityFailoverPlan = 2
 // that misses one heartbeat no longer fails a healthy instance over.
 const continuityWatchAgain = 3
 
+// continuityExitFinal is continuityChange's version from which an exiting
+// session never plans again. Before it, a failed-over cloud whose leftovers
+// were destroyed during the exit re-planned: the serving and warm clouds
+// got roles back and were deployed again, and the exit never ended.
+const continuityExitFinal = 4
+
 // watchAgainAfter is how long a watch must have run before a lost one is
 // started again rather than taken as down.
 const watchAgainAfter = time.Minute

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -342,4 +343,33 @@ func TestABusyWorkerDoesNotFailAHealthyInstanceOver(t *testing.T) {
 	})
 	st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
 	st.report()
+}
+
+// The session exits while the leftovers of a cloud it failed over from are
+// still being destroyed: when that destroy ends, the cloud is back, but an
+// exiting session plans nothing again (it used to give the serving and
+// warm clouds their roles back, deploy them, and never end).
+func TestExitEndsWhenAFailedOverCloudComesBackDuringIt(t *testing.T) {
+	st := newSessionTest(t)
+	st.env.OnActivity(cloudActs.DestroyInstance, mock.Anything, mock.Anything).Return(st.clouds.DestroyInstance).After(30 * time.Second)
+	st.at(time.Minute, func() {
+		if err := st.clouds.runtimes["edge-latin"].Destroy(context.Background(), "hello-alice-edge-latin"); err != nil {
+			t.Fatal(err)
+		}
+	})
+	st.at(time.Minute+15*time.Second, func() {
+		if s := st.state(); s.Down["edge-latin"] == "" || !slices.Contains(s.InFlight, "destroy edge-latin") {
+			t.Errorf("down %v, in flight %v: want edge-latin's leftovers being destroyed", s.Down, s.InFlight)
+		}
+		st.env.SignalWorkflow(names.ExitSignal, nil)
+	})
+	st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
+	if !st.env.IsWorkflowCompleted() {
+		s := st.state()
+		t.Fatalf("the session did not end: %s, serving %s, in flight %v, instances %+v", s.Phase, s.Serving, s.InFlight, s.Instances)
+	}
+	st.report()
+	if live := st.clouds.liveClouds(); len(live) != 0 {
+		t.Fatalf("left behind on %v", live)
+	}
 }

@@ -383,6 +383,7 @@ type session struct {
 	continuity   bool         // carry state, drain, fail over (continuityChange)
 	failoverPlan bool         // plans keep the serving role and the user's own cloud warm after a failover
 	watchAgain   bool         // a watch lost with its worker is started again before anything is down
+	exitFinal    bool         // an exiting session plans nothing (continuityExitFinal)
 	watched      string       // the cloud whose serving instance is watched
 	stopWatch    func()       // ends that watch
 	down         []downReport // serving instances found down, for the main loop
@@ -465,8 +466,9 @@ func (s *session) run(ctx workflow.Context) (SessionState, error) {
 		return SessionState{}, err
 	}
 	s.throttleIndex = workflow.GetVersion(ctx, throttleCloudIndexChange, workflow.DefaultVersion, 1) == 1
-	v := workflow.GetVersion(ctx, continuityChange, workflow.DefaultVersion, continuityWatchAgain)
+	v := workflow.GetVersion(ctx, continuityChange, workflow.DefaultVersion, continuityExitFinal)
 	s.continuity, s.failoverPlan, s.watchAgain = v >= 1, v >= continuityFailoverPlan, v >= continuityWatchAgain
+	s.exitFinal = v >= continuityExitFinal
 	if err := workflow.UpsertTypedSearchAttributes(ctx,
 		names.UserKey.ValueSet(s.in.User),
 		names.AppKey.ValueSet(s.in.App.Name),
@@ -976,6 +978,9 @@ func (s *session) moveInProgress() bool {
 // plan sets every instance's role for the current serving cloud: serve
 // there, warm on its neighbours, none elsewhere.
 func (s *session) plan() {
+	if s.exitFinal && s.st.Phase == "exiting" {
+		return // everything goes
+	}
 	wanted := map[string]Role{s.st.Serving: RoleServe}
 	if s.in.PreDeploy != PreDeployNone {
 		opts := s.in.Predict
