@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/edgedrift/drift/internal/names"
+	"github.com/edgedrift/drift/internal/pipelinespec"
 )
 
 // AdoptRequest is a session's Adopt update argument: a release of its app.
@@ -34,7 +35,7 @@ type AdoptResult struct {
 // ReleaseToSessions asks sessions of App to adopt a release.
 type ReleaseToSessions struct {
 	App   string   `json:"app"`
-	Users []string `json:"users"` // "*": every open session of the app
+	Users []string `json:"users"` // pipelinespec.AllSessions: every open session of the app
 	AdoptRequest
 }
 
@@ -99,7 +100,7 @@ func (s *Sessions) sessionIDs(ctx context.Context, req ReleaseToSessions) ([]str
 	var ids []string
 	all := false
 	for _, u := range req.Users {
-		if u == "*" {
+		if u == pipelinespec.AllSessions {
 			all = true
 			continue
 		}

@@ -129,15 +129,7 @@ func TestFailedMovesArePublishedAndPublishesRetried(t *testing.T) {
 
 // register sends a Register update.
 func (st *sessionTest) register(req RegisterRequest, check func(RegisterResult, error)) {
-	st.updates++
-	st.env.UpdateWorkflow(names.RegisterUpdate, fmt.Sprint("register-", st.updates), &testsuite.TestUpdateCallback{
-		OnReject: func(err error) { check(RegisterResult{}, err) },
-		OnAccept: func() {},
-		OnComplete: func(res any, err error) {
-			r, _ := res.(RegisterResult)
-			check(r, err)
-		},
-	}, req)
+	sendUpdate(st, names.RegisterUpdate, req, check)
 }
 
 func registerRequest(in SessionInput) RegisterRequest {

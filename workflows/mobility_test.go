@@ -140,15 +140,24 @@ func (st *sessionTest) at(d time.Duration, fn func()) { st.env.RegisterDelayedCa
 
 // move sends a Move update and checks the answer with check.
 func (st *sessionTest) move(region string, check func(MoveResult, error)) {
+	sendUpdate(st, names.MoveUpdate, region, check)
+}
+
+// sendUpdate sends the update name with arg and hands check its answer, or
+// the validator's refusal.
+func sendUpdate[T any](st *sessionTest, name string, arg any, check func(T, error)) {
 	st.updates++
-	st.env.UpdateWorkflow(names.MoveUpdate, fmt.Sprint("move-", st.updates), &testsuite.TestUpdateCallback{
-		OnReject: func(err error) { check(MoveResult{}, err) },
+	st.env.UpdateWorkflow(name, fmt.Sprintf("%s-%d", strings.ToLower(name), st.updates), &testsuite.TestUpdateCallback{
+		OnReject: func(err error) {
+			var zero T
+			check(zero, err)
+		},
 		OnAccept: func() {},
 		OnComplete: func(res any, err error) {
-			r, _ := res.(MoveResult)
+			r, _ := res.(T)
 			check(r, err)
 		},
-	}, region)
+	}, arg)
 }
 
 func (st *sessionTest) state() SessionState {

@@ -1,12 +1,9 @@
 package workflows
 
 import (
-	"fmt"
 	"slices"
 	"testing"
 	"time"
-
-	"go.temporal.io/sdk/testsuite"
 
 	"github.com/edgedrift/drift/activities"
 	"github.com/edgedrift/drift/internal/names"
@@ -18,15 +15,7 @@ const pinnedHelloV2 = "center.test/hello@sha256:99999999999999999999999999999999
 
 // adopt sends an Adopt update and checks the answer with check.
 func (st *sessionTest) adopt(r AdoptRequest, check func(AdoptResult, error)) {
-	st.updates++
-	st.env.UpdateWorkflow(names.AdoptUpdate, fmt.Sprint("adopt-", st.updates), &testsuite.TestUpdateCallback{
-		OnReject: func(err error) { check(AdoptResult{}, err) },
-		OnAccept: func() {},
-		OnComplete: func(res any, err error) {
-			a, _ := res.(AdoptResult)
-			check(a, err)
-		},
-	}, r)
+	sendUpdate(st, names.AdoptUpdate, r, check)
 }
 
 // A session adopts a release: its pre-deploys are redeployed with it at

@@ -80,32 +80,31 @@ func (c *Client) OpenSession(ctx context.Context, o Open) (workflows.RegisterRes
 // Reregister changes what the session's registration says (service level,
 // context transfer state, expiry).
 func (c *Client) Reregister(ctx context.Context, user, app string, r workflows.Registration) (workflows.Registration, error) {
-	h, err := c.Temporal.UpdateWorkflow(ctx, temporalclient.UpdateWorkflowOptions{
-		WorkflowID: names.SessionID(user, app), UpdateName: names.ReregisterUpdate,
-		Args: []any{r}, WaitForStage: temporalclient.WorkflowUpdateStageCompleted,
-	})
-	var out workflows.Registration
-	if err == nil {
-		err = h.Get(ctx, &out)
-	}
-	return out, err
+	return sessionUpdate[workflows.Registration](ctx, c, user, app, names.ReregisterUpdate, r)
 }
 
 // Adopt gives the session of user and app a release: its pre-deploys take
 // it at once, the user reaches it at the next handover.
 func (c *Client) Adopt(ctx context.Context, user, app string, r workflows.AdoptRequest) (workflows.AdoptResult, error) {
-	h, err := c.Temporal.UpdateWorkflow(ctx, temporalclient.UpdateWorkflowOptions{
-		WorkflowID: names.SessionID(user, app), UpdateName: names.AdoptUpdate,
-		Args: []any{r}, WaitForStage: temporalclient.WorkflowUpdateStageCompleted,
-	})
-	var out workflows.AdoptResult
-	if err == nil {
-		err = h.Get(ctx, &out)
-	}
+	out, err := sessionUpdate[workflows.AdoptResult](ctx, c, user, app, names.AdoptUpdate, r)
 	if err != nil {
 		return out, fmt.Errorf("adopt release %q in %s/%s: %w", r.Release, user, app, err)
 	}
 	return out, nil
+}
+
+// sessionUpdate sends the session of user and app the update name with
+// arg and returns its answer.
+func sessionUpdate[T any](ctx context.Context, c *Client, user, app, name string, arg any) (T, error) {
+	var out T
+	h, err := c.Temporal.UpdateWorkflow(ctx, temporalclient.UpdateWorkflowOptions{
+		WorkflowID: names.SessionID(user, app), UpdateName: name,
+		Args: []any{arg}, WaitForStage: temporalclient.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		err = h.Get(ctx, &out)
+	}
+	return out, err
 }
 
 // sessionFailure explains a failed open: when the session itself has ended
@@ -125,15 +124,8 @@ func (c *Client) sessionFailure(ctx context.Context, id string, updateErr error)
 // Move moves the session's user to region and returns the serving endpoint
 // once it is ready there.
 func (c *Client) Move(ctx context.Context, user, app, region string) (workflows.MoveResult, error) {
-	h, err := c.Temporal.UpdateWorkflow(ctx, temporalclient.UpdateWorkflowOptions{
-		WorkflowID: names.SessionID(user, app), UpdateName: names.MoveUpdate,
-		Args: []any{region}, WaitForStage: temporalclient.WorkflowUpdateStageCompleted,
-	})
+	res, err := sessionUpdate[workflows.MoveResult](ctx, c, user, app, names.MoveUpdate, region)
 	if err != nil {
-		return workflows.MoveResult{}, fmt.Errorf("move %s/%s to %s: %w", user, app, region, err)
-	}
-	var res workflows.MoveResult
-	if err := h.Get(ctx, &res); err != nil {
 		return workflows.MoveResult{}, fmt.Errorf("move %s/%s to %s: %w", user, app, region, err)
 	}
 	return res, nil

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/client"
-
 	drift "github.com/edgedrift/drift/internal/client"
 	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/topology"
@@ -34,17 +32,11 @@ func TestSessionAdoptsAReleaseWithoutARestart(t *testing.T) {
 	id := names.SessionID(user, "counter")
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: names.TaskQueue},
-		workflows.MobilitySession, workflows.SessionInput{
-			User: user, App: counterApp(t, web1, store1), Region: "quartier-latin", Topology: topo,
-			Neighbours: topology.Policy{Kind: topology.Adjacency}, PreDeploy: workflows.PreDeployNeighbours,
-			Continuity: workflows.Continuity{Drain: 3 * time.Second},
-		})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.TerminateWorkflow(context.Background(), id, "", "test over") })
-	waitServing(t, ctx, c, id)
+	run := startSession(t, ctx, c, id, workflows.SessionInput{
+		User: user, App: counterApp(t, web1, store1), Region: "quartier-latin", Topology: topo,
+		Neighbours: topology.Policy{Kind: topology.Adjacency}, PreDeploy: workflows.PreDeployNeighbours,
+		Continuity: workflows.Continuity{Drain: 3 * time.Second},
+	})
 	st, err := state(ctx, c, id)
 	if err != nil {
 		t.Fatal(err)

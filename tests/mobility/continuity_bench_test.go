@@ -303,12 +303,7 @@ func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
 // what then returned, and the time the moves took.
 func sessionMoves(t *testing.T, ctx context.Context, c client.Client, in workflows.SessionInput, regions []string, moves int, then func(string, *streamer) []time.Duration) (modeResult, []time.Duration, time.Duration) {
 	id := names.SessionID(in.User, "counter")
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: names.TaskQueue}, workflows.MobilitySession, in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.TerminateWorkflow(context.Background(), id, "", "bench over") })
-	waitServing(t, ctx, c, id)
+	run := startSession(t, ctx, c, id, in)
 	cold := in.PreDeploy == workflows.PreDeployNone
 	if !cold {
 		waitWarm(t, ctx, c, id)

@@ -61,6 +61,19 @@ func dockerWorkers(t *testing.T, c client.Client, topo *topology.Topology, regis
 	return ws, stop
 }
 
+// startSession starts session id of in, ends it when the test does, and
+// waits until it serves.
+func startSession(t *testing.T, ctx context.Context, c client.Client, id string, in workflows.SessionInput) client.WorkflowRun {
+	t.Helper()
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: names.TaskQueue}, workflows.MobilitySession, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.TerminateWorkflow(context.Background(), id, "", "test over") })
+	waitServing(t, ctx, c, id)
+	return run
+}
+
 // counterApp is the two-service example with the harness's images.
 func counterApp(t *testing.T, web, store string) appspec.AppSpec {
 	app, err := appspec.FromCompose(examples.CounterCompose, "")
@@ -114,17 +127,11 @@ func TestStateTransferAndDrainAcrossDockerClouds(t *testing.T) {
 	id := names.SessionID("state-it", "counter")
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: names.TaskQueue},
-		workflows.MobilitySession, workflows.SessionInput{
-			User: "state-it", App: counterApp(t, web, store), Region: "quartier-latin", Topology: topo,
-			Neighbours: topology.Policy{Kind: topology.Adjacency}, PreDeploy: workflows.PreDeployNeighbours,
-			Continuity: workflows.Continuity{Drain: 3 * time.Second},
-		})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.TerminateWorkflow(context.Background(), id, "", "test over") })
-	waitServing(t, ctx, c, id)
+	run := startSession(t, ctx, c, id, workflows.SessionInput{
+		User: "state-it", App: counterApp(t, web, store), Region: "quartier-latin", Topology: topo,
+		Neighbours: topology.Policy{Kind: topology.Adjacency}, PreDeploy: workflows.PreDeployNeighbours,
+		Continuity: workflows.Continuity{Drain: 3 * time.Second},
+	})
 	st, err := state(ctx, c, id)
 	if err != nil {
 		t.Fatal(err)
@@ -266,16 +273,10 @@ func TestFailoverWhenTheServingInstanceIsKilled(t *testing.T) {
 	subscribe(t, ctx, c, "counter", n)
 
 	id := names.SessionID("failover-it", "counter")
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: names.TaskQueue},
-		workflows.MobilitySession, workflows.SessionInput{
-			User: "failover-it", App: counterApp(t, web, store), Region: "quartier-latin", Topology: topo,
-			Neighbours: topology.Policy{Kind: topology.Adjacency}, PreDeploy: workflows.PreDeployNeighbours,
-		})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.TerminateWorkflow(context.Background(), id, "", "test over") })
-	waitServing(t, ctx, c, id)
+	run := startSession(t, ctx, c, id, workflows.SessionInput{
+		User: "failover-it", App: counterApp(t, web, store), Region: "quartier-latin", Topology: topo,
+		Neighbours: topology.Policy{Kind: topology.Adjacency}, PreDeploy: workflows.PreDeployNeighbours,
+	})
 	waitWarm(t, ctx, c, id)
 	st, _ := state(ctx, c, id)
 	dead := st.Serving
@@ -350,16 +351,10 @@ func TestFailoverWhenTheCloudsWorkerStops(t *testing.T) {
 	defer cancel()
 
 	id := names.SessionID("worker-it", "counter")
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: names.TaskQueue},
-		workflows.MobilitySession, workflows.SessionInput{
-			User: "worker-it", App: counterApp(t, web, store), Region: "quartier-latin", Topology: topo,
-			Neighbours: topology.Policy{Kind: topology.Adjacency}, PreDeploy: workflows.PreDeployNeighbours,
-		})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.TerminateWorkflow(context.Background(), id, "", "test over") })
-	waitServing(t, ctx, c, id)
+	run := startSession(t, ctx, c, id, workflows.SessionInput{
+		User: "worker-it", App: counterApp(t, web, store), Region: "quartier-latin", Topology: topo,
+		Neighbours: topology.Policy{Kind: topology.Adjacency}, PreDeploy: workflows.PreDeployNeighbours,
+	})
 	waitWarm(t, ctx, c, id)
 	stopDead()
 	st, took := waitFailover(t, ctx, c, id, dead, failoverBound)

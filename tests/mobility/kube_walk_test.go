@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/client"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -53,16 +52,10 @@ func TestCounterWalksKubernetesCloudsOnARealNode(t *testing.T) {
 	owned := runtime.LabelWorkflow + "=" + runtime.LabelValue(id)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: names.TaskQueue},
-		workflows.MobilitySession, workflows.SessionInput{
-			User: "kube-walk", App: counterApp(t, web, store), Region: "quartier-latin", Topology: topo,
-			Neighbours: topology.Policy{Kind: topology.Nearest, N: 1, Metric: topology.Geo}, PreDeploy: workflows.PreDeployNeighbours,
-		})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.TerminateWorkflow(context.Background(), id, "", "test over") })
-	waitServing(t, ctx, c, id)
+	run := startSession(t, ctx, c, id, workflows.SessionInput{
+		User: "kube-walk", App: counterApp(t, web, store), Region: "quartier-latin", Topology: topo,
+		Neighbours: topology.Policy{Kind: topology.Nearest, N: 1, Metric: topology.Geo}, PreDeploy: workflows.PreDeployNeighbours,
+	})
 	st, _ := state(ctx, c, id)
 	last := countRetrying(t, ctx, st.Endpoint)
 	clouds := map[string]bool{st.Serving: true}
