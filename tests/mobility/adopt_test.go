@@ -2,6 +2,8 @@ package mobility
 
 import (
 	"context"
+	"encoding/json"
+	"os/exec"
 	"slices"
 	"testing"
 	"time"
@@ -21,7 +23,7 @@ import (
 // nothing.
 func TestSessionAdoptsAReleaseWithoutARestart(t *testing.T) {
 	docker := harness.Docker(t)
-	_, c := harness.Temporal(t, "")
+	stack, c := harness.Temporal(t, "")
 	reg := harness.Registry(t)
 	web1, store1 := harness.CounterImages(t, reg, "v1")
 	web2, store2 := harness.CounterImages(t, reg, "v2")
@@ -53,9 +55,16 @@ func TestSessionAdoptsAReleaseWithoutARestart(t *testing.T) {
 	if _, err := dc.Adopt(ctx, user, "counter", workflows.AdoptRequest{Release: "bad", Images: map[string]string{"web": web2}}); err == nil {
 		t.Fatal("a release without the store's image was adopted")
 	}
-	res, err := dc.Adopt(ctx, user, "counter", workflows.AdoptRequest{Release: "v2", Images: map[string]string{"web": web2, "store": store2}})
+	// The good release as the README gives it: the CLI.
+	driftBin, _ := harness.Binaries(t)
+	out, err := exec.CommandContext(ctx, driftBin, "session", "adopt", "--user", user, "--app", "counter", "--release", "v2",
+		"--image", "web="+web2, "--image", "store="+store2, "--json", "--address", stack.Address(), "--namespace", stack.Namespace()).Output()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("drift session adopt: %v\n%s", err, out)
+	}
+	var res workflows.AdoptResult
+	if err := json.Unmarshal(out, &res); err != nil {
+		t.Fatalf("drift session adopt --json printed %s: %v", out, err)
 	}
 	if res.Serving != v1 || res.Images["web"] == "" || res.Images["store"] == "" {
 		t.Fatalf("adopt answered %+v", res)
