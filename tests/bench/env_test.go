@@ -208,6 +208,12 @@ func startEnv(t testing.TB, c client.Client, topo *topology.Topology, instant []
 // open starts a session for user in region and returns once it serves.
 func (e *env) open(ctx context.Context, user, region, preDeploy string) (workflows.MoveResult, error) {
 	o := drift.Open{User: user, App: e.spec, Region: region, Topology: e.topo, Neighbours: nearestOne, PreDeploy: preDeploy}
+	if first, err := e.topo.FirstCloud(region); err == nil && e.instants[first.ID] != nil {
+		// An instant instance has no address a probe could reach: watched,
+		// it would be failed over after a few seconds and the next move
+		// would be cold.
+		o.Continuity.NoFailover = true
+	}
 	if preDeploy == workflows.PreDeployNone {
 		// A cold move deploys its target: no instance the session left is
 		// kept draining for the next move to come back to.
