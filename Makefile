@@ -9,7 +9,7 @@ UNIT_PKGS    := ./activities/... ./internal/... ./starter/... ./worker/... ./wor
 WORKFLOWCHECK_VERSION := v0.6.0
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build dev test test-integration test-all lint bench bench-mobility bench-upgrade docker-up kube-build temporal-build record-histories clean bench-install bench-port bench-pipeline bench-api bench-continuity
+.PHONY: all build dev test test-integration test-all lint bench bench-mobility bench-upgrade docker-up kube-build temporal-build prometheus-build record-histories clean bench-install bench-port bench-pipeline bench-api bench-continuity
 
 all: build
 
@@ -26,7 +26,7 @@ test:
 	$(GO) test -count=1 $(UNIT_PKGS)
 
 # Integration tests on real parts: Temporal, registry, Docker, Kubernetes.
-test-integration: docker-up kube-build temporal-build
+test-integration: docker-up kube-build temporal-build prometheus-build
 	$(GO) test -count=1 -p 1 -timeout 60m ./tests/...
 
 # Everything CI runs.
@@ -95,6 +95,8 @@ record-histories: docker-up kube-build
 		$(GO) test -count=1 -run TestSessionAdoptsAReleaseWithoutARestart ./tests/mobility
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/pipeline-sessions.json \
 		$(GO) test -count=1 -run TestAReleaseReachesALiveSessionAtItsNextMove ./tests/pipeline
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/pipeline-prometheus-gate.json \
+		$(GO) test -count=1 -run TestAPrometheusQueryGatesAWave ./tests/pipeline
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-subscriptions.json \
 		$(GO) test -count=1 -run TestConformanceOfResourcesAndNotifications ./tests/mecapi
 	# component-upgrade.json is an upgrade from before hops and data (kept as
@@ -141,6 +143,10 @@ kube-build:
 # temporal-server + temporal-sql-tool for the production-shape tests (~6 min cold, cached).
 temporal-build:
 	bash tests/production/build.sh
+
+# prometheus for the test of a wave's Prometheus query gate (minutes cold, cached).
+prometheus-build:
+	bash tests/prometheus/build.sh
 
 clean:
 	rm -rf bin

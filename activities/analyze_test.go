@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -74,4 +75,51 @@ func TestMetricValue(t *testing.T) {
 		t.Error("a missing series was found")
 	}
 	_ = context.Background()
+}
+
+// The answers of Prometheus' query API as the gate reads them: vectors
+// (labels sorted, values as sent, NaN included), scalars, a refused query
+// (not asked again), a range result (refused), a server failing once.
+func TestAskPrometheus(t *testing.T) {
+	var asked atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := asked.Add(1)
+		q := r.URL.Query().Get("query")
+		switch {
+		case r.URL.Path != "/api/v1/query":
+			http.NotFound(w, r)
+		case q == "flaky" && n == 1:
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+		case q == "flaky" || q == "vector":
+			fmt.Fprint(w, `{"status":"success","data":{"resultType":"vector","result":[`+
+				`{"metric":{"job":"hello","cloud":"fog-north"},"value":[1.5,"0.25"]},{"metric":{},"value":[1.5,"NaN"]}]}}`)
+		case q == "scalar":
+			fmt.Fprint(w, `{"status":"success","data":{"resultType":"scalar","result":[1.5,"2"]}}`)
+		case q == "range":
+			fmt.Fprint(w, `{"status":"success","data":{"resultType":"matrix","result":[]}}`)
+		default:
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `{"status":"error","errorType":"bad_data","error":"parse error: unexpected end of input"}`)
+		}
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	want := []PromSample{{`{cloud="fog-north", job="hello"}`, "0.25"}, {"{}", "NaN"}}
+	if a := askPrometheus(ctx, srv.URL, "vector"); a.Error != "" || !slices.Equal(a.Samples, want) {
+		t.Errorf("vector: %+v", a)
+	}
+	asked.Store(0)
+	if a := askPrometheus(ctx, srv.URL+"/", "flaky"); a.Error != "" || len(a.Samples) != 2 || asked.Load() != 2 {
+		t.Errorf("a server failing once: %+v after %d asks", a, asked.Load())
+	}
+	if a := askPrometheus(ctx, srv.URL, "scalar"); a.Error != "" || !slices.Equal(a.Samples, []PromSample{{"scalar", "2"}}) {
+		t.Errorf("scalar: %+v", a)
+	}
+	if a := askPrometheus(ctx, srv.URL, "range"); !strings.Contains(a.Error, "gave a matrix") {
+		t.Errorf("range: %+v", a)
+	}
+	asked.Store(0)
+	if a := askPrometheus(ctx, srv.URL, "sum(("); !strings.Contains(a.Error, "refused the query (bad_data): parse error") || asked.Load() != 1 {
+		t.Errorf("bad query: %+v after %d asks", a, asked.Load())
+	}
 }

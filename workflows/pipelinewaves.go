@@ -3,6 +3,8 @@ package workflows
 import (
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -324,6 +326,9 @@ func (p *pipeline) bake(ctx workflow.Context, w int) error {
 		if a.Metric != nil {
 			req.MetricPath, req.Metric = a.Metric.Path, a.Metric.Name
 		}
+		if g := a.Prometheus; g != nil {
+			req.PromAddress, req.PromQuery = g.Address, g.QueryFor(tp.Cloud)
+		}
 		summary := fmt.Sprintf("analyse %s%s on %s for %s", tp.Endpoint.URL, req.Path, tp.Cloud, spec.Bake)
 		futures[k] = executeOnCloud(ctx, opts, tp.Cloud, summary, cloudActs.Analyze, req)
 	}
@@ -362,7 +367,39 @@ func judge(a pipelinespec.Analysis, r activities.AnalysisResult) (bool, string) 
 	if r.Metric != nil {
 		said += fmt.Sprintf("; metric %s %g", a.Metric.Name, *r.Metric)
 	}
+	if g, ans := a.Prometheus, r.Prom; g != nil && ans != nil {
+		ok, why := judgeProm(*g, *ans)
+		if !ok {
+			return false, said + "; " + why
+		}
+		said += "; " + why
+	}
 	return true, said
+}
+
+// judgeProm says whether every sample of Prometheus' answer is within the
+// gate's bounds; an answer without samples judges nothing, so fails.
+func judgeProm(g pipelinespec.PrometheusGate, ans activities.PromAnswer) (bool, string) {
+	switch {
+	case ans.Error != "":
+		return false, "prometheus: " + ans.Error
+	case len(ans.Samples) == 0:
+		return false, "prometheus: the query matched no series"
+	}
+	var values []string
+	for _, s := range ans.Samples {
+		v, err := strconv.ParseFloat(s.Value, 64)
+		switch {
+		case err != nil || math.IsNaN(v):
+			return false, fmt.Sprintf("prometheus: %s is %s, not a number", s.Series, s.Value)
+		case g.Max != nil && v > *g.Max:
+			return false, fmt.Sprintf("prometheus: %s is %g, want ≤ %g", s.Series, v, *g.Max)
+		case g.Min != nil && v < *g.Min:
+			return false, fmt.Sprintf("prometheus: %s is %g, want ≥ %g", s.Series, v, *g.Min)
+		}
+		values = append(values, s.Value)
+	}
+	return true, "prometheus: " + strings.Join(values, ", ")
 }
 
 // healthPath is the path verify GETs on a target.

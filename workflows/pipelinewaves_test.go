@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -170,6 +171,38 @@ func TestPipelineFailedWaveRollsTheFleetBack(t *testing.T) {
 	}
 }
 
+// The canary's Prometheus gate: the query is asked from the canary's
+// worker with {{cloud}} filled in, and an answer over max fails the wave
+// although every request answered 2xx.
+func TestPipelinePrometheusGateFailsAWave(t *testing.T) {
+	pt := newPipelineTest(t)
+	pt.clouds.seed("fog-north", helloInstance, runtime.Spec{Image: oldImage, Port: 8080})
+	var asked []string
+	pt.env.OnActivity(cloudActs.Analyze, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, req activities.AnalysisRequest) (activities.AnalysisResult, error) {
+			asked = append(asked, cloudOf(ctx)+" "+req.PromAddress+" "+req.PromQuery)
+			return activities.AnalysisResult{Requests: 60, P95: time.Millisecond,
+				Prom: &activities.PromAnswer{Samples: []activities.PromSample{{Series: "{}", Value: "0.5"}}}}, nil
+		}).After(time.Minute)
+	spec := wavesSpec(t)
+	most := 0.1
+	spec.Deploy.Waves[0].Analysis = &pipelinespec.Analysis{Interval: time.Second, SuccessRatio: 0.95,
+		Prometheus: &pipelinespec.PrometheusGate{Address: "http://prom.test:9090", Query: `errors{cloud="{{cloud}}"}`, Max: &most}}
+	pr, err := pt.run(spec, nil)
+	if errorType(err) != ErrTypeRolledBack || !strings.Contains(err.Error(), "wave canary failed") || !strings.Contains(err.Error(), "prometheus: {} is 0.5, want ≤ 0.1") {
+		t.Fatalf("error %v, want RolledBack at the canary's Prometheus gate", err)
+	}
+	if want := []string{`fog-north http://prom.test:9090 errors{cloud="fog-north"}`}; !slices.Equal(asked, want) {
+		t.Errorf("asked %q, want %q", asked, want)
+	}
+	if got := pt.clouds.images(helloInstance); got["fog-north"] != oldImage || len(got) != 1 {
+		t.Errorf("clouds run %v, want fog-north back on the old image and nothing else touched", got)
+	}
+	if an := pr.Waves[0].Analysis; len(an) != 1 || an[0].Passed || an[0].Prom == nil {
+		t.Errorf("canary analysis %+v", an)
+	}
+}
+
 func TestPipelineRejectedWaveRollsTheFleetBack(t *testing.T) {
 	pt := newPipelineTest(t)
 	pt.clouds.seed("fog-north", helloInstance, runtime.Spec{Image: oldImage, Port: 8080})
@@ -255,8 +288,17 @@ func TestPipelineRollbackPutsAFinishedRunBack(t *testing.T) {
 
 func TestJudge(t *testing.T) {
 	limit := 2
-	a := pipelinespec.Analysis{SuccessRatio: 0.9, MaxLatency: 50 * time.Millisecond, FailureLimit: &limit, Metric: &pipelinespec.MetricGate{Name: "errors", Max: 3}}
+	low, high := 0.1, 0.5
+	a := pipelinespec.Analysis{SuccessRatio: 0.9, MaxLatency: 50 * time.Millisecond, FailureLimit: &limit, Metric: &pipelinespec.MetricGate{Name: "errors", Max: 3},
+		Prometheus: &pipelinespec.PrometheusGate{Min: &low, Max: &high}}
 	four := 4.0
+	prom := func(values ...string) *activities.PromAnswer {
+		a := &activities.PromAnswer{}
+		for i, v := range values {
+			a.Samples = append(a.Samples, activities.PromSample{Series: fmt.Sprintf("{i=\"%d\"}", i), Value: v})
+		}
+		return a
+	}
 	for _, c := range []struct {
 		r    activities.AnalysisResult
 		pass bool
@@ -267,6 +309,12 @@ func TestJudge(t *testing.T) {
 		{activities.AnalysisResult{Requests: 10, Failures: 2}, false, "want ≥ 90.0%"},
 		{activities.AnalysisResult{Requests: 100, P95: time.Second}, false, "want p95 ≤ 50ms"},
 		{activities.AnalysisResult{Requests: 100, Metric: &four}, false, "metric errors is 4, want ≤ 3"},
+		{activities.AnalysisResult{Requests: 100, Prom: prom("0.25", "0.1")}, true, "prometheus: 0.25, 0.1"},
+		{activities.AnalysisResult{Requests: 100, Prom: prom("0.25", "0.75")}, false, `prometheus: {i="1"} is 0.75, want ≤ 0.5`},
+		{activities.AnalysisResult{Requests: 100, Prom: prom("0.05")}, false, `prometheus: {i="0"} is 0.05, want ≥ 0.1`},
+		{activities.AnalysisResult{Requests: 100, Prom: prom("NaN")}, false, "is NaN, not a number"},
+		{activities.AnalysisResult{Requests: 100, Prom: prom()}, false, "matched no series"},
+		{activities.AnalysisResult{Requests: 100, Prom: &activities.PromAnswer{Error: "connection refused"}}, false, "prometheus: connection refused"},
 	} {
 		pass, says := judge(a, c.r)
 		if pass != c.pass || !strings.Contains(says, c.says) {

@@ -2,7 +2,9 @@ package pipelinespec
 
 import (
 	"fmt"
+	"net/url"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -38,8 +40,9 @@ type Analysis struct {
 	MaxLatency   time.Duration `yaml:"maxLatency" json:"maxLatency,omitempty"`
 	// FailureLimit is how many failed requests are tolerated; one more
 	// stops the analysis at once (nil: no limit, the ratio decides).
-	FailureLimit *int        `yaml:"failureLimit" json:"failureLimit,omitempty"`
-	Metric       *MetricGate `yaml:"metric" json:"metric,omitempty"`
+	FailureLimit *int            `yaml:"failureLimit" json:"failureLimit,omitempty"`
+	Metric       *MetricGate     `yaml:"metric" json:"metric,omitempty"`
+	Prometheus   *PrometheusGate `yaml:"prometheus" json:"prometheus,omitempty"`
 }
 
 // MetricGate bounds one metric of the instance's metrics endpoint
@@ -48,6 +51,49 @@ type MetricGate struct {
 	Path string  `yaml:"path" json:"path"` // e.g. /metrics
 	Name string  `yaml:"name" json:"name"` // series as exposed, e.g. http_errors_total or x{code="500"}
 	Max  float64 `yaml:"max" json:"max"`
+}
+
+// PrometheusGate bounds the answer of a PromQL query, asked at the end of
+// the bake from the target's worker (a site's Prometheus is usually only
+// reachable there). Every sample of the answer must be within min..max;
+// an answer without samples fails the gate: a query that matches nothing
+// judges nothing. {{cloud}} in the query stands for the target's cloud.
+type PrometheusGate struct {
+	Address string   `yaml:"address" json:"address"` // e.g. http://127.0.0.1:9090
+	Query   string   `yaml:"query" json:"query"`
+	Max     *float64 `yaml:"max" json:"max,omitempty"`
+	Min     *float64 `yaml:"min" json:"min,omitempty"`
+}
+
+// QueryFor is the query as asked for the target on cloud.
+func (g PrometheusGate) QueryFor(cloud string) string {
+	return strings.ReplaceAll(g.Query, "{{cloud}}", cloud)
+}
+
+// problems lists what is wrong with the gate.
+func (g PrometheusGate) problems() []string {
+	var p []string
+	u, err := url.Parse(g.Address)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		p = append(p, fmt.Sprintf("prometheus address %q must be an http(s) URL", g.Address))
+	case u.User != nil:
+		// The spec is in the run's history: a password there is visible to
+		// everyone who can read the run.
+		p = append(p, "prometheus address: credentials do not belong in the spec (it is kept in the run's history)")
+	case u.RawQuery != "" || u.Fragment != "":
+		p = append(p, fmt.Sprintf("prometheus address %q: no query or fragment (the query goes in query:)", g.Address))
+	}
+	if strings.TrimSpace(g.Query) == "" || len(g.Query) > 4096 {
+		p = append(p, "prometheus query: give one PromQL expression (at most 4096 bytes)")
+	}
+	switch {
+	case g.Max == nil && g.Min == nil:
+		p = append(p, "prometheus: give max, min or both")
+	case g.Max != nil && g.Min != nil && *g.Min > *g.Max:
+		p = append(p, fmt.Sprintf("prometheus: min %g is above max %g", *g.Min, *g.Max))
+	}
+	return p
 }
 
 // fillWaves sets the defaults of waves' analyses.
@@ -120,6 +166,11 @@ func (d Deploy) waveProblems() []string {
 			}
 			if m := a.Metric; m != nil && (!pathOK(m.Path) || m.Name == "") {
 				add("wave %s: metric needs a path starting with '/' and a name", name)
+			}
+			if g := a.Prometheus; g != nil {
+				for _, q := range g.problems() {
+					add("wave %s: %s", name, q)
+				}
 			}
 		}
 	}

@@ -37,6 +37,7 @@ deploy:
         maxLatency: 200ms
         failureLimit: 3
         metric: {path: /metrics, name: 'http_errors_total{code="500"}', max: 2}
+        prometheus: {address: 'http://127.0.0.1:9090', query: 'sum(rate(errors{cloud="{{cloud}}"}[1m]))', max: 0.5}
     - name: fog
       tier: fog
       approval: true
@@ -64,6 +65,9 @@ func TestWavesPlan(t *testing.T) {
 	if s.Deploy.Waves[0].Bake != 30*time.Second || a.Interval != DefaultAnalysisInterval || a.SuccessRatio != 0.95 || *a.FailureLimit != 3 || a.Metric.Name != `http_errors_total{code="500"}` {
 		t.Fatalf("waves %+v, analysis %+v", s.Deploy.Waves, a)
 	}
+	if g := a.Prometheus; g == nil || *g.Max != 0.5 || g.Min != nil || g.QueryFor("fog-north") != `sum(rate(errors{cloud="fog-north"}[1m]))` {
+		t.Fatalf("prometheus gate %+v", g)
+	}
 	plan, err := s.Deploy.Plan(tiers)
 	if err != nil {
 		t.Fatal(err)
@@ -88,6 +92,11 @@ func TestWavesReject(t *testing.T) {
 		{"bad name", "name: edges", "name: '../x'", "DNS-1035"},
 		{"target approval", "    - cloud: center\n", "    - cloud: center\n      approval: true\n", "approval is set per wave"},
 		{"metric without name", "name: 'http_errors_total{code=\"500\"}', ", "", "metric needs a path"},
+		{"prometheus credentials", "'http://127.0.0.1:9090'", "'http://admin:secret@127.0.0.1:9090'", "credentials do not belong in the spec"},
+		{"prometheus address", "'http://127.0.0.1:9090'", "'127.0.0.1:9090'", "must be an http(s) URL"},
+		{"prometheus without bound", ", max: 0.5}", "}", "give max, min or both"},
+		{"prometheus bounds", ", max: 0.5}", ", max: 0.5, min: 1}", "min 1 is above max 0.5"},
+		{"prometheus without query", `query: 'sum(rate(errors{cloud="{{cloud}}"}[1m]))', `, "", "give one PromQL expression"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if !strings.Contains(wavesSpec, c.from) {

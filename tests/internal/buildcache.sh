@@ -1,4 +1,4 @@
-# Sourced by the build scripts of drift's test harnesses (tests/kube/build.sh,
+# Sourced by the build scripts of drift's test harnesses (tests/kube/build.sh, tests/prometheus/build.sh,
 # tests/production/build.sh): the cache dir, its lock, and building Go commands
 # from a tools module into it once per version.
 

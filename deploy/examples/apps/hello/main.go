@@ -7,6 +7,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"log"
 	"net"
 	"net/http"
@@ -37,13 +38,20 @@ func main() {
 	log.Fatal(http.ListenAndServe(addr, newMux(time.Now(), readyAfter)))
 }
 
-// newMux serves /healthz (ready once readyAfter has passed) and / (who
-// serves).
+// newMux serves /healthz (ready once readyAfter has passed), / (who
+// serves) and /metrics: the answers of / by status code, in Prometheus'
+// text format, which a rollout's analysis can query.
 func newMux(started time.Time, readyAfter time.Duration) *http.ServeMux {
 	host, _ := os.Hostname()
 	every, _ := strconv.ParseInt(failEvery, 10, 64)
-	var served atomic.Int64
+	var served, failed atomic.Int64
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		n, bad := served.Load(), failed.Load()
+		fmt.Fprintf(w, "# HELP hello_requests_total Requests of / answered, by status code.\n# TYPE hello_requests_total counter\n")
+		fmt.Fprintf(w, "hello_requests_total{code=\"200\"} %d\nhello_requests_total{code=\"500\"} %d\n", n-bad, bad)
+	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		if time.Since(started) < readyAfter {
 			http.Error(w, "starting", http.StatusServiceUnavailable)
@@ -53,6 +61,7 @@ func newMux(started time.Time, readyAfter time.Duration) *http.ServeMux {
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if n := served.Add(1); every > 0 && n%every == 0 {
+			failed.Add(1)
 			http.Error(w, "failing on purpose (failEvery)", http.StatusInternalServerError)
 			return
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 )
@@ -49,5 +50,10 @@ func TestFailEveryFailsAShareOfRequests(t *testing.T) {
 	}
 	if failed != 3 {
 		t.Fatalf("%d of 9 requests failed, want 3", failed)
+	}
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if body := rec.Body.String(); !strings.Contains(body, "hello_requests_total{code=\"200\"} 6\n") || !strings.Contains(body, "hello_requests_total{code=\"500\"} 3\n") {
+		t.Fatalf("metrics after 6 answers and 3 failures:\n%s", body)
 	}
 }
