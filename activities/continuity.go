@@ -3,6 +3,7 @@ package activities
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -81,6 +82,37 @@ func (c *Cloud) WriteState(ctx context.Context, req WriteStateRequest) error {
 		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("state URL %q: %v", req.URL, err), ErrTypeInvalidSpec, nil)
 	}
 	r.Header.Set("Content-Type", "application/json")
+	return sendState(r)
+}
+
+// MergeStateRequest is the late writes of an instance left behind, for
+// the instance serving now: the state read from it before the switch
+// (Base) and at the end of its drain (Final).
+type MergeStateRequest struct {
+	URL   string `json:"url"`
+	Base  []byte `json:"base"`
+	Final []byte `json:"final"`
+}
+
+// MergeState PATCHes {"base": Base, "final": Final} into this cloud's
+// serving instance, whose app adds what the old one took after Base. Both
+// must be JSON (the state endpoint's own form); a non-2xx answer is
+// refused (non-retryable).
+func (c *Cloud) MergeState(ctx context.Context, req MergeStateRequest) error {
+	if !json.Valid(req.Base) || !json.Valid(req.Final) {
+		return temporal.NewNonRetryableApplicationError("the state is not JSON: it cannot be sent as {base, final}", ErrTypeStateRefused, nil)
+	}
+	body, _ := json.Marshal(map[string]json.RawMessage{"base": req.Base, "final": req.Final})
+	r, err := http.NewRequestWithContext(ctx, http.MethodPatch, req.URL, bytes.NewReader(body))
+	if err != nil {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("state URL %q: %v", req.URL, err), ErrTypeInvalidSpec, nil)
+	}
+	r.Header.Set("Content-Type", "application/json")
+	return sendState(r)
+}
+
+// sendState sends a PUT or PATCH of a state; a non-2xx answer is refused.
+func sendState(r *http.Request) error {
 	resp, err := stateClient.Do(r)
 	if err != nil {
 		return err
@@ -89,7 +121,7 @@ func (c *Cloud) WriteState(ctx context.Context, req WriteStateRequest) error {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode/100 != 2 {
 		return temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("PUT %s answered %s: %s", req.URL, resp.Status, firstLine(body)), ErrTypeStateRefused, nil)
+			fmt.Sprintf("%s %s answered %s: %s", r.Method, r.URL, resp.Status, firstLine(body)), ErrTypeStateRefused, nil)
 	}
 	return nil
 }

@@ -30,7 +30,7 @@ func asApp(err error, app **temporal.ApplicationError) bool {
 // limit are refused for good.
 func TestStateReadAndWrite(t *testing.T) {
 	var mu sync.Mutex
-	state := `{"count":3}`
+	state, patched := `{"count":3}`, ""
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -40,6 +40,9 @@ func TestStateReadAndWrite(t *testing.T) {
 		case r.Method == http.MethodPut:
 			b, _ := io.ReadAll(r.Body)
 			state = string(b)
+		case r.Method == http.MethodPatch:
+			b, _ := io.ReadAll(r.Body)
+			patched = r.Header.Get("Content-Type") + " " + string(b)
 		default:
 			io.WriteString(w, state)
 		}
@@ -62,6 +65,18 @@ func TestStateReadAndWrite(t *testing.T) {
 	}
 	if err := c.WriteState(ctx, WriteStateRequest{URL: srv.URL + "/broken", State: []byte("{}")}); !isStateRefused(err) {
 		t.Errorf("non-2xx write: %v", err)
+	}
+	late := MergeStateRequest{URL: srv.URL + "/state", Base: []byte(`{"count":4}`), Final: []byte(`{"count":9}`)}
+	if err := c.MergeState(ctx, late); err != nil || patched != `application/json {"base":{"count":4},"final":{"count":9}}` {
+		t.Errorf("merge: %v, sent %q", err, patched)
+	}
+	late.URL = srv.URL + "/broken"
+	if err := c.MergeState(ctx, late); !isStateRefused(err) || !strings.Contains(err.Error(), "PATCH") {
+		t.Errorf("non-2xx merge: %v", err)
+	}
+	late.URL, late.Final = srv.URL+"/state", []byte("count=9")
+	if err := c.MergeState(ctx, late); !isStateRefused(err) || !strings.Contains(err.Error(), "not JSON") {
+		t.Errorf("a state that is not JSON: %v", err)
 	}
 }
 

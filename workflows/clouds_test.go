@@ -113,6 +113,22 @@ func (c *testClouds) WriteState(ctx context.Context, req activities.WriteStateRe
 	return nil
 }
 
+// MergeState adds final-base to the count the serving instance holds, as
+// the counter's store does.
+func (c *testClouds) MergeState(ctx context.Context, req activities.MergeStateRequest) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.refused[req.URL] {
+		return temporal.NewNonRetryableApplicationError("PATCH "+req.URL+" answered 500", activities.ErrTypeStateRefused, nil)
+	}
+	count := func(state string) (n int) {
+		fmt.Sscanf(state, `{"count":%d}`, &n)
+		return n
+	}
+	c.states[req.URL] = fmt.Sprintf(`{"count":%d}`, count(c.states[req.URL])+count(string(req.Final))-count(string(req.Base)))
+	return nil
+}
+
 // on is the cloud whose queue the running activity was scheduled on.
 func (c *testClouds) on(ctx context.Context) (*activities.Cloud, error) {
 	queue := activity.GetInfo(ctx).TaskQueue

@@ -156,6 +156,7 @@ func (s *session) transferState(ctx workflow.Context, m *moveRequest, to *Instan
 			if err := read.Get(ctx, &state); err != nil {
 				return err
 			}
+			m.state = state
 			return executeOnCloud(ctx, stateOptions(c.StateTimeout), toCloud, "write the state of "+s.in.App.Name+" on "+toCloud,
 				cloudActs.WriteState, activities.WriteStateRequest{URL: toURL, State: state}).Get(ctx, nil)
 		}()

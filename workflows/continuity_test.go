@@ -373,3 +373,59 @@ func TestExitEndsWhenAFailedOverCloudComesBackDuringIt(t *testing.T) {
 		t.Fatalf("left behind on %v", live)
 	}
 }
+
+// The writes the instance left behind takes after its state was read reach
+// the serving instance: at the end of its drain, or, when another move
+// comes first, before that move reads the state. The move records say so.
+func TestLateWritesReachTheServingInstance(t *testing.T) {
+	st, in := counterSession(t)
+	in.Continuity.Drain = 10 * time.Second
+	count := func(cloud string) string { return st.clouds.states[stateURL(cloud)] }
+	st.at(time.Minute, func() {
+		st.clouds.states[stateURL("edge-latin")] = `{"count":7}`
+		st.move("bastille", func(r MoveResult, err error) {
+			if err != nil || !r.Warm || count("edge-bastille") != `{"count":7}` {
+				t.Errorf("move: %+v %v; edge-bastille holds %s", r, err, count("edge-bastille"))
+			}
+			// After the read: the client's last writes to the old instance,
+			// and a first one to the new.
+			st.clouds.states[stateURL("edge-latin")] = `{"count":10}`
+			st.clouds.states[stateURL("edge-bastille")] = `{"count":8}`
+		})
+	})
+	st.at(time.Minute+5*time.Second, func() {
+		if got := count("edge-bastille"); got != `{"count":8}` {
+			t.Errorf("during the drain edge-bastille holds %s: nothing is carried before the drain ends", got)
+		}
+	})
+	st.at(time.Minute+30*time.Second, func() {
+		if got := count("edge-bastille"); got != `{"count":11}` {
+			t.Errorf("after the drain edge-bastille holds %s, want 8 + the 3 late writes", got)
+		}
+		st.move("quartier-latin", func(r MoveResult, err error) {
+			if err != nil || count("edge-latin") != `{"count":11}` {
+				t.Errorf("move back: %+v %v; edge-latin holds %s", r, err, count("edge-latin"))
+			}
+			st.clouds.states[stateURL("edge-bastille")] = `{"count":16}` // 5 late writes
+		})
+	})
+	st.at(time.Minute+32*time.Second, func() { // within the drain
+		st.move("bastille", func(r MoveResult, err error) {
+			if err != nil || count("edge-bastille") != `{"count":16}` {
+				t.Errorf("third move: %+v %v; edge-bastille holds %s, want 11 + 5 carried first", r, err, count("edge-bastille"))
+			}
+		})
+	})
+	st.at(2*time.Minute, func() {
+		var got []string
+		for _, m := range st.state().Moves {
+			got = append(got, m.LateWrites)
+		}
+		if want := []string{"carried to edge-bastille", "carried to edge-latin", LateWritesNone}; !slices.Equal(got, want) {
+			t.Errorf("late writes of the moves %q, want %q", got, want)
+		}
+		st.env.SignalWorkflow(names.ExitSignal, nil)
+	})
+	st.env.ExecuteWorkflow(MobilitySession, in)
+	st.report()
+}

@@ -254,6 +254,10 @@ type MoveRecord struct {
 	Reason               string `json:"reason,omitempty"`
 	ContextTransferState *int   `json:"contextTransferState,omitempty"`
 	StateError           string `json:"stateError,omitempty"`
+	// LateWrites says whether the writes the instance left behind took
+	// after its state was read reached the serving instance (apps whose
+	// state endpoint merges): none, carried to <cloud>, not carried: why.
+	LateWrites string `json:"lateWrites,omitempty"`
 }
 
 // Totals count a whole session, across continue-as-new.
@@ -351,6 +355,7 @@ type moveRequest struct {
 	transferErr error  // why the state was not carried
 	failedCloud string // a failover's: the cloud whose serving instance is down
 	reason      string
+	state       []byte // the state read before the switch: the base of the late writes
 }
 
 type session struct {
@@ -380,13 +385,15 @@ type session struct {
 	indexedAt     time.Time // when it was last written
 	indexWaiting  bool      // a timer will wake the main loop to index
 
-	continuity   bool         // carry state, drain, fail over (continuityChange)
-	failoverPlan bool         // plans keep the serving role and the user's own cloud warm after a failover
-	watchAgain   bool         // a watch lost with its worker is started again before anything is down
-	exitFinal    bool         // an exiting session plans nothing (continuityExitFinal)
-	watched      string       // the cloud whose serving instance is watched
-	stopWatch    func()       // ends that watch
-	down         []downReport // serving instances found down, for the main loop
+	continuity   bool                   // carry state, drain, fail over (continuityChange)
+	failoverPlan bool                   // plans keep the serving role and the user's own cloud warm after a failover
+	watchAgain   bool                   // a watch lost with its worker is started again before anything is down
+	exitFinal    bool                   // an exiting session plans nothing (continuityExitFinal)
+	lateWritesOn bool                   // carry what the instance left behind took after the read (continuityLateWrites)
+	late         map[string]*lateWrites // by the cloud of the instance left behind
+	watched      string                 // the cloud whose serving instance is watched
+	stopWatch    func()                 // ends that watch
+	down         []downReport           // serving instances found down, for the main loop
 }
 
 func newSession(ctx workflow.Context, in SessionInput, events bool) (*session, error) {
@@ -399,6 +406,7 @@ func newSession(ctx workflow.Context, in SessionInput, events bool) (*session, e
 		in:        in,
 		instances: map[string]*Instance{},
 		ops:       map[string]*op{},
+		late:      map[string]*lateWrites{},
 		logger:    workflow.GetLogger(ctx),
 		events:    events,
 		outbox:    slices.Clone(in.Pending),
@@ -466,9 +474,9 @@ func (s *session) run(ctx workflow.Context) (SessionState, error) {
 		return SessionState{}, err
 	}
 	s.throttleIndex = workflow.GetVersion(ctx, throttleCloudIndexChange, workflow.DefaultVersion, 1) == 1
-	v := workflow.GetVersion(ctx, continuityChange, workflow.DefaultVersion, continuityExitFinal)
+	v := workflow.GetVersion(ctx, continuityChange, workflow.DefaultVersion, continuityLateWrites)
 	s.continuity, s.failoverPlan, s.watchAgain = v >= 1, v >= continuityFailoverPlan, v >= continuityWatchAgain
-	s.exitFinal = v >= continuityExitFinal
+	s.exitFinal, s.lateWritesOn = v >= continuityExitFinal, v >= continuityLateWrites
 	if err := workflow.UpsertTypedSearchAttributes(ctx,
 		names.UserKey.ValueSet(s.in.User),
 		names.AppKey.ValueSet(s.in.App.Name),
@@ -825,10 +833,10 @@ func (s *session) handleMoves(ctx workflow.Context) error {
 			continue
 		case inst != nil && inst.Status == StatusReady && s.ops[m.cloud] == nil:
 			if s.carriesState(m) && m.transfer != transferDone {
-				if m.transfer == transferNone {
+				if m.transfer == transferNone && !s.carryLateWrites(ctx, true) {
 					s.transferState(ctx, m, inst)
 				}
-				return nil // the state is on its way
+				return nil // the state (after the late writes of an earlier move) is on its way
 			}
 			if m.transferErr != nil && s.in.Continuity.StatePolicy != StateSwitchWithout {
 				err := temporal.NewNonRetryableApplicationError(fmt.Sprintf(
@@ -915,6 +923,7 @@ func (s *session) switchTo(ctx workflow.Context, m *moveRequest, inst *Instance)
 	s.plan()
 	if m.failedCloud == "" {
 		s.drain(ctx, m.from)
+		s.leaveLateWrites(ctx, m)
 	}
 	if !s.throttleIndex {
 		_ = workflow.UpsertTypedSearchAttributes(ctx, names.CloudKey.ValueSet(m.cloud))
@@ -1048,6 +1057,7 @@ func (s *session) beginExit() {
 // reconcile starts at most one activity per cloud to bring each instance to
 // its role, and cancels deploys nobody wants any more.
 func (s *session) reconcile(ctx workflow.Context) {
+	s.carryLateWrites(ctx, false)
 	for _, cloud := range sortedKeys(s.instances) {
 		inst := s.instances[cloud]
 		if o := s.ops[cloud]; o != nil {
@@ -1056,6 +1066,9 @@ func (s *session) reconcile(ctx workflow.Context) {
 				o.cancel()
 			}
 			continue
+		}
+		if s.late[cloud] != nil {
+			continue // what it took after the read is carried first
 		}
 		switch {
 		case inst.Role == "" && s.draining(ctx, inst):
@@ -1201,7 +1214,7 @@ func (s *session) shouldContinueAsNew(ctx workflow.Context) bool {
 			return false // its drain timer would be lost
 		}
 	}
-	return s.st.Phase == "serving" && !s.exit && len(s.ops) == 0 && len(s.moves) == 0 &&
+	return s.st.Phase == "serving" && !s.exit && len(s.ops) == 0 && len(s.moves) == 0 && len(s.late) == 0 &&
 		workflow.GetInfo(ctx).GetContinueAsNewSuggested() && workflow.AllHandlersFinished(ctx)
 }
 

@@ -37,6 +37,9 @@ const (
 	// LabelState on a compose service is the HTTP path of the app's state
 	// endpoint on that service: GET returns the state, PUT replaces it.
 	LabelState = "drift.state"
+	// LabelStateMerge set to "true" beside LabelState says the state
+	// endpoint merges late writes: PATCH {"base": B, "final": F}.
+	LabelStateMerge = "drift.state.merge"
 	// LabelApp is set by RuntimeSpec to the app name.
 	LabelApp = "drift.app"
 )

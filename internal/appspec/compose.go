@@ -151,6 +151,16 @@ func projectLabels(services []Service, labels map[string]types.Labels) (serve st
 				state = &runtime.State{Service: s.Name, Path: v}
 			}
 		}
+		if v, ok := l[LabelStateMerge]; ok {
+			switch {
+			case v != "true":
+				problems = append(problems, fmt.Sprintf("service %q: label %s=%q: want \"true\" (the state endpoint takes PATCH {base, final})", s.Name, LabelStateMerge, v))
+			case l[LabelState] == "":
+				problems = append(problems, fmt.Sprintf("service %q: label %s is set without %s on the same service", s.Name, LabelStateMerge, LabelState))
+			case state != nil && state.Service == s.Name:
+				state.Merge = true
+			}
+		}
 		if firstPublished == "" && slices.ContainsFunc(s.Ports, func(p Port) bool { return p.Published != "" }) {
 			firstPublished = s.Name
 		}

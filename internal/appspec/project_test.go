@@ -42,7 +42,7 @@ func TestFromComposeCounterExample(t *testing.T) {
 			Volumes: []Volume{{Type: "volume", Source: "counter-data", Target: "/data"}},
 		}},
 		Serve: "web",
-		State: &runtime.State{Service: "store", Path: "/state"},
+		State: &runtime.State{Service: "store", Path: "/state", Merge: true},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got\n%#v\nwant\n%#v", got, want)
@@ -67,7 +67,7 @@ func TestFromComposeCounterExample(t *testing.T) {
 		}},
 		InstanceVolumes: []string{"counter-data"},
 		Serve:           "web",
-		State:           &runtime.State{Service: "store", Path: "/state"},
+		State:           &runtime.State{Service: "store", Path: "/state", Merge: true},
 		Labels:          map[string]string{runtime.LabelWorkflow: "session/alice/counter", runtime.LabelCloud: "edge-1", LabelApp: "counter"},
 	}
 	if !reflect.DeepEqual(spec, wantSpec) {
@@ -180,6 +180,8 @@ func TestFromComposeProjectErrors(t *testing.T) {
 		{"overlapping published ranges", two("    ports: [\"127.0.0.1:8000-8010:8000-8010\"]\n", "    ports: [\"8005:9000\"]\n"), "", []string{"both publish port 8005/tcp"}},
 		{"state label not a path", two("    ports: [\"8080:8080\"]\n", "    expose: [\"8081\"]\n    labels: {drift.state: \"state?all\"}\n"), "", []string{`label drift.state="state?all" must be an HTTP path`}},
 		{"state label twice", two("    ports: [\"8080:8080\"]\n    labels: {drift.state: /s}\n", "    expose: [\"8081\"]\n    labels: {drift.state: /state}\n"), "", []string{"drift.state is set on web and store"}},
+		{"merge label not true", two("    ports: [\"8080:8080\"]\n", "    expose: [\"8081\"]\n    labels: {drift.state: /state, drift.state.merge: \"yes\"}\n"), "", []string{`drift.state.merge="yes": want "true"`}},
+		{"merge label without state", two("    ports: [\"8080:8080\"]\n    labels: {drift.state.merge: \"true\"}\n", "    expose: [\"8081\"]\n    labels: {drift.state: /state}\n"), "", []string{`service "web": label drift.state.merge is set without drift.state`}},
 		{"serve label not true", two("    ports: [\"8080:8080\"]\n    labels: {drift.serve: \"yes\"}\n", "    expose: [\"8081\"]\n"), "", []string{`drift.serve="yes"`}},
 		{"serve label twice", two("    ports: [\"8080:8080\"]\n    labels: {drift.serve: \"true\"}\n", "    ports: [\"8081:8081\"]\n    labels: {drift.serve: \"true\"}\n"), "", []string{"drift.serve is set on web and store"}},
 		{"one service named out of a project it depends on", two("    ports: [\"8080:8080\"]\n    depends_on: [store]\n", "    expose: [\"8081\"]\n"), "web", []string{"depends on store: deploy the whole project"}},

@@ -108,6 +108,10 @@ type Mount struct {
 type State struct {
 	Service string `json:"service"`
 	Path    string `json:"path"`
+	// Merge: the endpoint also takes PATCH {"base": B, "final": F}, adding
+	// to what it holds the writes an instance left behind took after B was
+	// read from it (F is its state at the end of its drain).
+	Merge bool `json:"merge,omitempty"`
 }
 
 // IsProject reports whether the spec is in the project form.

@@ -410,3 +410,106 @@ func waitWarm(t *testing.T, ctx context.Context, c client.Client, id string) {
 	}
 	t.Fatal("no ready pre-deploy within 2 minutes")
 }
+
+// No write stays behind on a handover: a client POSTs /count 50 times a
+// second at the endpoint each move returns while the user commutes between
+// two pre-deployed clouds. The increments the old instance acknowledges
+// after its state was read reach the new one when its drain ends (the
+// counter's store merges them), so in the end the count is every
+// acknowledged increment, and the move records say the late writes were
+// carried.
+func TestLateWritesOnHandoverAreKept(t *testing.T) {
+	docker := harness.Docker(t)
+	_, c := harness.Temporal(t, "")
+	reg := harness.Registry(t)
+	web, store := harness.CounterImages(t, reg, "v1")
+	topo := harness.ExampleTopology(t)
+	ws, _ := dockerWorkers(t, c, topo, reg.Host(), allClouds(topo, ""), true)
+	id := names.SessionID("late-it", "counter")
+	t.Cleanup(func() { sweepSessions(t, ws.Runtimes, []string{id}) })
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	run := startSession(t, ctx, c, id, workflows.SessionInput{
+		User: "late-it", App: counterApp(t, web, store), Region: "quartier-latin", Topology: topo,
+		Neighbours: topology.Policy{Kind: topology.Nearest, N: 1, Metric: topology.Geo}, PreDeploy: workflows.PreDeployNeighbours,
+		Continuity: workflows.Continuity{Drain: 2 * time.Second},
+	})
+	waitWarm(t, ctx, c, id)
+	st, err := state(ctx, c, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &streamer{}
+	s.follow(st.Endpoint.URL)
+	sctx, stop := context.WithCancel(ctx)
+	go s.run(sctx, benchEvery)
+	ep := st.Endpoint
+	const moves = 6
+	for i := range moves {
+		time.Sleep(1500 * time.Millisecond)
+		res := move(t, ctx, c, id, []string{"bastille", "quartier-latin"}[i%2])
+		if !res.Warm {
+			t.Fatalf("move %d was cold", i)
+		}
+		s.follow(res.Endpoint.URL)
+		ep = res.Endpoint
+	}
+	time.Sleep(time.Second)
+	stop()
+	time.Sleep(3 * time.Second) // the last answers come in (a request is bounded by 2 s)
+
+	records := settledMoves(t, ctx, c, id, moves)
+	ok, failed := s.answers()
+	final := readCount(t, ep)
+	carried := 0
+	for _, r := range records {
+		t.Logf("move %s to %s: late writes %s", r.ID, r.ToCloud, r.LateWrites)
+		if strings.HasPrefix(r.LateWrites, workflows.LateWritesCarried) {
+			carried++
+		}
+	}
+	t.Logf("%d increments acknowledged, %d failed; the count is %d; late writes carried on %d of %d moves", ok, failed, final, carried, moves)
+	if failed > 0 || ok < 200 {
+		t.Errorf("%d requests failed, %d answered: want none failed of a steady stream", failed, ok)
+	}
+	if final != ok {
+		t.Errorf("the count is %d after %d acknowledged increments: %d writes lost", final, ok, ok-final)
+	}
+	if carried == 0 {
+		t.Error("no move carried late writes: the stream did not reach an old instance after the read?")
+	}
+	exitAndExpectNothingLeft(t, ctx, c, ws, docker, run, id)
+}
+
+// settledMoves waits until the session's last n move records say what
+// became of their late writes, and returns them.
+func settledMoves(t *testing.T, ctx context.Context, c client.Client, id string, n int) []workflows.MoveRecord {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		st, err := state(ctx, c, id)
+		if err == nil && len(st.Moves) > 0 {
+			last := st.Moves[len(st.Moves)-min(n, len(st.Moves)):] // a session keeps its recent moves
+			if !slices.ContainsFunc(last, func(r workflows.MoveRecord) bool { return r.LateWrites == "" }) {
+				return last
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the moves of %s do not say what became of their late writes after a minute: %+v (%v)", id, st.Moves, err)
+		}
+	}
+}
+
+// readCount GETs / at ep: the count, without adding to it.
+func readCount(t *testing.T, ep runtime.Endpoint) int {
+	t.Helper()
+	resp, err := http.Get(ep.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct{ Count int }
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&body) != nil {
+		t.Fatalf("GET %s/: %s", ep.URL, resp.Status)
+	}
+	return body.Count
+}

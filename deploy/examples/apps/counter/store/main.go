@@ -2,7 +2,9 @@
 // (deploy/examples/apps/counter): it keeps a counter in a file of its data
 // directory, a named volume, so the count outlives the process. Its state
 // endpoint, /state, is what drift moves from one instance to the next: GET
-// returns the whole state, PUT replaces it.
+// returns the whole state, PUT replaces it, and PATCH {"base": B, "final":
+// F} adds the increments an instance left behind took after B was read
+// from it (F is its count at the end of its drain).
 //
 // It listens on $PORT (default 8081) at $HOST (empty: every address) and
 // keeps its state in $DATA_DIR/state.json (default /data). Built with
@@ -84,7 +86,7 @@ func (s *store) save() error {
 	return os.Rename(tmp, s.file)
 }
 
-// mux serves /healthz, /state (GET, PUT) and /incr (POST).
+// mux serves /healthz, /state (GET, PUT, PATCH) and /incr (POST).
 func (s *store) mux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
@@ -112,18 +114,38 @@ func (s *store) mux() *http.ServeMux {
 		}
 		reply(w, s.state)
 	})
-	mux.HandleFunc("POST /incr", func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.state.Count++
-		if err := s.save(); err != nil {
-			s.state.Count--
-			http.Error(w, err.Error(), http.StatusInternalServerError)
+	mux.HandleFunc("PATCH /state", func(w http.ResponseWriter, r *http.Request) {
+		var late struct {
+			Base  State `json:"base"`
+			Final State `json:"final"`
+		}
+		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&late); err != nil {
+			http.Error(w, "late writes: "+err.Error(), http.StatusBadRequest)
 			return
 		}
-		reply(w, s.state)
+		if late.Final.Count < late.Base.Count {
+			http.Error(w, "late writes: the final count is below the base", http.StatusBadRequest)
+			return
+		}
+		s.add(w, late.Final.Count-late.Base.Count)
 	})
+	mux.HandleFunc("POST /incr", func(w http.ResponseWriter, r *http.Request) { s.add(w, 1) })
 	return mux
+}
+
+// add adds n to the count, keeps it, and answers the state.
+func (s *store) add(w http.ResponseWriter, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.state.Count += n
+	if err := s.save(); err != nil {
+		s.state.Count -= n
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	reply(w, s.state)
 }
 
 func reply(w http.ResponseWriter, v any) {

@@ -51,3 +51,26 @@ func TestPutReplacesTheState(t *testing.T) {
 		t.Fatalf("incr after put: %d %s", code, body)
 	}
 }
+
+// PATCH adds what an instance left behind took after its state was read:
+// 10 read, 13 at the end of its drain, so 3 more here.
+func TestPatchAddsTheLateWrites(t *testing.T) {
+	s, err := open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := s.mux()
+	do(t, h, "PUT", "/state", `{"count":10}`)
+	do(t, h, "POST", "/incr", "") // the new instance's own write
+	if code, body := do(t, h, "PATCH", "/state", `{"base":{"count":10},"final":{"count":13}}`); code != 200 || body != `{"count":14}` {
+		t.Fatalf("patch: %d %s, want 14", code, body)
+	}
+	for _, bad := range []string{`{"base":{"count":13},"final":{"count":10}}`, `{"base":{"count":1},"last":{"count":2}}`, `not json`} {
+		if code, _ := do(t, h, "PATCH", "/state", bad); code != http.StatusBadRequest {
+			t.Errorf("patch %s: %d, want 400", bad, code)
+		}
+	}
+	if _, body := do(t, h, "GET", "/state", ""); body != `{"count":14}` {
+		t.Errorf("after refused patches: %s", body)
+	}
+}
