@@ -95,6 +95,8 @@ record-histories: docker-up kube-build
 		$(GO) test -count=1 -run TestSessionAdoptsAReleaseWithoutARestart ./tests/mobility
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-session-late-writes.json \
 		$(GO) test -count=1 -run TestLateWritesOnHandoverAreKept ./tests/mobility
+	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-session-replace.json \
+		$(GO) test -count=1 -run TestAQuietSessionGetsTheReleaseWithoutARestart ./tests/mobility
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/pipeline-sessions.json \
 		$(GO) test -count=1 -run TestAReleaseReachesALiveSessionAtItsNextMove ./tests/pipeline
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/pipeline-prometheus-gate.json \

@@ -22,6 +22,10 @@ type AdoptRequest struct {
 	// Images by service name (an app of one image: the app's name), every
 	// service of the app.
 	Images map[string]string `json:"images"`
+	// ReplaceAfter: the serving instance is replaced with the release, on
+	// its cloud and make before break, once the session has had no move
+	// for this long (0: the session's default; <0: at the next move only).
+	ReplaceAfter time.Duration `json:"replaceAfter,omitempty"`
 }
 
 // AdoptResult answers Adopt: the release's images as the session pinned

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -127,13 +129,17 @@ func newSessionMoveCommand(g *globals, sf *sessionFlags) *cobra.Command {
 func newSessionAdoptCommand(g *globals, sf *sessionFlags) *cobra.Command {
 	var release string
 	var images []string
+	var replaceAfter time.Duration
 	cmd := &cobra.Command{
-		Use:   "adopt --user U --app A --release NAME --image [SERVICE=]REF...",
+		Use:   "adopt --user U --app A --release NAME --image [SERVICE=]REF... [--replace-after D]",
 		Short: "Give the session a release: pre-deploys take it now, the user at the next handover",
 		Long: `The session's warm instances are redeployed with the release's images at once;
 the serving instance keeps running until the user's next move switches to an
-instance already on the release, so the user sees no restart. Name every
-service's image (SERVICE=REF; an app of one image: REF).`,
+instance already on the release, so the user sees no restart. A user who does
+not move for --replace-after (default 1m; negative: never) gets it too: the
+release is deployed beside the serving instance on its cloud, given its state,
+and switched to; the old instance drains, then goes. Name every service's
+image (SERVICE=REF; an app of one image: REF).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := need(sf.user, sf.app); err != nil {
@@ -151,18 +157,23 @@ service's image (SERVICE=REF; an app of one image: REF).`,
 				return errors.New("--release and at least one --image are required")
 			}
 			return withClient(cmd, g, func(ctx context.Context, c *client.Client) error {
-				res, err := c.Adopt(ctx, sf.user, sf.app, workflows.AdoptRequest{Release: release, Images: byService})
+				res, err := c.Adopt(ctx, sf.user, sf.app, workflows.AdoptRequest{Release: release, Images: byService, ReplaceAfter: replaceAfter})
 				if err != nil {
 					return err
 				}
 				return g.print(cmd.OutOrStdout(), res, func(w io.Writer) {
-					fmt.Fprintf(w, "release %s adopted: pre-deploys take it now; the serving instance runs %s until the next handover\n", res.Release, res.Serving)
+					until := "the next handover"
+					if replaceAfter >= 0 {
+						until += fmt.Sprintf(", or its replacement after %s without a move", cmp.Or(replaceAfter, workflows.DefaultReplaceAfter))
+					}
+					fmt.Fprintf(w, "release %s adopted: pre-deploys take it now; the serving instance runs %s until %s\n", res.Release, res.Serving, until)
 				})
 			})
 		},
 	}
 	cmd.Flags().StringVar(&release, "release", "", "the release's name (a version, a pipeline run)")
 	cmd.Flags().StringArrayVar(&images, "image", nil, "an image of the release: SERVICE=REF, or REF for an app of one image")
+	cmd.Flags().DurationVar(&replaceAfter, "replace-after", 0, "replace the serving instance once the session has had no move for this long (0: 1m; negative: only at the next move)")
 	return cmd
 }
 

@@ -146,22 +146,26 @@ func (s *session) transferState(ctx workflow.Context, m *moveRequest, to *Instan
 	c := s.continuityOptions()
 	fromCloud, fromURL, toCloud, toURL := from.Cloud, from.Endpoint.StateURL, to.Cloud, to.Endpoint.StateURL
 	workflow.Go(ctx, func(ctx workflow.Context) {
-		err := func() error {
-			if fromURL == "" || toURL == "" {
-				return temporal.NewNonRetryableApplicationError("an instance has no state endpoint", activities.ErrTypeStateRefused, nil)
-			}
-			var state []byte
-			read := executeOnCloud(ctx, stateOptions(c.StateTimeout), fromCloud, "read the state of "+s.in.App.Name+" on "+fromCloud,
-				cloudActs.ReadState, activities.ReadStateRequest{URL: fromURL, Limit: c.StateLimit})
-			if err := read.Get(ctx, &state); err != nil {
-				return err
-			}
-			m.state = state
-			return executeOnCloud(ctx, stateOptions(c.StateTimeout), toCloud, "write the state of "+s.in.App.Name+" on "+toCloud,
-				cloudActs.WriteState, activities.WriteStateRequest{URL: toURL, State: state}).Get(ctx, nil)
-		}()
+		var err error
+		m.state, err = s.copyState(ctx, c, fromCloud, fromURL, toCloud, toURL)
 		m.transfer, m.transferErr, s.dirty = transferDone, err, true
 	})
+}
+
+// copyState reads the state at fromURL (from fromCloud's worker) and
+// writes it to toURL (from toCloud's); it returns the state carried.
+func (s *session) copyState(ctx workflow.Context, c Continuity, fromCloud, fromURL, toCloud, toURL string) ([]byte, error) {
+	if fromURL == "" || toURL == "" {
+		return nil, temporal.NewNonRetryableApplicationError("an instance has no state endpoint", activities.ErrTypeStateRefused, nil)
+	}
+	var state []byte
+	read := executeOnCloud(ctx, stateOptions(c.StateTimeout), fromCloud, "read the state of "+s.in.App.Name+" on "+fromCloud,
+		cloudActs.ReadState, activities.ReadStateRequest{URL: fromURL, Limit: c.StateLimit})
+	if err := read.Get(ctx, &state); err != nil {
+		return nil, err
+	}
+	return state, executeOnCloud(ctx, stateOptions(c.StateTimeout), toCloud, "write the state of "+s.in.App.Name+" on "+toCloud,
+		cloudActs.WriteState, activities.WriteStateRequest{URL: toURL, State: state}).Get(ctx, nil)
 }
 
 // contextState is the MEC contextTransferState of move m: nil when it
@@ -305,7 +309,7 @@ func (s *session) failOver(ctx workflow.Context) {
 		m.id = fmt.Sprintf("failover-%s-%d", shortID(chainID(ctx)), s.st.Events+1)
 		s.record(MoveRecord{ID: m.id, Source: FromFailover, Region: m.region, FromCloud: d.cloud, ToCloud: target, Status: MoveTriggered, ArrivedAt: m.arrived, Reason: m.reason})
 		s.emit(ctx, amsi.Event{Kind: amsi.KindMove, MoveID: m.id, Status: amsi.MoveTriggered, Region: m.region,
-			FromCloud: d.cloud, ToCloud: target, Instance: s.instanceName(target), Reason: m.reason})
+			FromCloud: d.cloud, ToCloud: target, Instance: s.nameOn(target), Reason: m.reason})
 		// It goes first, unless a cold deploy is already under way.
 		at := 0
 		if s.moveInProgress() {

@@ -20,6 +20,7 @@ const continuityLateWrites = 5
 
 // lateWrites is what a switch left to carry from the instance left behind.
 type lateWrites struct {
+	from    *Instance // the instance left behind
 	base    []byte    // the state read from it before the switch
 	moveID  string    // the move whose record says how it went
 	after   time.Time // the end of its drain: no request reaches it later
@@ -36,11 +37,19 @@ const (
 // leaveLateWrites records, after move m switched, that the instance it
 // left may take writes until its drain ends, to be carried then.
 func (s *session) leaveLateWrites(ctx workflow.Context, m *moveRequest) {
-	if !s.lateWritesOn || m.state == nil || s.in.App.State == nil || !s.in.App.State.Merge || m.failedCloud != "" {
+	if from := s.instances[m.from]; from != nil && m.failedCloud == "" {
+		s.leaveLateWritesOf(ctx, from, m.state, m.id)
+	}
+}
+
+// leaveLateWritesOf records that inst, left behind by move moveID after
+// base was read from it, may take writes until its drain ends.
+func (s *session) leaveLateWritesOf(ctx workflow.Context, inst *Instance, base []byte, moveID string) {
+	if !s.lateWritesOn || base == nil || s.in.App.State == nil || !s.in.App.State.Merge {
 		return
 	}
 	d := max(s.continuityOptions().Drain, 0)
-	s.late[m.from] = &lateWrites{base: m.state, moveID: m.id, after: workflow.Now(ctx).Add(d)}
+	s.late[inst.Name] = &lateWrites{from: inst, base: base, moveID: moveID, after: workflow.Now(ctx).Add(d)}
 	workflow.Go(s.root, func(ctx workflow.Context) {
 		_ = workflow.Sleep(ctx, d)
 		s.dirty = true
@@ -56,28 +65,29 @@ func (s *session) carryLateWrites(ctx workflow.Context, now bool) bool {
 		clear(s.late) // the state goes with the session
 		return false
 	}
-	for _, cloud := range sortedKeys(s.late) {
-		if lw := s.late[cloud]; !lw.running && (now || !workflow.Now(ctx).Before(lw.after)) {
-			s.carry(ctx, cloud, lw)
+	for _, name := range sortedKeys(s.late) {
+		if lw := s.late[name]; !lw.running && (now || !workflow.Now(ctx).Before(lw.after)) {
+			s.carry(ctx, lw)
 		}
 	}
 	return len(s.late) > 0
 }
 
-// carry reads the final state of the instance left on cloud (from its
+// carry reads the final state of the instance left behind (from its
 // cloud's worker) and PATCHes it, with the base, into the serving
 // instance (from its own); the move's record says how it went.
-func (s *session) carry(ctx workflow.Context, cloud string, lw *lateWrites) {
+func (s *session) carry(ctx workflow.Context, lw *lateWrites) {
 	lw.running = true
-	from, to := s.instances[cloud], s.instances[s.st.Serving]
+	from, to := lw.from, s.instances[s.st.Serving]
+	cloud := from.Cloud
 	c := s.continuityOptions()
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		outcome := func() string {
 			switch {
-			case from == nil || from.Status != StatusReady || from.Endpoint.StateURL == "":
-				return LateWritesNotCarried + ": the instance on " + cloud + " is gone"
-			case to == nil || to.Cloud == cloud || to.Endpoint.StateURL == "":
-				return LateWritesNotCarried + ": the session serves from " + cloud + " again"
+			case from.Status != StatusReady || from.Endpoint.StateURL == "":
+				return LateWritesNotCarried + ": " + from.Name + " on " + cloud + " is gone"
+			case to == nil || to.Name == from.Name || to.Endpoint.StateURL == "":
+				return LateWritesNotCarried + ": the session serves from " + from.Name + " again"
 			}
 			var final []byte
 			err := executeOnCloud(ctx, stateOptions(c.StateTimeout), cloud, "read the late writes of "+s.in.App.Name+" on "+cloud,
@@ -98,7 +108,7 @@ func (s *session) carry(ctx workflow.Context, cloud string, lw *lateWrites) {
 		if r := s.moveRecord(lw.moveID); r != nil {
 			r.LateWrites = outcome
 		}
-		delete(s.late, cloud)
+		delete(s.late, from.Name)
 		s.dirty = true
 	})
 }

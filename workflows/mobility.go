@@ -300,8 +300,12 @@ type SessionState struct {
 	Down map[string]string `json:"down,omitempty"`
 
 	// Release names the release last adopted (Adopt update); its images
-	// are Image or Images.
-	Release string `json:"release,omitempty"`
+	// are Image or Images. AdoptedAt is when; ReplaceAfter how long the
+	// session must have had no move before its serving instance is
+	// replaced with it (0: DefaultReplaceAfter; <0: at the next move only).
+	Release      string        `json:"release,omitempty"`
+	AdoptedAt    time.Time     `json:"adoptedAt,omitzero"`
+	ReplaceAfter time.Duration `json:"replaceAfter,omitempty"`
 }
 
 // MobilitySession keeps a user's app served from the cloud of the region
@@ -390,7 +394,11 @@ type session struct {
 	watchAgain   bool                   // a watch lost with its worker is started again before anything is down
 	exitFinal    bool                   // an exiting session plans nothing (continuityExitFinal)
 	lateWritesOn bool                   // carry what the instance left behind took after the read (continuityLateWrites)
-	late         map[string]*lateWrites // by the cloud of the instance left behind
+	late         map[string]*lateWrites // by the name of the instance left behind
+	replaceOn    bool                   // replace a serving instance behind the release when quiet (replaceQuietly)
+	spare        *spare                 // the serving instance's replacement, while it is made
+	retired      map[string]*Instance   // replaced instances until destroyed, by name
+	quietWake    time.Time              // when the main loop is woken to replace
 	watched      string                 // the cloud whose serving instance is watched
 	stopWatch    func()                 // ends that watch
 	down         []downReport           // serving instances found down, for the main loop
@@ -407,6 +415,7 @@ func newSession(ctx workflow.Context, in SessionInput, events bool) (*session, e
 		instances: map[string]*Instance{},
 		ops:       map[string]*op{},
 		late:      map[string]*lateWrites{},
+		retired:   map[string]*Instance{},
 		logger:    workflow.GetLogger(ctx),
 		events:    events,
 		outbox:    slices.Clone(in.Pending),
@@ -477,6 +486,7 @@ func (s *session) run(ctx workflow.Context) (SessionState, error) {
 	v := workflow.GetVersion(ctx, continuityChange, workflow.DefaultVersion, continuityLateWrites)
 	s.continuity, s.failoverPlan, s.watchAgain = v >= 1, v >= continuityFailoverPlan, v >= continuityWatchAgain
 	s.exitFinal, s.lateWritesOn = v >= continuityExitFinal, v >= continuityLateWrites
+	s.replaceOn = workflow.GetVersion(ctx, replaceQuietly, workflow.DefaultVersion, 1) == 1
 	if err := workflow.UpsertTypedSearchAttributes(ctx,
 		names.UserKey.ValueSet(s.in.User),
 		names.AppKey.ValueSet(s.in.App.Name),
@@ -508,11 +518,12 @@ func (s *session) run(ctx workflow.Context) (SessionState, error) {
 			s.beginExit()
 		}
 		s.reconcile(ctx)
+		s.replaceWhenQuiet(ctx)
 		s.watch(ctx)
 		s.noteAdjacent(ctx)
 		s.publish(ctx)
 		s.indexServing(ctx)
-		if s.st.Phase == "exiting" && len(s.instances) == 0 && len(s.ops) == 0 {
+		if s.st.Phase == "exiting" && len(s.instances) == 0 && len(s.ops) == 0 && s.spare == nil && len(s.retired) == 0 {
 			return s.teardown(ctx, nil)
 		}
 		if s.shouldContinueAsNew(ctx) {
@@ -695,7 +706,7 @@ func (s *session) enqueueMove(ctx workflow.Context, region, id string) *moveRequ
 	}
 	s.record(MoveRecord{ID: m.id, Source: source, Region: region, FromCloud: s.st.Serving, ToCloud: m.cloud, Status: MoveTriggered, ArrivedAt: m.arrived})
 	s.emit(ctx, amsi.Event{Kind: amsi.KindMove, MoveID: m.id, Status: amsi.MoveTriggered, Region: region,
-		FromCloud: s.st.Serving, ToCloud: m.cloud, Instance: s.instanceName(m.cloud)})
+		FromCloud: s.st.Serving, ToCloud: m.cloud, Instance: s.nameOn(m.cloud)})
 	s.moves = append(s.moves, m)
 	s.dirty = true
 	return m
@@ -798,6 +809,15 @@ func (s *session) armExpiry() {
 
 func (s *session) instanceName(cloud string) string {
 	return runtime.InstanceName(s.in.App.Name, s.in.User, cloud)
+}
+
+// nameOn is the name of the session's instance on cloud: the one it holds
+// (a replacement may have the other name), else the one it would deploy.
+func (s *session) nameOn(cloud string) string {
+	if inst := s.instances[cloud]; inst != nil {
+		return inst.Name
+	}
+	return s.instanceName(cloud)
 }
 
 // chainID names the session's chain of runs: its first run's id.
@@ -961,7 +981,7 @@ func (s *session) finishMove(ctx workflow.Context, m *moveRequest, res MoveResul
 	if m.from == "" {
 		m.from = s.st.Serving
 	}
-	e := amsi.Event{Kind: amsi.KindMove, MoveID: m.id, Region: m.region, FromCloud: m.from, ToCloud: m.cloud, Instance: s.instanceName(m.cloud),
+	e := amsi.Event{Kind: amsi.KindMove, MoveID: m.id, Region: m.region, FromCloud: m.from, ToCloud: m.cloud, Instance: s.nameOn(m.cloud),
 		Reason: m.reason, ContextTransferState: res.ContextTransferState}
 	status := MoveCompleted
 	if err != nil {
@@ -1067,7 +1087,7 @@ func (s *session) reconcile(ctx workflow.Context) {
 			}
 			continue
 		}
-		if s.late[cloud] != nil {
+		if s.late[inst.Name] != nil {
 			continue // what it took after the read is carried first
 		}
 		switch {
@@ -1196,6 +1216,12 @@ func (s *session) snapshot() SessionState {
 	for _, cloud := range sortedKeys(s.instances) {
 		st.Instances = append(st.Instances, *s.instances[cloud])
 	}
+	if s.spare != nil {
+		st.Instances = append(st.Instances, *s.spare.inst)
+	}
+	for _, name := range sortedKeys(s.retired) {
+		st.Instances = append(st.Instances, *s.retired[name])
+	}
 	st.InFlight = s.inFlight()
 	st.Handovers = slices.Clone(s.st.Handovers)
 	st.Moves = slices.Clone(s.st.Moves)
@@ -1214,7 +1240,7 @@ func (s *session) shouldContinueAsNew(ctx workflow.Context) bool {
 			return false // its drain timer would be lost
 		}
 	}
-	return s.st.Phase == "serving" && !s.exit && len(s.ops) == 0 && len(s.moves) == 0 && len(s.late) == 0 &&
+	return s.st.Phase == "serving" && !s.exit && len(s.ops) == 0 && len(s.moves) == 0 && len(s.late) == 0 && s.spare == nil && len(s.retired) == 0 &&
 		workflow.GetInfo(ctx).GetContinueAsNewSuggested() && workflow.AllHandlersFinished(ctx)
 }
 

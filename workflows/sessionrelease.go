@@ -33,7 +33,7 @@ func (s *session) registerAdopt(ctx workflow.Context) error {
 				return AdoptResult{}, err
 			}
 			s.setImages(pinned)
-			s.st.Release, s.dirty = r.Release, true
+			s.st.Release, s.st.AdoptedAt, s.st.ReplaceAfter, s.dirty = r.Release, workflow.Now(ctx), r.ReplaceAfter, true
 			s.logger.Info("release adopted", "release", r.Release, "images", s.runs())
 			res := AdoptResult{Release: r.Release, Images: pinned}
 			if inst := s.instances[s.st.Serving]; inst != nil {

@@ -1,11 +1,14 @@
 package workflows
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/edgedrift/drift/activities"
+	"github.com/edgedrift/drift/internal/amsi"
 	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/runtime/runtimetest"
 )
@@ -53,7 +56,8 @@ func TestSessionAdoptsAReleaseAtItsNextHandover(t *testing.T) {
 		if s := st.state(); s.Image != pinnedHello || s.Release != "" {
 			t.Errorf("bad releases changed the session: image %s, release %q", s.Image, s.Release)
 		}
-		st.adopt(AdoptRequest{Release: "v2", Images: map[string]string{"hello": "registry.test/hello:v2"}}, func(r AdoptResult, err error) {
+		// At the next move only: the user is not replaced under while quiet.
+		st.adopt(AdoptRequest{Release: "v2", Images: map[string]string{"hello": "registry.test/hello:v2"}, ReplaceAfter: -1}, func(r AdoptResult, err error) {
 			if err != nil || r.Images["hello"] != pinnedHelloV2 || r.Serving != pinnedHello {
 				t.Errorf("adopt: %+v %v", r, err)
 			}
@@ -113,5 +117,88 @@ func TestSessionAdoptsAReleaseAtItsNextHandover(t *testing.T) {
 	}
 	if live := st.clouds.liveClouds(); len(live) != 0 {
 		t.Fatalf("left behind on %v", live)
+	}
+}
+
+// A user who does not move gets the release too: once the session has had
+// no move for replaceAfter, a second instance of the release is deployed
+// beside the serving one on its cloud, given its state, and switched to
+// (a move of its own that subscribers hear of); the old one drains, its
+// late writes are carried, and it goes. Moves go on as before.
+func TestSessionReplacesItsServingInstanceWhenQuiet(t *testing.T) {
+	st, in := counterSession(t)
+	in.Continuity.Drain = 10 * time.Second
+	v2 := map[string]string{"web": "registry.test/counter-web:v2", "store": "registry.test/counter-store:v2"}
+	st.center.pins = map[string]string{}
+	for svc, ref := range v2 {
+		st.center.images[ref] = true
+		st.center.pins[ref] = "registry.test/counter-" + svc + "@sha256:" + strings.Repeat("2", 64)
+	}
+	spareURL := "instant://edge-latin/counter-alice-edge-latin-b/store/state"
+	exists := func(name string) bool { return runtimetest.Status(t, st.clouds.runtimes["edge-latin"], name).Exists }
+	st.at(time.Minute, func() {
+		st.clouds.states[stateURL("edge-latin")] = `{"count":5}`
+		st.adopt(AdoptRequest{Release: "v2", Images: v2, ReplaceAfter: 2 * time.Minute}, func(r AdoptResult, err error) {
+			if err != nil {
+				t.Errorf("adopt: %v", err)
+			}
+		})
+	})
+	st.at(2*time.Minute+50*time.Second, func() { // quiet for less than 2 minutes
+		if s := st.state(); s.Serving != "edge-latin" || exists("counter-alice-edge-latin-b") || len(s.Moves) != 0 {
+			t.Errorf("before the quiet time: serving %s, moves %+v, a spare deployed: %v", s.Serving, s.Moves, exists("counter-alice-edge-latin-b"))
+		}
+	})
+	var replaced MoveRecord
+	st.at(3*time.Minute+2*time.Second, func() {
+		s := st.state()
+		for _, inst := range s.Instances {
+			if inst.Cloud == "edge-latin" && inst.Role == RoleServe && (inst.Name != "counter-alice-edge-latin-b" || !strings.Contains(inst.Runs, "sha256:222")) {
+				t.Errorf("serving instance %+v, want counter-alice-edge-latin-b on the release", inst)
+			}
+		}
+		if n := len(s.Moves); n == 0 || s.Moves[n-1].Source != FromReplace || s.Moves[n-1].Status != MoveCompleted {
+			t.Fatalf("moves %+v, want the replacement completed", s.Moves)
+		}
+		replaced = s.Moves[len(s.Moves)-1]
+		if s.Endpoint != replaced.Endpoint || s.Endpoint.StateURL != spareURL || st.clouds.states[spareURL] != `{"count":5}` {
+			t.Errorf("endpoint %+v, record %+v, state %s", s.Endpoint, replaced, st.clouds.states[spareURL])
+		}
+		if !exists("counter-alice-edge-latin") {
+			t.Error("the old instance went at the switch: no drain")
+		}
+		// The client's last writes to the old instance, a first one to the new.
+		st.clouds.states[stateURL("edge-latin")] = `{"count":7}`
+		st.clouds.states[spareURL] = `{"count":6}`
+	})
+	st.at(3*time.Minute+40*time.Second, func() {
+		if exists("counter-alice-edge-latin") {
+			t.Error("the replaced instance is still up after its drain")
+		}
+		if got := st.clouds.states[spareURL]; got != `{"count":8}` {
+			t.Errorf("the new instance holds %s, want 6 + the 2 late writes", got)
+		}
+		st.move("bastille", func(r MoveResult, err error) {
+			if err != nil || !r.Warm || st.clouds.states[stateURL("edge-bastille")] != `{"count":8}` {
+				t.Errorf("a move after the replacement: %+v %v, edge-bastille holds %s", r, err, st.clouds.states[stateURL("edge-bastille")])
+			}
+		})
+	})
+	st.at(5*time.Minute, func() {
+		if d := st.clouds.deployed["edge-latin"]; len(d) != 2 {
+			t.Errorf("edge-latin deployed %d times (%v), want the first and its replacement only", len(d), d)
+		}
+		st.env.SignalWorkflow(names.ExitSignal, nil)
+	})
+	st.env.ExecuteWorkflow(MobilitySession, in)
+	st.report()
+	var events []string
+	for _, e := range st.center.events {
+		if e.MoveID == replaced.ID {
+			events = append(events, fmt.Sprint(e.Status, " ", e.Instance))
+		}
+	}
+	if want := []string{fmt.Sprint(amsi.MoveTriggered, " counter-alice-edge-latin-b"), fmt.Sprint(amsi.MoveCompleted, " counter-alice-edge-latin-b")}; !slices.Equal(events, want) {
+		t.Errorf("subscribers heard %q of the replacement, want %q", events, want)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,7 +59,8 @@ func TestSessionAdoptsAReleaseWithoutARestart(t *testing.T) {
 	// The good release as the README gives it: the CLI.
 	driftBin, _ := harness.Binaries(t)
 	out, err := exec.CommandContext(ctx, driftBin, "session", "adopt", "--user", user, "--app", "counter", "--release", "v2",
-		"--image", "web="+web2, "--image", "store="+store2, "--json", "--address", stack.Address(), "--namespace", stack.Namespace()).Output()
+		"--image", "web="+web2, "--image", "store="+store2, "--replace-after=-1s", // at the next move only
+		"--json", "--address", stack.Address(), "--namespace", stack.Namespace()).Output()
 	if err != nil {
 		t.Fatalf("drift session adopt: %v\n%s", err, out)
 	}
@@ -130,6 +132,103 @@ func TestSessionAdoptsAReleaseWithoutARestart(t *testing.T) {
 	t.Logf("%d requests, %d failed, %d answered by v2 after the move (lowest count %d, %d before the move)", len(hits), failed, onV2, lowest, carried)
 	if failed > 0 || onV2 == 0 || lowest <= carried || len(hits) < 50 {
 		t.Errorf("%d requests: %d failed, %d answered by v2, lowest count there %d (want above %d)", len(hits), failed, onV2, lowest, carried)
+	}
+	exitAndExpectNothingLeft(t, ctx, c, ws, docker, run, id)
+}
+
+// A user who stays put gets the release too, without a restart: a client
+// streams at the endpoint the session says serves (as a subscriber would
+// learn it) while the session, quiet for replaceAfter, deploys v2 beside
+// the serving instance on its cloud, carries the count, switches, and
+// retires the old one after its drain. Not one request fails, answers turn
+// from v1 to v2 without a move, and every acknowledged increment is held.
+func TestAQuietSessionGetsTheReleaseWithoutARestart(t *testing.T) {
+	docker := harness.Docker(t)
+	_, c := harness.Temporal(t, "")
+	reg := harness.Registry(t)
+	web1, store1 := harness.CounterImages(t, reg, "v1")
+	web2, store2 := harness.CounterImages(t, reg, "v2")
+	topo := harness.ExampleTopology(t)
+	ws, _ := dockerWorkers(t, c, topo, reg.Host(), allClouds(topo, ""), true)
+	const user = "quiet-it"
+	id := names.SessionID(user, "counter")
+	t.Cleanup(func() { sweepSessions(t, ws.Runtimes, []string{id}) })
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	run := startSession(t, ctx, c, id, workflows.SessionInput{
+		User: user, App: counterApp(t, web1, store1), Region: "quartier-latin", Topology: topo,
+		Neighbours: topology.Policy{Kind: topology.Nearest, N: 1, Metric: topology.Geo}, PreDeploy: workflows.PreDeployNeighbours,
+		Continuity: workflows.Continuity{Drain: 3 * time.Second},
+	})
+	st, err := state(ctx, c, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := st.Instances[slices.IndexFunc(st.Instances, func(in workflows.Instance) bool { return in.Cloud == st.Serving })]
+
+	s := &streamer{}
+	s.follow(st.Endpoint.URL)
+	sctx, stopStream := context.WithCancel(ctx)
+	streamDone := make(chan struct{})
+	go func() { s.run(sctx, 50*time.Millisecond); close(streamDone) }()
+	go func() { // follow the endpoint the session says serves
+		for sctx.Err() == nil {
+			if st, err := state(sctx, c, id); err == nil && st.Endpoint.URL != "" {
+				s.follow(st.Endpoint.URL)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	if _, err := drift.New(c).Adopt(ctx, user, "counter", workflows.AdoptRequest{Release: "v2",
+		Images: map[string]string{"web": web2, "store": store2}, ReplaceAfter: 5 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	var replaced workflows.MoveRecord
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		st, err = state(ctx, c, id)
+		if i := slices.IndexFunc(st.Moves, func(r workflows.MoveRecord) bool { return r.Source == workflows.FromReplace }); err == nil && i >= 0 && st.Moves[i].Status != workflows.MoveTriggered {
+			replaced = st.Moves[i]
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no replacement after 3 minutes: %+v (%v)", st.Moves, err)
+		}
+	}
+	if replaced.Status != workflows.MoveCompleted || st.Serving != old.Cloud || st.Endpoint == old.Endpoint {
+		t.Fatalf("replacement %+v; serving %s at %s (was %s)", replaced, st.Serving, st.Endpoint.URL, old.Endpoint.URL)
+	}
+	replaced = settledMoves(t, ctx, c, id, 1)[0] // its late writes carried, after the drain
+	if replaced.LateWrites != workflows.LateWritesNone && !strings.HasPrefix(replaced.LateWrites, workflows.LateWritesCarried) {
+		t.Errorf("late writes of the replacement: %s", replaced.LateWrites)
+	}
+	stopStream()
+	<-streamDone
+	time.Sleep(3 * time.Second) // the last answers (a request is bounded by 2 s)
+
+	s.mu.Lock()
+	hits := slices.Clone(s.hits)
+	s.mu.Unlock()
+	failed, onV2, ok := 0, 0, 0
+	for _, h := range hits {
+		switch {
+		case !h.ok:
+			failed++
+		case h.url == st.Endpoint.URL && h.version == "v2":
+			onV2++
+		case h.version != "v1":
+			t.Errorf("%s answered version %q", h.url, h.version)
+		}
+		if h.ok {
+			ok++
+		}
+	}
+	final := readCount(t, st.Endpoint)
+	t.Logf("%d requests, %d failed, %d answered by v2 after the replacement; count %d, %d acknowledged; late writes %s", len(hits), failed, onV2, final, ok, replaced.LateWrites)
+	if failed > 0 || onV2 == 0 || final != ok {
+		t.Errorf("%d failed, %d answered by v2, count %d after %d acknowledged increments", failed, onV2, final, ok)
+	}
+	if left, err := ws.Runtimes[old.Cloud].Status(ctx, old.Name); err != nil || left.Exists {
+		t.Errorf("the replaced instance %s is still there (%+v, %v)", old.Name, left, err)
 	}
 	exitAndExpectNothingLeft(t, ctx, c, ws, docker, run, id)
 }
