@@ -202,3 +202,55 @@ func TestSessionReplacesItsServingInstanceWhenQuiet(t *testing.T) {
 		t.Errorf("subscribers heard %q of the replacement, want %q", events, want)
 	}
 }
+
+// A replacement under way is given up when the user moves (the move goes
+// on as usual) and when the session exits: its spare is destroyed, its
+// record says why, and nothing of it is left.
+func TestAReplacementGivesWayToAMoveAndToExit(t *testing.T) {
+	for _, then := range []string{"move", "exit"} {
+		t.Run(then, func(t *testing.T) {
+			st := newSessionTest(t)
+			st.center.images["registry.test/hello:v2"] = true
+			st.center.pins = map[string]string{"registry.test/hello:v2": pinnedHelloV2}
+			st.at(time.Minute, func() {
+				st.adopt(AdoptRequest{Release: "v2", Images: map[string]string{"hello": "registry.test/hello:v2"}, ReplaceAfter: time.Minute}, func(_ AdoptResult, err error) {
+					if err != nil {
+						t.Error(err)
+					}
+				})
+			})
+			st.at(2*time.Minute+time.Second, func() { // the spare is deploying
+				if s := st.state(); len(s.Moves) != 1 || s.Moves[0].Source != FromReplace || s.Moves[0].Status != MoveTriggered {
+					t.Fatalf("moves %+v, want the replacement under way", s.Moves)
+				}
+				if then == "exit" {
+					st.env.SignalWorkflow(names.ExitSignal, nil)
+					return
+				}
+				st.move("bastille", func(r MoveResult, err error) {
+					if err != nil || r.Cloud != "edge-bastille" {
+						t.Errorf("move during the replacement: %+v %v", r, err)
+					}
+				})
+			})
+			st.at(4*time.Minute, func() {
+				if then == "exit" {
+					return
+				}
+				s := st.state()
+				if s.Moves[0].Status != MoveFailed || s.Moves[0].Error != "the session moved on meanwhile" {
+					t.Errorf("replacement record %+v", s.Moves[0])
+				}
+				if runtimetest.Status(t, st.clouds.runtimes["edge-latin"], "hello-alice-edge-latin-b").Exists {
+					t.Error("the spare is still up")
+				}
+				st.env.SignalWorkflow(names.ExitSignal, nil)
+			})
+			st.env.ExecuteWorkflow(MobilitySession, sessionInput("quartier-latin"))
+			st.report()
+			if live := st.clouds.liveClouds(); len(live) != 0 {
+				t.Errorf("left on %v", live)
+			}
+		})
+	}
+}
