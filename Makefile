@@ -99,6 +99,7 @@ record-histories: docker-up kube-build
 		$(GO) test -count=1 -run TestAQuietSessionGetsTheReleaseWithoutARestart ./tests/mobility
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/pipeline-sessions.json \
 		$(GO) test -count=1 -run TestAReleaseReachesALiveSessionAtItsNextMove ./tests/pipeline
+	# also pipeline-wave-child.json beside it: the canary wave's child workflow.
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/pipeline-prometheus-gate.json \
 		$(GO) test -count=1 -run TestAPrometheusQueryGatesAWave ./tests/pipeline
 	DRIFT_RECORD_HISTORY=$(CURDIR)/workflows/testdata/mobility-subscriptions.json \

@@ -283,6 +283,8 @@ type pipeline struct {
 	project bool
 	// plan holds the indices of each wave's targets (deploy.waves only).
 	plan [][]int
+	// childWaves: each wave runs in a child workflow (see childWaves).
+	childWaves bool
 }
 
 // signedReleases is the workflow.GetVersion change ID under which a run
@@ -495,7 +497,8 @@ func (p *pipeline) steps(ctx workflow.Context) error {
 		// Only code that knows waves can have started a run with them.
 		return invalid(ErrTypeInvalidPipeline, "this run with deploy waves was started by a worker that cannot roll out in waves")
 	}
-	if p.early {
+	p.childWaves = waves && workflow.GetVersion(ctx, childWaves, workflow.DefaultVersion, 1) == 1
+	if p.early && !p.childWaves { // a wave's child reads its own targets
 		p.readTargets(ctx)
 	}
 	p.signs = workflow.GetVersion(ctx, signedReleases, workflow.DefaultVersion, 1) == 1

@@ -223,6 +223,7 @@ func newPipelineTest(t *testing.T) *pipelineTest {
 	// Every deploy takes 5 s of workflow time.
 	pt := &pipelineTest{t: t, f: newFakeFactory(), clouds: newTestClouds(t, exampleTopology, 5*time.Second)}
 	pt.env = pt.NewTestWorkflowEnvironment()
+	pt.env.RegisterWorkflow(PipelineWave)
 	pt.env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: names.PipelineID("hello", "r1")})
 	pt.f.install(pt.env)
 	pt.clouds.install(pt.env)

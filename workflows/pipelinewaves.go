@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -49,6 +50,9 @@ type WaveProgress struct {
 	Started  time.Time        `json:"started,omitzero"`
 	Ended    time.Time        `json:"ended,omitzero"`
 	Error    string           `json:"error,omitempty"`
+	// Child is the workflow doing the wave's part right now (see
+	// childWaves): its progress query has the wave's targets live.
+	Child string `json:"child,omitempty"`
 }
 
 // TargetAnalysis is what a wave's analysis measured on one target, and
@@ -199,7 +203,7 @@ func (p *pipeline) deployWaves(ctx workflow.Context) error {
 
 // wave runs wave w: gate, deploy, bake.
 func (p *pipeline) wave(ctx workflow.Context, w int) error {
-	wp, spec := &p.pr.Waves[w], p.in.Spec.Deploy.Waves[w]
+	wp := &p.pr.Waves[w]
 	wp.Started = workflow.Now(ctx)
 	defer func() { wp.Ended = workflow.Now(ctx); p.publish(ctx) }()
 	if wp.Approval != nil {
@@ -214,6 +218,16 @@ func (p *pipeline) wave(ctx workflow.Context, w int) error {
 	}
 	wp.Status = WaveDeploying
 	p.publish(ctx)
+	if p.childWaves {
+		return p.waveChild(ctx, w, waveRelease)
+	}
+	return p.releaseWave(ctx, w)
+}
+
+// releaseWave deploys wave w's targets, at most maxParallel at once, then
+// bakes them under analysis.
+func (p *pipeline) releaseWave(ctx workflow.Context, w int) error {
+	wp, spec := &p.pr.Waves[w], p.in.Spec.Deploy.Waves[w]
 	p.eachTarget(ctx, w, func(ctx workflow.Context, i int) {
 		p.release(ctx, i, p.in.Spec.Deploy.Targets[i])
 	})
@@ -416,42 +430,65 @@ func (p *pipeline) healthPath(cloud string) string {
 // cancelled (ctx is disconnected).
 func (p *pipeline) rollbackFleet(ctx workflow.Context, last int) {
 	for w := last; w >= 0; w-- {
-		touched := false
-		p.eachTarget(ctx, w, func(ctx workflow.Context, i int) {
-			tp := &p.pr.Targets[i]
-			switch tp.Status {
-			case TargetDone, TargetDeploying, TargetVerifying:
-			default:
-				return
-			}
-			touched = true
-			tp.Status = TargetRollingBack
-			p.publish(ctx)
-			if tp.Previous == "" && tp.PreviousImages == nil && tp.Before != "" {
-				tp.Status = TargetRolledBack // it ran this release already
-				return
-			}
-			p.rollback(ctx, tp.Cloud, tp, p.runtimeSpec(tp.Cloud, nil))
-			p.publish(ctx)
-		})
-		if touched && w < len(p.pr.Waves) {
-			p.pr.Waves[w].Status = WaveRolledBack
+		if p.childWaves {
+			_ = p.waveChild(ctx, w, waveRollback)
+		} else {
+			p.rollbackWave(ctx, w)
 		}
 	}
 }
 
-// readUntouched records what the targets the run never touched run, from
-// the reads started with the clone.
-func (p *pipeline) readUntouched(ctx workflow.Context) {
-	for i := range p.pr.Targets {
+// rollbackWave puts wave w's targets the run touched back.
+func (p *pipeline) rollbackWave(ctx workflow.Context, w int) {
+	touched := false
+	p.eachTarget(ctx, w, func(ctx workflow.Context, i int) {
 		tp := &p.pr.Targets[i]
-		if f := p.before[i]; f != nil && tp.Before == "" && (tp.Status == TargetPending || tp.Status == TargetRejected) {
+		switch tp.Status {
+		case TargetDone, TargetDeploying, TargetVerifying:
+		default:
+			return
+		}
+		touched = true
+		tp.Status = TargetRollingBack
+		p.publish(ctx)
+		if tp.Previous == "" && tp.PreviousImages == nil && tp.Before != "" {
+			tp.Status = TargetRolledBack // it ran this release already
+			return
+		}
+		p.rollback(ctx, tp.Cloud, tp, p.runtimeSpec(tp.Cloud, nil))
+		p.publish(ctx)
+	})
+	if touched && w < len(p.pr.Waves) {
+		p.pr.Waves[w].Status = WaveRolledBack
+	}
+}
+
+// readUntouched records what the targets the run never touched run, from
+// the reads started with the clone (a wave's child reads its own).
+func (p *pipeline) readUntouched(ctx workflow.Context) {
+	if p.childWaves {
+		for w := range p.pr.Waves {
+			if slices.ContainsFunc(p.plan[w], p.untouched) {
+				_ = p.waveChild(ctx, w, waveRead)
+			}
+		}
+		return
+	}
+	for i := range p.pr.Targets {
+		if f := p.before[i]; f != nil && p.untouched(i) {
 			var st runtime.Status
 			if f.Get(ctx, &st) == nil {
-				p.setPrevious(tp, st)
+				p.setPrevious(&p.pr.Targets[i], st)
 			}
 		}
 	}
+}
+
+// untouched says whether the run never touched target i and does not know
+// yet what it runs.
+func (p *pipeline) untouched(i int) bool {
+	tp := p.pr.Targets[i]
+	return tp.Before == "" && (tp.Status == TargetPending || tp.Status == TargetRejected)
 }
 
 // settle records what every target runs now the run ends.

@@ -322,3 +322,30 @@ func TestJudge(t *testing.T) {
 		}
 	}
 }
+
+// Cancelled while the canary wave bakes (in its child workflow), the run
+// puts the canary back and touches nothing else.
+func TestPipelineCancelledDuringAWaveLeavesNothingHalfDeployed(t *testing.T) {
+	pt := newPipelineTest(t)
+	pt.clouds.seed("fog-north", helloInstance, runtime.Spec{Image: oldImage, Port: 8080})
+	pt.env.OnActivity(cloudActs.Analyze, mock.Anything, mock.Anything).Return(pt.clouds.Analyze).After(time.Minute)
+	pt.env.RegisterDelayedCallback(func() {
+		if w := pt.progress().Waves[0]; w.Status != WaveDeploying {
+			t.Errorf("cancelling with the canary wave %s", w.Status)
+		}
+		pt.env.CancelWorkflow()
+	}, 70*time.Second) // build 30 s, deploy 5 s, verify 10 s, then the bake
+	pr, err := pt.run(wavesSpec(t), nil)
+	if err == nil {
+		t.Fatal("a cancelled run succeeded")
+	}
+	if got := pt.clouds.images(helloInstance); got["fog-north"] != oldImage || len(got) != 1 {
+		t.Errorf("clouds run %v, want fog-north back on the old image and nothing else", got)
+	}
+	if tp := byCloud(pr)["fog-north"]; tp.Status != TargetRolledBack {
+		t.Errorf("fog-north %+v", tp)
+	}
+	if len(pt.clouds.deployed["fog-south"]) != 0 || len(pt.clouds.deployed["edge-latin"]) != 0 {
+		t.Error("a later wave was touched")
+	}
+}

@@ -27,6 +27,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflow(Inventory)
 			r.RegisterWorkflow(PortToArch)
 			r.RegisterWorkflow(Pipeline)
+			r.RegisterWorkflow(PipelineWave)
 			r.RegisterWorkflow(PipelineUndeploy)
 			r.RegisterWorkflow(PipelineRollback)
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/edgedrift/drift/internal/names"
+	"github.com/edgedrift/drift/workflows"
 )
 
 // Client drives drift's jobs through a Temporal client.
@@ -82,7 +83,13 @@ func query[P any](ctx context.Context, c *Client, id string) (P, error) {
 	if err != nil {
 		return p, err
 	}
-	return p, v.Get(&p)
+	if err := v.Get(&p); err != nil {
+		return p, err
+	}
+	if pr, ok := any(&p).(*workflows.PipelineProgress); ok {
+		c.liveWaves(ctx, pr)
+	}
+	return p, nil
 }
 
 // details decodes what a failed job's ApplicationError carries into p.

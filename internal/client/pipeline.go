@@ -47,6 +47,29 @@ func (c *Client) PipelineProgress(ctx context.Context, app, run string) (workflo
 	return pr, err
 }
 
+// liveWaves takes into a run's progress what the child workflow of each
+// wave under way knows of its targets: the run's own progress learns it
+// only when the wave ends (its history stays small that way).
+func (c *Client) liveWaves(ctx context.Context, pr *workflows.PipelineProgress) {
+	for w := range pr.Waves {
+		wp := &pr.Waves[w]
+		if wp.Child == "" {
+			continue
+		}
+		var child workflows.PipelineProgress
+		v, err := c.Temporal.QueryWorkflow(ctx, wp.Child, "", names.ProgressQuery)
+		if err != nil || v.Get(&child) != nil || len(child.Targets) != len(pr.Targets) || len(child.Waves) != len(pr.Waves) {
+			continue // not started yet, or gone: the run's own view stands
+		}
+		for i := range pr.Targets {
+			if pr.Targets[i].Wave == wp.Name {
+				pr.Targets[i] = child.Targets[i]
+			}
+		}
+		wp.Status, wp.Analysis = child.Waves[w].Status, child.Waves[w].Analysis
+	}
+}
+
 // PipelineInput reads the input a run was started with from its history.
 func (c *Client) PipelineInput(ctx context.Context, app, run string) (workflows.PipelineInput, error) {
 	id := names.PipelineID(app, run)

@@ -110,6 +110,7 @@ func StartWorkers(c client.Client, opts WorkerOptions) (*Workers, error) {
 		w.RegisterWorkflow(workflows.Inventory)
 		w.RegisterWorkflow(workflows.PortToArch)
 		w.RegisterWorkflow(workflows.Pipeline)
+		w.RegisterWorkflow(workflows.PipelineWave)
 		w.RegisterWorkflow(workflows.PipelineUndeploy)
 		w.RegisterWorkflow(workflows.PipelineRollback)
 		w.RegisterActivity(&activities.Images{Center: opts.Registry})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -57,9 +58,11 @@ func TestAPrometheusQueryGatesAWave(t *testing.T) {
 	spec.Deploy.Targets = []pipelinespec.Target{{Cloud: dockerCloud, Verify: pipelinespec.VerifyHTTP}, {Cloud: "edge-latin", Verify: pipelinespec.VerifyHTTP}}
 	most := 0.1
 	gate := &pipelinespec.PrometheusGate{Address: prom.URL, Max: &most,
-		Query: `sum(rate(hello_requests_total{cloud="{{cloud}}",code="500"}[4s])) / sum(rate(hello_requests_total{cloud="{{cloud}}"}[4s]))`}
+		Query: `sum(rate(hello_requests_total{cloud="{{cloud}}",code="500"}[8s])) / sum(rate(hello_requests_total{cloud="{{cloud}}"}[8s]))`}
 	spec.Deploy.Waves = []pipelinespec.Wave{
-		{Name: "canary", Targets: []string{dockerCloud}, Bake: 8 * time.Second,
+		// Long enough for Prometheus to learn the target and scrape it
+		// (every second) well within the query's 8 s range.
+		{Name: "canary", Targets: []string{dockerCloud}, Bake: 15 * time.Second,
 			Analysis: &pipelinespec.Analysis{Path: "/", Interval: 50 * time.Millisecond, SuccessRatio: 0.3, Prometheus: gate}},
 		{Name: "rest", Targets: []string{"edge-latin"}},
 	}
@@ -77,6 +80,7 @@ func TestAPrometheusQueryGatesAWave(t *testing.T) {
 			for _, tp := range pr.Targets {
 				if u, err := url.Parse(tp.Endpoint.URL); err == nil && tp.Cloud == dockerCloud && u.Host != "" && u.Host != scraped {
 					prom.SetTargets(t, map[string]map[string]string{u.Host: {"cloud": tp.Cloud}})
+					t.Logf("%s: Prometheus scrapes %s (%s, %s)", name, u.Host, tp.Status, pr.Waves[0].Status)
 					scraped = u.Host
 				}
 			}
@@ -106,6 +110,8 @@ func TestAPrometheusQueryGatesAWave(t *testing.T) {
 	t.Logf("v2 failed as it should: %s", ae.Message())
 	if path := os.Getenv("DRIFT_RECORD_HISTORY"); path != "" {
 		harness.RecordHistory(t, ctx, c, v2.ID, path)
+		// and the canary wave's child workflow beside it
+		harness.RecordHistory(t, ctx, c, v2.ID+"/wave/canary/release", filepath.Join(filepath.Dir(path), "pipeline-wave-child.json"))
 	}
 	an := v2.Waves[0].Analysis
 	if len(an) != 1 || an[0].Passed || an[0].SuccessRatio() < 0.3 || an[0].Prom == nil || len(an[0].Prom.Samples) != 1 {
