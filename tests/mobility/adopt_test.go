@@ -23,20 +23,16 @@ import (
 // one request fails. A release for other services is refused and changes
 // nothing.
 func TestSessionAdoptsAReleaseWithoutARestart(t *testing.T) {
-	docker := harness.Docker(t)
-	stack, c := harness.Temporal(t, "")
-	reg := harness.Registry(t)
-	web1, store1 := harness.CounterImages(t, reg, "v1")
-	web2, store2 := harness.CounterImages(t, reg, "v2")
-	topo := harness.ExampleTopology(t)
-	ws, _ := dockerWorkers(t, c, topo, reg.Host(), allClouds(topo, ""), true)
+	e := counterOnDocker(t, "v1", "v2")
+	docker, stack, c, topo, ws := e.docker, e.stack, e.c, e.topo, e.ws
+	web2, store2 := e.images["v2"][0], e.images["v2"][1]
 
 	const user = "adopt-it"
 	id := names.SessionID(user, "counter")
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	run := startSession(t, ctx, c, id, workflows.SessionInput{
-		User: user, App: counterApp(t, web1, store1), Region: "quartier-latin", Topology: topo,
+		User: user, App: e.app(t, "v1"), Region: "quartier-latin", Topology: topo,
 		Neighbours: topology.Policy{Kind: topology.Adjacency}, PreDeploy: workflows.PreDeployNeighbours,
 		Continuity: workflows.Continuity{Drain: 3 * time.Second},
 	})
@@ -143,20 +139,16 @@ func TestSessionAdoptsAReleaseWithoutARestart(t *testing.T) {
 // retires the old one after its drain. Not one request fails, answers turn
 // from v1 to v2 without a move, and every acknowledged increment is held.
 func TestAQuietSessionGetsTheReleaseWithoutARestart(t *testing.T) {
-	docker := harness.Docker(t)
-	_, c := harness.Temporal(t, "")
-	reg := harness.Registry(t)
-	web1, store1 := harness.CounterImages(t, reg, "v1")
-	web2, store2 := harness.CounterImages(t, reg, "v2")
-	topo := harness.ExampleTopology(t)
-	ws, _ := dockerWorkers(t, c, topo, reg.Host(), allClouds(topo, ""), true)
+	e := counterOnDocker(t, "v1", "v2")
+	docker, c, topo, ws := e.docker, e.c, e.topo, e.ws
+	web2, store2 := e.images["v2"][0], e.images["v2"][1]
 	const user = "quiet-it"
 	id := names.SessionID(user, "counter")
 	t.Cleanup(func() { sweepSessions(t, ws.Runtimes, []string{id}) })
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	run := startSession(t, ctx, c, id, workflows.SessionInput{
-		User: user, App: counterApp(t, web1, store1), Region: "quartier-latin", Topology: topo,
+		User: user, App: e.app(t, "v1"), Region: "quartier-latin", Topology: topo,
 		Neighbours: topology.Policy{Kind: topology.Nearest, N: 1, Metric: topology.Geo}, PreDeploy: workflows.PreDeployNeighbours,
 		Continuity: workflows.Continuity{Drain: 3 * time.Second},
 	})

@@ -518,6 +518,9 @@ func continuityTable(results []modeResult, failovers []time.Duration, took time.
 		}
 		fmt.Fprintf(&b, "\nGoal (warm): zero failed requests — %s (%d); p99 gap ≤ 2 request intervals (40 ms) — %s (%s); no state lost — %s (%d answers saw a reset; %d writes lost).\n",
 			verdict(r.failed == 0), r.failed, verdict(pct(r.gaps, 0.99) <= 2*benchEvery), pct(r.gaps, 0.99).Round(time.Millisecond), verdict(r.lost == 0 && r.writesLost == 0), r.lost, r.writesLost)
+		still := results[len(results)-1] // the client of the instance that never moves
+		fmt.Fprintf(&b, "\nThe machine's own floor, measured at the same time: a client of an instance that never moves saw a longest gap of %s p50, %s p99 in windows as long.\n",
+			pct(still.gaps, 0.5).Round(time.Millisecond), pct(still.gaps, 0.99).Round(time.Millisecond))
 		if r.moves < 100 {
 			fmt.Fprintf(&b, "\nThis run made %d moves per mode, below the issue's ≥100: a shortened run (DRIFT_BENCH_MOVES).\n", r.moves)
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/edgedrift/drift/internal/amsi"
 	"github.com/edgedrift/drift/internal/appspec"
 	drift "github.com/edgedrift/drift/internal/client"
+	"github.com/edgedrift/drift/internal/devstack"
 	"github.com/edgedrift/drift/internal/names"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/topology"
@@ -59,6 +60,39 @@ func dockerWorkers(t *testing.T, c client.Client, topo *topology.Topology, regis
 	stop := sync.OnceFunc(ws.Stop)
 	t.Cleanup(stop)
 	return ws, stop
+}
+
+// counterEnv is what the counter app's tests on Docker share: the engine,
+// an embedded Temporal server, the registry with the counter's images
+// (web and store) of each version asked for, the example topology, and a
+// worker for the central queue and every cloud, all on Docker.
+type counterEnv struct {
+	docker *dockerclient.Client
+	stack  *devstack.Stack
+	c      client.Client
+	topo   *topology.Topology
+	ws     *workerhost.Workers
+	images map[string][2]string // version → web, store
+	reg    string
+}
+
+func counterOnDocker(t *testing.T, versions ...string) counterEnv {
+	e := counterEnv{docker: harness.Docker(t), images: map[string][2]string{}}
+	e.stack, e.c = harness.Temporal(t, "")
+	reg := harness.Registry(t)
+	e.reg = reg.Host()
+	for _, v := range versions {
+		web, store := harness.CounterImages(t, reg, v)
+		e.images[v] = [2]string{web, store}
+	}
+	e.topo = harness.ExampleTopology(t)
+	e.ws, _ = dockerWorkers(t, e.c, e.topo, e.reg, allClouds(e.topo, ""), true)
+	return e
+}
+
+// app is the counter app of version v.
+func (e counterEnv) app(t *testing.T, v string) appspec.AppSpec {
+	return counterApp(t, e.images[v][0], e.images[v][1])
 }
 
 // startSession starts session id of in, ends it when the test does, and
@@ -117,18 +151,14 @@ func tryCount(ctx context.Context, ep runtime.Endpoint) (int, error) {
 // move says so, the old instance still answers right after the switch (it
 // drains), and after Exit nothing labelled as the session's is left.
 func TestStateTransferAndDrainAcrossDockerClouds(t *testing.T) {
-	docker := harness.Docker(t)
-	_, c := harness.Temporal(t, "")
-	reg := harness.Registry(t)
-	web, store := harness.CounterImages(t, reg, "v1")
-	topo := harness.ExampleTopology(t)
-	ws, _ := dockerWorkers(t, c, topo, reg.Host(), allClouds(topo, ""), true)
+	e := counterOnDocker(t, "v1")
+	docker, c, topo, ws := e.docker, e.c, e.topo, e.ws
 
 	id := names.SessionID("state-it", "counter")
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	run := startSession(t, ctx, c, id, workflows.SessionInput{
-		User: "state-it", App: counterApp(t, web, store), Region: "quartier-latin", Topology: topo,
+		User: "state-it", App: e.app(t, "v1"), Region: "quartier-latin", Topology: topo,
 		Neighbours: topology.Policy{Kind: topology.Adjacency}, PreDeploy: workflows.PreDeployNeighbours,
 		Continuity: workflows.Continuity{Drain: 3 * time.Second},
 	})
@@ -261,12 +291,8 @@ const failoverBound = 20 * time.Second
 // within its bound to a warm instance, records why, notifies subscribers,
 // and keeps serving.
 func TestFailoverWhenTheServingInstanceIsKilled(t *testing.T) {
-	docker := harness.Docker(t)
-	_, c := harness.Temporal(t, "")
-	reg := harness.Registry(t)
-	web, store := harness.CounterImages(t, reg, "v1")
-	topo := harness.ExampleTopology(t)
-	ws, _ := dockerWorkers(t, c, topo, reg.Host(), allClouds(topo, ""), true)
+	e := counterOnDocker(t, "v1")
+	docker, c, topo, ws := e.docker, e.c, e.topo, e.ws
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	n := &notices{}
@@ -274,7 +300,7 @@ func TestFailoverWhenTheServingInstanceIsKilled(t *testing.T) {
 
 	id := names.SessionID("failover-it", "counter")
 	run := startSession(t, ctx, c, id, workflows.SessionInput{
-		User: "failover-it", App: counterApp(t, web, store), Region: "quartier-latin", Topology: topo,
+		User: "failover-it", App: e.app(t, "v1"), Region: "quartier-latin", Topology: topo,
 		Neighbours: topology.Policy{Kind: topology.Adjacency}, PreDeploy: workflows.PreDeployNeighbours,
 	})
 	waitWarm(t, ctx, c, id)
@@ -419,18 +445,14 @@ func waitWarm(t *testing.T, ctx context.Context, c client.Client, id string) {
 // acknowledged increment, and the move records say the late writes were
 // carried.
 func TestLateWritesOnHandoverAreKept(t *testing.T) {
-	docker := harness.Docker(t)
-	_, c := harness.Temporal(t, "")
-	reg := harness.Registry(t)
-	web, store := harness.CounterImages(t, reg, "v1")
-	topo := harness.ExampleTopology(t)
-	ws, _ := dockerWorkers(t, c, topo, reg.Host(), allClouds(topo, ""), true)
+	e := counterOnDocker(t, "v1")
+	docker, c, topo, ws := e.docker, e.c, e.topo, e.ws
 	id := names.SessionID("late-it", "counter")
 	t.Cleanup(func() { sweepSessions(t, ws.Runtimes, []string{id}) })
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	run := startSession(t, ctx, c, id, workflows.SessionInput{
-		User: "late-it", App: counterApp(t, web, store), Region: "quartier-latin", Topology: topo,
+		User: "late-it", App: e.app(t, "v1"), Region: "quartier-latin", Topology: topo,
 		Neighbours: topology.Policy{Kind: topology.Nearest, N: 1, Metric: topology.Geo}, PreDeploy: workflows.PreDeployNeighbours,
 		Continuity: workflows.Continuity{Drain: 2 * time.Second},
 	})

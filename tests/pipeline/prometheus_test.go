@@ -14,10 +14,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	drift "github.com/edgedrift/drift/internal/client"
-	"github.com/edgedrift/drift/internal/demo"
 	"github.com/edgedrift/drift/internal/pipelinespec"
-	"github.com/edgedrift/drift/internal/runtime"
-	"github.com/edgedrift/drift/internal/topology"
 	"github.com/edgedrift/drift/tests/harness"
 	"github.com/edgedrift/drift/workflows"
 )
@@ -30,30 +27,11 @@ import (
 // ≤ 0.1) fails the wave, the canary goes back to v1 and the second wave's
 // target is never touched.
 func TestAPrometheusQueryGatesAWave(t *testing.T) {
-	harness.Docker(t)
-	_, c := harness.Temporal(t, "")
-	reg := harness.Registry(t)
+	c, topo, ws, spec, _ := recoveryEnv(t)
 	prom := harness.StartPrometheus(t)
-	topo := harness.ExampleTopology(t)
-	ws := harness.Workers(t, c, topo, reg.Host(), func(cl topology.Cloud) runtime.Config {
-		if cl.ID == dockerCloud {
-			return runtime.Config{Kind: runtime.KindDocker}
-		}
-		return runtime.Config{Kind: runtime.KindProcess}
-	})
-	t.Cleanup(func() { destroyPipelineInstances(t, ws, "hello") })
-	files, err := demo.HelloFiles()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bare, err := demo.GitRepo(context.Background(), t.TempDir(), "hello", files)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 
-	spec := exampleSpec(t, "file://"+bare)
 	spec.Image.Platforms = []string{"linux/amd64"}
 	spec.Deploy.Targets = []pipelinespec.Target{{Cloud: dockerCloud, Verify: pipelinespec.VerifyHTTP}, {Cloud: "edge-latin", Verify: pipelinespec.VerifyHTTP}}
 	most := 0.1
