@@ -123,7 +123,7 @@ func (s *session) finishSpare(ctx workflow.Context) {
 	switch {
 	case sp.err != nil:
 		why = RootMessage(sp.err)
-	case s.st.Phase != "serving" || s.exit || len(s.moves) > 0 || s.st.Serving != sp.inst.Cloud || old == nil:
+	case s.st.Phase != "serving" || s.exit || len(s.moves) > 0 || s.st.Serving != sp.inst.Cloud || old == nil || s.ops[sp.inst.Cloud] != nil:
 		why = "the session moved on meanwhile"
 	case sp.inst.Runs != s.runs():
 		why = "another release was adopted meanwhile"
