@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -122,4 +123,94 @@ func processRuntime(t *testing.T, dataDir, cloud string) *process.Runtime {
 		t.Fatal(err)
 	}
 	return rt
+}
+
+// The worker dies (SIGKILL) while a quiet session's replacement is being
+// deployed beside its serving instance; a new worker finishes it: the
+// cloud ends up with exactly the new release's instance, serving, and
+// nothing else.
+func TestWorkerKilledDuringAQuietReplacement(t *testing.T) {
+	_, driftWorker := harness.Binaries(t)
+	stack, c := harness.Temporal(t, "")
+	reg := harness.Registry(t)
+	v1, v2 := harness.HelloImage(t, reg, "v1"), harness.HelloImage(t, reg, "v2")
+	dataDir := t.TempDir()
+	topoFile := filepath.Join(harness.RepoRoot(), "deploy", "examples", "topology.yaml")
+	worker := func() *harness.Proc {
+		return harness.StartWorker(t, driftWorker, stack.Address(), "--topology", topoFile, "--all-clouds",
+			"--data-dir", dataDir, "--registry", reg.Host())
+	}
+	w := worker()
+	// Every instance takes 3 s to become ready: the replacement's deploy is
+	// slow enough to be interrupted.
+	spec, err := appspec.FromImage("hello", v1, 8080)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Health = "/healthz"
+	spec.Env = map[string]string{"READY_AFTER": "3s"}
+	topo, err := topology.Load(topoFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	const user = "quiet-fault-it"
+	d := drift.New(c)
+	if _, err := d.OpenSession(ctx, drift.Open{User: user, App: spec, Region: "quartier-latin", Topology: topo,
+		Neighbours: topology.Policy{Kind: topology.Adjacency}, PreDeploy: workflows.PreDeployNone}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Adopt(ctx, user, "hello", workflows.AdoptRequest{Release: "v2", Images: map[string]string{"hello": v2}, ReplaceAfter: 2 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	replacement := func() (workflows.SessionState, workflows.MoveRecord) {
+		st, err := d.Session(ctx, user, "hello")
+		if i := slices.IndexFunc(st.Moves, func(r workflows.MoveRecord) bool { return r.Source == workflows.FromReplace }); err == nil && i >= 0 {
+			return st, st.Moves[i]
+		}
+		return st, workflows.MoveRecord{}
+	}
+	for _, r := replacement(); r.Status != workflows.MoveTriggered; _, r = replacement() {
+		if ctx.Err() != nil {
+			t.Fatal("no replacement began")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // the spare is starting, not yet ready
+	if err := syscall.Kill(w.Cmd.Process.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	w.Wait(time.Minute)
+	worker()
+
+	var st workflows.SessionState
+	for r := (workflows.MoveRecord{}); r.Status != workflows.MoveCompleted; st, r = replacement() {
+		if r.Status == workflows.MoveFailed || ctx.Err() != nil {
+			t.Fatalf("replacement %+v", r)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	latin := processRuntime(t, dataDir, "edge-latin")
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) { // the old one drains, then goes
+		in, err := latin.List(ctx, nil)
+		if err == nil && len(in) == 1 && in[0].Name == runtime.InstanceName("hello", user, "edge-latin", "b") && in[0].Image == st.Image {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("edge-latin holds %+v (%v), want only the replacement on %s", in, err, st.Image)
+		}
+	}
+	if n := harness.ProcessesUnder(t, filepath.Join(dataDir, "process", "edge-latin")); n != 1 {
+		t.Fatalf("%d processes run for edge-latin, want 1", n)
+	}
+	if code, _, body := harness.HTTPGet(t, st.Endpoint.URL+"/"); code != 200 || !strings.Contains(body, `"version":"v2"`) {
+		t.Errorf("the serving endpoint answers %d %s", code, body)
+	}
+	if _, err := d.Exit(ctx, user, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	if n := harness.ProcessesUnder(t, dataDir); n != 0 {
+		t.Errorf("%d instance processes still run", n)
+	}
 }
