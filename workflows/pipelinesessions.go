@@ -40,7 +40,7 @@ func (p *pipeline) adoptSessions(ctx workflow.Context) {
 		}
 	}
 	req := activities.ReleaseToSessions{App: p.in.Spec.App, Users: users,
-		AdoptRequest: activities.AdoptRequest{Release: p.pr.ID, Images: images}}
+		AdoptRequest: activities.AdoptRequest{Release: p.pr.ID, Images: images, ReplaceAfter: p.in.Spec.Deploy.SessionsReplaceAfter}}
 	actx := central(ctx, sessionsOptions, fmt.Sprintf("tell the sessions of %s (%s) about this release", p.in.Spec.App, strings.Join(users, ", ")))
 	deploy := &p.pr.Steps[p.idx[StepDeploy]]
 	if err := workflow.ExecuteActivity(actx, sessionActs.AdoptRelease, req).Get(ctx, &p.pr.Sessions); err != nil {

@@ -114,6 +114,10 @@ type Deploy struct {
 	// release once every target runs it ("*": every open one); a failed
 	// rollout leaves them as they were.
 	Sessions []string `yaml:"sessions" json:"sessions,omitempty"`
+	// SessionsReplaceAfter is how long such a session must have had no
+	// move before its serving instance is replaced with the release (0:
+	// the sessions' default; negative: only at its next move).
+	SessionsReplaceAfter time.Duration `yaml:"sessionsReplaceAfter" json:"sessionsReplaceAfter,omitempty"`
 	// App is the orchestration info every target runs (image set per run):
 	// from the compose file when given, else from the fields above.
 	App appspec.AppSpec `yaml:"-" json:"app"`

@@ -44,6 +44,7 @@ func TestAReleaseReachesALiveSessionAtItsNextMove(t *testing.T) {
 	expectVersion(t, before.Endpoint.URL, "v1")
 
 	spec.Deploy.Sessions = []string{user, "nobody-here"}
+	spec.Deploy.SessionsReplaceAfter = -time.Second // at the next move only: this test is about that
 	spec.Image.Platforms = []string{"linux/amd64"}
 	pr := run(t, ctx, c, topo, spec, "adopted")
 	if len(pr.Sessions) != 2 || !pr.Sessions[0].Adopted || pr.Sessions[1].Adopted || pr.Sessions[1].Error != "no open session" {
