@@ -13,6 +13,7 @@ import (
 
 	"github.com/edgedrift/drift/internal/appspec"
 	drift "github.com/edgedrift/drift/internal/client"
+	"github.com/edgedrift/drift/internal/registry"
 	"github.com/edgedrift/drift/internal/runtime"
 	"github.com/edgedrift/drift/internal/runtime/process"
 	"github.com/edgedrift/drift/internal/topology"
@@ -26,30 +27,12 @@ func TestMain(m *testing.M) { harness.Main(m) }
 // worker finishes the move, and the target cloud ends up with exactly one
 // instance, not two.
 func TestWorkerKilledDuringHandover(t *testing.T) {
-	_, driftWorker := harness.Binaries(t)
-	stack, c := harness.Temporal(t, "")
-	reg := harness.Registry(t)
-	image := harness.HelloImage(t, reg, "v1")
-	dataDir := t.TempDir()
-	topoFile := filepath.Join(harness.RepoRoot(), "deploy", "examples", "topology.yaml")
-	worker := func() *harness.Proc {
-		return harness.StartWorker(t, driftWorker, stack.Address(), "--topology", topoFile, "--all-clouds",
-			"--data-dir", dataDir, "--registry", reg.Host())
-	}
+	ws := newWorkerStack(t)
+	c, dataDir, topo, worker := ws.c, ws.dataDir, ws.topo, ws.start
 	w := worker()
-
-	// Every instance takes 3 s to become ready, and nothing is pre-deployed,
-	// so the move below is cold and slow enough to be interrupted.
-	spec, err := appspec.FromImage("hello", image, 8080)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec.Health = "/healthz"
-	spec.Env = map[string]string{"READY_AFTER": "3s"}
-	topo, err := topology.Load(topoFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Nothing is pre-deployed, so the move below is cold and slow enough
+	// to be interrupted.
+	spec := slowHello(t, harness.HelloImage(t, ws.reg, "v1"))
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	const user = "fault-it"
@@ -105,6 +88,46 @@ func TestWorkerKilledDuringHandover(t *testing.T) {
 	}
 }
 
+// workerStack is what the worker fault tests share: a Temporal server,
+// the registry, a data dir and the example topology, served by the real
+// drift-worker binary, which start starts (again).
+type workerStack struct {
+	c       client.Client
+	reg     *registry.Server
+	dataDir string
+	topo    *topology.Topology
+	start   func() *harness.Proc
+}
+
+func newWorkerStack(t *testing.T) workerStack {
+	_, driftWorker := harness.Binaries(t)
+	stack, c := harness.Temporal(t, "")
+	ws := workerStack{c: c, reg: harness.Registry(t), dataDir: t.TempDir()}
+	topoFile := filepath.Join(harness.RepoRoot(), "deploy", "examples", "topology.yaml")
+	topo, err := topology.Load(topoFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws.topo = topo
+	ws.start = func() *harness.Proc {
+		return harness.StartWorker(t, driftWorker, stack.Address(), "--topology", topoFile, "--all-clouds",
+			"--data-dir", ws.dataDir, "--registry", ws.reg.Host())
+	}
+	return ws
+}
+
+// slowHello is the hello app of image, ready only 3 s after it starts: a
+// deploy of it is slow enough to be interrupted.
+func slowHello(t *testing.T, image string) appspec.AppSpec {
+	spec, err := appspec.FromImage("hello", image, 8080)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec.Health = "/healthz"
+	spec.Env = map[string]string{"READY_AFTER": "3s"}
+	return spec
+}
+
 func waitInFlight(t *testing.T, ctx context.Context, c client.Client, user, op string) {
 	t.Helper()
 	for ctx.Err() == nil {
@@ -130,29 +153,11 @@ func processRuntime(t *testing.T, dataDir, cloud string) *process.Runtime {
 // cloud ends up with exactly the new release's instance, serving, and
 // nothing else.
 func TestWorkerKilledDuringAQuietReplacement(t *testing.T) {
-	_, driftWorker := harness.Binaries(t)
-	stack, c := harness.Temporal(t, "")
-	reg := harness.Registry(t)
-	v1, v2 := harness.HelloImage(t, reg, "v1"), harness.HelloImage(t, reg, "v2")
-	dataDir := t.TempDir()
-	topoFile := filepath.Join(harness.RepoRoot(), "deploy", "examples", "topology.yaml")
-	worker := func() *harness.Proc {
-		return harness.StartWorker(t, driftWorker, stack.Address(), "--topology", topoFile, "--all-clouds",
-			"--data-dir", dataDir, "--registry", reg.Host())
-	}
+	ws := newWorkerStack(t)
+	c, dataDir, topo, worker := ws.c, ws.dataDir, ws.topo, ws.start
 	w := worker()
-	// Every instance takes 3 s to become ready: the replacement's deploy is
-	// slow enough to be interrupted.
-	spec, err := appspec.FromImage("hello", v1, 8080)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec.Health = "/healthz"
-	spec.Env = map[string]string{"READY_AFTER": "3s"}
-	topo, err := topology.Load(topoFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v2 := harness.HelloImage(t, ws.reg, "v2")
+	spec := slowHello(t, harness.HelloImage(t, ws.reg, "v1"))
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	const user = "quiet-fault-it"
