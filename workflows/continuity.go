@@ -307,9 +307,7 @@ func (s *session) failOver(ctx workflow.Context) {
 		s.logger.Warn("failing over", "from", d.cloud, "to", target, "why", d.why)
 		m := &moveRequest{region: s.st.Region, cloud: target, arrived: workflow.Now(ctx), failedCloud: d.cloud, reason: "failover: " + d.why}
 		m.id = fmt.Sprintf("failover-%s-%d", shortID(chainID(ctx)), s.st.Events+1)
-		s.record(MoveRecord{ID: m.id, Source: FromFailover, Region: m.region, FromCloud: d.cloud, ToCloud: target, Status: MoveTriggered, ArrivedAt: m.arrived, Reason: m.reason})
-		s.emit(ctx, amsi.Event{Kind: amsi.KindMove, MoveID: m.id, Status: amsi.MoveTriggered, Region: m.region,
-			FromCloud: d.cloud, ToCloud: target, Instance: s.nameOn(target), Reason: m.reason})
+		s.trigger(ctx, MoveRecord{ID: m.id, Source: FromFailover, Region: m.region, FromCloud: d.cloud, ToCloud: target, ArrivedAt: m.arrived, Reason: m.reason}, s.nameOn(target))
 		// It goes first, unless a cold deploy is already under way.
 		at := 0
 		if s.moveInProgress() {

@@ -704,12 +704,26 @@ func (s *session) enqueueMove(ctx workflow.Context, region, id string) *moveRequ
 		source = FromSignal
 		m.id = fmt.Sprintf("signal-%s-%d", shortID(chainID(ctx)), s.st.Events+1)
 	}
-	s.record(MoveRecord{ID: m.id, Source: source, Region: region, FromCloud: s.st.Serving, ToCloud: m.cloud, Status: MoveTriggered, ArrivedAt: m.arrived})
-	s.emit(ctx, amsi.Event{Kind: amsi.KindMove, MoveID: m.id, Status: amsi.MoveTriggered, Region: region,
-		FromCloud: s.st.Serving, ToCloud: m.cloud, Instance: s.nameOn(m.cloud)})
+	s.trigger(ctx, MoveRecord{ID: m.id, Source: source, Region: region, FromCloud: s.st.Serving, ToCloud: m.cloud, ArrivedAt: m.arrived}, s.nameOn(m.cloud))
 	s.moves = append(s.moves, m)
 	s.dirty = true
 	return m
+}
+
+// deployRequest deploys the session's app, with its images now, as
+// instance name on cloud, labelled as the session's.
+func (s *session) deployRequest(cloud, name string) activities.DeployRequest {
+	labels := map[string]string{runtime.LabelWorkflow: s.st.ID, runtime.LabelCloud: cloud}
+	return activities.DeployRequest{Name: name, Spec: s.app().RuntimeSpec(cloud, labels)}
+}
+
+// trigger records move r as TRIGGERED and tells subscribers (instance:
+// the target instance's name).
+func (s *session) trigger(ctx workflow.Context, r MoveRecord, instance string) {
+	r.Status = MoveTriggered
+	s.record(r)
+	s.emit(ctx, amsi.Event{Kind: amsi.KindMove, MoveID: r.ID, Status: amsi.MoveTriggered, Region: r.Region,
+		FromCloud: r.FromCloud, ToCloud: r.ToCloud, Instance: instance, Reason: r.Reason})
 }
 
 // record keeps a move record, the latest RecentMoves of them.
@@ -989,13 +1003,10 @@ func (s *session) finishMove(ctx workflow.Context, m *moveRequest, res MoveResul
 	} else {
 		e.Status, e.Endpoint, e.Warm, e.SwitchTime = amsi.MoveCompleted, res.Endpoint, res.Warm, res.SwitchTime
 	}
-	for i := len(s.st.Moves) - 1; i >= 0; i-- {
-		if r := &s.st.Moves[i]; r.ID == m.id {
-			r.Status, r.FromCloud, r.Warm, r.SwitchTime, r.Endpoint, r.Error, r.FinishedAt =
-				status, m.from, res.Warm, res.SwitchTime, res.Endpoint, e.Error, workflow.Now(ctx)
-			r.ContextTransferState, r.StateError = res.ContextTransferState, res.StateError
-			break
-		}
+	if r := s.moveRecord(m.id); r != nil {
+		r.Status, r.FromCloud, r.Warm, r.SwitchTime, r.Endpoint, r.Error, r.FinishedAt =
+			status, m.from, res.Warm, res.SwitchTime, res.Endpoint, e.Error, workflow.Now(ctx)
+		r.ContextTransferState, r.StateError = res.ContextTransferState, res.StateError
 	}
 	s.emit(ctx, e)
 }
@@ -1123,12 +1134,8 @@ func (s *session) start(ctx workflow.Context, inst *Instance, kind opKind) {
 	}
 	inst.Status, inst.Runs = StatusDeploying, s.runs()
 	inst.Error, inst.NoWorker, inst.Untrusted = "", false, false
-	labels := map[string]string{runtime.LabelWorkflow: s.st.ID, runtime.LabelCloud: cloud}
-	req := activities.DeployRequest{
-		Name:      name,
-		Spec:      s.app().RuntimeSpec(cloud, labels),
-		PreDeploy: inst.Role == RoleWarm,
-	}
+	req := s.deployRequest(cloud, name)
+	req.PreDeploy = inst.Role == RoleWarm
 	verb := "deploy"
 	if req.PreDeploy {
 		verb = "pre-deploy"

@@ -7,7 +7,6 @@ import (
 
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/edgedrift/drift/activities"
 	"github.com/edgedrift/drift/internal/amsi"
 	"github.com/edgedrift/drift/internal/runtime"
 )
@@ -88,19 +87,16 @@ func (s *session) startSpare(ctx workflow.Context, serving *Instance) {
 	sp := &spare{inst: &Instance{Cloud: cloud, Name: name, Role: RoleServe, Status: StatusDeploying, Runs: s.runs()}}
 	sp.move = fmt.Sprintf("replace-%s-%d", shortID(chainID(ctx)), s.st.Events+1)
 	s.spare = sp
-	reason := fmt.Sprintf("release %s replaces %s on the same cloud", firstOf(s.st.Release, "adopted"), serving.Runs)
-	s.record(MoveRecord{ID: sp.move, Source: FromReplace, Region: s.st.Region, FromCloud: cloud, ToCloud: cloud, Status: MoveTriggered,
-		ArrivedAt: workflow.Now(ctx), Reason: reason})
-	s.emit(ctx, amsi.Event{Kind: amsi.KindMove, MoveID: sp.move, Status: amsi.MoveTriggered, Region: s.st.Region,
-		FromCloud: cloud, ToCloud: cloud, Instance: name, Reason: reason})
-	s.logger.Info("replacing the serving instance", "cloud", cloud, "old", serving.Name, "new", name, "release", s.st.Release)
-	labels := map[string]string{runtime.LabelWorkflow: s.st.ID, runtime.LabelCloud: cloud}
-	req := activities.DeployRequest{Name: name, Spec: s.app().RuntimeSpec(cloud, labels)}
+	release := firstOf(s.st.Release, "adopted")
+	s.trigger(ctx, MoveRecord{ID: sp.move, Source: FromReplace, Region: s.st.Region, FromCloud: cloud, ToCloud: cloud,
+		ArrivedAt: workflow.Now(ctx), Reason: fmt.Sprintf("release %s replaces %s on the same cloud", release, serving.Runs)}, name)
+	s.logger.Info("replacing the serving instance", "cloud", cloud, "old", serving.Name, "new", name, "release", release)
+	req := s.deployRequest(cloud, name)
 	fromURL := serving.Endpoint.StateURL
 	c := s.continuityOptions()
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		defer func() { sp.done, s.dirty = true, true }()
-		summary := fmt.Sprintf("deploy %s on %s beside %s (release %s)", s.in.App.Name, cloud, serving.Name, firstOf(s.st.Release, "adopted"))
+		summary := fmt.Sprintf("deploy %s on %s beside %s (release %s)", s.in.App.Name, cloud, serving.Name, release)
 		if sp.err = executeOnCloud(ctx, deployOptions, cloud, summary, cloudActs.DeployInstance, req).Get(ctx, &sp.inst.Endpoint); sp.err != nil {
 			return
 		}

@@ -76,7 +76,10 @@ func Read[P any](ctx context.Context, c *Client, id string) (P, error) {
 	return p, nil
 }
 
-// query asks a running (or recently ended) job for its progress.
+// query asks a running (or recently ended) job for its progress. A
+// pipeline run's is completed with its waves' children's (a run's own
+// progress learns a wave's targets only when the wave ends), so every
+// reader of a run — Follow, Read, the CLI — sees them live.
 func query[P any](ctx context.Context, c *Client, id string) (P, error) {
 	var p P
 	v, err := c.Temporal.QueryWorkflow(ctx, id, "", names.ProgressQuery)
